@@ -1,0 +1,230 @@
+//! Taking in a request body: streamed to a blob (or kept inline when small) while hashing MD5
+//! for the ETag and any flexible checksum, then checked against what the client declared.
+//! Memory use is bounded by one chunk plus the blob writer's buffer, whatever the body's size.
+
+use futures::{Stream, StreamExt};
+use s3s::checksum::ChecksumHasher;
+use s3s::crypto::{Checksum, Md5};
+use s3s::dto::{ChecksumAlgorithm, StreamingBlob};
+use s3s::{S3Error, S3Result, s3_error};
+use valley_store::record::{BlobRef, Checksums, ObjectData};
+use valley_store::{BlobStore, BlobWriter};
+use valley_types::limits::INLINE_OBJECT_BYTES_MAX;
+
+use crate::convert::internal;
+
+/// The checksums a client declared for a body: the algorithm it asked for, and the values it
+/// sent in headers (or, for aws-chunked bodies, in trailers read after the body).
+#[derive(Debug, Default, Clone)]
+pub struct Declared {
+    pub algorithm: Option<ChecksumAlgorithm>,
+    pub crc32: Option<String>,
+    pub crc32c: Option<String>,
+    pub sha1: Option<String>,
+    pub sha256: Option<String>,
+    pub crc64nvme: Option<String>,
+    pub content_md5: Option<String>,
+}
+
+impl Declared {
+    /// Adds values the client sent as trailers of an aws-chunked body.
+    pub fn add_trailers(&mut self, trailers: Option<s3s::TrailingHeaders>) -> S3Result<()> {
+        let Some(trailers) = trailers.and_then(|t| t.take()) else {
+            return Ok(());
+        };
+        let read = |name: &str| -> S3Result<Option<String>> {
+            trailers
+                .get(name)
+                .map(|v| v.to_str().map(str::to_owned).map_err(|_| s3_error!(InvalidArgument, "Malformed {name} trailer")))
+                .transpose()
+        };
+        self.crc32 = read("x-amz-checksum-crc32")?.or(self.crc32.take());
+        self.crc32c = read("x-amz-checksum-crc32c")?.or(self.crc32c.take());
+        self.sha1 = read("x-amz-checksum-sha1")?.or(self.sha1.take());
+        self.sha256 = read("x-amz-checksum-sha256")?.or(self.sha256.take());
+        self.crc64nvme = read("x-amz-checksum-crc64nvme")?.or(self.crc64nvme.take());
+        Ok(())
+    }
+
+    fn hasher(&self) -> S3Result<ChecksumHasher> {
+        let mut h = ChecksumHasher::default();
+        if self.crc32.is_some() {
+            h.crc32 = Some(Default::default());
+        }
+        if self.crc32c.is_some() {
+            h.crc32c = Some(Default::default());
+        }
+        if self.sha1.is_some() {
+            h.sha1 = Some(Default::default());
+        }
+        if self.sha256.is_some() {
+            h.sha256 = Some(Default::default());
+        }
+        if self.crc64nvme.is_some() {
+            h.crc64nvme = Some(Default::default());
+        }
+        if let Some(alg) = &self.algorithm {
+            match alg.as_str() {
+                ChecksumAlgorithm::CRC32 => h.crc32 = Some(Default::default()),
+                ChecksumAlgorithm::CRC32C => h.crc32c = Some(Default::default()),
+                ChecksumAlgorithm::SHA1 => h.sha1 = Some(Default::default()),
+                ChecksumAlgorithm::SHA256 => h.sha256 = Some(Default::default()),
+                ChecksumAlgorithm::CRC64NVME => h.crc64nvme = Some(Default::default()),
+                other => return Err(s3_error!(InvalidArgument, "Unsupported checksum algorithm {other:?}")),
+            }
+        }
+        Ok(h)
+    }
+}
+
+/// A body taken in: where its bytes are, and its digests.
+pub struct Ingested {
+    pub data: ObjectData,
+    pub size: u64,
+    pub md5_hex: String,
+    pub checksums: Checksums,
+}
+
+enum Sink {
+    Buffer(Vec<u8>),
+    Blob(Box<dyn BlobWriter>),
+}
+
+/// Streams `body` into the store. `inline_ok` allows keeping a small body in the metadata
+/// record; `size_max` is the largest body accepted (EntityTooLarge past it).
+pub async fn ingest(
+    blobs: &dyn BlobStore,
+    body: Option<StreamingBlob>,
+    declared: &mut Declared,
+    trailers: Option<s3s::TrailingHeaders>,
+    inline_ok: bool,
+    size_max: u64,
+) -> S3Result<Ingested> {
+    let mut hasher = declared.hasher()?;
+    let mut md5 = Md5::new();
+    let mut size = 0u64;
+    let mut sink = if inline_ok { Sink::Buffer(Vec::new()) } else { Sink::Blob(blobs.create().await.map_err(internal)?) };
+    let outcome = pump(body, &mut sink, &mut hasher, &mut md5, &mut size, blobs, size_max).await;
+    if let Err(e) = outcome {
+        if let Sink::Blob(w) = sink {
+            w.abort().await;
+        }
+        return Err(e);
+    }
+    let md5_digest = md5.finalize();
+    let computed = hasher.finalize();
+    let data = match sink {
+        Sink::Buffer(bytes) => ObjectData::Inline(bytes),
+        Sink::Blob(w) => ObjectData::Blobs(vec![BlobRef { id: w.finish().await.map_err(internal)?, size }]),
+    };
+    let ingested = Ingested {
+        checksums: Checksums {
+            crc32: computed.checksum_crc32,
+            crc32c: computed.checksum_crc32c,
+            sha1: computed.checksum_sha1,
+            sha256: computed.checksum_sha256,
+            crc64nvme: computed.checksum_crc64nvme,
+            composite: false,
+        },
+        data,
+        size,
+        md5_hex: hex::encode(md5_digest),
+    };
+    declared.add_trailers(trailers)?;
+    if let Err(e) = verify(declared, &ingested, &md5_digest) {
+        discard(blobs, &ingested.data).await;
+        return Err(e);
+    }
+    Ok(ingested)
+}
+
+async fn pump(
+    body: Option<StreamingBlob>,
+    sink: &mut Sink,
+    hasher: &mut ChecksumHasher,
+    md5: &mut Md5,
+    size: &mut u64,
+    blobs: &dyn BlobStore,
+    size_max: u64,
+) -> S3Result<()> {
+    let Some(mut body) = body else { return Ok(()) };
+    while let Some(chunk) = next_chunk(&mut body).await? {
+        *size += chunk.len() as u64;
+        if *size > size_max {
+            return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size of {size_max} bytes."));
+        }
+        hasher.update(&chunk);
+        md5.update(&chunk);
+        match sink {
+            Sink::Buffer(buf) if *size <= INLINE_OBJECT_BYTES_MAX => buf.extend_from_slice(&chunk),
+            Sink::Buffer(buf) => {
+                let mut writer = blobs.create().await.map_err(internal)?;
+                writer.write(buf).await.map_err(internal)?;
+                writer.write(&chunk).await.map_err(internal)?;
+                *sink = Sink::Blob(writer);
+            }
+            Sink::Blob(writer) => writer.write(&chunk).await.map_err(internal)?,
+        }
+    }
+    Ok(())
+}
+
+async fn next_chunk<S, E>(body: &mut S) -> S3Result<Option<bytes::Bytes>>
+where
+    S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    match body.next().await {
+        None => Ok(None),
+        Some(Ok(chunk)) => Ok(Some(chunk)),
+        Some(Err(e)) => Err(s3_error!(IncompleteBody, "Reading the request body failed: {e}")),
+    }
+}
+
+fn verify(declared: &Declared, got: &Ingested, md5_digest: &[u8]) -> Result<(), S3Error> {
+    if let Some(content_md5) = &declared.content_md5 {
+        let decoded = base64_decode(content_md5).ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid."))?;
+        if decoded != md5_digest {
+            return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
+        }
+    }
+    let pairs = [
+        ("CRC32", &declared.crc32, &got.checksums.crc32),
+        ("CRC32C", &declared.crc32c, &got.checksums.crc32c),
+        ("SHA1", &declared.sha1, &got.checksums.sha1),
+        ("SHA256", &declared.sha256, &got.checksums.sha256),
+        ("CRC64NVME", &declared.crc64nvme, &got.checksums.crc64nvme),
+    ];
+    for (name, sent, computed) in pairs {
+        if let Some(sent) = sent
+            && Some(sent) != computed.as_ref()
+        {
+            return Err(s3_error!(BadDigest, "The {name} you specified did not match the calculated checksum."));
+        }
+    }
+    Ok(())
+}
+
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
+}
+
+/// Removes the blobs of data that will never be committed.
+pub async fn discard(blobs: &dyn BlobStore, data: &ObjectData) {
+    for blob in data.blobs() {
+        let _ = blobs.delete(&blob.id).await;
+    }
+}
+
+/// Copies a byte stream into a new blob (or inline), computing MD5 and the given checksum.
+pub async fn ingest_stream(
+    blobs: &dyn BlobStore,
+    stream: valley_store::ByteStream,
+    algorithm: Option<ChecksumAlgorithm>,
+    inline_ok: bool,
+) -> S3Result<Ingested> {
+    let wrapped = StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream));
+    let mut declared = Declared { algorithm, ..Declared::default() };
+    ingest(blobs, Some(wrapped), &mut declared, None, inline_ok, u64::MAX).await
+}

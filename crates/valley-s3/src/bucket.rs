@@ -1,0 +1,118 @@
+//! Bucket operations: create, head, list, delete, location, versioning, tagging.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use valley_store::record::Versioning;
+
+use crate::convert::{s3_err, timestamp_of_unix_ns};
+use crate::service::ValleyS3;
+use crate::tags;
+
+pub async fn create(s: &ValleyS3, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+    let input = req.input;
+    let location = input
+        .create_bucket_configuration
+        .and_then(|c| c.location_constraint)
+        .map(|l| l.as_str().to_owned())
+        .filter(|l| !l.is_empty());
+    s.catalog.create_bucket(&input.bucket, location).await.map_err(s3_err)?;
+    Ok(S3Response::new(CreateBucketOutput {
+        location: Some(format!("/{}", input.bucket)),
+        ..Default::default()
+    }))
+}
+
+pub async fn head(s: &ValleyS3, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+    let record = s.catalog.bucket(&req.input.bucket).await.map_err(s3_err)?;
+    Ok(S3Response::new(HeadBucketOutput {
+        bucket_region: Some(record.location.unwrap_or_else(|| s.region.clone())),
+        ..Default::default()
+    }))
+}
+
+pub async fn list(s: &ValleyS3, _req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+    let buckets = s.catalog.list_buckets().await.map_err(s3_err)?;
+    let buckets = buckets
+        .into_iter()
+        .map(|(name, record)| Bucket {
+            name: Some(name),
+            creation_date: Some(timestamp_of_unix_ns(record.created_unix_ns)),
+            bucket_region: Some(record.location.unwrap_or_else(|| s.region.clone())),
+        })
+        .collect();
+    Ok(S3Response::new(ListBucketsOutput {
+        buckets: Some(buckets),
+        owner: Some(s.owner()),
+        ..Default::default()
+    }))
+}
+
+pub async fn delete(s: &ValleyS3, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+    s.catalog.delete_bucket(&req.input.bucket).await.map_err(s3_err)?;
+    Ok(S3Response::new(DeleteBucketOutput {}))
+}
+
+pub async fn location(s: &ValleyS3, req: S3Request<GetBucketLocationInput>) -> S3Result<S3Response<GetBucketLocationOutput>> {
+    let record = s.catalog.bucket(&req.input.bucket).await.map_err(s3_err)?;
+    Ok(S3Response::new(GetBucketLocationOutput {
+        // S3 reports us-east-1 as an empty constraint.
+        location_constraint: record.location.map(BucketLocationConstraint::from),
+    }))
+}
+
+pub async fn get_versioning(s: &ValleyS3, req: S3Request<GetBucketVersioningInput>) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+    let record = s.catalog.bucket(&req.input.bucket).await.map_err(s3_err)?;
+    let status = match record.versioning {
+        Versioning::Unversioned => None,
+        Versioning::Enabled => Some(BucketVersioningStatus::from_static(BucketVersioningStatus::ENABLED)),
+        Versioning::Suspended => Some(BucketVersioningStatus::from_static(BucketVersioningStatus::SUSPENDED)),
+    };
+    Ok(S3Response::new(GetBucketVersioningOutput { status, ..Default::default() }))
+}
+
+pub async fn put_versioning(s: &ValleyS3, req: S3Request<PutBucketVersioningInput>) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+    let input = req.input;
+    let versioning = match input.versioning_configuration.status.as_ref().map(BucketVersioningStatus::as_str) {
+        Some(BucketVersioningStatus::ENABLED) => Versioning::Enabled,
+        Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
+        _ => return Err(s3_error!(MalformedXML, "The versioning Status must be Enabled or Suspended.")),
+    };
+    s.catalog
+        .update_bucket(&input.bucket, move |record| {
+            // A bucket that never had versioning stays unversioned when suspended.
+            if !(versioning == Versioning::Suspended && record.versioning == Versioning::Unversioned) {
+                record.versioning = versioning;
+            }
+        })
+        .await
+        .map_err(s3_err)?;
+    Ok(S3Response::new(PutBucketVersioningOutput {}))
+}
+
+pub async fn get_tagging(s: &ValleyS3, req: S3Request<GetBucketTaggingInput>) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+    let record = s.catalog.bucket(&req.input.bucket).await.map_err(s3_err)?;
+    if record.tags.is_empty() {
+        return Err(s3_error!(NoSuchTagSet, "The TagSet does not exist"));
+    }
+    Ok(S3Response::new(GetBucketTaggingOutput {
+        tag_set: tags::to_tag_set(&record.tags),
+    }))
+}
+
+pub async fn put_tagging(s: &ValleyS3, req: S3Request<PutBucketTaggingInput>) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+    let input = req.input;
+    let pairs = tags::from_tagging(input.tagging, valley_types::limits::BUCKET_TAGS_MAX)?;
+    s.catalog
+        .update_bucket(&input.bucket, move |record| record.tags = pairs)
+        .await
+        .map_err(s3_err)?;
+    Ok(S3Response::new(PutBucketTaggingOutput {}))
+}
+
+pub async fn delete_tagging(s: &ValleyS3, req: S3Request<DeleteBucketTaggingInput>) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+    s.catalog
+        .update_bucket(&req.input.bucket, |record| record.tags.clear())
+        .await
+        .map_err(s3_err)?;
+    Ok(S3Response::new(DeleteBucketTaggingOutput {}))
+}

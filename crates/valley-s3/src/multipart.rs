@@ -1,0 +1,304 @@
+//! Multipart uploads. Parts are blobs; completing an upload commits an object whose data is
+//! the list of its parts' blobs, so no part is copied.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use valley_store::list::{ListItem, ListQuery};
+use valley_store::record::{BlobRef, ObjectData, ObjectHeaders, PartRecord, UploadRecord};
+use valley_types::limits::{PART_NUMBER_MAX, PART_SIZE_BYTES_MAX};
+
+use crate::body::{self, Declared};
+use crate::conditions::{Conditions, write_precondition};
+use crate::convert::{check_key, check_metadata, etag, format_http_date, metadata_pairs, s3_err, timestamp_of_unix_ns};
+use crate::copy;
+use crate::listing::max_keys;
+use crate::service::ValleyS3;
+use crate::tags;
+
+fn part_number_of(n: i32) -> S3Result<u32> {
+    if !(1..=PART_NUMBER_MAX).contains(&n) {
+        return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and {PART_NUMBER_MAX}, inclusive"));
+    }
+    Ok(u32::try_from(n).unwrap_or(1))
+}
+
+fn now_unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+pub async fn create(s: &ValleyS3, req: S3Request<CreateMultipartUploadInput>) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    let input = req.input;
+    check_key(&input.key)?;
+    let headers = ObjectHeaders {
+        content_type: input.content_type.clone(),
+        content_encoding: input.content_encoding.clone(),
+        content_disposition: input.content_disposition.clone(),
+        content_language: input.content_language.clone(),
+        cache_control: input.cache_control.clone(),
+        expires: input.expires.as_ref().and_then(format_http_date),
+        website_redirect_location: input.website_redirect_location.clone(),
+        storage_class: input.storage_class.as_ref().map(|c| c.as_str().to_owned()),
+        user_metadata: metadata_pairs(input.metadata.clone()),
+    };
+    check_metadata(&headers)?;
+    let upload = UploadRecord {
+        upload_id: hex::encode(rand::random::<[u8; 16]>()),
+        created_unix_ns: now_unix_ns(),
+        headers,
+        tags: tags::parse_header(input.tagging.as_deref())?,
+        checksum_algorithm: input.checksum_algorithm.as_ref().map(|a| a.as_str().to_owned()),
+    };
+    let upload_id = upload.upload_id.clone();
+    s.catalog.create_upload(&input.bucket, &input.key, upload).await.map_err(s3_err)?;
+    Ok(S3Response::new(CreateMultipartUploadOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(upload_id),
+        checksum_algorithm: input.checksum_algorithm,
+        ..Default::default()
+    }))
+}
+
+pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+    let trailers = req.trailing_headers;
+    let input = req.input;
+    let number = part_number_of(input.part_number)?;
+    let upload = s.catalog.upload(&input.bucket, &input.key, &input.upload_id).await.map_err(s3_err)?;
+    let mut declared = Declared {
+        algorithm: input
+            .checksum_algorithm
+            .clone()
+            .or_else(|| upload.checksum_algorithm.clone().map(ChecksumAlgorithm::from)),
+        crc32: input.checksum_crc32.clone(),
+        crc32c: input.checksum_crc32c.clone(),
+        sha1: input.checksum_sha1.clone(),
+        sha256: input.checksum_sha256.clone(),
+        crc64nvme: input.checksum_crc64nvme.clone(),
+        content_md5: input.content_md5.clone(),
+    };
+    let ingested = body::ingest(s.catalog.blobs().as_ref(), input.body, &mut declared, trailers, false, PART_SIZE_BYTES_MAX).await?;
+    let ObjectData::Blobs(mut blobs) = ingested.data else {
+        return Err(crate::convert::internal("a part was kept inline"));
+    };
+    let blob = blobs.pop().unwrap_or(BlobRef { id: valley_store::BlobId::random(), size: 0 });
+    let part = PartRecord {
+        etag: ingested.md5_hex.clone(),
+        size: ingested.size,
+        blob,
+        last_modified_unix_ns: now_unix_ns(),
+        checksums: ingested.checksums.clone(),
+    };
+    s.catalog.put_part(&input.bucket, &input.key, &input.upload_id, number, part).await.map_err(s3_err)?;
+    let sums = crate::convert::checksum_fields(&ingested.checksums, true);
+    Ok(S3Response::new(UploadPartOutput {
+        e_tag: Some(etag(&ingested.md5_hex)),
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
+        checksum_crc64nvme: sums.crc64nvme,
+        ..Default::default()
+    }))
+}
+
+/// Parses `bytes=first-last` (both required, inclusive) against the source's size.
+fn copy_range(range: Option<&str>, size: u64) -> S3Result<(u64, u64)> {
+    let Some(range) = range else { return Ok((0, size)) };
+    let bad = || s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy");
+    let spec = range.strip_prefix("bytes=").ok_or_else(bad)?;
+    let (first, last) = spec.split_once('-').ok_or_else(bad)?;
+    let first: u64 = first.trim().parse().map_err(|_| bad())?;
+    let last: u64 = last.trim().parse().map_err(|_| bad())?;
+    if first > last || last >= size {
+        return Err(s3_error!(InvalidRange, "The requested range is not satisfiable"));
+    }
+    Ok((first, last - first + 1))
+}
+
+pub async fn upload_part_copy(s: &ValleyS3, req: S3Request<UploadPartCopyInput>) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let input = req.input;
+    let number = part_number_of(input.part_number)?;
+    let upload = s.catalog.upload(&input.bucket, &input.key, &input.upload_id).await.map_err(s3_err)?;
+    let conditions = Conditions {
+        if_match: input.copy_source_if_match.clone(),
+        if_none_match: input.copy_source_if_none_match.clone(),
+        if_modified_since: input.copy_source_if_modified_since.clone(),
+        if_unmodified_since: input.copy_source_if_unmodified_since.clone(),
+    };
+    let source = copy::resolve(s, &input.copy_source, &conditions).await?;
+    let (offset, len) = copy_range(input.copy_source_range.as_deref(), source.version.size)?;
+    if len > PART_SIZE_BYTES_MAX {
+        return Err(s3_error!(EntityTooLarge, "A part may be at most {PART_SIZE_BYTES_MAX} bytes."));
+    }
+    let stream = s.catalog.read(&source.version, offset, len).await.map_err(s3_err)?;
+    let algorithm = upload.checksum_algorithm.clone().map(ChecksumAlgorithm::from);
+    let ingested = body::ingest_stream(s.catalog.blobs().as_ref(), stream, algorithm, false).await?;
+    let ObjectData::Blobs(mut blobs) = ingested.data else {
+        return Err(crate::convert::internal("a part was kept inline"));
+    };
+    let blob = blobs.pop().unwrap_or(BlobRef { id: valley_store::BlobId::random(), size: 0 });
+    let last_modified = now_unix_ns();
+    let part = PartRecord {
+        etag: ingested.md5_hex.clone(),
+        size: ingested.size,
+        blob,
+        last_modified_unix_ns: last_modified,
+        checksums: ingested.checksums,
+    };
+    s.catalog.put_part(&input.bucket, &input.key, &input.upload_id, number, part).await.map_err(s3_err)?;
+    Ok(S3Response::new(UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(etag(&ingested.md5_hex)),
+            last_modified: Some(timestamp_of_unix_ns(last_modified)),
+            ..Default::default()
+        }),
+        copy_source_version_id: source.version.version_id,
+        ..Default::default()
+    }))
+}
+
+pub async fn list_parts(s: &ValleyS3, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+    let input = req.input;
+    let max = max_keys(input.max_parts)?;
+    let marker = u32::try_from(input.part_number_marker.unwrap_or(0).max(0)).unwrap_or(0);
+    let upload = s.catalog.upload(&input.bucket, &input.key, &input.upload_id).await.map_err(s3_err)?;
+    let (parts, truncated) = s
+        .catalog
+        .list_parts(&input.bucket, &input.key, &input.upload_id, marker, max)
+        .await
+        .map_err(s3_err)?;
+    let next_marker = parts.last().map(|(n, _)| i32::try_from(*n).unwrap_or(0));
+    Ok(S3Response::new(ListPartsOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(input.upload_id),
+        part_number_marker: input.part_number_marker,
+        next_part_number_marker: next_marker,
+        max_parts: Some(i32::try_from(max).unwrap_or(i32::MAX)),
+        is_truncated: Some(truncated),
+        owner: Some(s.owner()),
+        initiator: Some(Initiator { id: s.owner().id, display_name: s.owner().display_name }),
+        storage_class: Some(StorageClass::from(upload.headers.storage_class.unwrap_or_else(|| "STANDARD".into()))),
+        checksum_algorithm: upload.checksum_algorithm.map(ChecksumAlgorithm::from),
+        parts: Some(
+            parts
+                .into_iter()
+                .map(|(n, p)| Part {
+                    part_number: i32::try_from(n).ok(),
+                    e_tag: Some(etag(&p.etag)),
+                    size: i64::try_from(p.size).ok(),
+                    last_modified: Some(timestamp_of_unix_ns(p.last_modified_unix_ns)),
+                    checksum_crc32: p.checksums.crc32,
+                    checksum_crc32c: p.checksums.crc32c,
+                    checksum_sha1: p.checksums.sha1,
+                    checksum_sha256: p.checksums.sha256,
+                    checksum_crc64nvme: p.checksums.crc64nvme,
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    }))
+}
+
+pub async fn complete(s: &ValleyS3, req: S3Request<CompleteMultipartUploadInput>) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let input = req.input;
+    let chosen = input
+        .multipart_upload
+        .and_then(|m| m.parts)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let number = part_number_of(p.part_number.unwrap_or(0))?;
+            let tag = p.e_tag.map(|e| e.value().to_owned()).unwrap_or_default();
+            Ok((number, tag))
+        })
+        .collect::<S3Result<Vec<_>>>()?;
+    if chosen.is_empty() {
+        return Err(s3_error!(MalformedXML, "You must specify at least one part."));
+    }
+    let precondition = write_precondition(input.if_match, input.if_none_match);
+    let stored = s
+        .catalog
+        .complete_upload(&input.bucket, &input.key, &input.upload_id, chosen, precondition)
+        .await
+        .map_err(s3_err)?;
+    Ok(S3Response::new(CompleteMultipartUploadOutput {
+        location: Some(format!("/{}/{}", input.bucket, input.key)),
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        e_tag: Some(etag(&stored.etag)),
+        version_id: stored.version_id,
+        ..Default::default()
+    }))
+}
+
+pub async fn abort(s: &ValleyS3, req: S3Request<AbortMultipartUploadInput>) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+    let input = req.input;
+    s.catalog.abort_upload(&input.bucket, &input.key, &input.upload_id).await.map_err(s3_err)?;
+    Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+}
+
+pub async fn list_uploads(s: &ValleyS3, req: S3Request<ListMultipartUploadsInput>) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    let input = req.input;
+    let max = max_keys(input.max_uploads)?;
+    let query = ListQuery {
+        prefix: input.prefix.clone().unwrap_or_default(),
+        delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
+        marker: input.key_marker.clone().filter(|m| !m.is_empty()),
+        max_keys: max.max(1),
+    };
+    let page = if max == 0 {
+        s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
+        valley_store::list::ListPage { items: Vec::new(), truncated: false }
+    } else {
+        s.catalog
+            .list_uploads(&input.bucket, query, input.upload_id_marker.clone().filter(|m| !m.is_empty()))
+            .await
+            .map_err(s3_err)?
+    };
+    let mut uploads = Vec::new();
+    let mut prefixes = Vec::new();
+    let mut last: Option<(String, Option<String>)> = None;
+    for item in &page.items {
+        match item {
+            ListItem::Entry(key, u) => {
+                last = Some((key.clone(), Some(u.upload_id.clone())));
+                uploads.push(MultipartUpload {
+                    key: Some(key.clone()),
+                    upload_id: Some(u.upload_id.clone()),
+                    initiated: Some(timestamp_of_unix_ns(u.created_unix_ns)),
+                    owner: Some(s.owner()),
+                    initiator: Some(Initiator { id: s.owner().id, display_name: s.owner().display_name }),
+                    storage_class: Some(StorageClass::from(u.headers.storage_class.clone().unwrap_or_else(|| "STANDARD".into()))),
+                    checksum_algorithm: u.checksum_algorithm.clone().map(ChecksumAlgorithm::from),
+                    ..Default::default()
+                });
+            }
+            ListItem::Prefix(p) => {
+                last = Some((p.clone(), None));
+                prefixes.push(CommonPrefix { prefix: Some(p.clone()) });
+            }
+        }
+    }
+    let (next_key, next_upload) = match (page.truncated, last) {
+        (true, Some((k, u))) => (Some(k), u),
+        _ => (None, None),
+    };
+    Ok(S3Response::new(ListMultipartUploadsOutput {
+        bucket: Some(input.bucket),
+        prefix: input.prefix,
+        delimiter: input.delimiter,
+        key_marker: input.key_marker,
+        upload_id_marker: input.upload_id_marker,
+        max_uploads: Some(i32::try_from(max).unwrap_or(i32::MAX)),
+        is_truncated: Some(page.truncated),
+        next_key_marker: next_key,
+        next_upload_id_marker: next_upload,
+        uploads: Some(uploads),
+        common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    }))
+}

@@ -1,0 +1,273 @@
+//! Single-object operations: PUT, GET, HEAD, DELETE and batch DELETE.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use valley_store::record::{ObjectHeaders, ObjectVersion};
+use valley_types::limits::{DELETE_OBJECTS_KEYS_MAX, PART_SIZE_BYTES_MAX};
+
+use crate::body::{self, Declared};
+use crate::conditions::{Conditions, write_precondition};
+use crate::convert::{check_key, check_metadata, checksum_fields, etag, format_http_date, metadata_pairs, s3_err, timestamp_of_unix_ns};
+use crate::service::ValleyS3;
+use crate::tags;
+
+pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    let trailers = req.trailing_headers;
+    let input = req.input;
+    check_key(&input.key)?;
+    if let Some(class) = &input.storage_class
+        && !matches!(class.as_str(), "STANDARD" | "REDUCED_REDUNDANCY" | "STANDARD_IA" | "ONEZONE_IA" | "INTELLIGENT_TIERING" | "GLACIER_IR")
+    {
+        return Err(s3_error!(InvalidStorageClass, "The storage class you specified is not valid."));
+    }
+    let headers = ObjectHeaders {
+        content_type: input.content_type.clone(),
+        content_encoding: input.content_encoding.clone(),
+        content_disposition: input.content_disposition.clone(),
+        content_language: input.content_language.clone(),
+        cache_control: input.cache_control.clone(),
+        expires: input.expires.as_ref().and_then(format_http_date),
+        website_redirect_location: input.website_redirect_location.clone(),
+        storage_class: input.storage_class.as_ref().map(|c| c.as_str().to_owned()),
+        user_metadata: metadata_pairs(input.metadata.clone()),
+    };
+    check_metadata(&headers)?;
+    let object_tags = tags::parse_header(input.tagging.as_deref())?;
+    // Refuse early, before taking in the body, when the bucket is missing.
+    s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
+    let mut declared = Declared {
+        algorithm: input.checksum_algorithm.clone(),
+        crc32: input.checksum_crc32.clone(),
+        crc32c: input.checksum_crc32c.clone(),
+        sha1: input.checksum_sha1.clone(),
+        sha256: input.checksum_sha256.clone(),
+        crc64nvme: input.checksum_crc64nvme.clone(),
+        content_md5: input.content_md5.clone(),
+    };
+    let ingested = body::ingest(s.catalog.blobs().as_ref(), input.body, &mut declared, trailers, true, PART_SIZE_BYTES_MAX).await?;
+    let version = ObjectVersion {
+        version_id: None,
+        hlc: 0,
+        delete_marker: false,
+        size: ingested.size,
+        etag: ingested.md5_hex,
+        data: ingested.data,
+        headers,
+        checksums: ingested.checksums,
+        tags: object_tags,
+        part_sizes: Vec::new(),
+    };
+    let precondition = write_precondition(input.if_match, input.if_none_match);
+    let stored = s.catalog.put_object(&input.bucket, &input.key, version, precondition).await.map_err(s3_err)?;
+    let sums = checksum_fields(&stored.checksums, true);
+    Ok(S3Response::new(PutObjectOutput {
+        e_tag: Some(etag(&stored.etag)),
+        version_id: stored.version_id,
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
+        checksum_crc64nvme: sums.crc64nvme,
+        checksum_type: sums.checksum_type,
+        size: i64::try_from(stored.size).ok(),
+        ..Default::default()
+    }))
+}
+
+/// Looks up the version a GET or HEAD names. A delete marker named by version id is 405, as S3.
+async fn lookup(s: &ValleyS3, bucket: &str, key: &str, version_id: Option<&str>) -> S3Result<ObjectVersion> {
+    check_key(key)?;
+    let version = s.catalog.object(bucket, key, version_id).await.map_err(s3_err)?;
+    if version.delete_marker {
+        let mut err = s3_error!(MethodNotAllowed, "The specified method is not allowed against this resource.");
+        let mut h = http::HeaderMap::new();
+        h.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
+        err.set_headers(h);
+        return Err(err);
+    }
+    Ok(version)
+}
+
+/// The byte range a GET (or HEAD) asks for, from `Range` or `partNumber`.
+fn select_range(version: &ObjectVersion, range: Option<&Range>, part_number: Option<i32>) -> S3Result<Option<std::ops::Range<u64>>> {
+    if let Some(n) = part_number {
+        if range.is_some() {
+            return Err(s3_error!(InvalidRequest, "Cannot specify both Range and partNumber."));
+        }
+        let index = usize::try_from(n).ok().and_then(|n| n.checked_sub(1));
+        if version.part_sizes.is_empty() {
+            return if n == 1 { Ok(None) } else { Err(invalid_part_number()) };
+        }
+        let index = index.filter(|i| *i < version.part_sizes.len()).ok_or_else(|| invalid_part_number())?;
+        let start: u64 = version.part_sizes[..index].iter().sum();
+        return Ok(Some(start..start + version.part_sizes[index]));
+    }
+    match range {
+        None => Ok(None),
+        Some(r) => r
+            .check(version.size)
+            .map(Some)
+            .map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable")),
+    }
+}
+
+pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    let input = req.input;
+    let version = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    Conditions {
+        if_match: input.if_match,
+        if_none_match: input.if_none_match,
+        if_modified_since: input.if_modified_since,
+        if_unmodified_since: input.if_unmodified_since,
+    }
+    .check_read(&version.etag, version.hlc)?;
+    let range = select_range(&version, input.range.as_ref(), input.part_number)?;
+    let (start, len) = match &range {
+        Some(r) => (r.start, r.end - r.start),
+        None => (0, version.size),
+    };
+    let stream = s.catalog.read(&version, start, len).await.map_err(s3_err)?;
+    let whole = range.is_none();
+    let sums = checksum_fields(&version.checksums, whole && input.checksum_mode.is_some());
+    let h = &version.headers;
+    Ok(S3Response::new(GetObjectOutput {
+        body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream))),
+        content_length: i64::try_from(len).ok(),
+        content_range: range.as_ref().map(|r| format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), version.size)),
+        accept_ranges: Some("bytes".into()),
+        last_modified: Some(timestamp_of_unix_ns(version.hlc)),
+        e_tag: Some(etag(&version.etag)),
+        version_id: version.version_id.clone(),
+        metadata: crate::convert::metadata_map(&h.user_metadata),
+        content_type: h.content_type.clone().or_else(|| Some("binary/octet-stream".into())),
+        content_encoding: h.content_encoding.clone(),
+        content_disposition: h.content_disposition.clone(),
+        content_language: h.content_language.clone(),
+        cache_control: h.cache_control.clone(),
+        expires: h.expires.as_deref().and_then(crate::convert::parse_http_date),
+        website_redirect_location: h.website_redirect_location.clone(),
+        storage_class: h.storage_class.clone().map(StorageClass::from),
+        tag_count: (!version.tags.is_empty()).then(|| i32::try_from(version.tags.len()).unwrap_or(i32::MAX)),
+        parts_count: input.part_number.and_then(|_| i32::try_from(version.part_sizes.len().max(1)).ok()),
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
+        checksum_crc64nvme: sums.crc64nvme,
+        checksum_type: sums.checksum_type,
+        ..Default::default()
+    }))
+}
+
+pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    let input = req.input;
+    let version = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    Conditions {
+        if_match: input.if_match,
+        if_none_match: input.if_none_match,
+        if_modified_since: input.if_modified_since,
+        if_unmodified_since: input.if_unmodified_since,
+    }
+    .check_read(&version.etag, version.hlc)?;
+    let range = select_range(&version, input.range.as_ref(), input.part_number)?;
+    let len = range.as_ref().map_or(version.size, |r| r.end - r.start);
+    let sums = checksum_fields(&version.checksums, input.checksum_mode.is_some());
+    let h = &version.headers;
+    Ok(S3Response::new(HeadObjectOutput {
+        content_length: i64::try_from(len).ok(),
+        content_range: range.as_ref().map(|r| format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), version.size)),
+        accept_ranges: Some("bytes".into()),
+        last_modified: Some(timestamp_of_unix_ns(version.hlc)),
+        e_tag: Some(etag(&version.etag)),
+        version_id: version.version_id.clone(),
+        metadata: crate::convert::metadata_map(&h.user_metadata),
+        content_type: h.content_type.clone().or_else(|| Some("binary/octet-stream".into())),
+        content_encoding: h.content_encoding.clone(),
+        content_disposition: h.content_disposition.clone(),
+        content_language: h.content_language.clone(),
+        cache_control: h.cache_control.clone(),
+        expires: h.expires.as_deref().and_then(crate::convert::parse_http_date),
+        website_redirect_location: h.website_redirect_location.clone(),
+        storage_class: h.storage_class.clone().map(StorageClass::from),
+        parts_count: input.part_number.and_then(|_| i32::try_from(version.part_sizes.len().max(1)).ok()),
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
+        checksum_crc64nvme: sums.crc64nvme,
+        checksum_type: sums.checksum_type,
+        ..Default::default()
+    }))
+}
+
+pub async fn delete(s: &ValleyS3, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    let input = req.input;
+    check_key(&input.key)?;
+    let outcome = s
+        .catalog
+        .delete_object(&input.bucket, &input.key, input.version_id.as_deref())
+        .await
+        .map_err(s3_err)?;
+    Ok(S3Response::new(DeleteObjectOutput {
+        delete_marker: outcome.delete_marker.then_some(true),
+        version_id: outcome.version_id.or_else(|| outcome.delete_marker.then(|| "null".to_owned())),
+        ..Default::default()
+    }))
+}
+
+pub async fn delete_many(s: &ValleyS3, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    let input = req.input;
+    let objects = input.delete.objects;
+    if objects.len() > DELETE_OBJECTS_KEYS_MAX {
+        return Err(s3_error!(MalformedXML, "A DeleteObjects request names at most {DELETE_OBJECTS_KEYS_MAX} keys."));
+    }
+    s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
+    let quiet = input.delete.quiet.unwrap_or(false);
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for object in objects {
+        let result = match check_key(&object.key) {
+            Err(e) => Err(e),
+            Ok(()) => s
+                .catalog
+                .delete_object(&input.bucket, &object.key, object.version_id.as_deref())
+                .await
+                .map_err(s3_err),
+        };
+        match result {
+            Ok(outcome) => {
+                if !quiet {
+                    let marker_version = outcome.delete_marker.then(|| outcome.version_id.clone().unwrap_or_else(|| "null".into()));
+                    deleted.push(DeletedObject {
+                        key: Some(object.key),
+                        version_id: object.version_id,
+                        delete_marker: outcome.delete_marker.then_some(true),
+                        delete_marker_version_id: marker_version,
+                    });
+                }
+            }
+            Err(e) => errors.push(Error {
+                key: Some(object.key),
+                version_id: object.version_id,
+                code: Some(e.code().as_str().to_owned()),
+                message: e.message().map(str::to_owned),
+            }),
+        }
+    }
+    Ok(S3Response::new(DeleteObjectsOutput {
+        deleted: Some(deleted),
+        errors: (!errors.is_empty()).then_some(errors),
+        ..Default::default()
+    }))
+}
+
+
+/// S3's InvalidPartNumber (416), which s3s's generated codes lack.
+fn invalid_part_number() -> s3s::S3Error {
+    let mut err = s3s::S3Error::with_message(
+        s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+        "The requested partnumber is not satisfiable",
+    );
+    err.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+    err
+}

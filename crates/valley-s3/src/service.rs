@@ -1,0 +1,147 @@
+//! [`ValleyS3`]: the S3 trait, each operation delegated to its module.
+
+use s3s::dto::*;
+use s3s::{S3, S3Request, S3Response, S3Result};
+use valley_store::Catalog;
+
+use crate::convert::s3_err;
+use crate::{bucket, copy, listing, multipart, object, tags};
+
+/// The S3 API of one hub, over its catalog.
+pub struct ValleyS3 {
+    pub(crate) catalog: Catalog,
+    /// The region name this hub answers to (clients may also sign for `us-east-1`).
+    pub(crate) region: String,
+    owner_id: String,
+}
+
+impl ValleyS3 {
+    #[must_use]
+    pub fn new(catalog: Catalog, region: impl Into<String>, owner_id: impl Into<String>) -> Self {
+        Self {
+            catalog,
+            region: region.into(),
+            owner_id: owner_id.into(),
+        }
+    }
+
+    pub(crate) fn owner(&self) -> Owner {
+        Owner {
+            id: Some(self.owner_id.clone()),
+            display_name: Some(self.owner_id.clone()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for ValleyS3 {
+    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        bucket::create(self, req).await
+    }
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        bucket::head(self, req).await
+    }
+    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        bucket::list(self, req).await
+    }
+    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        bucket::delete(self, req).await
+    }
+    async fn get_bucket_location(&self, req: S3Request<GetBucketLocationInput>) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        bucket::location(self, req).await
+    }
+    async fn get_bucket_versioning(&self, req: S3Request<GetBucketVersioningInput>) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        bucket::get_versioning(self, req).await
+    }
+    async fn put_bucket_versioning(&self, req: S3Request<PutBucketVersioningInput>) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        bucket::put_versioning(self, req).await
+    }
+    async fn get_bucket_tagging(&self, req: S3Request<GetBucketTaggingInput>) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        bucket::get_tagging(self, req).await
+    }
+    async fn put_bucket_tagging(&self, req: S3Request<PutBucketTaggingInput>) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        bucket::put_tagging(self, req).await
+    }
+    async fn delete_bucket_tagging(&self, req: S3Request<DeleteBucketTaggingInput>) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        bucket::delete_tagging(self, req).await
+    }
+
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        object::put(self, req).await
+    }
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        object::get(self, req).await
+    }
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        object::head(self, req).await
+    }
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        object::delete(self, req).await
+    }
+    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        object::delete_many(self, req).await
+    }
+    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        copy::copy_object(self, req).await
+    }
+
+    async fn get_object_tagging(&self, req: S3Request<GetObjectTaggingInput>) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let input = req.input;
+        let version = self.catalog.object(&input.bucket, &input.key, input.version_id.as_deref()).await.map_err(s3_err)?;
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            tag_set: tags::to_tag_set(&version.tags),
+            version_id: version.version_id,
+        }))
+    }
+    async fn put_object_tagging(&self, req: S3Request<PutObjectTaggingInput>) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let input = req.input;
+        let pairs = tags::from_tagging(input.tagging, valley_types::limits::OBJECT_TAGS_MAX)?;
+        let version_id = self
+            .catalog
+            .set_object_tags(&input.bucket, &input.key, input.version_id.as_deref(), pairs)
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(PutObjectTaggingOutput { version_id }))
+    }
+    async fn delete_object_tagging(&self, req: S3Request<DeleteObjectTaggingInput>) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let input = req.input;
+        let version_id = self
+            .catalog
+            .set_object_tags(&input.bucket, &input.key, input.version_id.as_deref(), Vec::new())
+            .await
+            .map_err(s3_err)?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput { version_id }))
+    }
+
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        listing::list_v1(self, req).await
+    }
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        listing::list_v2(self, req).await
+    }
+    async fn list_object_versions(&self, req: S3Request<ListObjectVersionsInput>) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        listing::list_versions(self, req).await
+    }
+
+    async fn create_multipart_upload(&self, req: S3Request<CreateMultipartUploadInput>) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        multipart::create(self, req).await
+    }
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        multipart::upload_part(self, req).await
+    }
+    async fn upload_part_copy(&self, req: S3Request<UploadPartCopyInput>) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        multipart::upload_part_copy(self, req).await
+    }
+    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        multipart::list_parts(self, req).await
+    }
+    async fn complete_multipart_upload(&self, req: S3Request<CompleteMultipartUploadInput>) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        multipart::complete(self, req).await
+    }
+    async fn abort_multipart_upload(&self, req: S3Request<AbortMultipartUploadInput>) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        multipart::abort(self, req).await
+    }
+    async fn list_multipart_uploads(&self, req: S3Request<ListMultipartUploadsInput>) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        multipart::list_uploads(self, req).await
+    }
+}

@@ -1,0 +1,772 @@
+//! The bucket and object model, written once over [`MetaStore`] and [`BlobStore`].
+//!
+//! Every mutation is one metadata transaction, and that commit is the single point at which it
+//! becomes visible. Blobs are written (and made durable) before the commit that names them, and
+//! removed only after the commit that stops naming them; a crash in between leaves an orphan
+//! blob, never a dangling reference, and [`Catalog::collect_orphans`] removes orphans at start.
+
+use std::sync::{Arc, Mutex};
+
+use futures::{StreamExt, TryStreamExt};
+
+use md5::{Digest, Md5};
+use valley_types::HlcClock;
+use valley_types::limits::PART_SIZE_BYTES_MIN;
+
+use crate::blob::{BlobStore, ByteStream};
+use crate::codec::{decode, encode};
+use crate::error::{StoreError, StoreResult};
+use crate::keys;
+use crate::list::{self, ListPage, ListQuery, VersionEntry};
+use crate::meta::{MetaStore, ReadTxn, Table, WriteTxn};
+use crate::record::{
+    BlobRef, BucketRecord, ObjectData, ObjectVersion, PartRecord, UploadRecord, Versioning,
+};
+
+/// A check run inside the write transaction against the key's current version (`None` when
+/// the key has none, or its latest is a delete marker); an error aborts the write.
+pub type Precondition = Box<dyn FnOnce(Option<&ObjectVersion>) -> StoreResult<()> + Send>;
+
+/// What a DeleteObject did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// The version removed, or the delete marker created (`None` for the null version).
+    pub version_id: Option<String>,
+    /// A delete marker was created, or the version removed was one.
+    pub delete_marker: bool,
+}
+
+#[derive(Clone)]
+pub struct Catalog {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    clock: Arc<HlcClock>,
+}
+
+fn now_unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Runs a write job that produces a value.
+fn write_with<R: Send + 'static>(
+    meta: &dyn MetaStore,
+    job: impl FnOnce(&mut dyn WriteTxn) -> StoreResult<R> + Send + 'static,
+) -> StoreResult<R> {
+    let slot = Arc::new(Mutex::new(None));
+    let out = slot.clone();
+    meta.write(Box::new(move |txn| {
+        let value = job(txn)?;
+        if let Ok(mut slot) = out.lock() {
+            *slot = Some(value);
+        }
+        Ok(())
+    }))?;
+    let value = slot.lock().ok().and_then(|mut s| s.take());
+    value.ok_or_else(|| StoreError::Meta("write job produced no result".into()))
+}
+
+fn load_bucket(txn: &dyn ReadTxn, bucket: &str) -> StoreResult<BucketRecord> {
+    match txn.get(Table::Buckets, bucket.as_bytes())? {
+        Some(raw) => decode("bucket", &raw),
+        None => Err(StoreError::NoSuchBucket(bucket.to_owned())),
+    }
+}
+
+/// All versions of a key, newest first, with their raw table keys.
+fn versions_of(txn: &dyn ReadTxn, bucket: &str, key: &str) -> StoreResult<Vec<(Vec<u8>, ObjectVersion)>> {
+    let mut out = Vec::new();
+    let end = keys::object_end(bucket, key);
+    let mut cursor = keys::object_prefix(bucket, key);
+    loop {
+        let batch = txn.scan(Table::Versions, &cursor, Some(&end), 256)?;
+        let Some(last) = batch.last() else { break };
+        let mut next = last.0.clone();
+        next.push(0);
+        for (raw, value) in batch {
+            out.push((raw, decode("object version", &value)?));
+        }
+        cursor = next;
+    }
+    Ok(out)
+}
+
+fn latest_of(txn: &dyn ReadTxn, bucket: &str, key: &str) -> StoreResult<Option<ObjectVersion>> {
+    let first = txn.scan(
+        Table::Versions,
+        &keys::object_prefix(bucket, key),
+        Some(&keys::object_end(bucket, key)),
+        1,
+    )?;
+    first
+        .into_iter()
+        .next()
+        .map(|(_, value)| decode("object version", &value))
+        .transpose()
+}
+
+/// Finds one version by id (`"null"` is the null version), with its raw table key.
+fn find_version(
+    txn: &dyn ReadTxn,
+    bucket: &str,
+    key: &str,
+    version_id: &str,
+) -> StoreResult<Option<(Vec<u8>, ObjectVersion)>> {
+    if version_id == "null" {
+        return Ok(versions_of(txn, bucket, key)?
+            .into_iter()
+            .find(|(_, v)| v.version_id.is_none()));
+    }
+    let Some(hlc) = keys::hlc_of_version_id(version_id) else {
+        return Ok(None);
+    };
+    let raw = keys::version_key(bucket, key, hlc);
+    match txn.get(Table::Versions, &raw)? {
+        Some(value) => {
+            let version: ObjectVersion = decode("object version", &value)?;
+            Ok((version.version_id.as_deref() == Some(version_id)).then_some((raw, version)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Removes the null version of a key, if any, returning the blobs it held.
+fn remove_null_version(txn: &mut dyn WriteTxn, bucket: &str, key: &str) -> StoreResult<Vec<BlobRef>> {
+    let mut freed = Vec::new();
+    for (raw, version) in versions_of(txn, bucket, key)? {
+        if version.version_id.is_none() {
+            txn.delete(Table::Versions, &raw);
+            freed.extend_from_slice(version.data.blobs());
+        }
+    }
+    Ok(freed)
+}
+
+/// Inserts `version` as the newest of `key`, under the bucket's versioning rules; returns the
+/// stored version and the blobs of any version it replaced.
+fn insert_version(
+    txn: &mut dyn WriteTxn,
+    clock: &HlcClock,
+    bucket: &str,
+    key: &str,
+    mut version: ObjectVersion,
+) -> StoreResult<(ObjectVersion, Vec<BlobRef>)> {
+    let record = load_bucket(txn, bucket)?;
+    let hlc = clock.now().0;
+    version.hlc = hlc;
+    let freed = if record.versioning == Versioning::Enabled {
+        version.version_id = Some(keys::version_id_of(hlc));
+        Vec::new()
+    } else {
+        version.version_id = None;
+        remove_null_version(txn, bucket, key)?
+    };
+    txn.put(Table::Versions, &keys::version_key(bucket, key, hlc), &encode(&version));
+    Ok((version, freed))
+}
+
+impl Catalog {
+    #[must_use]
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>) -> Self {
+        Self {
+            meta,
+            blobs,
+            clock: Arc::new(HlcClock::new()),
+        }
+    }
+
+    #[must_use]
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// Runs blocking metadata work off the async executor.
+    async fn blocking<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn MetaStore, Arc<HlcClock>) -> StoreResult<R> + Send + 'static,
+    ) -> StoreResult<R> {
+        let meta = self.meta.clone();
+        let clock = self.clock.clone();
+        tokio::task::spawn_blocking(move || work(meta.as_ref(), clock))
+            .await
+            .map_err(|e| StoreError::Meta(format!("metadata task failed: {e}")))?
+    }
+
+    async fn free(&self, blobs: Vec<BlobRef>) {
+        for blob in blobs {
+            if let Err(e) = self.blobs.delete(&blob.id).await {
+                tracing::warn!(blob = %blob.id, error = %e, "could not remove a freed blob; it will be collected at next start");
+            }
+        }
+    }
+
+    // ---- buckets ----
+
+    pub async fn create_bucket(&self, bucket: &str, location: Option<String>) -> StoreResult<()> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |meta, _| {
+            write_with(meta, move |txn| {
+                if txn.get(Table::Buckets, bucket.as_bytes())?.is_some() {
+                    return Err(StoreError::BucketExists(bucket));
+                }
+                let record = BucketRecord {
+                    created_unix_ns: now_unix_ns(),
+                    location,
+                    versioning: Versioning::Unversioned,
+                    tags: Vec::new(),
+                };
+                txn.put(Table::Buckets, bucket.as_bytes(), &encode(&record));
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub async fn bucket(&self, bucket: &str) -> StoreResult<BucketRecord> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |meta, _| load_bucket(meta.snapshot()?.as_ref(), &bucket))
+            .await
+    }
+
+    pub async fn list_buckets(&self) -> StoreResult<Vec<(String, BucketRecord)>> {
+        self.blocking(|meta, _| {
+            let snapshot = meta.snapshot()?;
+            let mut out = Vec::new();
+            let mut cursor = Vec::new();
+            loop {
+                let batch = snapshot.scan(Table::Buckets, &cursor, None, 256)?;
+                let Some(last) = batch.last() else { break };
+                let mut next = last.0.clone();
+                next.push(0);
+                for (name, value) in batch {
+                    let name = String::from_utf8(name).map_err(|e| StoreError::Corrupt {
+                        what: "bucket name",
+                        detail: e.to_string(),
+                    })?;
+                    out.push((name, decode("bucket", &value)?));
+                }
+                cursor = next;
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn delete_bucket(&self, bucket: &str) -> StoreResult<()> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |meta, _| {
+            write_with(meta, move |txn| {
+                load_bucket(txn, &bucket)?;
+                let start = keys::bucket_prefix(&bucket);
+                let end = keys::bucket_end(&bucket);
+                for table in [Table::Versions, Table::Uploads] {
+                    if !txn.scan(table, &start, Some(&end), 1)?.is_empty() {
+                        return Err(StoreError::BucketNotEmpty(bucket));
+                    }
+                }
+                txn.delete(Table::Buckets, bucket.as_bytes());
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Changes a bucket's record (versioning, tags) in one transaction.
+    pub async fn update_bucket(
+        &self,
+        bucket: &str,
+        change: impl FnOnce(&mut BucketRecord) + Send + 'static,
+    ) -> StoreResult<()> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |meta, _| {
+            write_with(meta, move |txn| {
+                let mut record = load_bucket(txn, &bucket)?;
+                change(&mut record);
+                txn.put(Table::Buckets, bucket.as_bytes(), &encode(&record));
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    // ---- objects ----
+
+    /// A version of an object: the latest when `version_id` is `None`. A latest version that is
+    /// a delete marker is [`StoreError::DeleteMarker`]; a delete marker asked for by id is
+    /// returned as it is, for the caller to answer as S3 does.
+    pub async fn object(&self, bucket: &str, key: &str, version_id: Option<&str>) -> StoreResult<ObjectVersion> {
+        let (bucket, key, version_id) = (bucket.to_owned(), key.to_owned(), version_id.map(str::to_owned));
+        self.blocking(move |meta, _| {
+            let snapshot = meta.snapshot()?;
+            load_bucket(snapshot.as_ref(), &bucket)?;
+            match version_id {
+                Some(id) => find_version(snapshot.as_ref(), &bucket, &key, &id)?
+                    .map(|(_, v)| v)
+                    .ok_or(StoreError::NoSuchVersion(id)),
+                None => match latest_of(snapshot.as_ref(), &bucket, &key)? {
+                    Some(v) if v.delete_marker => Err(StoreError::DeleteMarker(key)),
+                    Some(v) => Ok(v),
+                    None => Err(StoreError::NoSuchKey(key)),
+                },
+            }
+        })
+        .await
+    }
+
+    /// Stores a new version of `key` (its data already durable in the blob store), if
+    /// `precondition` holds. On any failure the new version's blobs are removed.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: ObjectVersion,
+        precondition: Option<Precondition>,
+    ) -> StoreResult<ObjectVersion> {
+        let new_blobs = version.data.blobs().to_vec();
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let result = self
+            .blocking(move |meta, clock| {
+                write_with(meta, move |txn| {
+                    if let Some(check) = precondition {
+                        let current = latest_of(txn, &bucket, &key)?.filter(|v| !v.delete_marker);
+                        check(current.as_ref())?;
+                    }
+                    insert_version(txn, &clock, &bucket, &key, version)
+                })
+            })
+            .await;
+        match result {
+            Ok((stored, freed)) => {
+                self.free(freed).await;
+                Ok(stored)
+            }
+            Err(e) => {
+                self.free(new_blobs).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes as S3 DeleteObject does: without a version id, removes the null version
+    /// (unversioned), or adds a delete marker (versioning enabled or suspended); with one,
+    /// removes exactly that version. Deleting what does not exist succeeds.
+    pub async fn delete_object(&self, bucket: &str, key: &str, version_id: Option<&str>) -> StoreResult<DeleteOutcome> {
+        let (bucket, key, version_id) = (bucket.to_owned(), key.to_owned(), version_id.map(str::to_owned));
+        let (outcome, freed) = self
+            .blocking(move |meta, clock| {
+                write_with(meta, move |txn| {
+                    let record = load_bucket(txn, &bucket)?;
+                    if let Some(id) = version_id {
+                        let Some((raw, version)) = find_version(txn, &bucket, &key, &id)? else {
+                            return Ok((DeleteOutcome { version_id: Some(id), delete_marker: false }, Vec::new()));
+                        };
+                        txn.delete(Table::Versions, &raw);
+                        let outcome = DeleteOutcome { version_id: Some(id), delete_marker: version.delete_marker };
+                        return Ok((outcome, version.data.blobs().to_vec()));
+                    }
+                    match record.versioning {
+                        Versioning::Unversioned => {
+                            let freed = remove_null_version(txn, &bucket, &key)?;
+                            Ok((DeleteOutcome::default(), freed))
+                        }
+                        Versioning::Enabled | Versioning::Suspended => {
+                            let marker = ObjectVersion {
+                                version_id: None,
+                                hlc: 0,
+                                delete_marker: true,
+                                size: 0,
+                                etag: String::new(),
+                                data: ObjectData::Inline(Vec::new()),
+                                headers: Default::default(),
+                                checksums: Default::default(),
+                                tags: Vec::new(),
+                                part_sizes: Vec::new(),
+                            };
+                            let (stored, freed) = insert_version(txn, &clock, &bucket, &key, marker)?;
+                            let outcome = DeleteOutcome { version_id: stored.version_id, delete_marker: true };
+                            Ok((outcome, freed))
+                        }
+                    }
+                })
+            })
+            .await?;
+        self.free(freed).await;
+        Ok(outcome)
+    }
+
+    /// Replaces the tags of one version (the latest when `version_id` is `None`); returns the
+    /// version id tagged.
+    pub async fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        tags: Vec<(String, String)>,
+    ) -> StoreResult<Option<String>> {
+        let (bucket, key, version_id) = (bucket.to_owned(), key.to_owned(), version_id.map(str::to_owned));
+        self.blocking(move |meta, _| {
+            write_with(meta, move |txn| {
+                load_bucket(txn, &bucket)?;
+                let (raw, mut version) = match &version_id {
+                    Some(id) => find_version(txn, &bucket, &key, id)?.ok_or_else(|| StoreError::NoSuchVersion(id.clone()))?,
+                    None => versions_of(txn, &bucket, &key)?
+                        .into_iter()
+                        .next()
+                        .filter(|(_, v)| !v.delete_marker)
+                        .ok_or_else(|| StoreError::NoSuchKey(key.clone()))?,
+                };
+                if version.delete_marker {
+                    return Err(StoreError::DeleteMarker(key));
+                }
+                version.tags = tags;
+                txn.put(Table::Versions, &raw, &encode(&version));
+                Ok(version.version_id)
+            })
+        })
+        .await
+    }
+
+    /// The bytes `offset..offset + len` of a stored version.
+    pub async fn read(&self, version: &ObjectVersion, offset: u64, len: u64) -> StoreResult<ByteStream> {
+        let end = offset.checked_add(len).filter(|end| *end <= version.size).ok_or_else(|| StoreError::Corrupt {
+            what: "read range",
+            detail: format!("{len} bytes from {offset} of a {}-byte object", version.size),
+        })?;
+        match &version.data {
+            ObjectData::Inline(bytes) => {
+                let slice = bytes::Bytes::copy_from_slice(
+                    bytes.get(offset as usize..end as usize).ok_or_else(|| StoreError::Corrupt {
+                        what: "inline object",
+                        detail: format!("holds {} bytes, record says {}", bytes.len(), version.size),
+                    })?,
+                );
+                Ok(Box::pin(futures::stream::iter([Ok(slice)])))
+            }
+            ObjectData::Blobs(blobs) => {
+                // The stretch of each blob that falls inside the range, in order.
+                let mut pieces = Vec::new();
+                let mut blob_start = 0u64;
+                for blob in blobs {
+                    let blob_end = blob_start + blob.size;
+                    let from = offset.max(blob_start);
+                    let to = end.min(blob_end);
+                    if from < to {
+                        pieces.push((blob.id.clone(), from - blob_start, to - from));
+                    }
+                    blob_start = blob_end;
+                }
+                let store = self.blobs.clone();
+                let stream = futures::stream::iter(pieces)
+                    .then(move |(id, from, n)| {
+                        let store = store.clone();
+                        async move { store.read(&id, from, n).await }
+                    })
+                    .try_flatten();
+                Ok(Box::pin(stream))
+            }
+        }
+    }
+
+    // ---- multipart ----
+
+    pub async fn create_upload(&self, bucket: &str, key: &str, upload: UploadRecord) -> StoreResult<()> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.blocking(move |meta, _| {
+            write_with(meta, move |txn| {
+                load_bucket(txn, &bucket)?;
+                txn.put(Table::Uploads, &keys::upload_key(&bucket, &key, &upload.upload_id), &encode(&upload));
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    pub async fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> StoreResult<UploadRecord> {
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.blocking(move |meta, _| load_upload(meta.snapshot()?.as_ref(), &bucket, &key, &upload_id))
+            .await
+    }
+
+    /// Records a part (its blob already durable), replacing any earlier part with its number.
+    pub async fn put_part(&self, bucket: &str, key: &str, upload_id: &str, part_number: u32, part: PartRecord) -> StoreResult<()> {
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        let new_blob = part.blob.clone();
+        let result = self
+            .blocking(move |meta, _| {
+                write_with(meta, move |txn| {
+                    load_upload(txn, &bucket, &key, &upload_id)?;
+                    let part_key = keys::part_key(&upload_id, part_number);
+                    let replaced = match txn.get(Table::Parts, &part_key)? {
+                        Some(raw) => vec![decode::<PartRecord>("part", &raw)?.blob],
+                        None => Vec::new(),
+                    };
+                    txn.put(Table::Parts, &part_key, &encode(&part));
+                    Ok(replaced)
+                })
+            })
+            .await;
+        match result {
+            Ok(replaced) => {
+                self.free(replaced).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.free(vec![new_blob]).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Parts after `marker`, at most `max`; and whether more follow.
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        marker: u32,
+        max: usize,
+    ) -> StoreResult<(Vec<(u32, PartRecord)>, bool)> {
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.blocking(move |meta, _| {
+            let snapshot = meta.snapshot()?;
+            load_upload(snapshot.as_ref(), &bucket, &key, &upload_id)?;
+            let start = keys::part_key(&upload_id, marker.saturating_add(1));
+            let end = keys::part_key(&upload_id, u32::MAX);
+            let raw = snapshot.scan(Table::Parts, &start, Some(&end), max.saturating_add(1))?;
+            let truncated = raw.len() > max;
+            let parts = raw
+                .into_iter()
+                .take(max)
+                .map(|(k, v)| Ok((keys::parse_part_number(&k).unwrap_or(0), decode("part", &v)?)))
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok((parts, truncated))
+        })
+        .await
+    }
+
+    /// Completes a multipart upload from the listed `(part number, etag)` pairs. The object
+    /// references the parts' blobs directly: no data is copied. Parts not listed are freed.
+    pub async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        chosen: Vec<(u32, String)>,
+        precondition: Option<Precondition>,
+    ) -> StoreResult<ObjectVersion> {
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        let (stored, freed) = self
+            .blocking(move |meta, clock| {
+                write_with(meta, move |txn| {
+                    let upload = load_upload(txn, &bucket, &key, &upload_id)?;
+                    let all_parts = all_parts(txn, &upload_id)?;
+                    let version = assemble(&upload, &all_parts, &chosen)?;
+                    if let Some(check) = precondition {
+                        let current = latest_of(txn, &bucket, &key)?.filter(|v| !v.delete_marker);
+                        check(current.as_ref())?;
+                    }
+                    let used: std::collections::HashSet<u32> = chosen.iter().map(|(n, _)| *n).collect();
+                    let mut freed: Vec<BlobRef> = Vec::new();
+                    for (number, part) in &all_parts {
+                        txn.delete(Table::Parts, &keys::part_key(&upload_id, *number));
+                        if !used.contains(number) {
+                            freed.push(part.blob.clone());
+                        }
+                    }
+                    txn.delete(Table::Uploads, &keys::upload_key(&bucket, &key, &upload_id));
+                    let (stored, replaced) = insert_version(txn, &clock, &bucket, &key, version)?;
+                    freed.extend(replaced);
+                    Ok((stored, freed))
+                })
+            })
+            .await?;
+        self.free(freed).await;
+        Ok(stored)
+    }
+
+    pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> StoreResult<()> {
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        let freed = self
+            .blocking(move |meta, _| {
+                write_with(meta, move |txn| {
+                    load_upload(txn, &bucket, &key, &upload_id)?;
+                    let parts = all_parts(txn, &upload_id)?;
+                    for (number, _) in &parts {
+                        txn.delete(Table::Parts, &keys::part_key(&upload_id, *number));
+                    }
+                    txn.delete(Table::Uploads, &keys::upload_key(&bucket, &key, &upload_id));
+                    Ok(parts.into_iter().map(|(_, p)| p.blob).collect::<Vec<_>>())
+                })
+            })
+            .await?;
+        self.free(freed).await;
+        Ok(())
+    }
+
+    // ---- listing ----
+
+    pub async fn list_objects(&self, bucket: &str, query: ListQuery) -> StoreResult<ListPage<ObjectVersion>> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |meta, _| {
+            let snapshot = meta.snapshot()?;
+            load_bucket(snapshot.as_ref(), &bucket)?;
+            list::list_objects(snapshot.as_ref(), &bucket, &query)
+        })
+        .await
+    }
+
+    /// ListObjectVersions; `version_marker` is a version id (or `"null"`) of `query.marker`.
+    pub async fn list_versions(
+        &self,
+        bucket: &str,
+        query: ListQuery,
+        version_marker: Option<String>,
+    ) -> StoreResult<ListPage<VersionEntry>> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |meta, _| {
+            let snapshot = meta.snapshot()?;
+            load_bucket(snapshot.as_ref(), &bucket)?;
+            let marker_hlc = match (&query.marker, version_marker) {
+                (Some(key), Some(id)) => find_version(snapshot.as_ref(), &bucket, key, &id)?
+                    .map(|(_, v)| v.hlc)
+                    .or_else(|| keys::hlc_of_version_id(&id)),
+                _ => None,
+            };
+            list::list_versions(snapshot.as_ref(), &bucket, &query, marker_hlc)
+        })
+        .await
+    }
+
+    pub async fn list_uploads(
+        &self,
+        bucket: &str,
+        query: ListQuery,
+        upload_id_marker: Option<String>,
+    ) -> StoreResult<ListPage<UploadRecord>> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |meta, _| {
+            let snapshot = meta.snapshot()?;
+            load_bucket(snapshot.as_ref(), &bucket)?;
+            list::list_uploads(snapshot.as_ref(), &bucket, &query, upload_id_marker.as_deref())
+        })
+        .await
+    }
+
+    // ---- maintenance ----
+
+    /// Removes blobs no committed record names: left by a crash between a blob's write and its
+    /// commit, or between a commit and the removal of the blobs it freed. Run before serving.
+    pub async fn collect_orphans(&self) -> StoreResult<usize> {
+        let referenced = self
+            .blocking(|meta, clock| {
+                let snapshot = meta.snapshot()?;
+                let mut referenced = std::collections::HashSet::new();
+                let mut newest_hlc = 0u64;
+                for table in [Table::Versions, Table::Parts] {
+                    let mut cursor = Vec::new();
+                    loop {
+                        let batch = snapshot.scan(table, &cursor, None, 1024)?;
+                        let Some(last) = batch.last() else { break };
+                        let mut next = last.0.clone();
+                        next.push(0);
+                        for (_, value) in batch {
+                            if table == Table::Versions {
+                                let v: ObjectVersion = decode("object version", &value)?;
+                                newest_hlc = newest_hlc.max(v.hlc);
+                                referenced.extend(v.data.blobs().iter().map(|b| b.id.clone()));
+                            } else {
+                                let p: PartRecord = decode("part", &value)?;
+                                referenced.insert(p.blob.id);
+                            }
+                        }
+                        cursor = next;
+                    }
+                }
+                // New versions must sort after every stored one, even if the wall clock went back.
+                clock.observe(valley_types::Hlc(newest_hlc));
+                Ok(referenced)
+            })
+            .await?;
+        let mut removed = 0;
+        for id in self.blobs.list().await? {
+            if !referenced.contains(&id) {
+                self.blobs.delete(&id).await.map_err(|source| StoreError::Blob { id: id.0.clone(), source })?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn load_upload(txn: &dyn ReadTxn, bucket: &str, key: &str, upload_id: &str) -> StoreResult<UploadRecord> {
+    load_bucket(txn, bucket)?;
+    match txn.get(Table::Uploads, &keys::upload_key(bucket, key, upload_id))? {
+        Some(raw) => decode("upload", &raw),
+        None => Err(StoreError::NoSuchUpload(upload_id.to_owned())),
+    }
+}
+
+fn all_parts(txn: &dyn ReadTxn, upload_id: &str) -> StoreResult<Vec<(u32, PartRecord)>> {
+    let raw = txn.scan(
+        Table::Parts,
+        &keys::part_key(upload_id, 0),
+        Some(&keys::part_key(upload_id, u32::MAX)),
+        usize::MAX,
+    )?;
+    raw.into_iter()
+        .map(|(k, v)| Ok((keys::parse_part_number(&k).unwrap_or(0), decode("part", &v)?)))
+        .collect()
+}
+
+/// Builds the object version a CompleteMultipartUpload describes, checking S3's rules: parts
+/// in ascending order, each existing with the given ETag, all but the last at least 5 MiB.
+fn assemble(upload: &UploadRecord, all_parts: &[(u32, PartRecord)], chosen: &[(u32, String)]) -> StoreResult<ObjectVersion> {
+    if chosen.is_empty() {
+        return Err(StoreError::InvalidPart("the request names no parts".into()));
+    }
+    if chosen.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(StoreError::InvalidPartOrder);
+    }
+    let by_number: std::collections::HashMap<u32, &PartRecord> = all_parts.iter().map(|(n, p)| (*n, p)).collect();
+    let mut md5_of_md5s = Md5::new();
+    let mut blobs = Vec::with_capacity(chosen.len());
+    let mut part_sizes = Vec::with_capacity(chosen.len());
+    let mut size = 0u64;
+    for (index, (number, etag)) in chosen.iter().enumerate() {
+        let part = by_number
+            .get(number)
+            .ok_or_else(|| StoreError::InvalidPart(format!("part {number} was not uploaded")))?;
+        if etag.trim_matches('"') != part.etag {
+            return Err(StoreError::InvalidPart(format!("part {number}'s ETag does not match")));
+        }
+        let is_last = index + 1 == chosen.len();
+        if !is_last && part.size < PART_SIZE_BYTES_MIN {
+            return Err(StoreError::EntityTooSmall {
+                part_number: i32::try_from(*number).unwrap_or(i32::MAX),
+                size: part.size,
+                min: PART_SIZE_BYTES_MIN,
+            });
+        }
+        let digest = hex::decode(&part.etag).map_err(|e| StoreError::Corrupt {
+            what: "part etag",
+            detail: e.to_string(),
+        })?;
+        md5_of_md5s.update(&digest);
+        blobs.push(part.blob.clone());
+        part_sizes.push(part.size);
+        size += part.size;
+    }
+    Ok(ObjectVersion {
+        version_id: None,
+        hlc: 0,
+        delete_marker: false,
+        size,
+        etag: format!("{}-{}", hex::encode(md5_of_md5s.finalize()), chosen.len()),
+        data: ObjectData::Blobs(blobs),
+        headers: upload.headers.clone(),
+        checksums: Default::default(),
+        tags: upload.tags.clone(),
+        part_sizes,
+    })
+}

@@ -1,0 +1,151 @@
+//! The metadata seam: an ordered, transactional key-value store of small records.
+//!
+//! A write is a job run inside one serializable transaction: it reads, decides, and writes;
+//! if it returns an error nothing it wrote is kept. [`Overlay`] buffers a job's writes so that
+//! implementations can run several jobs in one physical commit (group commit) and still drop
+//! the writes of a job that failed.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use crate::error::StoreResult;
+
+/// The tables of the metadata store. Each is an ordered map from bytes to bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// bucket name → `BucketRecord`
+    Buckets,
+    /// bucket `\0` key `\0` inverted HLC → `ObjectVersion` (newest version of a key first)
+    Versions,
+    /// bucket `\0` key `\0` upload id → `UploadRecord`
+    Uploads,
+    /// upload id `\0` part number (u32 BE) → `PartRecord`
+    Parts,
+}
+
+impl Table {
+    pub const ALL: [Table; 4] = [Table::Buckets, Table::Versions, Table::Uploads, Table::Parts];
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Buckets => "buckets",
+            Table::Versions => "versions",
+            Table::Uploads => "uploads",
+            Table::Parts => "parts",
+        }
+    }
+}
+
+/// One key-value pair as stored.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// Reads from a consistent view of the store.
+pub trait ReadTxn {
+    fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+    /// Up to `limit` entries with `start <= key` (and `key < end` when `end` is given), in key order.
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<Entry>>;
+}
+
+/// Reads and writes inside one write transaction.
+pub trait WriteTxn: ReadTxn {
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]);
+    fn delete(&mut self, table: Table, key: &[u8]);
+}
+
+/// A unit of work run inside a write transaction; its writes are kept only if it returns `Ok`.
+pub type WriteJob = Box<dyn FnOnce(&mut dyn WriteTxn) -> StoreResult<()> + Send>;
+
+/// An ordered, transactional, durable key-value store.
+pub trait MetaStore: Send + Sync + 'static {
+    /// A consistent read-only view.
+    fn snapshot(&self) -> StoreResult<Box<dyn ReadTxn + '_>>;
+    /// Runs `job` in a serializable write transaction and returns once its writes are durable
+    /// (or the job failed, in which case nothing it wrote is kept).
+    fn write(&self, job: WriteJob) -> StoreResult<()>;
+}
+
+/// A job's pending writes over a base view. `None` marks a deletion.
+pub struct Overlay<'a> {
+    base: &'a dyn ReadTxn,
+    writes: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+}
+
+impl<'a> Overlay<'a> {
+    #[must_use]
+    pub fn new(base: &'a dyn ReadTxn) -> Self {
+        Self {
+            base,
+            writes: BTreeMap::new(),
+        }
+    }
+
+    /// The buffered writes, in table and key order, for the implementation to apply.
+    #[must_use]
+    pub fn into_writes(self) -> BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>> {
+        self.writes
+    }
+}
+
+impl ReadTxn for Overlay<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        match self.writes.get(&(table, key.to_vec())) {
+            Some(pending) => Ok(pending.clone()),
+            None => self.base.get(table, key),
+        }
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> StoreResult<Vec<Entry>> {
+        let lower = Bound::Included((table, start.to_vec()));
+        let upper = match end {
+            Some(end) => Bound::Excluded((table, end.to_vec())),
+            None => match Table::ALL.iter().find(|t| **t > table) {
+                Some(next) => Bound::Excluded((*next, Vec::new())),
+                None => Bound::Unbounded,
+            },
+        };
+        let pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self
+            .writes
+            .range((lower, upper))
+            .map(|((_, k), v)| (k, v))
+            .collect();
+        if pending.is_empty() {
+            return self.base.scan(table, start, end, limit);
+        }
+        // Deletions may hide base entries, so ask the base for enough to still fill `limit`.
+        let base = self
+            .base
+            .scan(table, start, end, limit.saturating_add(pending.len()))?;
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = base.into_iter().collect();
+        for (key, value) in pending {
+            match value {
+                Some(v) => merged.insert(key.clone(), v.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().take(limit).collect())
+    }
+}
+
+impl WriteTxn for Overlay<'_> {
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) {
+        self.writes
+            .insert((table, key.to_vec()), Some(value.to_vec()));
+    }
+
+    fn delete(&mut self, table: Table, key: &[u8]) {
+        self.writes.insert((table, key.to_vec()), None);
+    }
+}

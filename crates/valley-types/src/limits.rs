@@ -1,0 +1,33 @@
+//! Named limits, in one place. Each is S3's own limit unless its doc says otherwise;
+//! exceeding one is a client error, never a panic.
+
+/// Longest object key, in UTF-8 bytes.
+pub const KEY_LEN_BYTES_MAX: usize = 1024;
+/// Total size of user metadata (`x-amz-meta-*` names plus values), in bytes.
+pub const USER_METADATA_BYTES_MAX: usize = 2 * 1024;
+/// Highest part number in a multipart upload; part numbers start at 1.
+pub const PART_NUMBER_MAX: i32 = 10_000;
+/// Smallest size of every part but the last in a completed multipart upload.
+pub const PART_SIZE_BYTES_MIN: u64 = 5 * 1024 * 1024;
+/// Largest size of one part, and of one single-request PUT.
+pub const PART_SIZE_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024;
+/// Largest object.
+pub const OBJECT_SIZE_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+/// Most keys one ListObjects page returns, whatever `max-keys` asks for.
+pub const LIST_KEYS_MAX: usize = 1000;
+/// Most keys one DeleteObjects request may name.
+pub const DELETE_OBJECTS_KEYS_MAX: usize = 1000;
+/// Most tags on one object.
+pub const OBJECT_TAGS_MAX: usize = 10;
+/// Most tags on one bucket.
+pub const BUCKET_TAGS_MAX: usize = 50;
+/// Longest tag key, in Unicode characters.
+pub const TAG_KEY_CHARS_MAX: usize = 128;
+/// Longest tag value, in Unicode characters.
+pub const TAG_VALUE_CHARS_MAX: usize = 256;
+/// Objects up to this size are kept inline in the metadata store (Valley's own choice: one
+/// fsync'd commit instead of a file, a file fsync and a directory fsync).
+pub const INLINE_OBJECT_BYTES_MAX: u64 = 16 * 1024;
+/// Size of XML request bodies s3s will buffer (Valley's own choice; S3's largest XML body,
+/// a 1,000-key DeleteObjects, is well under it).
+pub const XML_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;

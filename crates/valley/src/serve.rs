@@ -1,0 +1,134 @@
+//! `valley serve`: opens the data directory, recovers, and serves the S3 and admin ports
+//! until SIGINT or SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::auth::SimpleAuth;
+use s3s::config::{S3Config, StaticConfigProvider};
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+use valley_s3::ValleyS3;
+use valley_store::{Catalog, FsBlobs, RedbMeta};
+
+use crate::cli::ServeArgs;
+use crate::front::{AdminFront, S3Front, VirtualHosts};
+use crate::metrics::Metrics;
+
+/// Longest wait for a client's request headers (slowloris defence).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most headers in one request.
+const REQUEST_HEADERS_MAX: usize = 128;
+/// Longest wait for in-flight requests at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_json);
+    std::fs::create_dir_all(&args.data).with_context(|| format!("cannot create data directory {}", args.data.display()))?;
+    let probe = args.data.join(".write-probe");
+    std::fs::write(&probe, b"").with_context(|| format!("data directory {} is not writable", args.data.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    let credentials = crate::credentials::load_or_create(&args.data)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("valley")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args, credentials))
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VALLEY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) -> anyhow::Result<()> {
+    let blobs = FsBlobs::open(&args.data).with_context(|| format!("cannot open blob store in {}", args.data.display()))?;
+    let meta_path = args.data.join("meta.redb");
+    let meta = RedbMeta::open(&meta_path)
+        .with_context(|| format!("cannot open metadata store {} (is another hub using this directory?)", meta_path.display()))?;
+    let catalog = Catalog::new(Arc::new(meta), Arc::new(blobs));
+    let metrics = Arc::new(Metrics::new());
+    let removed = catalog.collect_orphans().await.context("recovery: collecting orphan blobs failed")?;
+    if removed > 0 {
+        info!(removed, "removed blobs left unreferenced by an interrupted write");
+    }
+    metrics.orphan_blobs_removed.inc_by(removed as u64);
+
+    let s3 = {
+        let mut builder = S3ServiceBuilder::new(ValleyS3::new(catalog, args.region.clone(), credentials.access_key.clone()));
+        builder.set_auth(SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone()));
+        builder.set_host(VirtualHosts { domains: args.domains.clone() });
+        let mut config = S3Config::default();
+        config.xml_max_body_size = valley_types::limits::XML_BODY_BYTES_MAX;
+        builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(config))));
+        builder.build()
+    };
+    let s3_listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let admin_listener = TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin)", args.admin_listen))?;
+    info!(s3 = %s3_listener.local_addr()?, admin = %admin_listener.local_addr()?, data = %args.data.display(), "valley hub serving");
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut connections = ConnBuilder::new(TokioExecutor::new());
+    connections
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_headers(REQUEST_HEADERS_MAX);
+    let front = S3Front { s3, metrics: metrics.clone() };
+    let admin = AdminFront { metrics };
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = s3_listener.accept() => match accepted {
+                Ok((socket, _)) => {
+                    let _ = socket.set_nodelay(true);
+                    let conn = connections.serve_connection(TokioIo::new(socket), front.clone()).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move { let _ = conn.await; });
+                }
+                Err(e) => warn!(error = %e, "accepting an S3 connection failed"),
+            },
+            accepted = admin_listener.accept() => match accepted {
+                Ok((socket, _)) => {
+                    let conn = connections.serve_connection(TokioIo::new(socket), admin.clone()).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move { let _ = conn.await; });
+                }
+                Err(e) => warn!(error = %e, "accepting an admin connection failed"),
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    info!("shutting down");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("in-flight requests did not finish in time"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
