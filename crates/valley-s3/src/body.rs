@@ -35,7 +35,11 @@ impl Declared {
         let read = |name: &str| -> S3Result<Option<String>> {
             trailers
                 .get(name)
-                .map(|v| v.to_str().map(str::to_owned).map_err(|_| s3_error!(InvalidArgument, "Malformed {name} trailer")))
+                .map(|v| {
+                    v.to_str()
+                        .map(str::to_owned)
+                        .map_err(|_| s3_error!(InvalidArgument, "Malformed {name} trailer"))
+                })
                 .transpose()
         };
         self.crc32 = read("x-amz-checksum-crc32")?.or(self.crc32.take());
@@ -103,7 +107,11 @@ pub async fn ingest(
     let mut hasher = declared.hasher()?;
     let mut md5 = Md5::new();
     let mut size = 0u64;
-    let mut sink = if inline_ok { Sink::Buffer(Vec::new()) } else { Sink::Blob(blobs.create().await.map_err(internal)?) };
+    let mut sink = if inline_ok {
+        Sink::Buffer(Vec::new())
+    } else {
+        Sink::Blob(blobs.create().await.map_err(internal)?)
+    };
     let outcome = pump(body, &mut sink, &mut hasher, &mut md5, &mut size, blobs, size_max).await;
     if let Err(e) = outcome {
         if let Sink::Blob(w) = sink {
@@ -115,7 +123,10 @@ pub async fn ingest(
     let computed = hasher.finalize();
     let data = match sink {
         Sink::Buffer(bytes) => ObjectData::Inline(bytes),
-        Sink::Blob(w) => ObjectData::Blobs(vec![BlobRef { id: w.finish().await.map_err(internal)?, size }]),
+        Sink::Blob(w) => ObjectData::Blobs(vec![BlobRef {
+            id: w.finish().await.map_err(internal)?,
+            size,
+        }]),
     };
     let ingested = Ingested {
         checksums: Checksums {
@@ -151,7 +162,10 @@ async fn pump(
     while let Some(chunk) = next_chunk(&mut body).await? {
         *size += chunk.len() as u64;
         if *size > size_max {
-            return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed size of {size_max} bytes."));
+            return Err(s3_error!(
+                EntityTooLarge,
+                "Your proposed upload exceeds the maximum allowed size of {size_max} bytes."
+            ));
         }
         hasher.update(&chunk);
         md5.update(&chunk);
@@ -183,9 +197,13 @@ where
 
 fn verify(declared: &Declared, got: &Ingested, md5_digest: &[u8]) -> Result<(), S3Error> {
     if let Some(content_md5) = &declared.content_md5 {
-        let decoded = base64_decode(content_md5).ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid."))?;
+        let decoded = base64_decode(content_md5)
+            .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid."))?;
         if decoded != md5_digest {
-            return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
+            return Err(s3_error!(
+                BadDigest,
+                "The Content-MD5 you specified did not match what we received."
+            ));
         }
     }
     let pairs = [
@@ -199,7 +217,10 @@ fn verify(declared: &Declared, got: &Ingested, md5_digest: &[u8]) -> Result<(), 
         if let Some(sent) = sent
             && Some(sent) != computed.as_ref()
         {
-            return Err(s3_error!(BadDigest, "The {name} you specified did not match the calculated checksum."));
+            return Err(s3_error!(
+                BadDigest,
+                "The {name} you specified did not match the calculated checksum."
+            ));
         }
     }
     Ok(())
@@ -225,6 +246,9 @@ pub async fn ingest_stream(
     inline_ok: bool,
 ) -> S3Result<Ingested> {
     let wrapped = StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream));
-    let mut declared = Declared { algorithm, ..Declared::default() };
+    let mut declared = Declared {
+        algorithm,
+        ..Declared::default()
+    };
     ingest(blobs, Some(wrapped), &mut declared, None, inline_ok, u64::MAX).await
 }

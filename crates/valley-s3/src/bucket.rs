@@ -18,7 +18,6 @@ pub async fn create(s: &ValleyS3, req: S3Request<CreateBucketInput>) -> S3Result
     s.catalog.create_bucket(&input.bucket, location).await.map_err(s3_err)?;
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{}", input.bucket)),
-        ..Default::default()
     }))
 }
 
@@ -52,7 +51,10 @@ pub async fn delete(s: &ValleyS3, req: S3Request<DeleteBucketInput>) -> S3Result
     Ok(S3Response::new(DeleteBucketOutput {}))
 }
 
-pub async fn location(s: &ValleyS3, req: S3Request<GetBucketLocationInput>) -> S3Result<S3Response<GetBucketLocationOutput>> {
+pub async fn location(
+    s: &ValleyS3,
+    req: S3Request<GetBucketLocationInput>,
+) -> S3Result<S3Response<GetBucketLocationOutput>> {
     let record = s.catalog.bucket(&req.input.bucket).await.map_err(s3_err)?;
     Ok(S3Response::new(GetBucketLocationOutput {
         // S3 reports us-east-1 as an empty constraint.
@@ -60,22 +62,41 @@ pub async fn location(s: &ValleyS3, req: S3Request<GetBucketLocationInput>) -> S
     }))
 }
 
-pub async fn get_versioning(s: &ValleyS3, req: S3Request<GetBucketVersioningInput>) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+pub async fn get_versioning(
+    s: &ValleyS3,
+    req: S3Request<GetBucketVersioningInput>,
+) -> S3Result<S3Response<GetBucketVersioningOutput>> {
     let record = s.catalog.bucket(&req.input.bucket).await.map_err(s3_err)?;
     let status = match record.versioning {
         Versioning::Unversioned => None,
         Versioning::Enabled => Some(BucketVersioningStatus::from_static(BucketVersioningStatus::ENABLED)),
         Versioning::Suspended => Some(BucketVersioningStatus::from_static(BucketVersioningStatus::SUSPENDED)),
     };
-    Ok(S3Response::new(GetBucketVersioningOutput { status, ..Default::default() }))
+    Ok(S3Response::new(GetBucketVersioningOutput {
+        status,
+        ..Default::default()
+    }))
 }
 
-pub async fn put_versioning(s: &ValleyS3, req: S3Request<PutBucketVersioningInput>) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+pub async fn put_versioning(
+    s: &ValleyS3,
+    req: S3Request<PutBucketVersioningInput>,
+) -> S3Result<S3Response<PutBucketVersioningOutput>> {
     let input = req.input;
-    let versioning = match input.versioning_configuration.status.as_ref().map(BucketVersioningStatus::as_str) {
+    let versioning = match input
+        .versioning_configuration
+        .status
+        .as_ref()
+        .map(BucketVersioningStatus::as_str)
+    {
         Some(BucketVersioningStatus::ENABLED) => Versioning::Enabled,
         Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
-        _ => return Err(s3_error!(MalformedXML, "The versioning Status must be Enabled or Suspended.")),
+        _ => {
+            return Err(s3_error!(
+                MalformedXML,
+                "The versioning Status must be Enabled or Suspended."
+            ));
+        }
     };
     s.catalog
         .update_bucket(&input.bucket, move |record| {
@@ -89,7 +110,10 @@ pub async fn put_versioning(s: &ValleyS3, req: S3Request<PutBucketVersioningInpu
     Ok(S3Response::new(PutBucketVersioningOutput {}))
 }
 
-pub async fn get_tagging(s: &ValleyS3, req: S3Request<GetBucketTaggingInput>) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+pub async fn get_tagging(
+    s: &ValleyS3,
+    req: S3Request<GetBucketTaggingInput>,
+) -> S3Result<S3Response<GetBucketTaggingOutput>> {
     let record = s.catalog.bucket(&req.input.bucket).await.map_err(s3_err)?;
     if record.tags.is_empty() {
         return Err(s3_error!(NoSuchTagSet, "The TagSet does not exist"));
@@ -99,7 +123,10 @@ pub async fn get_tagging(s: &ValleyS3, req: S3Request<GetBucketTaggingInput>) ->
     }))
 }
 
-pub async fn put_tagging(s: &ValleyS3, req: S3Request<PutBucketTaggingInput>) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+pub async fn put_tagging(
+    s: &ValleyS3,
+    req: S3Request<PutBucketTaggingInput>,
+) -> S3Result<S3Response<PutBucketTaggingOutput>> {
     let input = req.input;
     let pairs = tags::from_tagging(input.tagging, valley_types::limits::BUCKET_TAGS_MAX)?;
     s.catalog
@@ -109,7 +136,10 @@ pub async fn put_tagging(s: &ValleyS3, req: S3Request<PutBucketTaggingInput>) ->
     Ok(S3Response::new(PutBucketTaggingOutput {}))
 }
 
-pub async fn delete_tagging(s: &ValleyS3, req: S3Request<DeleteBucketTaggingInput>) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+pub async fn delete_tagging(
+    s: &ValleyS3,
+    req: S3Request<DeleteBucketTaggingInput>,
+) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
     s.catalog
         .update_bucket(&req.input.bucket, |record| record.tags.clear())
         .await

@@ -66,7 +66,10 @@ impl Conditions {
         match self.evaluate(etag, last_modified_unix_ns) {
             Verdict::Proceed => Ok(()),
             Verdict::NotModified => Err(s3_error!(NotModified)),
-            Verdict::PreconditionFailed => Err(s3_error!(PreconditionFailed, "At least one of the preconditions you specified did not hold.")),
+            Verdict::PreconditionFailed => Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the preconditions you specified did not hold."
+            )),
         }
     }
 
@@ -74,7 +77,10 @@ impl Conditions {
     pub fn check_copy_source(&self, etag: &str, last_modified_unix_ns: u64) -> Result<(), S3Error> {
         match self.evaluate(etag, last_modified_unix_ns) {
             Verdict::Proceed => Ok(()),
-            _ => Err(s3_error!(PreconditionFailed, "At least one of the copy-source preconditions you specified did not hold.")),
+            _ => Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the copy-source preconditions you specified did not hold."
+            )),
         }
     }
 }
@@ -82,7 +88,10 @@ impl Conditions {
 /// Conditional writes (PutObject, CompleteMultipartUpload): `If-None-Match: *` refuses to
 /// overwrite; `If-Match` requires the current ETag. Checked inside the write transaction, so
 /// two racing conditional writers cannot both succeed.
-pub fn write_precondition(if_match: Option<ETagCondition>, if_none_match: Option<ETagCondition>) -> Option<Precondition> {
+pub fn write_precondition(
+    if_match: Option<ETagCondition>,
+    if_none_match: Option<ETagCondition>,
+) -> Option<Precondition> {
     if if_match.is_none() && if_none_match.is_none() {
         return None;
     }
@@ -91,13 +100,17 @@ pub fn write_precondition(if_match: Option<ETagCondition>, if_none_match: Option
             && let Some(v) = current
             && matches(c, &v.etag)
         {
-            return Err(StoreError::PreconditionFailed("the object already exists (If-None-Match)".into()));
+            return Err(StoreError::PreconditionFailed(
+                "the object already exists (If-None-Match)".into(),
+            ));
         }
         if let Some(c) = &if_match {
             match current {
                 None => return Err(StoreError::NoSuchKey("(If-Match)".into())),
                 Some(v) if !matches(c, &v.etag) => {
-                    return Err(StoreError::PreconditionFailed("the ETag does not match (If-Match)".into()));
+                    return Err(StoreError::PreconditionFailed(
+                        "the ETag does not match (If-Match)".into(),
+                    ));
                 }
                 Some(_) => {}
             }

@@ -12,7 +12,10 @@ pub fn s3_err(e: StoreError) -> S3Error {
     match e {
         StoreError::NoSuchBucket(b) => s3_error!(NoSuchBucket, "The specified bucket {b:?} does not exist"),
         StoreError::BucketExists(b) => {
-            s3_error!(BucketAlreadyOwnedByYou, "Bucket {b:?} already exists and is owned by you")
+            s3_error!(
+                BucketAlreadyOwnedByYou,
+                "Bucket {b:?} already exists and is owned by you"
+            )
         }
         StoreError::BucketNotEmpty(b) => s3_error!(BucketNotEmpty, "The bucket {b:?} is not empty"),
         StoreError::NoSuchKey(_) => s3_error!(NoSuchKey, "The specified key does not exist."),
@@ -108,7 +111,10 @@ pub fn check_key(key: &str) -> Result<(), S3Error> {
         ));
     }
     if key.contains('\0') {
-        return Err(s3_error!(InvalidArgument, "Object keys must not contain NUL characters."));
+        return Err(s3_error!(
+            InvalidArgument,
+            "Object keys must not contain NUL characters."
+        ));
     }
     Ok(())
 }
@@ -134,7 +140,8 @@ pub fn checksum_fields(c: &Checksums, wanted: bool) -> ChecksumFields {
             checksum_type: None,
         };
     }
-    let any = c.crc32.is_some() || c.crc32c.is_some() || c.sha1.is_some() || c.sha256.is_some() || c.crc64nvme.is_some();
+    let any =
+        c.crc32.is_some() || c.crc32c.is_some() || c.sha1.is_some() || c.sha256.is_some() || c.crc64nvme.is_some();
     ChecksumFields {
         crc32: c.crc32.clone(),
         crc32c: c.crc32c.clone(),
@@ -150,4 +157,3 @@ pub fn checksum_fields(c: &Checksums, wanted: bool) -> ChecksumFields {
         }),
     }
 }
-

@@ -18,13 +18,28 @@ pub struct Source {
 }
 
 pub async fn resolve(s: &ValleyS3, source: &CopySource, conditions: &Conditions) -> S3Result<Source> {
-    let CopySource::Bucket { bucket, key, version_id } = source else {
-        return Err(s3_error!(NotImplemented, "Copying from access points or outposts is not supported."));
+    let CopySource::Bucket {
+        bucket,
+        key,
+        version_id,
+    } = source
+    else {
+        return Err(s3_error!(
+            NotImplemented,
+            "Copying from access points or outposts is not supported."
+        ));
     };
     check_key(key)?;
-    let version = s.catalog.object(bucket, key, version_id.as_deref()).await.map_err(s3_err)?;
+    let version = s
+        .catalog
+        .object(bucket, key, version_id.as_deref())
+        .await
+        .map_err(s3_err)?;
     if version.delete_marker {
-        return Err(s3_error!(InvalidRequest, "The source of a copy request may not specifically refer to a delete marker by version id."));
+        return Err(s3_error!(
+            InvalidRequest,
+            "The source of a copy request may not specifically refer to a delete marker by version id."
+        ));
     }
     conditions.check_copy_source(&version.etag, version.hlc)?;
     Ok(Source {
@@ -65,10 +80,21 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
         if_unmodified_since: input.copy_source_if_unmodified_since.clone(),
     };
     let source = resolve(s, &input.copy_source, &conditions).await?;
-    let replace_metadata = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-    let replace_tags = input.tagging_directive.as_ref().is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
+    let replace_metadata = input
+        .metadata_directive
+        .as_ref()
+        .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+    let replace_tags = input
+        .tagging_directive
+        .as_ref()
+        .is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
     let same_object = source.bucket == input.bucket && source.key == input.key;
-    if same_object && !replace_metadata && !replace_tags && input.storage_class.is_none() && source.version.version_id.is_none() {
+    if same_object
+        && !replace_metadata
+        && !replace_tags
+        && input.storage_class.is_none()
+        && source.version.version_id.is_none()
+    {
         return Err(s3_error!(
             InvalidRequest,
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
@@ -93,11 +119,19 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
         headers.storage_class = Some(class.as_str().to_owned());
     }
     check_metadata(&headers)?;
-    let object_tags = if replace_tags { tags::parse_header(input.tagging.as_deref())? } else { source.version.tags.clone() };
+    let object_tags = if replace_tags {
+        tags::parse_header(input.tagging.as_deref())?
+    } else {
+        source.version.tags.clone()
+    };
     s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
 
     let algorithm = checksum_algorithm_for(input.checksum_algorithm.clone(), &source.version);
-    let stream = s.catalog.read(&source.version, 0, source.version.size).await.map_err(s3_err)?;
+    let stream = s
+        .catalog
+        .read(&source.version, 0, source.version.size)
+        .await
+        .map_err(s3_err)?;
     let ingested = body::ingest_stream(s.catalog.blobs().as_ref(), stream, algorithm, true).await?;
     let version = ObjectVersion {
         version_id: None,
@@ -111,7 +145,11 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
         tags: object_tags,
         part_sizes: Vec::new(),
     };
-    let stored = s.catalog.put_object(&input.bucket, &input.key, version, None).await.map_err(s3_err)?;
+    let stored = s
+        .catalog
+        .put_object(&input.bucket, &input.key, version, None)
+        .await
+        .map_err(s3_err)?;
     let sums = crate::convert::checksum_fields(&stored.checksums, true);
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {

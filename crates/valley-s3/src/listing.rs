@@ -11,7 +11,12 @@ use crate::convert::{etag, s3_err, timestamp_of_unix_ns};
 use crate::service::ValleyS3;
 
 /// What `encoding-type=url` leaves as it is: RFC 3986 unreserved characters and `/`.
-const URL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+const URL_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
 
 /// Encodes names in a listing response when the client asked for `encoding-type=url`.
 struct Names {
@@ -23,12 +28,19 @@ impl Names {
         match encoding.map(EncodingType::as_str) {
             None => Ok(Self { url: false }),
             Some(EncodingType::URL) => Ok(Self { url: true }),
-            Some(other) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified in Request: {other:?}")),
+            Some(other) => Err(s3_error!(
+                InvalidArgument,
+                "Invalid Encoding Method specified in Request: {other:?}"
+            )),
         }
     }
 
     fn name(&self, s: &str) -> String {
-        if self.url { utf8_percent_encode(s, URL_ENCODE).to_string() } else { s.to_owned() }
+        if self.url {
+            utf8_percent_encode(s, URL_ENCODE).to_string()
+        } else {
+            s.to_owned()
+        }
     }
 
     fn opt(&self, s: Option<&String>) -> Option<String> {
@@ -50,7 +62,9 @@ fn object_entry(names: &Names, key: &str, v: &ObjectVersion, owner: Option<Owner
         last_modified: Some(timestamp_of_unix_ns(v.hlc)),
         e_tag: Some(etag(&v.etag)),
         size: i64::try_from(v.size).ok(),
-        storage_class: Some(ObjectStorageClass::from(v.headers.storage_class.clone().unwrap_or_else(|| "STANDARD".into()))),
+        storage_class: Some(ObjectStorageClass::from(
+            v.headers.storage_class.clone().unwrap_or_else(|| "STANDARD".into()),
+        )),
         owner,
         ..Default::default()
     }
@@ -62,16 +76,28 @@ fn split<T>(page: &ListPage<T>) -> (Vec<(&str, &T)>, Vec<CommonPrefix>, &ListPag
     for item in &page.items {
         match item {
             ListItem::Entry(k, v) => entries.push((k.as_str(), v)),
-            ListItem::Prefix(p) => prefixes.push(CommonPrefix { prefix: Some(p.clone()) }),
+            ListItem::Prefix(p) => prefixes.push(CommonPrefix {
+                prefix: Some(p.clone()),
+            }),
         }
     }
     (entries, prefixes, page)
 }
 
-async fn page(s: &ValleyS3, bucket: &str, prefix: Option<&str>, delimiter: Option<&str>, marker: Option<String>, max: usize) -> S3Result<ListPage<ObjectVersion>> {
+async fn page(
+    s: &ValleyS3,
+    bucket: &str,
+    prefix: Option<&str>,
+    delimiter: Option<&str>,
+    marker: Option<String>,
+    max: usize,
+) -> S3Result<ListPage<ObjectVersion>> {
     if max == 0 {
         s.catalog.bucket(bucket).await.map_err(s3_err)?;
-        return Ok(ListPage { items: Vec::new(), truncated: false });
+        return Ok(ListPage {
+            items: Vec::new(),
+            truncated: false,
+        });
     }
     let query = ListQuery {
         prefix: prefix.unwrap_or_default().to_owned(),
@@ -86,7 +112,15 @@ pub async fn list_v1(s: &ValleyS3, req: S3Request<ListObjectsInput>) -> S3Result
     let input = req.input;
     let names = Names::new(input.encoding_type.as_ref())?;
     let max = max_keys(input.max_keys)?;
-    let page = page(s, &input.bucket, input.prefix.as_deref(), input.delimiter.as_deref(), input.marker.clone().filter(|m| !m.is_empty()), max).await?;
+    let page = page(
+        s,
+        &input.bucket,
+        input.prefix.as_deref(),
+        input.delimiter.as_deref(),
+        input.marker.clone().filter(|m| !m.is_empty()),
+        max,
+    )
+    .await?;
     let (entries, prefixes, page) = split(&page);
     let owner = Some(s.owner());
     Ok(S3Response::new(ListObjectsOutput {
@@ -96,9 +130,24 @@ pub async fn list_v1(s: &ValleyS3, req: S3Request<ListObjectsInput>) -> S3Result
         delimiter: names.opt(input.delimiter.as_ref()),
         max_keys: Some(i32::try_from(max).unwrap_or(i32::MAX)),
         is_truncated: Some(page.truncated),
-        next_marker: page.truncated.then(|| page.last_name().map(|n| names.name(n))).flatten(),
-        contents: Some(entries.iter().map(|(k, v)| object_entry(&names, k, v, owner.clone())).collect()),
-        common_prefixes: Some(prefixes.into_iter().map(|p| CommonPrefix { prefix: names.opt(p.prefix.as_ref()) }).collect()),
+        next_marker: page
+            .truncated
+            .then(|| page.last_name().map(|n| names.name(n)))
+            .flatten(),
+        contents: Some(
+            entries
+                .iter()
+                .map(|(k, v)| object_entry(&names, k, v, owner.clone()))
+                .collect(),
+        ),
+        common_prefixes: Some(
+            prefixes
+                .into_iter()
+                .map(|p| CommonPrefix {
+                    prefix: names.opt(p.prefix.as_ref()),
+                })
+                .collect(),
+        ),
         encoding_type: input.encoding_type,
         ..Default::default()
     }))
@@ -118,7 +167,15 @@ pub async fn list_v2(s: &ValleyS3, req: S3Request<ListObjectsV2Input>) -> S3Resu
         ),
     };
     let marker = token_marker.or_else(|| input.start_after.clone().filter(|m| !m.is_empty()));
-    let page = page(s, &input.bucket, input.prefix.as_deref(), input.delimiter.as_deref(), marker, max).await?;
+    let page = page(
+        s,
+        &input.bucket,
+        input.prefix.as_deref(),
+        input.delimiter.as_deref(),
+        marker,
+        max,
+    )
+    .await?;
     let (entries, prefixes, page) = split(&page);
     let owner = input.fetch_owner.unwrap_or(false).then(|| s.owner());
     let key_count = entries.len() + prefixes.len();
@@ -130,24 +187,48 @@ pub async fn list_v2(s: &ValleyS3, req: S3Request<ListObjectsV2Input>) -> S3Resu
         key_count: Some(i32::try_from(key_count).unwrap_or(i32::MAX)),
         is_truncated: Some(page.truncated),
         continuation_token: input.continuation_token,
-        next_continuation_token: page.truncated.then(|| page.last_name().map(|n| hex::encode(n.as_bytes()))).flatten(),
+        next_continuation_token: page
+            .truncated
+            .then(|| page.last_name().map(|n| hex::encode(n.as_bytes())))
+            .flatten(),
         start_after: names.opt(input.start_after.as_ref()),
-        contents: Some(entries.iter().map(|(k, v)| object_entry(&names, k, v, owner.clone())).collect()),
-        common_prefixes: Some(prefixes.into_iter().map(|p| CommonPrefix { prefix: names.opt(p.prefix.as_ref()) }).collect()),
+        contents: Some(
+            entries
+                .iter()
+                .map(|(k, v)| object_entry(&names, k, v, owner.clone()))
+                .collect(),
+        ),
+        common_prefixes: Some(
+            prefixes
+                .into_iter()
+                .map(|p| CommonPrefix {
+                    prefix: names.opt(p.prefix.as_ref()),
+                })
+                .collect(),
+        ),
         encoding_type: input.encoding_type,
         ..Default::default()
     }))
 }
 
-pub async fn list_versions(s: &ValleyS3, req: S3Request<ListObjectVersionsInput>) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+pub async fn list_versions(
+    s: &ValleyS3,
+    req: S3Request<ListObjectVersionsInput>,
+) -> S3Result<S3Response<ListObjectVersionsOutput>> {
     let input = req.input;
     let names = Names::new(input.encoding_type.as_ref())?;
     let max = max_keys(input.max_keys)?;
     let key_marker = input.key_marker.clone().filter(|m| !m.is_empty());
-    let version_marker = input.version_id_marker.clone().filter(|m| !m.is_empty() && key_marker.is_some());
+    let version_marker = input
+        .version_id_marker
+        .clone()
+        .filter(|m| !m.is_empty() && key_marker.is_some());
     let page = if max == 0 {
         s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
-        ListPage { items: Vec::new(), truncated: false }
+        ListPage {
+            items: Vec::new(),
+            truncated: false,
+        }
     } else {
         let query = ListQuery {
             prefix: input.prefix.clone().unwrap_or_default(),
@@ -155,7 +236,10 @@ pub async fn list_versions(s: &ValleyS3, req: S3Request<ListObjectVersionsInput>
             marker: key_marker,
             max_keys: max,
         };
-        s.catalog.list_versions(&input.bucket, query, version_marker).await.map_err(s3_err)?
+        s.catalog
+            .list_versions(&input.bucket, query, version_marker)
+            .await
+            .map_err(s3_err)?
     };
     let owner = Some(s.owner());
     let mut versions = Vec::new();
@@ -184,7 +268,9 @@ pub async fn list_versions(s: &ValleyS3, req: S3Request<ListObjectVersionsInput>
                         last_modified: Some(timestamp_of_unix_ns(v.hlc)),
                         e_tag: Some(etag(&v.etag)),
                         size: i64::try_from(v.size).ok(),
-                        storage_class: Some(ObjectVersionStorageClass::from_static(ObjectVersionStorageClass::STANDARD)),
+                        storage_class: Some(ObjectVersionStorageClass::from_static(
+                            ObjectVersionStorageClass::STANDARD,
+                        )),
                         owner: owner.clone(),
                         ..Default::default()
                     });
@@ -192,7 +278,9 @@ pub async fn list_versions(s: &ValleyS3, req: S3Request<ListObjectVersionsInput>
             }
             ListItem::Prefix(p) => {
                 last = Some((p.clone(), String::new()));
-                prefixes.push(CommonPrefix { prefix: Some(names.name(p)) });
+                prefixes.push(CommonPrefix {
+                    prefix: Some(names.name(p)),
+                });
             }
         }
     }

@@ -17,7 +17,10 @@ use crate::tags;
 
 fn part_number_of(n: i32) -> S3Result<u32> {
     if !(1..=PART_NUMBER_MAX).contains(&n) {
-        return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and {PART_NUMBER_MAX}, inclusive"));
+        return Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and {PART_NUMBER_MAX}, inclusive"
+        ));
     }
     Ok(u32::try_from(n).unwrap_or(1))
 }
@@ -28,7 +31,10 @@ fn now_unix_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-pub async fn create(s: &ValleyS3, req: S3Request<CreateMultipartUploadInput>) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+pub async fn create(
+    s: &ValleyS3,
+    req: S3Request<CreateMultipartUploadInput>,
+) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let input = req.input;
     check_key(&input.key)?;
     let headers = ObjectHeaders {
@@ -51,7 +57,10 @@ pub async fn create(s: &ValleyS3, req: S3Request<CreateMultipartUploadInput>) ->
         checksum_algorithm: input.checksum_algorithm.as_ref().map(|a| a.as_str().to_owned()),
     };
     let upload_id = upload.upload_id.clone();
-    s.catalog.create_upload(&input.bucket, &input.key, upload).await.map_err(s3_err)?;
+    s.catalog
+        .create_upload(&input.bucket, &input.key, upload)
+        .await
+        .map_err(s3_err)?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
@@ -65,7 +74,11 @@ pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Res
     let trailers = req.trailing_headers;
     let input = req.input;
     let number = part_number_of(input.part_number)?;
-    let upload = s.catalog.upload(&input.bucket, &input.key, &input.upload_id).await.map_err(s3_err)?;
+    let upload = s
+        .catalog
+        .upload(&input.bucket, &input.key, &input.upload_id)
+        .await
+        .map_err(s3_err)?;
     let mut declared = Declared {
         algorithm: input
             .checksum_algorithm
@@ -78,11 +91,22 @@ pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Res
         crc64nvme: input.checksum_crc64nvme.clone(),
         content_md5: input.content_md5.clone(),
     };
-    let ingested = body::ingest(s.catalog.blobs().as_ref(), input.body, &mut declared, trailers, false, PART_SIZE_BYTES_MAX).await?;
+    let ingested = body::ingest(
+        s.catalog.blobs().as_ref(),
+        input.body,
+        &mut declared,
+        trailers,
+        false,
+        PART_SIZE_BYTES_MAX,
+    )
+    .await?;
     let ObjectData::Blobs(mut blobs) = ingested.data else {
         return Err(crate::convert::internal("a part was kept inline"));
     };
-    let blob = blobs.pop().unwrap_or(BlobRef { id: valley_store::BlobId::random(), size: 0 });
+    let blob = blobs.pop().unwrap_or(BlobRef {
+        id: valley_store::BlobId::random(),
+        size: 0,
+    });
     let part = PartRecord {
         etag: ingested.md5_hex.clone(),
         size: ingested.size,
@@ -90,7 +114,10 @@ pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Res
         last_modified_unix_ns: now_unix_ns(),
         checksums: ingested.checksums.clone(),
     };
-    s.catalog.put_part(&input.bucket, &input.key, &input.upload_id, number, part).await.map_err(s3_err)?;
+    s.catalog
+        .put_part(&input.bucket, &input.key, &input.upload_id, number, part)
+        .await
+        .map_err(s3_err)?;
     let sums = crate::convert::checksum_fields(&ingested.checksums, true);
     Ok(S3Response::new(UploadPartOutput {
         e_tag: Some(etag(&ingested.md5_hex)),
@@ -106,7 +133,12 @@ pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Res
 /// Parses `bytes=first-last` (both required, inclusive) against the source's size.
 fn copy_range(range: Option<&str>, size: u64) -> S3Result<(u64, u64)> {
     let Some(range) = range else { return Ok((0, size)) };
-    let bad = || s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy");
+    let bad = || {
+        s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+        )
+    };
     let spec = range.strip_prefix("bytes=").ok_or_else(bad)?;
     let (first, last) = spec.split_once('-').ok_or_else(bad)?;
     let first: u64 = first.trim().parse().map_err(|_| bad())?;
@@ -117,10 +149,17 @@ fn copy_range(range: Option<&str>, size: u64) -> S3Result<(u64, u64)> {
     Ok((first, last - first + 1))
 }
 
-pub async fn upload_part_copy(s: &ValleyS3, req: S3Request<UploadPartCopyInput>) -> S3Result<S3Response<UploadPartCopyOutput>> {
+pub async fn upload_part_copy(
+    s: &ValleyS3,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
     let input = req.input;
     let number = part_number_of(input.part_number)?;
-    let upload = s.catalog.upload(&input.bucket, &input.key, &input.upload_id).await.map_err(s3_err)?;
+    let upload = s
+        .catalog
+        .upload(&input.bucket, &input.key, &input.upload_id)
+        .await
+        .map_err(s3_err)?;
     let conditions = Conditions {
         if_match: input.copy_source_if_match.clone(),
         if_none_match: input.copy_source_if_none_match.clone(),
@@ -130,7 +169,10 @@ pub async fn upload_part_copy(s: &ValleyS3, req: S3Request<UploadPartCopyInput>)
     let source = copy::resolve(s, &input.copy_source, &conditions).await?;
     let (offset, len) = copy_range(input.copy_source_range.as_deref(), source.version.size)?;
     if len > PART_SIZE_BYTES_MAX {
-        return Err(s3_error!(EntityTooLarge, "A part may be at most {PART_SIZE_BYTES_MAX} bytes."));
+        return Err(s3_error!(
+            EntityTooLarge,
+            "A part may be at most {PART_SIZE_BYTES_MAX} bytes."
+        ));
     }
     let stream = s.catalog.read(&source.version, offset, len).await.map_err(s3_err)?;
     let algorithm = upload.checksum_algorithm.clone().map(ChecksumAlgorithm::from);
@@ -138,7 +180,10 @@ pub async fn upload_part_copy(s: &ValleyS3, req: S3Request<UploadPartCopyInput>)
     let ObjectData::Blobs(mut blobs) = ingested.data else {
         return Err(crate::convert::internal("a part was kept inline"));
     };
-    let blob = blobs.pop().unwrap_or(BlobRef { id: valley_store::BlobId::random(), size: 0 });
+    let blob = blobs.pop().unwrap_or(BlobRef {
+        id: valley_store::BlobId::random(),
+        size: 0,
+    });
     let last_modified = now_unix_ns();
     let part = PartRecord {
         etag: ingested.md5_hex.clone(),
@@ -147,7 +192,10 @@ pub async fn upload_part_copy(s: &ValleyS3, req: S3Request<UploadPartCopyInput>)
         last_modified_unix_ns: last_modified,
         checksums: ingested.checksums,
     };
-    s.catalog.put_part(&input.bucket, &input.key, &input.upload_id, number, part).await.map_err(s3_err)?;
+    s.catalog
+        .put_part(&input.bucket, &input.key, &input.upload_id, number, part)
+        .await
+        .map_err(s3_err)?;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(etag(&ingested.md5_hex)),
@@ -163,7 +211,11 @@ pub async fn list_parts(s: &ValleyS3, req: S3Request<ListPartsInput>) -> S3Resul
     let input = req.input;
     let max = max_keys(input.max_parts)?;
     let marker = u32::try_from(input.part_number_marker.unwrap_or(0).max(0)).unwrap_or(0);
-    let upload = s.catalog.upload(&input.bucket, &input.key, &input.upload_id).await.map_err(s3_err)?;
+    let upload = s
+        .catalog
+        .upload(&input.bucket, &input.key, &input.upload_id)
+        .await
+        .map_err(s3_err)?;
     let (parts, truncated) = s
         .catalog
         .list_parts(&input.bucket, &input.key, &input.upload_id, marker, max)
@@ -179,8 +231,13 @@ pub async fn list_parts(s: &ValleyS3, req: S3Request<ListPartsInput>) -> S3Resul
         max_parts: Some(i32::try_from(max).unwrap_or(i32::MAX)),
         is_truncated: Some(truncated),
         owner: Some(s.owner()),
-        initiator: Some(Initiator { id: s.owner().id, display_name: s.owner().display_name }),
-        storage_class: Some(StorageClass::from(upload.headers.storage_class.unwrap_or_else(|| "STANDARD".into()))),
+        initiator: Some(Initiator {
+            id: s.owner().id,
+            display_name: s.owner().display_name,
+        }),
+        storage_class: Some(StorageClass::from(
+            upload.headers.storage_class.unwrap_or_else(|| "STANDARD".into()),
+        )),
         checksum_algorithm: upload.checksum_algorithm.map(ChecksumAlgorithm::from),
         parts: Some(
             parts
@@ -202,7 +259,10 @@ pub async fn list_parts(s: &ValleyS3, req: S3Request<ListPartsInput>) -> S3Resul
     }))
 }
 
-pub async fn complete(s: &ValleyS3, req: S3Request<CompleteMultipartUploadInput>) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+pub async fn complete(
+    s: &ValleyS3,
+    req: S3Request<CompleteMultipartUploadInput>,
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let input = req.input;
     let chosen = input
         .multipart_upload
@@ -234,13 +294,22 @@ pub async fn complete(s: &ValleyS3, req: S3Request<CompleteMultipartUploadInput>
     }))
 }
 
-pub async fn abort(s: &ValleyS3, req: S3Request<AbortMultipartUploadInput>) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+pub async fn abort(
+    s: &ValleyS3,
+    req: S3Request<AbortMultipartUploadInput>,
+) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
     let input = req.input;
-    s.catalog.abort_upload(&input.bucket, &input.key, &input.upload_id).await.map_err(s3_err)?;
+    s.catalog
+        .abort_upload(&input.bucket, &input.key, &input.upload_id)
+        .await
+        .map_err(s3_err)?;
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))
 }
 
-pub async fn list_uploads(s: &ValleyS3, req: S3Request<ListMultipartUploadsInput>) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+pub async fn list_uploads(
+    s: &ValleyS3,
+    req: S3Request<ListMultipartUploadsInput>,
+) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
     let input = req.input;
     let max = max_keys(input.max_uploads)?;
     let query = ListQuery {
@@ -251,10 +320,17 @@ pub async fn list_uploads(s: &ValleyS3, req: S3Request<ListMultipartUploadsInput
     };
     let page = if max == 0 {
         s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
-        valley_store::list::ListPage { items: Vec::new(), truncated: false }
+        valley_store::list::ListPage {
+            items: Vec::new(),
+            truncated: false,
+        }
     } else {
         s.catalog
-            .list_uploads(&input.bucket, query, input.upload_id_marker.clone().filter(|m| !m.is_empty()))
+            .list_uploads(
+                &input.bucket,
+                query,
+                input.upload_id_marker.clone().filter(|m| !m.is_empty()),
+            )
             .await
             .map_err(s3_err)?
     };
@@ -270,15 +346,22 @@ pub async fn list_uploads(s: &ValleyS3, req: S3Request<ListMultipartUploadsInput
                     upload_id: Some(u.upload_id.clone()),
                     initiated: Some(timestamp_of_unix_ns(u.created_unix_ns)),
                     owner: Some(s.owner()),
-                    initiator: Some(Initiator { id: s.owner().id, display_name: s.owner().display_name }),
-                    storage_class: Some(StorageClass::from(u.headers.storage_class.clone().unwrap_or_else(|| "STANDARD".into()))),
+                    initiator: Some(Initiator {
+                        id: s.owner().id,
+                        display_name: s.owner().display_name,
+                    }),
+                    storage_class: Some(StorageClass::from(
+                        u.headers.storage_class.clone().unwrap_or_else(|| "STANDARD".into()),
+                    )),
                     checksum_algorithm: u.checksum_algorithm.clone().map(ChecksumAlgorithm::from),
                     ..Default::default()
                 });
             }
             ListItem::Prefix(p) => {
                 last = Some((p.clone(), None));
-                prefixes.push(CommonPrefix { prefix: Some(p.clone()) });
+                prefixes.push(CommonPrefix {
+                    prefix: Some(p.clone()),
+                });
             }
         }
     }

@@ -7,7 +7,9 @@ use valley_types::limits::{DELETE_OBJECTS_KEYS_MAX, PART_SIZE_BYTES_MAX};
 
 use crate::body::{self, Declared};
 use crate::conditions::{Conditions, write_precondition};
-use crate::convert::{check_key, check_metadata, checksum_fields, etag, format_http_date, metadata_pairs, s3_err, timestamp_of_unix_ns};
+use crate::convert::{
+    check_key, check_metadata, checksum_fields, etag, format_http_date, metadata_pairs, s3_err, timestamp_of_unix_ns,
+};
 use crate::service::ValleyS3;
 use crate::tags;
 
@@ -16,9 +18,15 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     let input = req.input;
     check_key(&input.key)?;
     if let Some(class) = &input.storage_class
-        && !matches!(class.as_str(), "STANDARD" | "REDUCED_REDUNDANCY" | "STANDARD_IA" | "ONEZONE_IA" | "INTELLIGENT_TIERING" | "GLACIER_IR")
+        && !matches!(
+            class.as_str(),
+            "STANDARD" | "REDUCED_REDUNDANCY" | "STANDARD_IA" | "ONEZONE_IA" | "INTELLIGENT_TIERING" | "GLACIER_IR"
+        )
     {
-        return Err(s3_error!(InvalidStorageClass, "The storage class you specified is not valid."));
+        return Err(s3_error!(
+            InvalidStorageClass,
+            "The storage class you specified is not valid."
+        ));
     }
     let headers = ObjectHeaders {
         content_type: input.content_type.clone(),
@@ -44,7 +52,15 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
         crc64nvme: input.checksum_crc64nvme.clone(),
         content_md5: input.content_md5.clone(),
     };
-    let ingested = body::ingest(s.catalog.blobs().as_ref(), input.body, &mut declared, trailers, true, PART_SIZE_BYTES_MAX).await?;
+    let ingested = body::ingest(
+        s.catalog.blobs().as_ref(),
+        input.body,
+        &mut declared,
+        trailers,
+        true,
+        PART_SIZE_BYTES_MAX,
+    )
+    .await?;
     let version = ObjectVersion {
         version_id: None,
         hlc: 0,
@@ -58,7 +74,11 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
         part_sizes: Vec::new(),
     };
     let precondition = write_precondition(input.if_match, input.if_none_match);
-    let stored = s.catalog.put_object(&input.bucket, &input.key, version, precondition).await.map_err(s3_err)?;
+    let stored = s
+        .catalog
+        .put_object(&input.bucket, &input.key, version, precondition)
+        .await
+        .map_err(s3_err)?;
     let sums = checksum_fields(&stored.checksums, true);
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(etag(&stored.etag)),
@@ -79,7 +99,10 @@ async fn lookup(s: &ValleyS3, bucket: &str, key: &str, version_id: Option<&str>)
     check_key(key)?;
     let version = s.catalog.object(bucket, key, version_id).await.map_err(s3_err)?;
     if version.delete_marker {
-        let mut err = s3_error!(MethodNotAllowed, "The specified method is not allowed against this resource.");
+        let mut err = s3_error!(
+            MethodNotAllowed,
+            "The specified method is not allowed against this resource."
+        );
         let mut h = http::HeaderMap::new();
         h.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
         err.set_headers(h);
@@ -89,7 +112,11 @@ async fn lookup(s: &ValleyS3, bucket: &str, key: &str, version_id: Option<&str>)
 }
 
 /// The byte range a GET (or HEAD) asks for, from `Range` or `partNumber`.
-fn select_range(version: &ObjectVersion, range: Option<&Range>, part_number: Option<i32>) -> S3Result<Option<std::ops::Range<u64>>> {
+fn select_range(
+    version: &ObjectVersion,
+    range: Option<&Range>,
+    part_number: Option<i32>,
+) -> S3Result<Option<std::ops::Range<u64>>> {
     if let Some(n) = part_number {
         if range.is_some() {
             return Err(s3_error!(InvalidRequest, "Cannot specify both Range and partNumber."));
@@ -98,7 +125,9 @@ fn select_range(version: &ObjectVersion, range: Option<&Range>, part_number: Opt
         if version.part_sizes.is_empty() {
             return if n == 1 { Ok(None) } else { Err(invalid_part_number()) };
         }
-        let index = index.filter(|i| *i < version.part_sizes.len()).ok_or_else(|| invalid_part_number())?;
+        let index = index
+            .filter(|i| *i < version.part_sizes.len())
+            .ok_or_else(invalid_part_number)?;
         let start: u64 = version.part_sizes[..index].iter().sum();
         return Ok(Some(start..start + version.part_sizes[index]));
     }
@@ -133,7 +162,9 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
     Ok(S3Response::new(GetObjectOutput {
         body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream))),
         content_length: i64::try_from(len).ok(),
-        content_range: range.as_ref().map(|r| format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), version.size)),
+        content_range: range
+            .as_ref()
+            .map(|r| format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), version.size)),
         accept_ranges: Some("bytes".into()),
         last_modified: Some(timestamp_of_unix_ns(version.hlc)),
         e_tag: Some(etag(&version.etag)),
@@ -148,7 +179,9 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
         website_redirect_location: h.website_redirect_location.clone(),
         storage_class: h.storage_class.clone().map(StorageClass::from),
         tag_count: (!version.tags.is_empty()).then(|| i32::try_from(version.tags.len()).unwrap_or(i32::MAX)),
-        parts_count: input.part_number.and_then(|_| i32::try_from(version.part_sizes.len().max(1)).ok()),
+        parts_count: input
+            .part_number
+            .and_then(|_| i32::try_from(version.part_sizes.len().max(1)).ok()),
         checksum_crc32: sums.crc32,
         checksum_crc32c: sums.crc32c,
         checksum_sha1: sums.sha1,
@@ -175,7 +208,9 @@ pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3R
     let h = &version.headers;
     Ok(S3Response::new(HeadObjectOutput {
         content_length: i64::try_from(len).ok(),
-        content_range: range.as_ref().map(|r| format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), version.size)),
+        content_range: range
+            .as_ref()
+            .map(|r| format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), version.size)),
         accept_ranges: Some("bytes".into()),
         last_modified: Some(timestamp_of_unix_ns(version.hlc)),
         e_tag: Some(etag(&version.etag)),
@@ -189,7 +224,9 @@ pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3R
         expires: h.expires.as_deref().and_then(crate::convert::parse_http_date),
         website_redirect_location: h.website_redirect_location.clone(),
         storage_class: h.storage_class.clone().map(StorageClass::from),
-        parts_count: input.part_number.and_then(|_| i32::try_from(version.part_sizes.len().max(1)).ok()),
+        parts_count: input
+            .part_number
+            .and_then(|_| i32::try_from(version.part_sizes.len().max(1)).ok()),
         checksum_crc32: sums.crc32,
         checksum_crc32c: sums.crc32c,
         checksum_sha1: sums.sha1,
@@ -210,16 +247,24 @@ pub async fn delete(s: &ValleyS3, req: S3Request<DeleteObjectInput>) -> S3Result
         .map_err(s3_err)?;
     Ok(S3Response::new(DeleteObjectOutput {
         delete_marker: outcome.delete_marker.then_some(true),
-        version_id: outcome.version_id.or_else(|| outcome.delete_marker.then(|| "null".to_owned())),
+        version_id: outcome
+            .version_id
+            .or_else(|| outcome.delete_marker.then(|| "null".to_owned())),
         ..Default::default()
     }))
 }
 
-pub async fn delete_many(s: &ValleyS3, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+pub async fn delete_many(
+    s: &ValleyS3,
+    req: S3Request<DeleteObjectsInput>,
+) -> S3Result<S3Response<DeleteObjectsOutput>> {
     let input = req.input;
     let objects = input.delete.objects;
     if objects.len() > DELETE_OBJECTS_KEYS_MAX {
-        return Err(s3_error!(MalformedXML, "A DeleteObjects request names at most {DELETE_OBJECTS_KEYS_MAX} keys."));
+        return Err(s3_error!(
+            MalformedXML,
+            "A DeleteObjects request names at most {DELETE_OBJECTS_KEYS_MAX} keys."
+        ));
     }
     s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
     let quiet = input.delete.quiet.unwrap_or(false);
@@ -237,7 +282,9 @@ pub async fn delete_many(s: &ValleyS3, req: S3Request<DeleteObjectsInput>) -> S3
         match result {
             Ok(outcome) => {
                 if !quiet {
-                    let marker_version = outcome.delete_marker.then(|| outcome.version_id.clone().unwrap_or_else(|| "null".into()));
+                    let marker_version = outcome
+                        .delete_marker
+                        .then(|| outcome.version_id.clone().unwrap_or_else(|| "null".into()));
                     deleted.push(DeletedObject {
                         key: Some(object.key),
                         version_id: object.version_id,
@@ -260,7 +307,6 @@ pub async fn delete_many(s: &ValleyS3, req: S3Request<DeleteObjectsInput>) -> S3
         ..Default::default()
     }))
 }
-
 
 /// S3's InvalidPartNumber (416), which s3s's generated codes lack.
 fn invalid_part_number() -> s3s::S3Error {

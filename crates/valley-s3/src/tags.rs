@@ -23,7 +23,12 @@ fn decode(s: &str) -> S3Result<String> {
     percent_encoding::percent_decode_str(&plus_as_space)
         .decode_utf8()
         .map(|c| c.into_owned())
-        .map_err(|_| s3_error!(InvalidArgument, "The x-amz-tagging header is not valid URL-encoded UTF-8."))
+        .map_err(|_| {
+            s3_error!(
+                InvalidArgument,
+                "The x-amz-tagging header is not valid URL-encoded UTF-8."
+            )
+        })
 }
 
 pub fn from_tagging(tagging: Tagging, max: usize) -> S3Result<Vec<(String, String)>> {
@@ -73,7 +78,11 @@ mod tests {
         let tags = parse_header(Some("a=1&b%20c=d%2Be&e=")).unwrap();
         assert_eq!(
             tags,
-            vec![("a".into(), "1".into()), ("b c".into(), "d+e".into()), ("e".into(), String::new())]
+            vec![
+                ("a".into(), "1".into()),
+                ("b c".into(), "d+e".into()),
+                ("e".into(), String::new())
+            ]
         );
     }
 

@@ -25,7 +25,8 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Credentials> {
     let path = data_dir.join(FILE_NAME);
     if path.exists() {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        return parse(&text).with_context(|| format!("{} is malformed; delete it to generate new credentials", path.display()));
+        return parse(&text)
+            .with_context(|| format!("{} is malformed; delete it to generate new credentials", path.display()));
     }
     let creds = Credentials {
         access_key: format!("VL{}", hex::encode_upper(rand::random::<[u8; 9]>())),
@@ -37,7 +38,11 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Credentials> {
         .mode(0o600)
         .open(&path)
         .with_context(|| format!("creating {}", path.display()))?;
-    writeln!(file, "access_key = {}\nsecret_key = {}", creds.access_key, creds.secret_key)?;
+    writeln!(
+        file,
+        "access_key = {}\nsecret_key = {}",
+        creds.access_key, creds.secret_key
+    )?;
     file.sync_all()?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     println!("Generated root credentials (stored in {}):", path.display());
@@ -50,7 +55,9 @@ fn parse(text: &str) -> anyhow::Result<Credentials> {
     let mut access_key = None;
     let mut secret_key = None;
     for line in text.lines() {
-        let Some((name, value)) = line.split_once('=') else { continue };
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
         match name.trim() {
             "access_key" => access_key = Some(value.trim().to_owned()),
             "secret_key" => secret_key = Some(value.trim().to_owned()),
@@ -58,7 +65,9 @@ fn parse(text: &str) -> anyhow::Result<Credentials> {
         }
     }
     match (access_key, secret_key) {
-        (Some(access_key), Some(secret_key)) if !access_key.is_empty() && !secret_key.is_empty() => Ok(Credentials { access_key, secret_key }),
+        (Some(access_key), Some(secret_key)) if !access_key.is_empty() && !secret_key.is_empty() => {
+            Ok(Credentials { access_key, secret_key })
+        }
         _ => bail!("expected access_key and secret_key lines"),
     }
 }

@@ -20,7 +20,10 @@ pub const HEALTH_PATH: &str = "/_valley/health";
 fn text(status: StatusCode, body: &'static str) -> Response<s3s::Body> {
     let mut res = Response::new(s3s::Body::from(body.to_owned()));
     *res.status_mut() = status;
-    res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     res
 }
 
@@ -48,7 +51,13 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
             let result = response.await;
             metrics.requests_in_flight.dec();
             let status = result.as_ref().map_or(500, |r| r.status().as_u16());
-            metrics.requests.get_or_create(&RequestLabels { method: method.clone(), status }).inc();
+            metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    method: method.clone(),
+                    status,
+                })
+                .inc();
             metrics
                 .request_seconds
                 .get_or_create(&MethodLabel { method })
@@ -102,7 +111,9 @@ impl S3Host for VirtualHosts {
             _ => host,
         };
         for domain in &self.domains {
-            if let Some(bucket) = name.strip_suffix(domain.as_str()).and_then(|rest| rest.strip_suffix('.'))
+            if let Some(bucket) = name
+                .strip_suffix(domain.as_str())
+                .and_then(|rest| rest.strip_suffix('.'))
                 && !bucket.is_empty()
             {
                 return Ok(VirtualHost::new(domain.as_str()).with_bucket(bucket));

@@ -30,14 +30,31 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("valley");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("s3_requests", "S3 API requests by HTTP method and status", requests.clone());
-        let request_seconds =
-            Family::<MethodLabel, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 20)));
-        registry.register("s3_request_duration_seconds", "S3 API request latency until response headers", request_seconds.clone());
+        registry.register(
+            "s3_requests",
+            "S3 API requests by HTTP method and status",
+            requests.clone(),
+        );
+        let request_seconds = Family::<MethodLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 20))
+        });
+        registry.register(
+            "s3_request_duration_seconds",
+            "S3 API request latency until response headers",
+            request_seconds.clone(),
+        );
         let requests_in_flight = Gauge::default();
-        registry.register("s3_requests_in_flight", "S3 API requests being served", requests_in_flight.clone());
+        registry.register(
+            "s3_requests_in_flight",
+            "S3 API requests being served",
+            requests_in_flight.clone(),
+        );
         let orphan_blobs_removed = Counter::default();
-        registry.register("store_orphan_blobs_removed", "Unreferenced blobs removed at start-up", orphan_blobs_removed.clone());
+        registry.register(
+            "store_orphan_blobs_removed",
+            "Unreferenced blobs removed at start-up",
+            orphan_blobs_removed.clone(),
+        );
         Self {
             registry,
             requests,

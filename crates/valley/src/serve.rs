@@ -28,7 +28,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_json);
-    std::fs::create_dir_all(&args.data).with_context(|| format!("cannot create data directory {}", args.data.display()))?;
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("cannot create data directory {}", args.data.display()))?;
     let probe = args.data.join(".write-probe");
     std::fs::write(&probe, b"").with_context(|| format!("data directory {} is not writable", args.data.display()))?;
     let _ = std::fs::remove_file(&probe);
@@ -42,8 +43,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VALLEY_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VALLEY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -52,28 +56,47 @@ fn init_tracing(json: bool) {
 }
 
 async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) -> anyhow::Result<()> {
-    let blobs = FsBlobs::open(&args.data).with_context(|| format!("cannot open blob store in {}", args.data.display()))?;
+    let blobs =
+        FsBlobs::open(&args.data).with_context(|| format!("cannot open blob store in {}", args.data.display()))?;
     let meta_path = args.data.join("meta.redb");
-    let meta = RedbMeta::open(&meta_path)
-        .with_context(|| format!("cannot open metadata store {} (is another hub using this directory?)", meta_path.display()))?;
+    let meta = RedbMeta::open(&meta_path).with_context(|| {
+        format!(
+            "cannot open metadata store {} (is another hub using this directory?)",
+            meta_path.display()
+        )
+    })?;
     let catalog = Catalog::new(Arc::new(meta), Arc::new(blobs));
     let metrics = Arc::new(Metrics::new());
-    let removed = catalog.collect_orphans().await.context("recovery: collecting orphan blobs failed")?;
+    let removed = catalog
+        .collect_orphans()
+        .await
+        .context("recovery: collecting orphan blobs failed")?;
     if removed > 0 {
         info!(removed, "removed blobs left unreferenced by an interrupted write");
     }
     metrics.orphan_blobs_removed.inc_by(removed as u64);
 
     let s3 = {
-        let mut builder = S3ServiceBuilder::new(ValleyS3::new(catalog, args.region.clone(), credentials.access_key.clone()));
-        builder.set_auth(SimpleAuth::from_single(credentials.access_key.clone(), credentials.secret_key.clone()));
-        builder.set_host(VirtualHosts { domains: args.domains.clone() });
+        let mut builder = S3ServiceBuilder::new(ValleyS3::new(
+            catalog,
+            args.region.clone(),
+            credentials.access_key.clone(),
+        ));
+        builder.set_auth(SimpleAuth::from_single(
+            credentials.access_key.clone(),
+            credentials.secret_key.clone(),
+        ));
+        builder.set_host(VirtualHosts {
+            domains: args.domains.clone(),
+        });
         let mut config = S3Config::default();
         config.xml_max_body_size = valley_types::limits::XML_BODY_BYTES_MAX;
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(config))));
         builder.build()
     };
-    let s3_listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let s3_listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let admin_listener = TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {} (admin)", args.admin_listen))?;
@@ -86,7 +109,10 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_headers(REQUEST_HEADERS_MAX);
-    let front = S3Front { s3, metrics: metrics.clone() };
+    let front = S3Front {
+        s3,
+        metrics: metrics.clone(),
+    };
     let admin = AdminFront { metrics };
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
