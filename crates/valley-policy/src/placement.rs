@@ -1,0 +1,163 @@
+//! Placement policies: where a bucket's data may live, how many copies, and where they go.
+
+use serde::{Deserialize, Serialize};
+
+use crate::topology::{Hub, Role, Topology};
+
+/// After `after_days`, copies live only in hubs of `role` (e.g. cold data moves west).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tiering {
+    pub after_days: u32,
+    pub role: Role,
+}
+
+/// A bucket's placement policy. A hub may hold the bucket's data only if it is in one of
+/// `jurisdictions` (when given) and is one of `hubs` (when given); at least one is given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementPolicy {
+    #[serde(default)]
+    pub jurisdictions: Vec<String>,
+    #[serde(default)]
+    pub hubs: Vec<String>,
+    #[serde(default = "one")]
+    pub copies: u32,
+    #[serde(default)]
+    pub distinct_failure_domains: bool,
+    #[serde(default)]
+    pub home_hub: Option<String>,
+    /// Classification tags (`personal-info`, `important-data`, …) that bring in the rules of
+    /// law: classified data crosses a border only under a valid grant.
+    #[serde(default)]
+    pub classifications: Vec<String>,
+    #[serde(default)]
+    pub tiering: Option<Tiering>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl PlacementPolicy {
+    /// The default for a new bucket: the creating hub's jurisdiction only, one copy.
+    #[must_use]
+    pub fn local_default(hub: &Hub) -> Self {
+        Self {
+            jurisdictions: vec![hub.jurisdiction.clone()],
+            hubs: Vec::new(),
+            copies: 1,
+            distinct_failure_domains: false,
+            home_hub: None,
+            classifications: Vec::new(),
+            tiering: None,
+        }
+    }
+
+    /// Whether `hub` may hold this bucket's data at all.
+    #[must_use]
+    pub fn allows(&self, hub: &Hub) -> bool {
+        (self.jurisdictions.is_empty() || self.jurisdictions.contains(&hub.jurisdiction))
+            && (self.hubs.is_empty() || self.hubs.contains(&hub.id))
+    }
+
+    /// Checks the policy against the network: names exist, and the copies can be placed.
+    pub fn validate(&self, topology: &Topology) -> Result<(), String> {
+        if self.jurisdictions.is_empty() && self.hubs.is_empty() {
+            return Err("a policy must name its allowed jurisdictions or hubs".into());
+        }
+        if self.copies == 0 {
+            return Err("copies must be at least 1".into());
+        }
+        let known = topology.jurisdictions();
+        for j in &self.jurisdictions {
+            if !known.contains(&j.as_str()) {
+                return Err(format!("no hub of the network is in jurisdiction {j:?}"));
+            }
+        }
+        for h in self.hubs.iter().chain(&self.home_hub) {
+            if topology.hub(h).is_none() {
+                return Err(format!("hub {h:?} is not in the network"));
+            }
+        }
+        if let Some(home) = &self.home_hub
+            && let Some(hub) = topology.hub(home)
+            && !self.allows(hub)
+        {
+            return Err(format!("home hub {home:?} is not allowed by the policy itself"));
+        }
+        for c in &self.classifications {
+            if c.is_empty()
+                || !c
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(format!(
+                    "classification {c:?} must be lowercase letters, digits and '-'"
+                ));
+            }
+        }
+        let origin = self
+            .home_hub
+            .clone()
+            .or_else(|| topology.hubs().find(|h| self.allows(h)).map(|h| h.id.clone()));
+        place(self, topology, origin.as_deref().unwrap_or_default(), false)?;
+        if self.tiering.is_some() {
+            place(self, topology, origin.as_deref().unwrap_or_default(), true)?;
+        }
+        Ok(())
+    }
+}
+
+/// The hubs that should hold copies of an object written at `origin`: `policy.copies` allowed
+/// hubs, the home hub first, then the origin, then the others nearest the origin by declared
+/// RTT (then by id), taking distinct failure domains when the policy asks. `tiered` applies the
+/// tiering rule (the object is older than `after_days`). Deterministic: every hub computes the
+/// same answer from the same inputs.
+pub fn place(policy: &PlacementPolicy, topology: &Topology, origin: &str, tiered: bool) -> Result<Vec<String>, String> {
+    let tier_role = policy.tiering.as_ref().filter(|_| tiered).map(|t| t.role);
+    let mut candidates: Vec<&Hub> = topology
+        .hubs()
+        .filter(|h| policy.allows(h) && tier_role.is_none_or(|r| h.role == r))
+        .collect();
+    let rank = |h: &Hub| -> (u8, u64, String) {
+        let first = if policy.home_hub.as_deref() == Some(h.id.as_str()) {
+            0
+        } else if h.id == origin {
+            1
+        } else {
+            2
+        };
+        let rtt = topology
+            .link(origin, &h.id)
+            .map_or(u64::MAX, |l| (l.rtt_ms * 1000.0) as u64);
+        (first, rtt, h.id.clone())
+    };
+    candidates.sort_by_key(|h| rank(h));
+    let wanted = policy.copies as usize;
+    let mut chosen: Vec<&Hub> = Vec::with_capacity(wanted);
+    for hub in candidates {
+        if chosen.len() == wanted {
+            break;
+        }
+        if policy.distinct_failure_domains && chosen.iter().any(|c| c.failure_domain == hub.failure_domain) {
+            continue;
+        }
+        chosen.push(hub);
+    }
+    if chosen.len() < wanted {
+        let how = if policy.distinct_failure_domains {
+            " in distinct failure domains"
+        } else {
+            ""
+        };
+        let tier = tier_role
+            .map(|r| format!(" among {} hubs", r.as_str()))
+            .unwrap_or_default();
+        return Err(format!(
+            "the policy needs {wanted} copies{how}{tier}, but only {} allowed hubs qualify",
+            chosen.len()
+        ));
+    }
+    Ok(chosen.into_iter().map(|h| h.id.clone()).collect())
+}
