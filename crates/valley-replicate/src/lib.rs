@@ -1,0 +1,5 @@
+//! Valley's hub network.
+//!
+//! [`core`] holds the delivery logic, free of I/O.
+
+pub mod core;
