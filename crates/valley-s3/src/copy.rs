@@ -136,6 +136,7 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
     let version = ObjectVersion {
         version_id: None,
         hlc: 0,
+        origin: String::new(),
         delete_marker: false,
         size: ingested.size,
         etag: ingested.md5_hex,

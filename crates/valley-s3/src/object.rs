@@ -64,6 +64,7 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     let version = ObjectVersion {
         version_id: None,
         hlc: 0,
+        origin: String::new(),
         delete_marker: false,
         size: ingested.size,
         etag: ingested.md5_hex,

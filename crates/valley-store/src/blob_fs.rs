@@ -45,7 +45,10 @@ impl FsBlobs {
 
     fn path_of(&self, id: &BlobId) -> io::Result<PathBuf> {
         if !BlobId::is_well_formed(&id.0) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("malformed blob id {:?}", id.0)));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("malformed blob id {:?}", id.0),
+            ));
         }
         Ok(self.blobs.join(&id.0[..2]).join(&id.0))
     }
@@ -91,7 +94,11 @@ impl BlobStore for FsBlobs {
         let id = BlobId::random();
         let tmp_path = self.tmp.join(&id.0);
         let final_path = self.path_of(&id)?;
-        let file = fs::OpenOptions::new().write(true).create_new(true).open(&tmp_path).await?;
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)
+            .await?;
         Ok(Box::new(FsBlobWriter {
             id,
             tmp_path,

@@ -38,7 +38,10 @@ impl BlobWriter for MemBlobWriter {
 
     async fn finish(self: Box<Self>) -> io::Result<BlobId> {
         let id = BlobId::random();
-        self.blobs.lock().map_err(|_| poisoned())?.insert(id.clone(), Bytes::from(self.buf));
+        self.blobs
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(id.clone(), Bytes::from(self.buf));
         Ok(id)
     }
 

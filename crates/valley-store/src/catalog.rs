@@ -19,13 +19,65 @@ use crate::error::{StoreError, StoreResult};
 use crate::keys;
 use crate::list::{self, ListPage, ListQuery, VersionEntry};
 use crate::meta::{MetaStore, ReadTxn, Table, WriteTxn};
-use crate::record::{
-    BlobRef, BucketRecord, ObjectData, ObjectVersion, PartRecord, UploadRecord, Versioning,
-};
+use crate::record::{BlobRef, BucketRecord, ObjectData, ObjectVersion, PartRecord, UploadRecord, Versioning};
 
 /// A check run inside the write transaction against the key's current version (`None` when
 /// the key has none, or its latest is a delete marker); an error aborts the write.
 pub type Precondition = Box<dyn FnOnce(Option<&ObjectVersion>) -> StoreResult<()> + Send>;
+
+/// Sees every local change to object versions inside the transaction that makes it, so the
+/// network layer can check residency and record outbox entries atomically with the change.
+pub trait VersionHook: Send + Sync + 'static {
+    /// A version (or delete marker) written at this hub is about to commit. An error aborts
+    /// the write.
+    fn on_local_version(
+        &self,
+        txn: &mut dyn WriteTxn,
+        bucket: &str,
+        key: &str,
+        version: &ObjectVersion,
+    ) -> StoreResult<()>;
+    /// A specific version was deleted at this hub.
+    fn on_local_delete(
+        &self,
+        txn: &mut dyn WriteTxn,
+        bucket: &str,
+        key: &str,
+        version: &ObjectVersion,
+    ) -> StoreResult<()>;
+}
+
+/// What a write job needs besides the transaction: the clock, this hub's id, the hook.
+#[derive(Clone)]
+struct WriteCtx {
+    clock: Arc<HlcClock>,
+    origin: Arc<str>,
+    hook: Option<Arc<dyn VersionHook>>,
+}
+
+/// What applying a version replicated from another hub did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaOutcome {
+    /// Stored: it is now a version here.
+    Applied,
+    /// Already here (redelivery): nothing changed.
+    Duplicate,
+    /// Older than what is here (a newer write or delete won): dropped.
+    Superseded,
+}
+
+fn tombstone_of(txn: &dyn ReadTxn, bucket: &str, key: &str) -> StoreResult<Option<keys::Stamp>> {
+    Ok(txn
+        .get(Table::Tombstones, &keys::tombstone_key(bucket, key))?
+        .and_then(|raw| keys::Stamp::from_bytes(&raw)))
+}
+
+fn raise_tombstone(txn: &mut dyn WriteTxn, bucket: &str, key: &str, stamp: keys::Stamp) -> StoreResult<()> {
+    if tombstone_of(txn, bucket, key)?.is_none_or(|old| old < stamp) {
+        txn.put(Table::Tombstones, &keys::tombstone_key(bucket, key), &stamp.to_bytes());
+    }
+    Ok(())
+}
 
 /// What a DeleteObject did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,7 +92,7 @@ pub struct DeleteOutcome {
 pub struct Catalog {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
-    clock: Arc<HlcClock>,
+    ctx: WriteCtx,
 }
 
 fn now_unix_ns() -> u64 {
@@ -118,10 +170,10 @@ fn find_version(
             .into_iter()
             .find(|(_, v)| v.version_id.is_none()));
     }
-    let Some(hlc) = keys::hlc_of_version_id(version_id) else {
+    let Some(stamp) = keys::stamp_of_version_id(version_id) else {
         return Ok(None);
     };
-    let raw = keys::version_key(bucket, key, hlc);
+    let raw = keys::version_key(bucket, key, stamp);
     match txn.get(Table::Versions, &raw)? {
         Some(value) => {
             let version: ObjectVersion = decode("object version", &value)?;
@@ -147,22 +199,30 @@ fn remove_null_version(txn: &mut dyn WriteTxn, bucket: &str, key: &str) -> Store
 /// stored version and the blobs of any version it replaced.
 fn insert_version(
     txn: &mut dyn WriteTxn,
-    clock: &HlcClock,
+    ctx: &WriteCtx,
     bucket: &str,
     key: &str,
     mut version: ObjectVersion,
 ) -> StoreResult<(ObjectVersion, Vec<BlobRef>)> {
     let record = load_bucket(txn, bucket)?;
-    let hlc = clock.now().0;
-    version.hlc = hlc;
+    version.hlc = ctx.clock.now().0;
+    version.origin = ctx.origin.to_string();
+    let stamp = version.stamp();
     let freed = if record.versioning == Versioning::Enabled {
-        version.version_id = Some(keys::version_id_of(hlc));
+        version.version_id = Some(keys::version_id_of(stamp));
         Vec::new()
     } else {
         version.version_id = None;
         remove_null_version(txn, bucket, key)?
     };
-    txn.put(Table::Versions, &keys::version_key(bucket, key, hlc), &encode(&version));
+    if let Some(hook) = &ctx.hook {
+        hook.on_local_version(txn, bucket, key, &version)?;
+    }
+    txn.put(
+        Table::Versions,
+        &keys::version_key(bucket, key, stamp),
+        &encode(&version),
+    );
     Ok((version, freed))
 }
 
@@ -172,8 +232,36 @@ impl Catalog {
         Self {
             meta,
             blobs,
-            clock: Arc::new(HlcClock::new()),
+            ctx: WriteCtx {
+                clock: Arc::new(HlcClock::new()),
+                origin: Arc::from("local"),
+                hook: None,
+            },
         }
+    }
+
+    /// Names the hub this catalog belongs to: the origin of the versions it writes.
+    #[must_use]
+    pub fn with_origin(mut self, hub: &str) -> Self {
+        self.ctx.origin = Arc::from(hub);
+        self
+    }
+
+    /// Installs the hook that sees every local version change inside its transaction.
+    #[must_use]
+    pub fn with_hook(mut self, hook: Arc<dyn VersionHook>) -> Self {
+        self.ctx.hook = Some(hook);
+        self
+    }
+
+    #[must_use]
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
+    #[must_use]
+    pub fn origin(&self) -> &str {
+        &self.ctx.origin
     }
 
     #[must_use]
@@ -184,11 +272,11 @@ impl Catalog {
     /// Runs blocking metadata work off the async executor.
     async fn blocking<R: Send + 'static>(
         &self,
-        work: impl FnOnce(&dyn MetaStore, Arc<HlcClock>) -> StoreResult<R> + Send + 'static,
+        work: impl FnOnce(&dyn MetaStore, WriteCtx) -> StoreResult<R> + Send + 'static,
     ) -> StoreResult<R> {
         let meta = self.meta.clone();
-        let clock = self.clock.clone();
-        tokio::task::spawn_blocking(move || work(meta.as_ref(), clock))
+        let ctx = self.ctx.clone();
+        tokio::task::spawn_blocking(move || work(meta.as_ref(), ctx))
             .await
             .map_err(|e| StoreError::Meta(format!("metadata task failed: {e}")))?
     }
@@ -265,6 +353,11 @@ impl Catalog {
                         return Err(StoreError::BucketNotEmpty(bucket));
                     }
                 }
+                // Tombstones only guard against late replicas of deleted objects; they go with
+                // the bucket.
+                for (raw, _) in txn.scan(Table::Tombstones, &start, Some(&end), usize::MAX)? {
+                    txn.delete(Table::Tombstones, &raw);
+                }
                 txn.delete(Table::Buckets, bucket.as_bytes());
                 Ok(())
             })
@@ -326,13 +419,13 @@ impl Catalog {
         let new_blobs = version.data.blobs().to_vec();
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         let result = self
-            .blocking(move |meta, clock| {
+            .blocking(move |meta, ctx| {
                 write_with(meta, move |txn| {
                     if let Some(check) = precondition {
                         let current = latest_of(txn, &bucket, &key)?.filter(|v| !v.delete_marker);
                         check(current.as_ref())?;
                     }
-                    insert_version(txn, &clock, &bucket, &key, version)
+                    insert_version(txn, &ctx, &bucket, &key, version)
                 })
             })
             .await;
@@ -354,26 +447,36 @@ impl Catalog {
     pub async fn delete_object(&self, bucket: &str, key: &str, version_id: Option<&str>) -> StoreResult<DeleteOutcome> {
         let (bucket, key, version_id) = (bucket.to_owned(), key.to_owned(), version_id.map(str::to_owned));
         let (outcome, freed) = self
-            .blocking(move |meta, clock| {
+            .blocking(move |meta, ctx| {
                 write_with(meta, move |txn| {
                     let record = load_bucket(txn, &bucket)?;
                     if let Some(id) = version_id {
                         let Some((raw, version)) = find_version(txn, &bucket, &key, &id)? else {
-                            return Ok((DeleteOutcome { version_id: Some(id), delete_marker: false }, Vec::new()));
+                            return Ok((
+                                DeleteOutcome {
+                                    version_id: Some(id),
+                                    delete_marker: false,
+                                },
+                                Vec::new(),
+                            ));
                         };
+                        if let Some(hook) = &ctx.hook {
+                            hook.on_local_delete(txn, &bucket, &key, &version)?;
+                        }
                         txn.delete(Table::Versions, &raw);
-                        let outcome = DeleteOutcome { version_id: Some(id), delete_marker: version.delete_marker };
+                        let outcome = DeleteOutcome {
+                            version_id: Some(id),
+                            delete_marker: version.delete_marker,
+                        };
                         return Ok((outcome, version.data.blobs().to_vec()));
                     }
                     match record.versioning {
                         Versioning::Unversioned => {
                             let freed = remove_null_version(txn, &bucket, &key)?;
-                            Ok((DeleteOutcome::default(), freed))
-                        }
-                        Versioning::Enabled | Versioning::Suspended => {
-                            let marker = ObjectVersion {
+                            let tombstone = ObjectVersion {
                                 version_id: None,
-                                hlc: 0,
+                                hlc: ctx.clock.now().0,
+                                origin: ctx.origin.to_string(),
                                 delete_marker: true,
                                 size: 0,
                                 etag: String::new(),
@@ -383,8 +486,31 @@ impl Catalog {
                                 tags: Vec::new(),
                                 part_sizes: Vec::new(),
                             };
-                            let (stored, freed) = insert_version(txn, &clock, &bucket, &key, marker)?;
-                            let outcome = DeleteOutcome { version_id: stored.version_id, delete_marker: true };
+                            raise_tombstone(txn, &bucket, &key, tombstone.stamp())?;
+                            if let Some(hook) = &ctx.hook {
+                                hook.on_local_delete(txn, &bucket, &key, &tombstone)?;
+                            }
+                            Ok((DeleteOutcome::default(), freed))
+                        }
+                        Versioning::Enabled | Versioning::Suspended => {
+                            let marker = ObjectVersion {
+                                version_id: None,
+                                hlc: 0,
+                                origin: String::new(),
+                                delete_marker: true,
+                                size: 0,
+                                etag: String::new(),
+                                data: ObjectData::Inline(Vec::new()),
+                                headers: Default::default(),
+                                checksums: Default::default(),
+                                tags: Vec::new(),
+                                part_sizes: Vec::new(),
+                            };
+                            let (stored, freed) = insert_version(txn, &ctx, &bucket, &key, marker)?;
+                            let outcome = DeleteOutcome {
+                                version_id: stored.version_id,
+                                delete_marker: true,
+                            };
                             Ok((outcome, freed))
                         }
                     }
@@ -409,7 +535,9 @@ impl Catalog {
             write_with(meta, move |txn| {
                 load_bucket(txn, &bucket)?;
                 let (raw, mut version) = match &version_id {
-                    Some(id) => find_version(txn, &bucket, &key, id)?.ok_or_else(|| StoreError::NoSuchVersion(id.clone()))?,
+                    Some(id) => {
+                        find_version(txn, &bucket, &key, id)?.ok_or_else(|| StoreError::NoSuchVersion(id.clone()))?
+                    }
                     None => versions_of(txn, &bucket, &key)?
                         .into_iter()
                         .next()
@@ -429,18 +557,22 @@ impl Catalog {
 
     /// The bytes `offset..offset + len` of a stored version.
     pub async fn read(&self, version: &ObjectVersion, offset: u64, len: u64) -> StoreResult<ByteStream> {
-        let end = offset.checked_add(len).filter(|end| *end <= version.size).ok_or_else(|| StoreError::Corrupt {
-            what: "read range",
-            detail: format!("{len} bytes from {offset} of a {}-byte object", version.size),
-        })?;
+        let end = offset
+            .checked_add(len)
+            .filter(|end| *end <= version.size)
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "read range",
+                detail: format!("{len} bytes from {offset} of a {}-byte object", version.size),
+            })?;
         match &version.data {
             ObjectData::Inline(bytes) => {
-                let slice = bytes::Bytes::copy_from_slice(
-                    bytes.get(offset as usize..end as usize).ok_or_else(|| StoreError::Corrupt {
-                        what: "inline object",
-                        detail: format!("holds {} bytes, record says {}", bytes.len(), version.size),
-                    })?,
-                );
+                let slice =
+                    bytes::Bytes::copy_from_slice(bytes.get(offset as usize..end as usize).ok_or_else(|| {
+                        StoreError::Corrupt {
+                            what: "inline object",
+                            detail: format!("holds {} bytes, record says {}", bytes.len(), version.size),
+                        }
+                    })?);
                 Ok(Box::pin(futures::stream::iter([Ok(slice)])))
             }
             ObjectData::Blobs(blobs) => {
@@ -468,6 +600,95 @@ impl Catalog {
         }
     }
 
+    // ---- replication ----
+
+    /// Applies a version replicated from another hub, idempotently, by last-writer-wins on
+    /// [`keys::Stamp`]: a versioned write (with an id) joins the key's versions; a null version
+    /// replaces an older null version and loses to a newer one or to a newer delete. The
+    /// version's blobs must already be durable here; they are freed if it is not applied.
+    pub async fn apply_replica(&self, bucket: &str, key: &str, version: ObjectVersion) -> StoreResult<ReplicaOutcome> {
+        let incoming_blobs = version.data.blobs().to_vec();
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let (outcome, freed) = self
+            .blocking(move |meta, ctx| {
+                write_with(meta, move |txn| {
+                    load_bucket(txn, &bucket)?;
+                    ctx.clock.observe(valley_types::Hlc(version.hlc));
+                    let stamp = version.stamp();
+                    let raw = keys::version_key(&bucket, &key, stamp);
+                    if txn.get(Table::Versions, &raw)?.is_some() {
+                        return Ok((ReplicaOutcome::Duplicate, version.data.blobs().to_vec()));
+                    }
+                    let mut freed = Vec::new();
+                    if version.version_id.is_none() {
+                        let newer_delete = tombstone_of(txn, &bucket, &key)?.is_some_and(|t| t > stamp);
+                        let current = versions_of(txn, &bucket, &key)?
+                            .into_iter()
+                            .find(|(_, v)| v.version_id.is_none());
+                        if newer_delete || current.as_ref().is_some_and(|(_, v)| v.stamp() > stamp) {
+                            return Ok((ReplicaOutcome::Superseded, version.data.blobs().to_vec()));
+                        }
+                        if let Some((old_raw, old)) = current {
+                            txn.delete(Table::Versions, &old_raw);
+                            freed.extend_from_slice(old.data.blobs());
+                        }
+                    }
+                    txn.put(Table::Versions, &raw, &encode(&version));
+                    Ok((ReplicaOutcome::Applied, freed))
+                })
+            })
+            .await
+            .inspect_err(|_| {
+                let blobs = self.blobs.clone();
+                let incoming = incoming_blobs.clone();
+                tokio::spawn(async move {
+                    for b in incoming {
+                        let _ = blobs.delete(&b.id).await;
+                    }
+                });
+            })?;
+        self.free(freed).await;
+        Ok(outcome)
+    }
+
+    /// Applies a delete replicated from another hub: of version `version_id`, or (without one)
+    /// of the null version if it is older than `stamp`, leaving a tombstone at `stamp`.
+    pub async fn apply_remote_delete(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        stamp: keys::Stamp,
+    ) -> StoreResult<ReplicaOutcome> {
+        let (bucket, key, version_id) = (bucket.to_owned(), key.to_owned(), version_id.map(str::to_owned));
+        let (outcome, freed) = self
+            .blocking(move |meta, ctx| {
+                write_with(meta, move |txn| {
+                    load_bucket(txn, &bucket)?;
+                    ctx.clock.observe(valley_types::Hlc(stamp.hlc));
+                    let target = match &version_id {
+                        Some(id) => find_version(txn, &bucket, &key, id)?,
+                        None => {
+                            raise_tombstone(txn, &bucket, &key, stamp)?;
+                            versions_of(txn, &bucket, &key)?
+                                .into_iter()
+                                .find(|(_, v)| v.version_id.is_none() && v.stamp() < stamp)
+                        }
+                    };
+                    match target {
+                        Some((raw, v)) => {
+                            txn.delete(Table::Versions, &raw);
+                            Ok((ReplicaOutcome::Applied, v.data.blobs().to_vec()))
+                        }
+                        None => Ok((ReplicaOutcome::Duplicate, Vec::new())),
+                    }
+                })
+            })
+            .await?;
+        self.free(freed).await;
+        Ok(outcome)
+    }
+
     // ---- multipart ----
 
     pub async fn create_upload(&self, bucket: &str, key: &str, upload: UploadRecord) -> StoreResult<()> {
@@ -475,7 +696,11 @@ impl Catalog {
         self.blocking(move |meta, _| {
             write_with(meta, move |txn| {
                 load_bucket(txn, &bucket)?;
-                txn.put(Table::Uploads, &keys::upload_key(&bucket, &key, &upload.upload_id), &encode(&upload));
+                txn.put(
+                    Table::Uploads,
+                    &keys::upload_key(&bucket, &key, &upload.upload_id),
+                    &encode(&upload),
+                );
                 Ok(())
             })
         })
@@ -489,7 +714,14 @@ impl Catalog {
     }
 
     /// Records a part (its blob already durable), replacing any earlier part with its number.
-    pub async fn put_part(&self, bucket: &str, key: &str, upload_id: &str, part_number: u32, part: PartRecord) -> StoreResult<()> {
+    pub async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        part: PartRecord,
+    ) -> StoreResult<()> {
         let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
         let new_blob = part.blob.clone();
         let result = self
@@ -557,7 +789,7 @@ impl Catalog {
     ) -> StoreResult<ObjectVersion> {
         let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
         let (stored, freed) = self
-            .blocking(move |meta, clock| {
+            .blocking(move |meta, ctx| {
                 write_with(meta, move |txn| {
                     let upload = load_upload(txn, &bucket, &key, &upload_id)?;
                     let all_parts = all_parts(txn, &upload_id)?;
@@ -575,7 +807,7 @@ impl Catalog {
                         }
                     }
                     txn.delete(Table::Uploads, &keys::upload_key(&bucket, &key, &upload_id));
-                    let (stored, replaced) = insert_version(txn, &clock, &bucket, &key, version)?;
+                    let (stored, replaced) = insert_version(txn, &ctx, &bucket, &key, version)?;
                     freed.extend(replaced);
                     Ok((stored, freed))
                 })
@@ -627,13 +859,13 @@ impl Catalog {
         self.blocking(move |meta, _| {
             let snapshot = meta.snapshot()?;
             load_bucket(snapshot.as_ref(), &bucket)?;
-            let marker_hlc = match (&query.marker, version_marker) {
+            let marker_stamp = match (&query.marker, version_marker) {
                 (Some(key), Some(id)) => find_version(snapshot.as_ref(), &bucket, key, &id)?
-                    .map(|(_, v)| v.hlc)
-                    .or_else(|| keys::hlc_of_version_id(&id)),
+                    .map(|(_, v)| v.stamp())
+                    .or_else(|| keys::stamp_of_version_id(&id)),
                 _ => None,
             };
-            list::list_versions(snapshot.as_ref(), &bucket, &query, marker_hlc)
+            list::list_versions(snapshot.as_ref(), &bucket, &query, marker_stamp)
         })
         .await
     }
@@ -659,7 +891,7 @@ impl Catalog {
     /// commit, or between a commit and the removal of the blobs it freed. Run before serving.
     pub async fn collect_orphans(&self) -> StoreResult<usize> {
         let referenced = self
-            .blocking(|meta, clock| {
+            .blocking(|meta, ctx| {
                 let snapshot = meta.snapshot()?;
                 let mut referenced = std::collections::HashSet::new();
                 let mut newest_hlc = 0u64;
@@ -684,14 +916,17 @@ impl Catalog {
                     }
                 }
                 // New versions must sort after every stored one, even if the wall clock went back.
-                clock.observe(valley_types::Hlc(newest_hlc));
+                ctx.clock.observe(valley_types::Hlc(newest_hlc));
                 Ok(referenced)
             })
             .await?;
         let mut removed = 0;
         for id in self.blobs.list().await? {
             if !referenced.contains(&id) {
-                self.blobs.delete(&id).await.map_err(|source| StoreError::Blob { id: id.0.clone(), source })?;
+                self.blobs.delete(&id).await.map_err(|source| StoreError::Blob {
+                    id: id.0.clone(),
+                    source,
+                })?;
                 removed += 1;
             }
         }
@@ -721,7 +956,11 @@ fn all_parts(txn: &dyn ReadTxn, upload_id: &str) -> StoreResult<Vec<(u32, PartRe
 
 /// Builds the object version a CompleteMultipartUpload describes, checking S3's rules: parts
 /// in ascending order, each existing with the given ETag, all but the last at least 5 MiB.
-fn assemble(upload: &UploadRecord, all_parts: &[(u32, PartRecord)], chosen: &[(u32, String)]) -> StoreResult<ObjectVersion> {
+fn assemble(
+    upload: &UploadRecord,
+    all_parts: &[(u32, PartRecord)],
+    chosen: &[(u32, String)],
+) -> StoreResult<ObjectVersion> {
     if chosen.is_empty() {
         return Err(StoreError::InvalidPart("the request names no parts".into()));
     }
@@ -760,6 +999,7 @@ fn assemble(upload: &UploadRecord, all_parts: &[(u32, PartRecord)], chosen: &[(u
     Ok(ObjectVersion {
         version_id: None,
         hlc: 0,
+        origin: String::new(),
         delete_marker: false,
         size,
         etag: format!("{}-{}", hex::encode(md5_of_md5s.finalize()), chosen.len()),

@@ -30,7 +30,7 @@ pub mod record;
 pub use blob::{BlobId, BlobStore, BlobWriter, ByteStream};
 pub use blob_fs::FsBlobs;
 pub use blob_mem::MemBlobs;
-pub use catalog::Catalog;
+pub use catalog::{Catalog, ReplicaOutcome, VersionHook};
 pub use error::{StoreError, StoreResult};
 pub use meta::{MetaStore, ReadTxn, Table, WriteTxn};
 pub use meta_mem::MemMeta;

@@ -49,8 +49,7 @@ impl<T> ListPage<T> {
 fn roll_up<'k>(key: &'k str, prefix: &str, delimiter: Option<&str>) -> Option<&'k str> {
     let delimiter = delimiter.filter(|d| !d.is_empty())?;
     let rest = key.get(prefix.len()..)?;
-    rest.find(delimiter)
-        .map(|i| &key[..prefix.len() + i + delimiter.len()])
+    rest.find(delimiter).map(|i| &key[..prefix.len() + i + delimiter.len()])
 }
 
 /// The first raw key after `raw` in byte order.
@@ -87,7 +86,10 @@ fn walk<T>(
     'scan: loop {
         let batch = txn.scan(table, &cursor, Some(&end), SCAN_BATCH)?;
         let Some(last) = batch.last() else {
-            return Ok(ListPage { items, truncated: false });
+            return Ok(ListPage {
+                items,
+                truncated: false,
+            });
         };
         let next_cursor = successor(&last.0);
         for (raw_key, value) in &batch {
@@ -125,11 +127,7 @@ fn start_position(bucket: &str, query: &ListQuery) -> Vec<u8> {
 }
 
 /// ListObjects: the current version of each key, leaving out keys whose latest is a delete marker.
-pub fn list_objects(
-    txn: &dyn ReadTxn,
-    bucket: &str,
-    query: &ListQuery,
-) -> StoreResult<ListPage<ObjectVersion>> {
+pub fn list_objects(txn: &dyn ReadTxn, bucket: &str, query: &ListQuery) -> StoreResult<ListPage<ObjectVersion>> {
     let mut previous_key: Option<String> = None;
     walk(
         txn,
@@ -165,16 +163,16 @@ pub fn list_versions(
     txn: &dyn ReadTxn,
     bucket: &str,
     query: &ListQuery,
-    version_marker_hlc: Option<u64>,
+    version_marker: Option<keys::Stamp>,
 ) -> StoreResult<ListPage<VersionEntry>> {
     let mut start = start_position(bucket, query);
     let mut query = query.clone();
     let mut resumed_key = None;
-    if let (Some(key_marker), Some(hlc)) = (query.marker.clone(), version_marker_hlc) {
+    if let (Some(key_marker), Some(stamp)) = (query.marker.clone(), version_marker) {
         // Resume inside the marker key, after the marker version.
         let mut from_prefix = keys::bucket_prefix(bucket);
         from_prefix.extend_from_slice(query.prefix.as_bytes());
-        start = successor(&keys::version_key(bucket, &key_marker, hlc)).max(from_prefix);
+        start = successor(&keys::version_key(bucket, &key_marker, stamp)).max(from_prefix);
         query.marker = None;
         resumed_key = Some(key_marker);
     }
@@ -191,7 +189,10 @@ pub fn list_versions(
             let is_latest = previous_key.as_deref() != Some(key) && resumed_key.as_deref() != Some(key);
             previous_key = Some(key.to_owned());
             let version: ObjectVersion = decode("object version", value)?;
-            Ok(Step::Emit(ListItem::Entry(key.to_owned(), VersionEntry { version, is_latest })))
+            Ok(Step::Emit(ListItem::Entry(
+                key.to_owned(),
+                VersionEntry { version, is_latest },
+            )))
         },
     )
 }

@@ -21,10 +21,26 @@ pub enum Table {
     Uploads,
     /// upload id `\0` part number (u32 BE) → `PartRecord`
     Parts,
+    /// Network control-plane records (placement policies, grants), owned by valley-replicate.
+    Control,
+    /// The replication outbox: peer `\0` sequence (u64 BE) → entry, owned by valley-replicate.
+    /// Written in the same transaction as the version it ships.
+    Outbox,
+    /// bucket `\0` key → the [`crate::keys::Stamp`] of the last delete of its null version, so
+    /// an older replicated write arriving late cannot bring a deleted object back.
+    Tombstones,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [Table::Buckets, Table::Versions, Table::Uploads, Table::Parts];
+    pub const ALL: [Table; 7] = [
+        Table::Buckets,
+        Table::Versions,
+        Table::Uploads,
+        Table::Parts,
+        Table::Control,
+        Table::Outbox,
+        Table::Tombstones,
+    ];
 
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -33,6 +49,9 @@ impl Table {
             Table::Versions => "versions",
             Table::Uploads => "uploads",
             Table::Parts => "parts",
+            Table::Control => "control",
+            Table::Outbox => "outbox",
+            Table::Tombstones => "tombstones",
         }
     }
 }
@@ -44,13 +63,7 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 pub trait ReadTxn {
     fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
     /// Up to `limit` entries with `start <= key` (and `key < end` when `end` is given), in key order.
-    fn scan(
-        &self,
-        table: Table,
-        start: &[u8],
-        end: Option<&[u8]>,
-        limit: usize,
-    ) -> StoreResult<Vec<Entry>>;
+    fn scan(&self, table: Table, start: &[u8], end: Option<&[u8]>, limit: usize) -> StoreResult<Vec<Entry>>;
 }
 
 /// Reads and writes inside one write transaction.
@@ -101,13 +114,7 @@ impl ReadTxn for Overlay<'_> {
         }
     }
 
-    fn scan(
-        &self,
-        table: Table,
-        start: &[u8],
-        end: Option<&[u8]>,
-        limit: usize,
-    ) -> StoreResult<Vec<Entry>> {
+    fn scan(&self, table: Table, start: &[u8], end: Option<&[u8]>, limit: usize) -> StoreResult<Vec<Entry>> {
         let lower = Bound::Included((table, start.to_vec()));
         let upper = match end {
             Some(end) => Bound::Excluded((table, end.to_vec())),
@@ -116,18 +123,13 @@ impl ReadTxn for Overlay<'_> {
                 None => Bound::Unbounded,
             },
         };
-        let pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self
-            .writes
-            .range((lower, upper))
-            .map(|((_, k), v)| (k, v))
-            .collect();
+        let pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> =
+            self.writes.range((lower, upper)).map(|((_, k), v)| (k, v)).collect();
         if pending.is_empty() {
             return self.base.scan(table, start, end, limit);
         }
         // Deletions may hide base entries, so ask the base for enough to still fill `limit`.
-        let base = self
-            .base
-            .scan(table, start, end, limit.saturating_add(pending.len()))?;
+        let base = self.base.scan(table, start, end, limit.saturating_add(pending.len()))?;
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = base.into_iter().collect();
         for (key, value) in pending {
             match value {
@@ -141,8 +143,7 @@ impl ReadTxn for Overlay<'_> {
 
 impl WriteTxn for Overlay<'_> {
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) {
-        self.writes
-            .insert((table, key.to_vec()), Some(value.to_vec()));
+        self.writes.insert((table, key.to_vec()), Some(value.to_vec()));
     }
 
     fn delete(&mut self, table: Table, key: &[u8]) {

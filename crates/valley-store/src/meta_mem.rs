@@ -50,7 +50,11 @@ impl MetaStore for MemMeta {
         let view = MapView(std::mem::take(&mut *map));
         let mut overlay = Overlay::new(&view);
         let result = job(&mut overlay);
-        let writes = if result.is_ok() { overlay.into_writes() } else { BTreeMap::new() };
+        let writes = if result.is_ok() {
+            overlay.into_writes()
+        } else {
+            BTreeMap::new()
+        };
         let MapView(mut restored) = view;
         for ((table, key), value) in writes {
             match value {
