@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn version_keys_sort_by_key_bytes_then_newest_first() {
         let s = |hlc| Stamp { hlc, origin_tag: 7 };
-        let mut keys = vec![
+        let mut keys = [
             version_key("b", "a/b", s(5)),
             version_key("b", "a", s(1)),
             version_key("b", "a", s(9)),
