@@ -1,5 +1,23 @@
 //! Valley's hub network.
 //!
-//! [`core`] holds the delivery logic, free of I/O.
+//! - [`core`]: the delivery logic (link queues, backoff, last-writer-wins), free of I/O.
+//! - [`control`]: placement policies and grants, held by every hub.
+//! - [`outbox`]: what each peer is still owed, written with the change it ships.
+//! - [`hook`]: the catalog hook that refuses forbidden writes and fills the outbox.
+//! - [`hub`]: one hub's network state and control-plane operations.
+//! - [`link`]: the per-peer workers that ship the outbox.
+//! - [`receive`] and [`wire`]: the peer protocol.
+//! - [`auth`] and [`client`]: signed requests between hubs.
 
+pub mod auth;
+pub mod client;
+pub mod control;
 pub mod core;
+pub mod hook;
+pub mod hub;
+pub mod link;
+pub mod outbox;
+pub mod receive;
+pub mod wire;
+
+pub use hub::{Hub, HubError, LinkStatus, outbox_hook};

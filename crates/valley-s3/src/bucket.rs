@@ -16,6 +16,7 @@ pub async fn create(s: &ValleyS3, req: S3Request<CreateBucketInput>) -> S3Result
         .map(|l| l.as_str().to_owned())
         .filter(|l| !l.is_empty());
     s.catalog.create_bucket(&input.bucket, location).await.map_err(s3_err)?;
+    s.bucket_created(&input.bucket).await;
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{}", input.bucket)),
     }))

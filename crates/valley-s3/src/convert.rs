@@ -34,6 +34,7 @@ pub fn s3_err(e: StoreError) -> S3Error {
             s3_error!(InvalidPartOrder, "The list of parts was not in ascending order.")
         }
         e @ StoreError::EntityTooSmall { .. } => s3_error!(EntityTooSmall, "{e}"),
+        StoreError::Refused(why) => s3_error!(AccessDenied, "{why}"),
         other => internal(other),
     }
 }

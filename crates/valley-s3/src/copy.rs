@@ -125,6 +125,7 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
         source.version.tags.clone()
     };
     s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
+    s.check_write(&input.bucket).await?;
 
     let algorithm = checksum_algorithm_for(input.checksum_algorithm.clone(), &source.version);
     let stream = s

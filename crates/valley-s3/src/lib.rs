@@ -11,10 +11,12 @@ mod bucket;
 mod conditions;
 mod convert;
 mod copy;
+mod gate;
 mod listing;
 mod multipart;
 mod object;
 mod service;
 mod tags;
 
+pub use gate::NetworkGate;
 pub use service::ValleyS3;

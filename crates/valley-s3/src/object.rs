@@ -41,8 +41,9 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     };
     check_metadata(&headers)?;
     let object_tags = tags::parse_header(input.tagging.as_deref())?;
-    // Refuse early, before taking in the body, when the bucket is missing.
+    // Refuse early, before taking in the body, when the bucket is missing or may not live here.
     s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
+    s.check_write(&input.bucket).await?;
     let mut declared = Declared {
         algorithm: input.checksum_algorithm.clone(),
         crc32: input.checksum_crc32.clone(),

@@ -13,6 +13,7 @@ pub struct ValleyS3 {
     /// The region name this hub answers to (clients may also sign for `us-east-1`).
     pub(crate) region: String,
     owner_id: String,
+    gate: Option<std::sync::Arc<dyn crate::NetworkGate>>,
 }
 
 impl ValleyS3 {
@@ -22,6 +23,28 @@ impl ValleyS3 {
             catalog,
             region: region.into(),
             owner_id: owner_id.into(),
+            gate: None,
+        }
+    }
+
+    /// Puts this hub's S3 API under the network's residency rules.
+    #[must_use]
+    pub fn with_gate(mut self, gate: std::sync::Arc<dyn crate::NetworkGate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Refuses, as AccessDenied naming the rule, a write this hub may not hold.
+    pub(crate) async fn check_write(&self, bucket: &str) -> s3s::S3Result<()> {
+        match &self.gate {
+            Some(gate) => gate.check_write(bucket).await.map_err(|why| s3s::s3_error!(AccessDenied, "{why}")),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) async fn bucket_created(&self, bucket: &str) {
+        if let Some(gate) = &self.gate {
+            gate.bucket_created(bucket).await;
         }
     }
 

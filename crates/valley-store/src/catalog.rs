@@ -407,6 +407,19 @@ impl Catalog {
         .await
     }
 
+    /// The version of `key` with exactly this stamp, if it is still stored.
+    pub async fn object_at(&self, bucket: &str, key: &str, stamp: keys::Stamp) -> StoreResult<Option<ObjectVersion>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.blocking(move |meta, _| {
+            let snapshot = meta.snapshot()?;
+            snapshot
+                .get(Table::Versions, &keys::version_key(&bucket, &key, stamp))?
+                .map(|raw| decode("object version", &raw))
+                .transpose()
+        })
+        .await
+    }
+
     /// Stores a new version of `key` (its data already durable in the blob store), if
     /// `precondition` holds. On any failure the new version's blobs are removed.
     pub async fn put_object(
@@ -621,7 +634,7 @@ impl Catalog {
                     }
                     let mut freed = Vec::new();
                     if version.version_id.is_none() {
-                        let newer_delete = tombstone_of(txn, &bucket, &key)?.is_some_and(|t| t > stamp);
+                        let newer_delete = tombstone_of(txn, &bucket, &key)?.is_some_and(|t| t >= stamp);
                         let current = versions_of(txn, &bucket, &key)?
                             .into_iter()
                             .find(|(_, v)| v.version_id.is_none());
@@ -672,7 +685,7 @@ impl Catalog {
                             raise_tombstone(txn, &bucket, &key, stamp)?;
                             versions_of(txn, &bucket, &key)?
                                 .into_iter()
-                                .find(|(_, v)| v.version_id.is_none() && v.stamp() < stamp)
+                                .find(|(_, v)| v.version_id.is_none() && v.stamp() <= stamp)
                         }
                     };
                     match target {
@@ -687,6 +700,65 @@ impl Catalog {
             .await?;
         self.free(freed).await;
         Ok(outcome)
+    }
+
+    /// Removes every version of every key in `bucket` at this hub (the bucket itself stays):
+    /// data stranded by a policy that no longer allows this hub. Not replicated. Returns the
+    /// number of versions removed.
+    pub async fn purge_bucket_data(&self, bucket: &str) -> StoreResult<usize> {
+        let mut removed = 0;
+        loop {
+            let bucket_name = bucket.to_owned();
+            let freed = self
+                .blocking(move |meta, _| {
+                    write_with(meta, move |txn| {
+                        let start = keys::bucket_prefix(&bucket_name);
+                        let end = keys::bucket_end(&bucket_name);
+                        let batch = txn.scan(Table::Versions, &start, Some(&end), 256)?;
+                        let mut freed = Vec::new();
+                        for (raw, value) in &batch {
+                            let version: ObjectVersion = decode("object version", value)?;
+                            freed.extend_from_slice(version.data.blobs());
+                            txn.delete(Table::Versions, raw);
+                        }
+                        Ok((batch.len(), freed))
+                    })
+                })
+                .await?;
+            let (count, blobs) = freed;
+            self.free(blobs).await;
+            removed += count;
+            if count == 0 {
+                return Ok(removed);
+            }
+        }
+    }
+
+    /// Versions (including delete markers) and bytes stored for `bucket`.
+    pub async fn bucket_usage(&self, bucket: &str) -> StoreResult<(u64, u64)> {
+        let bucket = bucket.to_owned();
+        self.blocking(move |meta, _| {
+            let snapshot = meta.snapshot()?;
+            let end = keys::bucket_end(&bucket);
+            let mut cursor = keys::bucket_prefix(&bucket);
+            let (mut objects, mut bytes) = (0u64, 0u64);
+            loop {
+                let batch = snapshot.scan(Table::Versions, &cursor, Some(&end), 1024)?;
+                let Some(last) = batch.last() else { break };
+                let mut next = last.0.clone();
+                next.push(0);
+                for (_, value) in &batch {
+                    let v: ObjectVersion = decode("object version", value)?;
+                    if !v.delete_marker {
+                        objects += 1;
+                        bytes += v.size;
+                    }
+                }
+                cursor = next;
+            }
+            Ok((objects, bytes))
+        })
+        .await
     }
 
     // ---- multipart ----

@@ -29,6 +29,9 @@ pub enum StoreError {
     EntityTooSmall { part_number: i32, size: u64, min: u64 },
     #[error("the latest version of {0:?} is a delete marker")]
     DeleteMarker(String),
+    /// The network layer refused the change (a residency rule); the reason names the rule.
+    #[error("{0}")]
+    Refused(String),
     #[error("corrupt record in {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
     #[error("metadata store: {0}")]

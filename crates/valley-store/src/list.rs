@@ -2,7 +2,8 @@
 //! prefix, delimiter roll-up into common prefixes, markers and page limits.
 //!
 //! Each walks the ordered table in batches, skipping past a whole common prefix in one seek,
-//! so a page costs time in proportion to what it returns, not to the bucket's size.
+//! so a page costs time in proportion to what it returns (plus the hidden entries it steps
+//! over: older versions, delete markers), not to the bucket's size.
 
 use crate::codec::decode;
 use crate::error::StoreResult;
@@ -98,6 +99,13 @@ fn walk<T>(
                 if query.marker.as_deref().is_some_and(|m| common <= m) {
                     cursor = keys::past_prefix(bucket, common);
                     continue 'scan;
+                }
+                // A common prefix is listed only if an entry under it would be listed itself:
+                // in ListObjects a key whose latest version is a delete marker does not count,
+                // so a "folder" of deleted keys disappears, as in S3. Step through hidden
+                // entries until one that counts.
+                if let Step::Skip = visit(&key, raw_key, value)? {
+                    continue;
                 }
                 if items.len() == query.max_keys {
                     return Ok(ListPage { items, truncated: true });

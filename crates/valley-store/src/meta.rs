@@ -115,6 +115,11 @@ impl ReadTxn for Overlay<'_> {
     }
 
     fn scan(&self, table: Table, start: &[u8], end: Option<&[u8]>, limit: usize) -> StoreResult<Vec<Entry>> {
+        // An empty range: `BTreeMap::range` below would panic on `end < start`, killing the
+        // job (and with it redb's committer thread) instead of returning nothing.
+        if end.is_some_and(|end| end <= start) {
+            return Ok(Vec::new());
+        }
         let lower = Bound::Included((table, start.to_vec()));
         let upper = match end {
             Some(end) => Bound::Excluded((table, end.to_vec())),

@@ -27,7 +27,9 @@ type Reply = mpsc::SyncSender<StoreResult<()>>;
 /// redb behind the [`MetaStore`] trait.
 pub struct RedbMeta {
     db: std::sync::Arc<Database>,
-    jobs: mpsc::Sender<(WriteJob, Reply)>,
+    /// `None` only while dropping.
+    jobs: Option<mpsc::Sender<(WriteJob, Reply)>>,
+    committer: Option<thread::JoinHandle<()>>,
 }
 
 impl RedbMeta {
@@ -42,10 +44,29 @@ impl RedbMeta {
         let db = std::sync::Arc::new(db);
         let (jobs, queue) = mpsc::channel::<(WriteJob, Reply)>();
         let committer_db = db.clone();
-        thread::Builder::new()
+        let committer = thread::Builder::new()
             .name("valley-meta-commit".into())
             .spawn(move || run_committer(&committer_db, &queue))?;
-        Ok(Self { db, jobs })
+        Ok(Self {
+            db,
+            jobs: Some(jobs),
+            committer: Some(committer),
+        })
+    }
+}
+
+impl Drop for RedbMeta {
+    /// Waits for the committer thread: it holds the database too, and until it lets go the file
+    /// stays locked, so opening it again right after a drop (a restart) would fail with
+    /// "Database already open".
+    fn drop(&mut self) {
+        // Closing the queue ends the committer once it has answered every queued job.
+        drop(self.jobs.take());
+        if let Some(committer) = self.committer.take()
+            && committer.thread().id() != thread::current().id()
+        {
+            let _ = committer.join();
+        }
     }
 }
 
@@ -131,6 +152,8 @@ impl MetaStore for RedbMeta {
     fn write(&self, job: WriteJob) -> StoreResult<()> {
         let (reply, answer) = mpsc::sync_channel(1);
         self.jobs
+            .as_ref()
+            .ok_or_else(|| StoreError::Meta("the committer thread has stopped".into()))?
             .send((job, reply))
             .map_err(|_| StoreError::Meta("the committer thread has stopped".into()))?;
         answer

@@ -1,4 +1,4 @@
-//! The command line.
+//! The command line: raw arguments are parsed once, here, into validated values.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,18 +9,48 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "valley", version, about, long_about = None)]
 pub struct Cli {
+    /// Admin API of the hub that admin commands talk to; they authenticate with
+    /// VALLEY_ACCESS_KEY and VALLEY_SECRET_KEY.
+    #[arg(long, global = true, env = "VALLEY_ADMIN", default_value = "http://127.0.0.1:9001")]
+    pub admin: String,
+
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a hub: the S3 API on --listen, metrics and admin on --admin-listen.
+    /// Run a hub: the S3 API on --listen; metrics, admin and peer APIs on --admin-listen.
     ///
     /// Root credentials come from VALLEY_ACCESS_KEY and VALLEY_SECRET_KEY; when those are
     /// unset, the hub uses the ones stored in DIR/credentials, generating and printing them
-    /// once on first start.
+    /// once on first start. With --hub and --topology the hub joins a network; hubs
+    /// authenticate each other with the shared secret in VALLEY_NETWORK_SECRET.
     Serve(ServeArgs),
+    /// Bucket placement policies.
+    Bucket {
+        #[command(subcommand)]
+        command: BucketCommand,
+    },
+    /// Grants: recorded legal bases for cross-border flows.
+    Grant {
+        #[command(subcommand)]
+        command: GrantCommand,
+    },
+    /// Every hub (up/down), every link (backlog, lag) and where each bucket's copies are.
+    Status {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The hub's tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Start the whole example network on loopback, write sample data and show where every
+    /// copy went.
+    Demo(DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -33,7 +63,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
 
-    /// Address of the admin API (Prometheus /metrics, health).
+    /// Address of the admin API (Prometheus /metrics, health, admin and peer calls).
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9001")]
     pub admin_listen: SocketAddr,
 
@@ -45,7 +75,142 @@ pub struct ServeArgs {
     #[arg(long = "domain", value_name = "DOMAIN", default_values_t = vec!["localhost".to_owned()])]
     pub domains: Vec<String>,
 
+    /// This hub's id in the topology (requires --topology).
+    #[arg(long, requires = "topology")]
+    pub hub: Option<String>,
+
+    /// The network's topology file (requires --hub).
+    #[arg(long, value_name = "FILE", requires = "hub")]
+    pub topology: Option<PathBuf>,
+
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BucketCommand {
+    /// Placement policy of a bucket.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Set a bucket's policy from a TOML file or from flags.
+    Set(PolicySetArgs),
+    /// Print a bucket's policy as TOML.
+    Show { bucket: String },
+}
+
+#[derive(Debug, Args)]
+pub struct PolicySetArgs {
+    pub bucket: String,
+    /// A TOML policy file (keys: jurisdictions, hubs, copies, distinct_failure_domains,
+    /// home_hub, classifications, [tiering] after_days and role).
+    #[arg(long, conflicts_with_all = ["jurisdictions", "hubs", "copies", "classification"])]
+    pub file: Option<PathBuf>,
+    /// Allowed jurisdictions, comma-separated (e.g. CN,HK).
+    #[arg(long, value_delimiter = ',')]
+    pub jurisdictions: Vec<String>,
+    /// Allowed hubs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub hubs: Vec<String>,
+    /// Number of copies.
+    #[arg(long)]
+    pub copies: Option<u32>,
+    /// Put copies in distinct failure domains.
+    #[arg(long)]
+    pub distinct_failure_domains: bool,
+    /// The hub that holds the first copy.
+    #[arg(long)]
+    pub home_hub: Option<String>,
+    /// Classification tags, comma-separated (personal-info, important-data, …).
+    #[arg(long, value_delimiter = ',')]
+    pub classification: Vec<String>,
+    /// Tier after this many days…
+    #[arg(long, requires = "tier_role")]
+    pub tier_after_days: Option<u32>,
+    /// …into hubs of this role (east or west).
+    #[arg(long, requires = "tier_after_days")]
+    pub tier_role: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantCommand {
+    /// Record a grant.
+    Add(GrantAddArgs),
+    /// List grants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a grant.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct GrantAddArgs {
+    /// Source jurisdiction.
+    #[arg(long)]
+    pub from: String,
+    /// Destination jurisdiction.
+    #[arg(long)]
+    pub to: String,
+    /// Classifications covered, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub classification: Vec<String>,
+    /// Legal basis: security-assessment, standard-contract, certification, adequacy, sccs, bcr,
+    /// exempt-contract-performance, exempt-hr, exempt-emergency.
+    #[arg(long)]
+    pub basis: String,
+    /// Reference (e.g. the assessment or contract number).
+    #[arg(long)]
+    pub reference: String,
+    /// Last valid day, YYYY-MM-DD.
+    #[arg(long)]
+    pub expires: String,
+    #[arg(long)]
+    pub volume_cap_bytes: Option<u64>,
+    #[arg(long)]
+    pub volume_cap_individuals: Option<u64>,
+    /// Grant id (generated when omitted).
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hub's audit chain; exits non-zero naming the first bad record.
+    Verify {
+        /// Verify a log file directly instead of asking the hub.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Show audit records.
+    Show {
+        #[arg(long)]
+        bucket: Option<String>,
+        #[arg(long)]
+        hub: Option<String>,
+        #[arg(long)]
+        grant: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Read a log file directly instead of asking the hub.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the hubs keep their data (default: a new temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep the network running after the walk-through until Ctrl-C.
+    #[arg(long)]
+    pub keep_running: bool,
 }

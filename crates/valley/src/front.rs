@@ -67,10 +67,16 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
     }
 }
 
-/// The admin port: `/metrics` and health.
+/// The admin port: `/metrics`, health, the admin API and the peer API.
 #[derive(Clone)]
 pub struct AdminFront {
     pub metrics: Arc<Metrics>,
+    pub admin: Arc<crate::admin::AdminApi>,
+    pub hub: Option<Arc<valley_replicate::Hub>>,
+}
+
+fn from_bytes(r: Response<bytes::Bytes>) -> Response<s3s::Body> {
+    r.map(s3s::Body::from)
 }
 
 impl hyper::service::Service<Request<Incoming>> for AdminFront {
@@ -80,7 +86,19 @@ impl hyper::service::Service<Request<Incoming>> for AdminFront {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let metrics = self.metrics.clone();
+        let admin = self.admin.clone();
+        let hub = self.hub.clone();
         Box::pin(async move {
+            let path = req.uri().path();
+            if path.starts_with(valley_replicate::wire::PREFIX) {
+                return Ok(match hub {
+                    Some(hub) => from_bytes(valley_replicate::receive::handle(hub, req).await),
+                    None => text(StatusCode::NOT_FOUND, "this hub runs alone: it takes no peer calls\n"),
+                });
+            }
+            if path.starts_with(crate::admin::PREFIX) {
+                return Ok(from_bytes(admin.handle(req).await));
+            }
             Ok(match (req.method(), req.uri().path()) {
                 (&Method::GET, "/metrics") => {
                     let mut res = Response::new(s3s::Body::from(metrics.encode()));

@@ -3,8 +3,11 @@
 //! Raw arguments are parsed once, by clap, into [`cli::Cli`]; every failure the binary reports
 //! is one line on stderr and a non-zero exit.
 
+mod admin;
 mod cli;
+mod commands;
 mod credentials;
+mod demo;
 mod front;
 mod metrics;
 mod serve;
@@ -15,6 +18,8 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Demo(args) => demo::run(args),
+        command => run_admin(&cli.admin, command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -23,4 +28,24 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// Runs one admin command against the hub at `admin`.
+fn run_admin(admin: &str, command: cli::Command) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let needs_hub = !matches!(&command, cli::Command::Audit { command: cli::AuditCommand::Verify { file: Some(_) } | cli::AuditCommand::Show { file: Some(_), .. } });
+        let client = if needs_hub {
+            commands::AdminClient::from_env(admin)?
+        } else {
+            commands::AdminClient::new(admin, "-", "-")
+        };
+        match command {
+            cli::Command::Bucket { command } => commands::bucket(&client, command).await,
+            cli::Command::Grant { command } => commands::grant(&client, command).await,
+            cli::Command::Status { json } => commands::status(&client, json).await,
+            cli::Command::Audit { command } => commands::audit(&client, command).await,
+            cli::Command::Serve(_) | cli::Command::Demo(_) => unreachable!("handled in main"),
+        }
+    })
 }

@@ -65,7 +65,25 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
             meta_path.display()
         )
     })?;
-    let catalog = Catalog::new(Arc::new(meta), Arc::new(blobs));
+    let mut catalog = Catalog::new(Arc::new(meta), Arc::new(blobs));
+    let network = match (&args.hub, &args.topology) {
+        (Some(id), Some(path)) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read topology {}", path.display()))?;
+            let topology = Arc::new(
+                valley_policy::Topology::parse(&text).map_err(|e| anyhow::anyhow!("topology {}: {e}", path.display()))?,
+            );
+            let secret = std::env::var("VALLEY_NETWORK_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .context("a hub in a network needs VALLEY_NETWORK_SECRET, the secret its hubs share")?;
+            let wake = Arc::new(tokio::sync::Notify::new());
+            catalog = catalog
+                .with_origin(id)
+                .with_hook(valley_replicate::outbox_hook(id, topology.clone(), wake.clone()));
+            Some((id.clone(), topology, secret, wake))
+        }
+        _ => None,
+    };
     let metrics = Arc::new(Metrics::new());
     let removed = catalog
         .collect_orphans()
@@ -76,12 +94,23 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
     }
     metrics.orphan_blobs_removed.inc_by(removed as u64);
 
+    let hub = match network {
+        Some((id, topology, secret, wake)) => {
+            let hub = valley_replicate::Hub::open(&id, topology.clone(), catalog.clone(), secret.into_bytes(), wake, &args.data)
+                .map_err(|e| anyhow::anyhow!("cannot join the network as hub {id:?}: {e}"))?;
+            let hub = Arc::new(hub);
+            valley_replicate::link::start(&hub);
+            info!(hub = %id, topology = %topology.hash(), peers = topology.hubs().count() - 1, "joined the network");
+            Some(hub)
+        }
+        None => None,
+    };
     let s3 = {
-        let mut builder = S3ServiceBuilder::new(ValleyS3::new(
-            catalog,
-            args.region.clone(),
-            credentials.access_key.clone(),
-        ));
+        let mut api = ValleyS3::new(catalog, args.region.clone(), credentials.access_key.clone());
+        if let Some(hub) = &hub {
+            api = api.with_gate(Arc::new(HubGate(hub.clone())));
+        }
+        let mut builder = S3ServiceBuilder::new(api);
         builder.set_auth(SimpleAuth::from_single(
             credentials.access_key.clone(),
             credentials.secret_key.clone(),
@@ -113,7 +142,12 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         s3,
         metrics: metrics.clone(),
     };
-    let admin = AdminFront { metrics };
+    let admin_api = Arc::new(crate::admin::AdminApi {
+        hub: hub.clone(),
+        access_key: credentials.access_key.clone(),
+        secret_key: credentials.secret_key.clone(),
+    });
+    let admin = AdminFront { metrics, admin: admin_api, hub };
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
@@ -156,5 +190,21 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// The S3 front's view of the network: residency checks and bucket creation notices.
+struct HubGate(Arc<valley_replicate::Hub>);
+
+#[async_trait::async_trait]
+impl valley_s3::NetworkGate for HubGate {
+    async fn check_write(&self, bucket: &str) -> Result<(), String> {
+        self.0.check_write(bucket).await
+    }
+
+    async fn bucket_created(&self, bucket: &str) {
+        if let Err(e) = self.0.bucket_created(bucket).await {
+            tracing::error!(bucket, error = %e, "recording a new bucket's policy failed");
+        }
     }
 }

@@ -1,0 +1,190 @@
+//! Full, offline verification of a log file: every hash, every `prev` link, seq continuity.
+//!
+//! Checks run per line in the order parse, hash, prev, seq, and the first failure is reported:
+//! an edited record fails its own hash; a deleted or moved record breaks the `prev` link of the
+//! line that now follows its old neighbour; a seq gap with intact hashes and links means the
+//! chain was recomputed by hand or written by a faulty writer.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{AuditError, AuditResult};
+use crate::read::{Line, LineReader, MAX_LINE_BYTES};
+use crate::record::{AuditRecord, ChainHash, Head};
+
+/// What is wrong with the first bad record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Problem {
+    Unparseable,
+    HashMismatch,
+    PrevLinkBroken,
+    SeqGap,
+    /// [`verify_file_anchored`] only: the anchored head is not in the file.
+    AnchorMissing,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Problem::Unparseable => "unparseable line",
+            Problem::HashMismatch => "hash mismatch (record edited)",
+            Problem::PrevLinkBroken => "prev link broken (record deleted or reordered)",
+            Problem::SeqGap => "seq gap",
+            Problem::AnchorMissing => "anchored head missing (records removed from the end, or chain rewritten)",
+        })
+    }
+}
+
+/// The first record that failed verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BadRecord {
+    /// Line number in the file, from 1.
+    pub line: u64,
+    /// The record's seq, when the line parsed.
+    pub seq: Option<u64>,
+    pub problem: Problem,
+    /// Expected and found values, or the parser's message.
+    pub detail: String,
+}
+
+impl fmt::Display for BadRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}", self.line)?;
+        if let Some(seq) = self.seq {
+            write!(f, " (seq {seq})")?;
+        }
+        write!(f, ": {}: {}", self.problem, self.detail)
+    }
+}
+
+/// A log whose every record verified.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifiedLog {
+    pub records: u64,
+    /// Compare with a head recorded elsewhere to detect removal of the newest records.
+    pub head: Head,
+    /// Bytes after the last newline, not verified: an append in flight, or a torn one that
+    /// the next open repairs.
+    pub unterminated_tail_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyReport {
+    Ok(VerifiedLog),
+    Bad(BadRecord),
+}
+
+impl VerifyReport {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, VerifyReport::Ok(_))
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VerifyReport::Ok(log) => write!(f, "OK: {} records, head {}", log.records, log.head.hash),
+            VerifyReport::Bad(bad) => write!(f, "BAD: {bad}"),
+        }
+    }
+}
+
+/// Verifies the whole log at `path`, streaming it. `Err` only when the file cannot be read;
+/// damage and tampering are reported in the [`VerifyReport`].
+pub fn verify_file(path: impl AsRef<Path>) -> AuditResult<VerifyReport> {
+    verify(path.as_ref(), None)
+}
+
+/// [`verify_file`], and also checks that the record with `anchor.seq` has `anchor.hash`: the
+/// only way to detect that the newest records were removed. `Head::EMPTY` anchors nothing.
+pub fn verify_file_anchored(path: impl AsRef<Path>, anchor: Head) -> AuditResult<VerifyReport> {
+    verify(path.as_ref(), Some(anchor))
+}
+
+fn verify(path: &Path, anchor: Option<Head>) -> AuditResult<VerifyReport> {
+    let mut lines = LineReader::open(path)?;
+    let mut head = Head::EMPTY;
+    let mut unterminated_tail_bytes = 0;
+    let bad = |line, seq, problem, detail| {
+        Ok(VerifyReport::Bad(BadRecord {
+            line,
+            seq,
+            problem,
+            detail,
+        }))
+    };
+    while let Some(line) = lines.next_line().map_err(|e| AuditError::io(path, e))? {
+        let (number, bytes) = match line {
+            Line::Complete { number, bytes } => (number, bytes),
+            Line::TooLong { number } => {
+                return bad(
+                    number,
+                    None,
+                    Problem::Unparseable,
+                    format!("line longer than {MAX_LINE_BYTES} bytes"),
+                );
+            }
+            Line::Unterminated { bytes } => {
+                unterminated_tail_bytes = bytes;
+                break;
+            }
+        };
+        let record = match AuditRecord::from_line(&bytes) {
+            Ok(record) => record,
+            Err(e) => return bad(number, None, Problem::Unparseable, e),
+        };
+        let seq = Some(record.seq);
+        let computed = record.computed_hash();
+        if computed != record.hash {
+            return bad(
+                number,
+                seq,
+                Problem::HashMismatch,
+                format!("stored {}, computed {computed}", record.hash),
+            );
+        }
+        if record.prev != head.hash {
+            let detail = format!("prev {}, expected {}", record.prev, describe(head.hash));
+            return bad(number, seq, Problem::PrevLinkBroken, detail);
+        }
+        if record.seq != head.seq + 1 {
+            return bad(
+                number,
+                seq,
+                Problem::SeqGap,
+                format!("expected seq {}, found {}", head.seq + 1, record.seq),
+            );
+        }
+        if let Some(anchor) = anchor
+            && anchor.seq == record.seq
+            && anchor.hash != record.hash
+        {
+            let detail = format!("anchored hash {}, found {}", anchor.hash, record.hash);
+            return bad(number, seq, Problem::AnchorMissing, detail);
+        }
+        head = record.head();
+    }
+    if let Some(anchor) = anchor
+        && anchor.seq > head.seq
+    {
+        let detail = format!("anchored seq {} but the log ends at seq {}", anchor.seq, head.seq);
+        return bad(head.seq + 1, Some(anchor.seq), Problem::AnchorMissing, detail);
+    }
+    Ok(VerifyReport::Ok(VerifiedLog {
+        records: head.seq,
+        head,
+        unterminated_tail_bytes,
+    }))
+}
+
+fn describe(hash: ChainHash) -> String {
+    if hash == ChainHash::ZERO {
+        "zeros (first record)".to_string()
+    } else {
+        hash.to_hex()
+    }
+}

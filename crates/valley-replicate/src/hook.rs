@@ -1,0 +1,111 @@
+//! The [`VersionHook`] that ties object writes to the network: inside the write transaction it
+//! refuses data this hub may not hold and queues the copies the policy requires.
+
+use std::sync::Arc;
+
+use valley_policy::{PlacementPolicy, Topology, Transfer, TransferKind, decide, place};
+use valley_store::record::ObjectVersion;
+use valley_store::{ReadTxn, StoreError, StoreResult, VersionHook, WriteTxn};
+
+use crate::control::{load_grants, load_policy};
+use crate::outbox::{self, OutboxEntry, Shipment};
+
+/// The policy a bucket is under, as this hub knows it: its record, else the default for a
+/// bucket created here (this hub's jurisdiction, one copy).
+pub fn effective_policy(txn: &dyn ReadTxn, topology: &Topology, hub: &str, bucket: &str) -> StoreResult<PlacementPolicy> {
+    if let Some(record) = load_policy(txn, bucket)? {
+        return Ok(record.policy);
+    }
+    let me = topology
+        .hub(hub)
+        .ok_or_else(|| StoreError::Meta(format!("hub {hub:?} is not in the topology")))?;
+    Ok(PlacementPolicy::local_default(me))
+}
+
+pub fn today() -> valley_policy::Day {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    i64::try_from(secs / 86_400).unwrap_or(0)
+}
+
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub struct OutboxHook {
+    pub hub: String,
+    pub topology: Arc<Topology>,
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl OutboxHook {
+    fn policy_and_write_check(&self, txn: &dyn ReadTxn, bucket: &str, bytes: u64) -> StoreResult<PlacementPolicy> {
+        let policy = effective_policy(txn, &self.topology, &self.hub, bucket)?;
+        let grants: Vec<_> = load_grants(txn)?.into_iter().map(|g| g.grant).collect();
+        let decision = decide(
+            &self.topology,
+            &grants,
+            &Transfer {
+                kind: TransferKind::Write,
+                bucket,
+                policy: &policy,
+                from: &self.hub,
+                to: &self.hub,
+                bytes,
+                individuals: 0,
+                today: today(),
+            },
+        );
+        if !decision.allowed {
+            return Err(StoreError::Refused(decision.reason));
+        }
+        Ok(policy)
+    }
+}
+
+impl VersionHook for OutboxHook {
+    fn on_local_version(&self, txn: &mut dyn WriteTxn, bucket: &str, key: &str, version: &ObjectVersion) -> StoreResult<()> {
+        let policy = self.policy_and_write_check(txn, bucket, version.size)?;
+        let targets = place(&policy, &self.topology, &self.hub, false)
+            .map_err(|why| StoreError::Refused(format!("bucket {bucket:?}: {why}")))?;
+        let shipment = Shipment::Put {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            hlc: version.hlc,
+            origin: version.origin.clone(),
+        };
+        for target in targets.iter().filter(|t| **t != self.hub) {
+            let entry = OutboxEntry { shipment: shipment.clone(), bytes: version.size, created_unix_ms: now_unix_ms() };
+            outbox::push(txn, target, &entry)?;
+        }
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    fn on_local_delete(&self, txn: &mut dyn WriteTxn, bucket: &str, key: &str, version: &ObjectVersion) -> StoreResult<()> {
+        let policy = effective_policy(txn, &self.topology, &self.hub, bucket)?;
+        let shipment = Shipment::Delete {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version_id: version.version_id.clone(),
+            hlc: version.hlc,
+            origin: version.origin.clone(),
+        };
+        // A copy may be at any hub the policy allows (placements change), so tell them all.
+        let peers: Vec<String> = self
+            .topology
+            .hubs()
+            .filter(|h| h.id != self.hub && policy.allows(h))
+            .map(|h| h.id.clone())
+            .collect();
+        for peer in peers {
+            let entry = OutboxEntry { shipment: shipment.clone(), bytes: 0, created_unix_ms: now_unix_ms() };
+            outbox::push(txn, &peer, &entry)?;
+        }
+        self.wake.notify_waiters();
+        Ok(())
+    }
+}

@@ -1,0 +1,426 @@
+//! [`Hub`]: one hub's place in the network — its control-plane state, its links to peers, and
+//! its audit log.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use valley_audit::{AuditEvent, AuditKind, AuditLog};
+use valley_policy::{Grant, PlacementPolicy, Topology};
+use valley_store::{Catalog, ReadTxn, StoreError, StoreResult, WriteTxn};
+use valley_types::HlcClock;
+
+use crate::client::PeerClient;
+use crate::control::{self, ControlChange, GrantRecord, PolicyRecord};
+use crate::hook::{OutboxHook, effective_policy, now_unix_ms};
+use crate::outbox::{self, OutboxEntry, Shipment};
+
+/// What went wrong with a network operation, said for an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("audit log: {0}")]
+    Audit(#[from] valley_audit::AuditError),
+}
+
+/// The state of one link, as `valley status` shows it.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct LinkStatus {
+    pub peer: String,
+    pub reachable: bool,
+    pub last_contact_unix_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub backlog_entries: u64,
+    pub backlog_bytes: u64,
+    pub lag_seconds: f64,
+    pub shipped_entries: u64,
+    pub shipped_bytes: u64,
+    pub refused_entries: u64,
+}
+
+pub struct Hub {
+    pub id: String,
+    pub topology: Arc<Topology>,
+    pub catalog: Catalog,
+    pub(crate) client: PeerClient,
+    pub(crate) secret: Vec<u8>,
+    pub(crate) wake: Arc<tokio::sync::Notify>,
+    pub(crate) links: Mutex<BTreeMap<String, LinkStatus>>,
+    audit: Arc<AuditLog>,
+    clock: HlcClock,
+}
+
+/// The hook to install in the catalog before building the [`Hub`] (they share `wake`).
+pub fn outbox_hook(id: &str, topology: Arc<Topology>, wake: Arc<tokio::sync::Notify>) -> Arc<OutboxHook> {
+    Arc::new(OutboxHook { hub: id.to_owned(), topology, wake })
+}
+
+impl Hub {
+    /// `catalog` must carry the hook from [`outbox_hook`] built with the same `wake`.
+    pub fn open(
+        id: &str,
+        topology: Arc<Topology>,
+        catalog: Catalog,
+        network_secret: Vec<u8>,
+        wake: Arc<tokio::sync::Notify>,
+        data_dir: &Path,
+    ) -> Result<Self, HubError> {
+        if topology.hub(id).is_none() {
+            return Err(HubError::Invalid(format!("hub {id:?} is not declared in the topology")));
+        }
+        for hub in topology.hubs() {
+            if hub.peer_endpoint.is_none() {
+                return Err(HubError::Invalid(format!("hub {:?} has no peer_endpoint in the topology", hub.id)));
+            }
+        }
+        let audit = Arc::new(AuditLog::open(data_dir.join("audit.log"))?);
+        let client = PeerClient::new(network_secret.clone(), id.to_owned(), topology.hash().to_owned());
+        let links = topology
+            .hubs()
+            .filter(|h| h.id != id)
+            .map(|h| (h.id.clone(), LinkStatus { peer: h.id.clone(), ..LinkStatus::default() }))
+            .collect();
+        Ok(Self {
+            id: id.to_owned(),
+            topology,
+            catalog,
+            client,
+            secret: network_secret,
+            wake,
+            links: Mutex::new(links),
+            audit,
+            clock: HlcClock::new(),
+        })
+    }
+
+    #[must_use]
+    pub fn audit_path(&self) -> &Path {
+        self.audit.path()
+    }
+
+    /// Appends to the audit log; a failure to audit is logged loudly (the action stands).
+    pub async fn audit(&self, event: AuditEvent) {
+        let log = self.audit.clone();
+        let result = tokio::task::spawn_blocking(move || log.append(event)).await;
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "audit append failed"),
+            Err(e) => tracing::error!(error = %e, "audit task failed"),
+        }
+    }
+
+    pub(crate) fn event(&self, kind: AuditKind, detail: impl Into<String>) -> AuditEvent {
+        AuditEvent::new(self.id.clone(), kind, detail)
+    }
+
+    pub(crate) fn peers(&self) -> Vec<String> {
+        self.topology.hubs().filter(|h| h.id != self.id).map(|h| h.id.clone()).collect()
+    }
+
+    pub(crate) async fn read<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn ReadTxn) -> StoreResult<R> + Send + 'static,
+    ) -> StoreResult<R> {
+        let meta = self.catalog.meta().clone();
+        tokio::task::spawn_blocking(move || work(meta.snapshot()?.as_ref()))
+            .await
+            .map_err(|e| StoreError::Meta(e.to_string()))?
+    }
+
+    pub(crate) async fn write<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut dyn WriteTxn) -> StoreResult<R> + Send + 'static,
+    ) -> StoreResult<R> {
+        let meta = self.catalog.meta().clone();
+        tokio::task::spawn_blocking(move || {
+            let slot = Arc::new(Mutex::new(None));
+            let out = slot.clone();
+            meta.write(Box::new(move |txn| {
+                let value = work(txn)?;
+                if let Ok(mut s) = out.lock() {
+                    *s = Some(value);
+                }
+                Ok(())
+            }))?;
+            let value = slot.lock().ok().and_then(|mut s| s.take());
+            value.ok_or_else(|| StoreError::Meta("write produced no result".into()))
+        })
+        .await
+        .map_err(|e| StoreError::Meta(e.to_string()))?
+    }
+
+    // ---- control plane ----
+
+    /// The policy `bucket` is under at this hub.
+    pub async fn policy(&self, bucket: &str) -> Result<PlacementPolicy, HubError> {
+        self.catalog.bucket(bucket).await?;
+        let (topology, id, bucket) = (self.topology.clone(), self.id.clone(), bucket.to_owned());
+        Ok(self.read(move |txn| effective_policy(txn, &topology, &id, &bucket)).await?)
+    }
+
+    /// Sets `bucket`'s policy here and sends it to every peer.
+    pub async fn set_policy(self: &Arc<Self>, bucket: &str, policy: PlacementPolicy) -> Result<(), HubError> {
+        policy.validate(&self.topology).map_err(HubError::Invalid)?;
+        self.catalog.bucket(bucket).await?;
+        let record = PolicyRecord { policy, hlc: self.clock.now().0, origin: self.id.clone(), deleted: false };
+        let detail = format!("policy of bucket {bucket:?} set to {}", serde_json::to_string(&record.policy).unwrap_or_default());
+        self.publish(ControlChange::Policy { bucket: bucket.to_owned(), record }).await?;
+        self.audit(self.event(AuditKind::PolicyChange, detail).with_bucket(bucket)).await;
+        Ok(())
+    }
+
+    /// A bucket was created here: give it the default policy (this hub's jurisdiction, one
+    /// copy) unless it already has one, and tell every peer.
+    pub async fn bucket_created(self: &Arc<Self>, bucket: &str) -> Result<(), HubError> {
+        let existing = {
+            let bucket = bucket.to_owned();
+            self.read(move |txn| control::load_policy(txn, &bucket)).await?
+        };
+        if existing.is_some_and(|r| !r.deleted) {
+            return Ok(());
+        }
+        let me = self.topology.hub(&self.id).ok_or_else(|| HubError::Invalid("this hub left the topology".into()))?;
+        let record = PolicyRecord {
+            policy: PlacementPolicy::local_default(me),
+            hlc: self.clock.now().0,
+            origin: self.id.clone(),
+            deleted: false,
+        };
+        self.publish(ControlChange::Policy { bucket: bucket.to_owned(), record }).await?;
+        self.audit(
+            self.event(AuditKind::PolicyChange, format!("bucket {bucket:?} created with the default policy ({} only, one copy)", me.jurisdiction))
+                .with_bucket(bucket),
+        )
+        .await;
+        Ok(())
+    }
+
+    pub async fn add_grant(self: &Arc<Self>, mut grant: Grant) -> Result<Grant, HubError> {
+        let known = self.topology.jurisdictions();
+        for j in [&grant.from, &grant.to] {
+            if !known.contains(&j.as_str()) {
+                return Err(HubError::Invalid(format!("no hub of the network is in jurisdiction {j:?}")));
+            }
+        }
+        if grant.from == grant.to {
+            return Err(HubError::Invalid("a grant is for a flow between two different jurisdictions".into()));
+        }
+        if grant.classifications.is_empty() {
+            return Err(HubError::Invalid("a grant must cover at least one classification".into()));
+        }
+        if grant.id.is_empty() {
+            grant.id = format!("g-{}", hex::encode(rand::random::<[u8; 4]>()));
+        }
+        let record = GrantRecord { grant: grant.clone(), hlc: self.clock.now().0, origin: self.id.clone() };
+        self.publish(ControlChange::Grant { record }).await?;
+        self.audit(
+            self.event(
+                AuditKind::GrantChange,
+                format!(
+                    "grant {} added: {} -> {} for [{}], basis {:?}, ref {}, expires {}",
+                    grant.id,
+                    grant.from,
+                    grant.to,
+                    grant.classifications.join(", "),
+                    grant.basis,
+                    grant.reference,
+                    valley_policy::date_of(grant.expires)
+                ),
+            )
+            .with_grant(grant.id.clone()),
+        )
+        .await;
+        Ok(grant)
+    }
+
+    pub async fn revoke_grant(self: &Arc<Self>, id: &str) -> Result<(), HubError> {
+        let mut grant = self
+            .grants()
+            .await?
+            .into_iter()
+            .find(|g| g.id == id)
+            .ok_or_else(|| HubError::NotFound(format!("no grant {id:?}")))?;
+        grant.revoked = true;
+        let record = GrantRecord { grant, hlc: self.clock.now().0, origin: self.id.clone() };
+        self.publish(ControlChange::Grant { record }).await?;
+        self.audit(self.event(AuditKind::GrantChange, format!("grant {id} revoked")).with_grant(id)).await;
+        Ok(())
+    }
+
+    pub async fn grants(&self) -> Result<Vec<Grant>, HubError> {
+        Ok(self.read(control::load_grants).await?.into_iter().map(|r| r.grant).collect())
+    }
+
+    /// Applies a control change here and queues it for every peer, in one transaction.
+    async fn publish(self: &Arc<Self>, change: ControlChange) -> Result<(), HubError> {
+        let peers = self.peers();
+        let queued = change.clone();
+        self.write(move |txn| {
+            control::apply(txn, &queued)?;
+            for peer in &peers {
+                let entry = OutboxEntry {
+                    shipment: Shipment::Control { change: queued.clone() },
+                    bytes: 0,
+                    created_unix_ms: now_unix_ms(),
+                };
+                outbox::push(txn, peer, &entry)?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.wake.notify_waiters();
+        self.after_control_change(&change).await;
+        Ok(())
+    }
+
+    /// Applies a control change received from `from`.
+    pub async fn receive_control(self: &Arc<Self>, from: &str, change: ControlChange) -> Result<bool, HubError> {
+        self.clock.observe(valley_types::Hlc(match &change {
+            ControlChange::Policy { record, .. } => record.hlc,
+            ControlChange::Grant { record } => record.hlc,
+        }));
+        if let ControlChange::Policy { bucket, .. } = &change {
+            match self.catalog.create_bucket(bucket, None).await {
+                Ok(()) | Err(StoreError::BucketExists(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let applied = {
+            let change = change.clone();
+            self.write(move |txn| control::apply(txn, &change)).await?
+        };
+        if applied {
+            let (kind, detail, bucket) = match &change {
+                ControlChange::Policy { bucket, record } => (
+                    AuditKind::PolicyChange,
+                    format!("policy of bucket {bucket:?} from {from}: {}", serde_json::to_string(&record.policy).unwrap_or_default()),
+                    Some(bucket.clone()),
+                ),
+                ControlChange::Grant { record } => (
+                    AuditKind::GrantChange,
+                    format!("grant {} from {from} (revoked: {})", record.grant.id, record.grant.revoked),
+                    None,
+                ),
+            };
+            let mut event = self.event(kind, detail).with_peer(from);
+            if let Some(b) = bucket {
+                event = event.with_bucket(b);
+            }
+            self.audit(event).await;
+            self.after_control_change(&change).await;
+        }
+        Ok(applied)
+    }
+
+    /// A policy that no longer allows this hub strands its copies here: remove them.
+    async fn after_control_change(self: &Arc<Self>, change: &ControlChange) {
+        let ControlChange::Policy { bucket, record } = change else { return };
+        let Some(me) = self.topology.hub(&self.id) else { return };
+        if record.policy.allows(me) {
+            return;
+        }
+        let hub = self.clone();
+        let bucket = bucket.clone();
+        tokio::spawn(async move {
+            match hub.catalog.purge_bucket_data(&bucket).await {
+                Ok(removed) if removed > 0 => {
+                    let detail = format!("removed {removed} stranded versions of bucket {bucket:?}: the policy no longer allows hub {}", hub.id);
+                    tracing::info!("{detail}");
+                    hub.audit(hub.event(AuditKind::PolicyDecision, detail).with_bucket(bucket).with_allowed(false)).await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(bucket, error = %e, "removing stranded data failed"),
+            }
+        });
+    }
+
+    /// Whether this hub may take a client's write into `bucket`: `Err` names the rule.
+    pub async fn check_write(&self, bucket: &str) -> Result<(), String> {
+        let (topology, id, bucket_name) = (self.topology.clone(), self.id.clone(), bucket.to_owned());
+        let found = self
+            .read(move |txn| {
+                let policy = effective_policy(txn, &topology, &id, &bucket_name)?;
+                let grants: Vec<Grant> = control::load_grants(txn)?.into_iter().map(|g| g.grant).collect();
+                Ok((policy, grants))
+            })
+            .await;
+        let (policy, grants) = found.map_err(|e| e.to_string())?;
+        let decision = valley_policy::decide(
+            &self.topology,
+            &grants,
+            &valley_policy::Transfer {
+                kind: valley_policy::TransferKind::Write,
+                bucket,
+                policy: &policy,
+                from: &self.id,
+                to: &self.id,
+                bytes: 0,
+                individuals: 0,
+                today: crate::hook::today(),
+            },
+        );
+        if decision.allowed {
+            return Ok(());
+        }
+        self.audit(
+            self.event(AuditKind::RefusedRequest, format!("client write refused: {}", decision.reason))
+                .with_bucket(bucket)
+                .with_allowed(false)
+                .with_rule(format!("{:?}", decision.rule)),
+        )
+        .await;
+        Err(decision.reason)
+    }
+
+    // ---- status ----
+
+    /// A GET of the peer API of `peer` (`route` under the peer prefix), for status views.
+    pub async fn peer_get(&self, peer: &str, route: &str) -> Result<bytes::Bytes, crate::client::PeerError> {
+        let endpoint = self
+            .topology
+            .hub(peer)
+            .and_then(|h| h.peer_endpoint.clone())
+            .ok_or_else(|| crate::client::PeerError::Unreachable(format!("hub {peer} has no peer endpoint")))?;
+        let path = format!("{}{route}", crate::wire::PREFIX);
+        self.client.call(http::Method::GET, &endpoint, &path, &[], crate::client::full(Vec::new()), 0).await
+    }
+
+    pub fn link_status(&self) -> Vec<LinkStatus> {
+        self.links.lock().map(|l| l.values().cloned().collect()).unwrap_or_default()
+    }
+
+    pub(crate) fn update_link(&self, peer: &str, change: impl FnOnce(&mut LinkStatus)) {
+        if let Ok(mut links) = self.links.lock()
+            && let Some(link) = links.get_mut(peer)
+        {
+            change(link);
+        }
+    }
+
+    /// Objects and bytes this hub holds per bucket (current and noncurrent versions).
+    pub async fn inventory(&self) -> Result<crate::wire::Inventory, HubError> {
+        let mut buckets = Vec::new();
+        for (name, _) in self.catalog.list_buckets().await? {
+            let (objects, bytes) = self.catalog.bucket_usage(&name).await?;
+            buckets.push(crate::wire::BucketHoldings { bucket: name, objects, bytes });
+        }
+        Ok(crate::wire::Inventory { hub: self.id.clone(), buckets })
+    }
+
+    /// Every bucket's policy as this hub knows it.
+    pub async fn policies(&self) -> Result<Vec<(String, PlacementPolicy)>, HubError> {
+        Ok(self
+            .read(control::all_policies)
+            .await?
+            .into_iter()
+            .filter(|(_, r)| !r.deleted)
+            .map(|(b, r)| (b, r.policy))
+            .collect())
+    }
+}

@@ -1,0 +1,297 @@
+//! Per-link workers: each ships its peer's outbox entries, oldest first, a window at a time,
+//! retrying failures with jittered exponential backoff, and removes an entry only once the peer
+//! acknowledged it or the policy engine refused it (refusals are audited).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use valley_audit::AuditKind;
+use valley_policy::{Transfer, TransferKind, decide};
+use valley_store::keys::{Stamp, origin_tag};
+
+use crate::client::{self, PeerError};
+use crate::control;
+use crate::core::{Backoff, LinkQueue};
+use crate::hook::{effective_policy, now_unix_ms, today};
+use crate::hub::Hub;
+use crate::outbox::{self, OutboxEntry, Shipment};
+use crate::wire;
+
+/// Entries in flight on one link at once: enough to fill a long, fat pipe with small objects.
+const LINK_WINDOW: usize = 8;
+/// Outbox entries loaded per scan.
+const OUTBOX_SCAN: usize = 4096;
+/// Longest sleep between outbox scans (new entries also wake the worker at once).
+const IDLE_RESCAN: Duration = Duration::from_millis(500);
+const BACKOFF: Backoff = Backoff { base_ms: 250, max_ms: 30_000 };
+
+/// Starts one worker per peer.
+pub fn start(hub: &Arc<Hub>) {
+    for peer in hub.peers() {
+        let hub = hub.clone();
+        tokio::spawn(async move { run(hub, peer).await });
+    }
+}
+
+enum Shipped {
+    Delivered,
+    /// Refused by the policy engine (here or at the peer): the entry is dropped.
+    Refused(String),
+}
+
+async fn run(hub: Arc<Hub>, peer: String) {
+    let mut queue = LinkQueue::new(LINK_WINDOW, BACKOFF);
+    let mut known: HashMap<u64, OutboxEntry> = HashMap::new();
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        let now = now_unix_ms();
+        let scan = {
+            let peer = peer.clone();
+            hub.read(move |txn| outbox::pending(txn, &peer, OUTBOX_SCAN)).await
+        };
+        match scan {
+            Ok(entries) => {
+                for (seq, entry) in entries {
+                    queue.enqueue(seq, now);
+                    known.entry(seq).or_insert(entry);
+                }
+            }
+            Err(e) => tracing::error!(peer, error = %e, "reading the outbox failed"),
+        }
+        let (bytes, oldest) = known
+            .values()
+            .fold((0u64, u64::MAX), |(b, o), e| (b + e.bytes, o.min(e.created_unix_ms)));
+        let backlog = known.len() as u64;
+        hub.update_link(&peer, |l| {
+            l.backlog_entries = backlog;
+            l.backlog_bytes = bytes;
+            l.lag_seconds = if backlog == 0 { 0.0 } else { now.saturating_sub(oldest) as f64 / 1000.0 };
+        });
+        for seq in queue.take_due(now) {
+            let Some(entry) = known.get(&seq).cloned() else {
+                queue.ack(seq);
+                continue;
+            };
+            let hub = hub.clone();
+            let peer = peer.clone();
+            in_flight.push(async move {
+                let result = ship(&hub, &peer, &entry).await;
+                (seq, entry, result)
+            });
+        }
+        let wait = queue
+            .next_due_ms()
+            .map_or(IDLE_RESCAN, |due| Duration::from_millis(due.saturating_sub(now)).min(IDLE_RESCAN));
+        tokio::select! {
+            Some((seq, entry, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                settle(&hub, &peer, &mut queue, &mut known, seq, &entry, result).await;
+            }
+            () = hub.wake.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn settle(
+    hub: &Arc<Hub>,
+    peer: &str,
+    queue: &mut LinkQueue,
+    known: &mut HashMap<u64, OutboxEntry>,
+    seq: u64,
+    entry: &OutboxEntry,
+    result: Result<Shipped, PeerError>,
+) {
+    let now = now_unix_ms();
+    let done = match &result {
+        Ok(Shipped::Delivered) => {
+            hub.update_link(peer, |l| {
+                l.reachable = true;
+                l.last_contact_unix_ms = Some(now);
+                l.last_error = None;
+                l.shipped_entries += 1;
+                l.shipped_bytes += entry.bytes;
+            });
+            true
+        }
+        Ok(Shipped::Refused(why)) | Err(PeerError::Refused(why)) => {
+            hub.update_link(peer, |l| {
+                l.reachable = true;
+                l.last_contact_unix_ms = Some(now);
+                l.refused_entries += 1;
+            });
+            tracing::warn!(peer, reason = %why, "transfer refused; dropping it");
+            true
+        }
+        Err(e) => {
+            let unreachable = matches!(e, PeerError::Unreachable(_));
+            let message = e.to_string();
+            hub.update_link(peer, |l| {
+                if unreachable {
+                    l.reachable = false;
+                } else {
+                    l.last_contact_unix_ms = Some(now);
+                }
+                l.last_error = Some(message);
+            });
+            false
+        }
+    };
+    if done {
+        let peer_name = peer.to_owned();
+        match hub.write(move |txn| Ok(outbox::remove(txn, &peer_name, seq))).await {
+            Ok(()) => {
+                queue.ack(seq);
+                known.remove(&seq);
+            }
+            Err(e) => {
+                tracing::error!(peer, error = %e, "removing a delivered outbox entry failed");
+                queue.fail(seq, now, rand::random());
+            }
+        }
+    } else {
+        queue.fail(seq, now, rand::random());
+    }
+}
+
+/// Ships one entry; the policy engine decides every object transfer again at send time,
+/// since the policy or a grant may have changed since the write.
+async fn ship(hub: &Arc<Hub>, peer: &str, entry: &OutboxEntry) -> Result<Shipped, PeerError> {
+    let endpoint = hub
+        .topology
+        .hub(peer)
+        .and_then(|h| h.peer_endpoint.clone())
+        .ok_or_else(|| PeerError::Unreachable(format!("hub {peer} has no peer endpoint")))?;
+    match &entry.shipment {
+        Shipment::Control { change } => {
+            let body = serde_json::to_vec(change).map_err(|e| PeerError::Unreachable(e.to_string()))?;
+            let path = format!("{}control", wire::PREFIX);
+            hub.client
+                .call(http::Method::POST, &endpoint, &path, &[("content-type", "application/json".into())], client::full(body), 0)
+                .await?;
+            Ok(Shipped::Delivered)
+        }
+        Shipment::Delete { bucket, key, version_id, hlc, origin } => {
+            let message = wire::DeleteMessage {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                version_id: version_id.clone(),
+                hlc: *hlc,
+                origin: origin.clone(),
+            };
+            let body = serde_json::to_vec(&message).map_err(|e| PeerError::Unreachable(e.to_string()))?;
+            let path = format!("{}delete", wire::PREFIX);
+            hub.client
+                .call(http::Method::POST, &endpoint, &path, &[("content-type", "application/json".into())], client::full(body), 0)
+                .await?;
+            Ok(Shipped::Delivered)
+        }
+        Shipment::Put { bucket, key, hlc, origin } => ship_object(hub, peer, &endpoint, bucket, key, *hlc, origin).await,
+    }
+}
+
+async fn ship_object(
+    hub: &Arc<Hub>,
+    peer: &str,
+    endpoint: &str,
+    bucket: &str,
+    key: &str,
+    hlc: u64,
+    origin: &str,
+) -> Result<Shipped, PeerError> {
+    let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
+    let stamp = Stamp { hlc, origin_tag: origin_tag(origin) };
+    let Some(version) = hub.catalog.object_at(bucket, key, stamp).await.map_err(local)? else {
+        // Superseded or deleted since: nothing left to ship.
+        return Ok(Shipped::Delivered);
+    };
+    let (policy, grants) = {
+        let (topology, id, b) = (hub.topology.clone(), hub.id.clone(), bucket.to_owned());
+        hub.read(move |txn| {
+            let policy = effective_policy(txn, &topology, &id, &b)?;
+            let grants: Vec<_> = control::load_grants(txn)?.into_iter().map(|g| g.grant).collect();
+            Ok((policy, grants))
+        })
+        .await
+        .map_err(local)?
+    };
+    let decision = decide(
+        &hub.topology,
+        &grants,
+        &Transfer {
+            kind: TransferKind::Replication,
+            bucket,
+            policy: &policy,
+            from: &hub.id,
+            to: peer,
+            bytes: version.size,
+            individuals: 0,
+            today: today(),
+        },
+    );
+    if !decision.allowed {
+        hub.audit(
+            hub.event(AuditKind::PolicyDecision, decision.reason.clone())
+                .with_bucket(bucket)
+                .with_key(key)
+                .with_peer(peer)
+                .with_allowed(false)
+                .with_rule(format!("{:?}", decision.rule))
+                .with_bytes(version.size),
+        )
+        .await;
+        return Ok(Shipped::Refused(decision.reason));
+    }
+    let mut meta = version.clone();
+    meta.data = valley_store::record::ObjectData::Inline(Vec::new());
+    let header = {
+        use base64::Engine;
+        let json = serde_json::to_vec(&meta).map_err(|e| PeerError::Unreachable(e.to_string()))?;
+        base64::engine::general_purpose::STANDARD.encode(json)
+    };
+    let stream = hub.catalog.read(&version, 0, version.size).await.map_err(local)?;
+    let path = wire::object_path(bucket, key);
+    hub.client
+        .call(
+            http::Method::PUT,
+            endpoint,
+            &path,
+            &[(wire::HEADER_VERSION, header), ("content-length", version.size.to_string())],
+            client::streaming(stream),
+            version.size,
+        )
+        .await?;
+    if let Some(grant_id) = &decision.grant {
+        let (id, size) = (grant_id.clone(), version.size);
+        let recorded = hub
+            .write(move |txn| {
+                let mut records = control::load_grants(txn)?;
+                if let Some(record) = records.iter_mut().find(|r| r.grant.id == id) {
+                    record.grant.record_use(today(), size, 0);
+                    // Usage is counted per hub, so the record keeps its stamp and is not
+                    // re-published.
+                    let raw = serde_json::to_vec(record).map_err(|e| valley_store::StoreError::Meta(e.to_string()))?;
+                    txn.put(valley_store::Table::Control, format!("grant/{id}").as_bytes(), &raw);
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "recording grant usage failed");
+        }
+    }
+    let mut event = hub
+        .event(AuditKind::Transfer, format!("replicated to {peer}: {}", decision.reason))
+        .with_bucket(bucket)
+        .with_key(key)
+        .with_peer(peer)
+        .with_allowed(true)
+        .with_rule(format!("{:?}", decision.rule))
+        .with_bytes(version.size);
+    if let Some(g) = decision.grant {
+        event = event.with_grant(g);
+    }
+    hub.audit(event).await;
+    Ok(Shipped::Delivered)
+}

@@ -1,0 +1,82 @@
+//! The durable outbox: what this hub still has to ship to each peer. Entries are written in the
+//! same transaction as the change they ship, so an acknowledged write is never forgotten by
+//! replication, and removed only once the peer acknowledged them (at-least-once delivery;
+//! receivers apply idempotently).
+
+use serde::{Deserialize, Serialize};
+use valley_store::{ReadTxn, StoreError, StoreResult, Table, WriteTxn};
+
+use crate::control::ControlChange;
+
+/// Where the next sequence number is kept (control table).
+const SEQ_KEY: &[u8] = b"outbox-seq";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Shipment {
+    /// Ship the version of `key` with this stamp (read at send time; skipped if gone).
+    Put { bucket: String, key: String, hlc: u64, origin: String },
+    /// Delete a version (with `version_id`) or the null version older than the stamp.
+    Delete { bucket: String, key: String, version_id: Option<String>, hlc: u64, origin: String },
+    Control { change: ControlChange },
+}
+
+impl Shipment {
+    #[must_use]
+    pub fn bucket(&self) -> Option<&str> {
+        match self {
+            Shipment::Put { bucket, .. } | Shipment::Delete { bucket, .. } => Some(bucket),
+            Shipment::Control { change: ControlChange::Policy { bucket, .. } } => Some(bucket),
+            Shipment::Control { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub shipment: Shipment,
+    /// Object bytes the entry will move (0 for deletes and control changes).
+    pub bytes: u64,
+    pub created_unix_ms: u64,
+}
+
+fn entry_key(peer: &str, seq: u64) -> Vec<u8> {
+    let mut k = peer.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn corrupt(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt { what: "outbox entry", detail: e.to_string() }
+}
+
+/// Queues `entry` for `peer`; returns its sequence number.
+pub fn push(txn: &mut dyn WriteTxn, peer: &str, entry: &OutboxEntry) -> StoreResult<u64> {
+    let seq = txn
+        .get(Table::Control, SEQ_KEY)?
+        .and_then(|raw| raw.try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(1);
+    txn.put(Table::Control, SEQ_KEY, &(seq + 1).to_be_bytes());
+    let raw = serde_json::to_vec(entry).map_err(corrupt)?;
+    txn.put(Table::Outbox, &entry_key(peer, seq), &raw);
+    Ok(seq)
+}
+
+/// Up to `limit` pending entries for `peer`, oldest first.
+pub fn pending(txn: &dyn ReadTxn, peer: &str, limit: usize) -> StoreResult<Vec<(u64, OutboxEntry)>> {
+    let start = entry_key(peer, 0);
+    let mut end = peer.as_bytes().to_vec();
+    end.push(1);
+    txn.scan(Table::Outbox, &start, Some(&end), limit)?
+        .into_iter()
+        .map(|(k, v)| {
+            let seq = k.get(k.len().saturating_sub(8)..).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes);
+            Ok((seq, serde_json::from_slice(&v).map_err(corrupt)?))
+        })
+        .collect()
+}
+
+pub fn remove(txn: &mut dyn WriteTxn, peer: &str, seq: u64) {
+    txn.delete(Table::Outbox, &entry_key(peer, seq));
+}

@@ -1,0 +1,308 @@
+//! The admin API, on the admin port under `/_valley/admin/v1/`, authenticated with the root
+//! credentials (HMAC, see `valley_replicate::auth`). Policies, grants, status and audit.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use valley_policy::{Basis, Grant, PlacementPolicy};
+use valley_replicate::{Hub, HubError, LinkStatus, auth, wire};
+
+pub const PREFIX: &str = "/_valley/admin/v1/";
+const BODY_BYTES_MAX: usize = 1024 * 1024;
+
+pub struct AdminApi {
+    pub hub: Option<Arc<Hub>>,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    r
+}
+
+fn json(value: &impl Serialize) -> Response<Bytes> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => reply(StatusCode::OK, body),
+        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn hub_error(e: &HubError) -> Response<Bytes> {
+    let status = match e {
+        HubError::Invalid(_) => StatusCode::BAD_REQUEST,
+        HubError::NotFound(_) | HubError::Store(valley_store::StoreError::NoSuchBucket(_)) => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    reply(status, e.to_string())
+}
+
+/// A grant as the CLI sends it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GrantRequest {
+    pub id: Option<String>,
+    pub from: String,
+    pub to: String,
+    pub classifications: Vec<String>,
+    pub basis: String,
+    pub reference: String,
+    pub expires: String,
+    pub volume_cap_bytes: Option<u64>,
+    pub volume_cap_individuals: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HubRow {
+    pub id: String,
+    pub jurisdiction: String,
+    pub role: String,
+    pub failure_domain: String,
+    pub up: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LinkRow {
+    pub from: String,
+    pub to: String,
+    pub reachable: bool,
+    pub backlog_entries: u64,
+    pub backlog_bytes: u64,
+    pub lag_seconds: f64,
+    pub shipped_entries: u64,
+    pub refused_entries: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Holder {
+    pub hub: String,
+    pub objects: u64,
+    pub bytes: u64,
+    /// The policy forbids this hub: it must not hold the bucket's data (removal pending).
+    pub forbidden: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BucketRow {
+    pub bucket: String,
+    pub policy: PlacementPolicy,
+    pub holders: Vec<Holder>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub asked_hub: String,
+    pub topology: String,
+    pub hubs: Vec<HubRow>,
+    pub links: Vec<LinkRow>,
+    pub buckets: Vec<BucketRow>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VerifyOutcome {
+    pub ok: bool,
+    pub records: u64,
+    pub detail: String,
+}
+
+impl AdminApi {
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Bytes> {
+        let path_and_query = req.uri().path_and_query().map_or("", |p| p.as_str()).to_owned();
+        match auth::verify(self.secret_key.as_bytes(), req.method().as_str(), &path_and_query, req.headers()) {
+            Ok(identity) if identity == self.access_key => {}
+            Ok(_) => return reply(StatusCode::FORBIDDEN, "unknown access key"),
+            Err(why) => return reply(StatusCode::UNAUTHORIZED, why),
+        }
+        let Some(hub) = self.hub.clone() else {
+            return reply(StatusCode::NOT_FOUND, "this hub runs alone (no --hub/--topology): it has no network to administer");
+        };
+        let route = req.uri().path().strip_prefix(PREFIX).unwrap_or("").to_owned();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let param = |name: &str| wire::query_param(&query, name);
+        match (req.method().clone(), route.as_str()) {
+            (Method::GET, "policy") => {
+                let Some(bucket) = param("bucket") else { return reply(StatusCode::BAD_REQUEST, "bucket is required") };
+                match hub.policy(&bucket).await {
+                    Ok(policy) => reply(StatusCode::OK, toml::to_string(&policy).unwrap_or_default()),
+                    Err(e) => hub_error(&e),
+                }
+            }
+            (Method::PUT, "policy") => {
+                let Some(bucket) = param("bucket") else { return reply(StatusCode::BAD_REQUEST, "bucket is required") };
+                let body = match read_body(req).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let policy: PlacementPolicy = match std::str::from_utf8(&body).map_err(|e| e.to_string()).and_then(|t| toml::from_str(t).map_err(|e| e.to_string())) {
+                    Ok(p) => p,
+                    Err(e) => return reply(StatusCode::BAD_REQUEST, format!("malformed policy: {e}")),
+                };
+                match hub.set_policy(&bucket, policy).await {
+                    Ok(()) => reply(StatusCode::OK, "ok"),
+                    Err(e) => hub_error(&e),
+                }
+            }
+            (Method::GET, "grants") => match hub.grants().await {
+                Ok(grants) => json(&grants),
+                Err(e) => hub_error(&e),
+            },
+            (Method::POST, "grants") => {
+                let body = match read_body(req).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let request: GrantRequest = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => return reply(StatusCode::BAD_REQUEST, format!("malformed grant: {e}")),
+                };
+                let grant = match grant_of(request) {
+                    Ok(g) => g,
+                    Err(e) => return reply(StatusCode::BAD_REQUEST, e),
+                };
+                match hub.add_grant(grant).await {
+                    Ok(g) => json(&g),
+                    Err(e) => hub_error(&e),
+                }
+            }
+            (Method::DELETE, "grants") => {
+                let Some(id) = param("id") else { return reply(StatusCode::BAD_REQUEST, "id is required") };
+                match hub.revoke_grant(&id).await {
+                    Ok(()) => reply(StatusCode::OK, "ok"),
+                    Err(e) => hub_error(&e),
+                }
+            }
+            (Method::GET, "status") => json(&status(&hub).await),
+            (Method::GET, "audit") => {
+                let filter = valley_audit::Filter {
+                    bucket: param("bucket"),
+                    hub: param("hub"),
+                    grant: param("grant"),
+                    ..Default::default()
+                };
+                let path = hub.audit_path().to_path_buf();
+                match tokio::task::spawn_blocking(move || valley_audit::read_filtered(&path, &filter)).await {
+                    Ok(Ok(records)) => json(&records),
+                    Ok(Err(e)) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                    Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
+            }
+            (Method::GET, "audit-verify") => {
+                let path = hub.audit_path().to_path_buf();
+                match tokio::task::spawn_blocking(move || valley_audit::verify_file(&path)).await {
+                    Ok(Ok(report)) => json(&verify_outcome(&report)),
+                    Ok(Err(e)) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                    Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
+            }
+            _ => reply(StatusCode::NOT_FOUND, "no such admin call"),
+        }
+    }
+}
+
+pub fn verify_outcome(report: &valley_audit::VerifyReport) -> VerifyOutcome {
+    match report {
+        valley_audit::VerifyReport::Ok(log) => VerifyOutcome { ok: true, records: log.records, detail: report.to_string() },
+        valley_audit::VerifyReport::Bad(_) => VerifyOutcome { ok: false, records: 0, detail: report.to_string() },
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Bytes>> {
+    http_body_util::Limited::new(req.into_body(), BODY_BYTES_MAX)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| reply(StatusCode::BAD_REQUEST, format!("reading body: {e}")))
+}
+
+fn grant_of(r: GrantRequest) -> Result<Grant, String> {
+    let basis: Basis = r.basis.parse()?;
+    let expires = valley_policy::day_of(&r.expires).ok_or_else(|| format!("expires {:?} is not a YYYY-MM-DD date", r.expires))?;
+    Ok(Grant {
+        id: r.id.unwrap_or_default(),
+        from: r.from,
+        to: r.to,
+        classifications: r.classifications,
+        basis,
+        reference: r.reference,
+        expires,
+        volume_cap_bytes: r.volume_cap_bytes,
+        volume_cap_individuals: r.volume_cap_individuals,
+        revoked: false,
+        usage_year: 0,
+        used_bytes: 0,
+        used_individuals: 0,
+    })
+}
+
+/// Asks every hub for its holdings and links; a hub that does not answer is down.
+async fn status(hub: &Arc<Hub>) -> StatusReport {
+    let mut hubs = Vec::new();
+    let mut links = Vec::new();
+    let mut inventories = Vec::new();
+    let asks = hub.topology.hubs().map(|h| {
+        let hub = hub.clone();
+        let id = h.id.clone();
+        async move {
+            if id == hub.id {
+                let inventory = hub.inventory().await.map_err(|e| e.to_string());
+                (id, inventory, Ok(hub.link_status()))
+            } else {
+                let inventory = match hub.peer_get(&id, "inventory").await {
+                    Ok(b) => serde_json::from_slice::<wire::Inventory>(&b).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let links = match hub.peer_get(&id, "links").await {
+                    Ok(b) => serde_json::from_slice::<Vec<LinkStatus>>(&b).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                (id, inventory, links)
+            }
+        }
+    });
+    for (id, inventory, hub_links) in futures::future::join_all(asks).await {
+        let h = hub.topology.hub(&id);
+        hubs.push(HubRow {
+            id: id.clone(),
+            jurisdiction: h.map(|h| h.jurisdiction.clone()).unwrap_or_default(),
+            role: h.map(|h| h.role.as_str().to_owned()).unwrap_or_default(),
+            failure_domain: h.map(|h| h.failure_domain.clone()).unwrap_or_default(),
+            up: inventory.is_ok(),
+            error: inventory.as_ref().err().cloned(),
+        });
+        if let Ok(inv) = inventory {
+            inventories.push(inv);
+        }
+        for l in hub_links.unwrap_or_default() {
+            links.push(LinkRow {
+                from: id.clone(),
+                to: l.peer,
+                reachable: l.reachable,
+                backlog_entries: l.backlog_entries,
+                backlog_bytes: l.backlog_bytes,
+                lag_seconds: l.lag_seconds,
+                shipped_entries: l.shipped_entries,
+                refused_entries: l.refused_entries,
+                last_error: l.last_error,
+            });
+        }
+    }
+    let mut buckets = Vec::new();
+    for (bucket, policy) in hub.policies().await.unwrap_or_default() {
+        let holders = inventories
+            .iter()
+            .filter_map(|inv| {
+                let held = inv.buckets.iter().find(|b| b.bucket == bucket && b.objects > 0)?;
+                let allowed = hub.topology.hub(&inv.hub).is_some_and(|h| policy.allows(h));
+                Some(Holder { hub: inv.hub.clone(), objects: held.objects, bytes: held.bytes, forbidden: !allowed })
+            })
+            .collect();
+        buckets.push(BucketRow { bucket, policy, holders });
+    }
+    StatusReport { asked_hub: hub.id.clone(), topology: hub.topology.hash().to_owned(), hubs, links, buckets }
+}

@@ -1,0 +1,248 @@
+//! The admin commands: each is one call to a hub's admin API, printed for a person (or as JSON).
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use valley_policy::{PlacementPolicy, Tiering};
+use valley_replicate::client::{PeerClient, PeerError, full};
+
+use crate::admin::{GrantRequest, PREFIX, StatusReport, VerifyOutcome};
+use crate::cli::{AuditCommand, BucketCommand, GrantAddArgs, GrantCommand, PolicyCommand, PolicySetArgs};
+
+pub struct AdminClient {
+    client: PeerClient,
+    base: String,
+}
+
+impl AdminClient {
+    pub fn from_env(base: &str) -> anyhow::Result<Self> {
+        let access = std::env::var("VALLEY_ACCESS_KEY").ok().filter(|v| !v.is_empty());
+        let secret = std::env::var("VALLEY_SECRET_KEY").ok().filter(|v| !v.is_empty());
+        let (Some(access), Some(secret)) = (access, secret) else {
+            bail!("set VALLEY_ACCESS_KEY and VALLEY_SECRET_KEY to the hub's root credentials");
+        };
+        Ok(Self::new(base, &access, &secret))
+    }
+
+    pub fn new(base: &str, access: &str, secret: &str) -> Self {
+        Self {
+            client: PeerClient::new(secret.as_bytes().to_vec(), access.to_owned(), String::new()),
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub async fn call(&self, method: http::Method, route: &str, body: Vec<u8>) -> anyhow::Result<Bytes> {
+        let path = format!("{PREFIX}{route}");
+        self.client.call(method, &self.base, &path, &[], full(body), 0).await.map_err(|e| match e {
+            PeerError::Unreachable(why) => anyhow::anyhow!("cannot reach the hub's admin API at {}: {why}", self.base),
+            PeerError::Refused(why) => anyhow::anyhow!("refused: {why}"),
+            PeerError::Failed { status, message } => anyhow::anyhow!("hub answered {status}: {}", message.trim()),
+        })
+    }
+}
+
+fn q(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+pub async fn bucket(admin: &AdminClient, command: BucketCommand) -> anyhow::Result<()> {
+    let BucketCommand::Policy { command } = command;
+    match command {
+        PolicyCommand::Show { bucket } => {
+            let body = admin.call(http::Method::GET, &format!("policy?bucket={}", q(&bucket)), Vec::new()).await?;
+            print!("{}", String::from_utf8_lossy(&body));
+        }
+        PolicyCommand::Set(args) => {
+            let bucket = args.bucket.clone();
+            let policy = policy_from_args(args)?;
+            let text = toml::to_string(&policy).context("encoding the policy")?;
+            admin.call(http::Method::PUT, &format!("policy?bucket={}", q(&bucket)), text.into_bytes()).await?;
+            println!("policy of bucket {bucket} set");
+        }
+    }
+    Ok(())
+}
+
+fn policy_from_args(args: PolicySetArgs) -> anyhow::Result<PlacementPolicy> {
+    if let Some(file) = &args.file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        return toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.message()));
+    }
+    let tiering = match (args.tier_after_days, args.tier_role) {
+        (Some(after_days), Some(role)) => Some(Tiering { after_days, role: role.parse().map_err(anyhow::Error::msg)? }),
+        _ => None,
+    };
+    Ok(PlacementPolicy {
+        jurisdictions: args.jurisdictions,
+        hubs: args.hubs,
+        copies: args.copies.unwrap_or(1),
+        distinct_failure_domains: args.distinct_failure_domains,
+        home_hub: args.home_hub,
+        classifications: args.classification,
+        tiering,
+    })
+}
+
+pub async fn grant(admin: &AdminClient, command: GrantCommand) -> anyhow::Result<()> {
+    match command {
+        GrantCommand::Add(args) => {
+            let GrantAddArgs { from, to, classification, basis, reference, expires, volume_cap_bytes, volume_cap_individuals, id } = args;
+            let request = GrantRequest {
+                id,
+                from,
+                to,
+                classifications: classification,
+                basis,
+                reference,
+                expires,
+                volume_cap_bytes,
+                volume_cap_individuals,
+            };
+            let body = admin.call(http::Method::POST, "grants", serde_json::to_vec(&request)?).await?;
+            let grant: valley_policy::Grant = serde_json::from_slice(&body).context("reading the hub's answer")?;
+            println!("grant {} recorded", grant.id);
+        }
+        GrantCommand::List { json } => {
+            let body = admin.call(http::Method::GET, "grants", Vec::new()).await?;
+            if json {
+                println!("{}", String::from_utf8_lossy(&body));
+                return Ok(());
+            }
+            let grants: Vec<valley_policy::Grant> = serde_json::from_slice(&body).context("reading the hub's answer")?;
+            println!("{:<14} {:<5} {:<5} {:<28} {:<20} {:<12} {:<8} REFERENCE", "ID", "FROM", "TO", "CLASSIFICATIONS", "BASIS", "EXPIRES", "STATE");
+            for g in grants {
+                let state = if g.revoked { "revoked" } else { "active" };
+                println!(
+                    "{:<14} {:<5} {:<5} {:<28} {:<20} {:<12} {:<8} {}",
+                    g.id,
+                    g.from,
+                    g.to,
+                    g.classifications.join(","),
+                    serde_json::to_value(g.basis).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                    valley_policy::date_of(g.expires),
+                    state,
+                    g.reference
+                );
+            }
+        }
+        GrantCommand::Revoke { id } => {
+            admin.call(http::Method::DELETE, &format!("grants?id={}", q(&id)), Vec::new()).await?;
+            println!("grant {id} revoked");
+        }
+    }
+    Ok(())
+}
+
+pub async fn status(admin: &AdminClient, as_json: bool) -> anyhow::Result<()> {
+    let body = admin.call(http::Method::GET, "status", Vec::new()).await?;
+    if as_json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return Ok(());
+    }
+    let report: StatusReport = serde_json::from_slice(&body).context("reading the hub's answer")?;
+    print_status(&report);
+    Ok(())
+}
+
+pub fn print_status(report: &StatusReport) {
+    println!("network {} (asked {})", &report.topology[..12.min(report.topology.len())], report.asked_hub);
+    println!("\nHUBS");
+    for h in &report.hubs {
+        let state = if h.up { "up" } else { "DOWN" };
+        println!("  {:<14} {:<3} {:<5} {:<22} {}", h.id, h.jurisdiction, h.role, h.failure_domain, state);
+    }
+    println!("\nLINKS (with a backlog or an error)");
+    let mut quiet = 0;
+    for l in &report.links {
+        if l.backlog_entries == 0 && l.last_error.is_none() {
+            quiet += 1;
+            continue;
+        }
+        println!(
+            "  {:<14} -> {:<14} backlog {:>6} entries {:>12} bytes  lag {:>7.1}s  {}",
+            l.from,
+            l.to,
+            l.backlog_entries,
+            l.backlog_bytes,
+            l.lag_seconds,
+            l.last_error.as_deref().unwrap_or("")
+        );
+    }
+    println!("  ({quiet} links idle)");
+    println!("\nBUCKETS");
+    for b in &report.buckets {
+        let p = &b.policy;
+        let mut rule = String::new();
+        if !p.jurisdictions.is_empty() {
+            rule.push_str(&format!("in [{}]", p.jurisdictions.join(",")));
+        }
+        if !p.hubs.is_empty() {
+            rule.push_str(&format!(" hubs [{}]", p.hubs.join(",")));
+        }
+        rule.push_str(&format!(", {} cop{}", p.copies, if p.copies == 1 { "y" } else { "ies" }));
+        if p.distinct_failure_domains {
+            rule.push_str(" in distinct failure domains");
+        }
+        if !p.classifications.is_empty() {
+            rule.push_str(&format!(", classified [{}]", p.classifications.join(",")));
+        }
+        println!("  {} — {rule}", b.bucket);
+        for h in &b.holders {
+            let flag = if h.forbidden { "  <-- NOT ALLOWED (removal pending)" } else { "" };
+            println!("      {:<14} {:>6} objects {:>12} bytes{flag}", h.hub, h.objects, h.bytes);
+        }
+        if b.holders.is_empty() {
+            println!("      (no objects yet)");
+        }
+    }
+}
+
+pub async fn audit(admin: &AdminClient, command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Verify { file } => {
+            let outcome = match file {
+                Some(path) => verify_local(&path)?,
+                None => {
+                    let body = admin.call(http::Method::GET, "audit-verify", Vec::new()).await?;
+                    serde_json::from_slice::<VerifyOutcome>(&body).context("reading the hub's answer")?
+                }
+            };
+            if !outcome.ok {
+                bail!("audit chain broken: {}", outcome.detail);
+            }
+            println!("{}", outcome.detail);
+        }
+        AuditCommand::Show { bucket, hub, grant, json, file } => {
+            let records: Vec<valley_audit::AuditRecord> = match file {
+                Some(path) => {
+                    let filter = valley_audit::Filter { bucket, hub, grant, ..Default::default() };
+                    valley_audit::read_filtered(&path, &filter).with_context(|| format!("reading {}", path.display()))?
+                }
+                None => {
+                    let mut query = Vec::new();
+                    for (name, value) in [("bucket", bucket), ("hub", hub), ("grant", grant)] {
+                        if let Some(v) = value {
+                            query.push(format!("{name}={}", q(&v)));
+                        }
+                    }
+                    let body = admin.call(http::Method::GET, &format!("audit?{}", query.join("&")), Vec::new()).await?;
+                    serde_json::from_slice(&body).context("reading the hub's answer")?
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&records)?);
+            } else {
+                for r in records {
+                    println!("{}", r.to_line());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn verify_local(path: &Path) -> anyhow::Result<VerifyOutcome> {
+    let report = valley_audit::verify_file(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(crate::admin::verify_outcome(&report))
+}

@@ -1,0 +1,2 @@
+//! placeholder
+pub fn run(_args: crate::cli::DemoArgs) -> anyhow::Result<()> { anyhow::bail!("demo: not yet") }
