@@ -28,22 +28,25 @@ pub fn sign(secret: &[u8], method: &str, path_and_query: &str, identity: &str, t
 }
 
 /// Checks a request's signature headers; the error says what is wrong, for a 403 body.
-pub fn verify(
-    secret: &[u8],
-    method: &str,
-    path_and_query: &str,
-    headers: &http::HeaderMap,
-) -> Result<String, String> {
+pub fn verify(secret: &[u8], method: &str, path_and_query: &str, headers: &http::HeaderMap) -> Result<String, String> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let identity = get(HEADER_IDENTITY).ok_or("missing x-valley-identity")?;
-    let time: u64 = get(HEADER_TIME).and_then(|t| t.parse().ok()).ok_or("missing or bad x-valley-time")?;
+    let time: u64 = get(HEADER_TIME)
+        .and_then(|t| t.parse().ok())
+        .ok_or("missing or bad x-valley-time")?;
     let signature = get(HEADER_SIGNATURE).ok_or("missing x-valley-signature")?;
     if unix_now().abs_diff(time) > CLOCK_SKEW_SECS_MAX {
-        return Err(format!("request time is more than {CLOCK_SKEW_SECS_MAX}s away from this hub's clock"));
+        return Err(format!(
+            "request time is more than {CLOCK_SKEW_SECS_MAX}s away from this hub's clock"
+        ));
     }
     let expected = sign(secret, method, path_and_query, identity, time);
     let matches = expected.len() == signature.len()
-        && expected.bytes().zip(signature.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        && expected
+            .bytes()
+            .zip(signature.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
     if !matches {
         return Err("signature does not match (wrong secret?)".into());
     }
@@ -66,7 +69,10 @@ mod tests {
     fn a_signed_request_verifies_and_a_tampered_one_does_not() {
         let now = unix_now();
         let sig = sign(b"secret", "PUT", "/x?y=1", "hub-a", now);
-        assert_eq!(verify(b"secret", "PUT", "/x?y=1", &headers("hub-a", now, &sig)).unwrap(), "hub-a");
+        assert_eq!(
+            verify(b"secret", "PUT", "/x?y=1", &headers("hub-a", now, &sig)).unwrap(),
+            "hub-a"
+        );
         assert!(verify(b"other", "PUT", "/x?y=1", &headers("hub-a", now, &sig)).is_err());
         assert!(verify(b"secret", "PUT", "/x?y=2", &headers("hub-a", now, &sig)).is_err());
         assert!(verify(b"secret", "PUT", "/x?y=1", &headers("hub-b", now, &sig)).is_err());

@@ -57,7 +57,12 @@ impl PeerClient {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
         let http = Client::builder(TokioExecutor::new()).build(connector);
-        Self { http, secret: std::sync::Arc::new(secret), identity, topology_hash }
+        Self {
+            http,
+            secret: std::sync::Arc::new(secret),
+            identity,
+            topology_hash,
+        }
     }
 
     /// Sends a signed request; `bytes_hint` stretches the timeout for large bodies.
@@ -85,7 +90,11 @@ impl PeerClient {
         let request = builder.body(body).map_err(|e| PeerError::Unreachable(e.to_string()))?;
         let timeout = SMALL_REQUEST_TIMEOUT + Duration::from_secs(bytes_hint / TRANSFER_BYTES_PER_SEC_MIN);
         let response = tokio::time::timeout(timeout, async {
-            let response = self.http.request(request).await.map_err(|e| PeerError::Unreachable(e.to_string()))?;
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| PeerError::Unreachable(e.to_string()))?;
             let status = response.status();
             let body = response
                 .into_body()
@@ -105,6 +114,9 @@ impl PeerClient {
         if status == http::StatusCode::FORBIDDEN {
             return Err(PeerError::Refused(message));
         }
-        Err(PeerError::Failed { status: status.as_u16(), message })
+        Err(PeerError::Failed {
+            status: status.as_u16(),
+            message,
+        })
     }
 }

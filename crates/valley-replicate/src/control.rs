@@ -37,7 +37,10 @@ pub enum ControlChange {
 }
 
 fn corrupt(what: &'static str, e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt { what, detail: e.to_string() }
+    StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    }
 }
 
 fn newer(a: (u64, &str), b: (u64, &str)) -> bool {

@@ -12,7 +12,12 @@ use crate::outbox::{self, OutboxEntry, Shipment};
 
 /// The policy a bucket is under, as this hub knows it: its record, else the default for a
 /// bucket created here (this hub's jurisdiction, one copy).
-pub fn effective_policy(txn: &dyn ReadTxn, topology: &Topology, hub: &str, bucket: &str) -> StoreResult<PlacementPolicy> {
+pub fn effective_policy(
+    txn: &dyn ReadTxn,
+    topology: &Topology,
+    hub: &str,
+    bucket: &str,
+) -> StoreResult<PlacementPolicy> {
     if let Some(record) = load_policy(txn, bucket)? {
         return Ok(record.policy);
     }
@@ -67,7 +72,13 @@ impl OutboxHook {
 }
 
 impl VersionHook for OutboxHook {
-    fn on_local_version(&self, txn: &mut dyn WriteTxn, bucket: &str, key: &str, version: &ObjectVersion) -> StoreResult<()> {
+    fn on_local_version(
+        &self,
+        txn: &mut dyn WriteTxn,
+        bucket: &str,
+        key: &str,
+        version: &ObjectVersion,
+    ) -> StoreResult<()> {
         let policy = self.policy_and_write_check(txn, bucket, version.size)?;
         let targets = place(&policy, &self.topology, &self.hub, false)
             .map_err(|why| StoreError::Refused(format!("bucket {bucket:?}: {why}")))?;
@@ -78,14 +89,24 @@ impl VersionHook for OutboxHook {
             origin: version.origin.clone(),
         };
         for target in targets.iter().filter(|t| **t != self.hub) {
-            let entry = OutboxEntry { shipment: shipment.clone(), bytes: version.size, created_unix_ms: now_unix_ms() };
+            let entry = OutboxEntry {
+                shipment: shipment.clone(),
+                bytes: version.size,
+                created_unix_ms: now_unix_ms(),
+            };
             outbox::push(txn, target, &entry)?;
         }
         self.wake.notify_waiters();
         Ok(())
     }
 
-    fn on_local_delete(&self, txn: &mut dyn WriteTxn, bucket: &str, key: &str, version: &ObjectVersion) -> StoreResult<()> {
+    fn on_local_delete(
+        &self,
+        txn: &mut dyn WriteTxn,
+        bucket: &str,
+        key: &str,
+        version: &ObjectVersion,
+    ) -> StoreResult<()> {
         let policy = effective_policy(txn, &self.topology, &self.hub, bucket)?;
         let shipment = Shipment::Delete {
             bucket: bucket.to_owned(),
@@ -102,7 +123,11 @@ impl VersionHook for OutboxHook {
             .map(|h| h.id.clone())
             .collect();
         for peer in peers {
-            let entry = OutboxEntry { shipment: shipment.clone(), bytes: 0, created_unix_ms: now_unix_ms() };
+            let entry = OutboxEntry {
+                shipment: shipment.clone(),
+                bytes: 0,
+                created_unix_ms: now_unix_ms(),
+            };
             outbox::push(txn, &peer, &entry)?;
         }
         self.wake.notify_waiters();

@@ -58,7 +58,11 @@ pub struct Hub {
 
 /// The hook to install in the catalog before building the [`Hub`] (they share `wake`).
 pub fn outbox_hook(id: &str, topology: Arc<Topology>, wake: Arc<tokio::sync::Notify>) -> Arc<OutboxHook> {
-    Arc::new(OutboxHook { hub: id.to_owned(), topology, wake })
+    Arc::new(OutboxHook {
+        hub: id.to_owned(),
+        topology,
+        wake,
+    })
 }
 
 impl Hub {
@@ -76,7 +80,10 @@ impl Hub {
         }
         for hub in topology.hubs() {
             if hub.peer_endpoint.is_none() {
-                return Err(HubError::Invalid(format!("hub {:?} has no peer_endpoint in the topology", hub.id)));
+                return Err(HubError::Invalid(format!(
+                    "hub {:?} has no peer_endpoint in the topology",
+                    hub.id
+                )));
             }
         }
         let audit = Arc::new(AuditLog::open(data_dir.join("audit.log"))?);
@@ -84,7 +91,15 @@ impl Hub {
         let links = topology
             .hubs()
             .filter(|h| h.id != id)
-            .map(|h| (h.id.clone(), LinkStatus { peer: h.id.clone(), ..LinkStatus::default() }))
+            .map(|h| {
+                (
+                    h.id.clone(),
+                    LinkStatus {
+                        peer: h.id.clone(),
+                        ..LinkStatus::default()
+                    },
+                )
+            })
             .collect();
         Ok(Self {
             id: id.to_owned(),
@@ -120,7 +135,11 @@ impl Hub {
     }
 
     pub(crate) fn peers(&self) -> Vec<String> {
-        self.topology.hubs().filter(|h| h.id != self.id).map(|h| h.id.clone()).collect()
+        self.topology
+            .hubs()
+            .filter(|h| h.id != self.id)
+            .map(|h| h.id.clone())
+            .collect()
     }
 
     pub(crate) async fn read<R: Send + 'static>(
@@ -161,17 +180,32 @@ impl Hub {
     pub async fn policy(&self, bucket: &str) -> Result<PlacementPolicy, HubError> {
         self.catalog.bucket(bucket).await?;
         let (topology, id, bucket) = (self.topology.clone(), self.id.clone(), bucket.to_owned());
-        Ok(self.read(move |txn| effective_policy(txn, &topology, &id, &bucket)).await?)
+        Ok(self
+            .read(move |txn| effective_policy(txn, &topology, &id, &bucket))
+            .await?)
     }
 
     /// Sets `bucket`'s policy here and sends it to every peer.
     pub async fn set_policy(self: &Arc<Self>, bucket: &str, policy: PlacementPolicy) -> Result<(), HubError> {
         policy.validate(&self.topology).map_err(HubError::Invalid)?;
         self.catalog.bucket(bucket).await?;
-        let record = PolicyRecord { policy, hlc: self.clock.now().0, origin: self.id.clone(), deleted: false };
-        let detail = format!("policy of bucket {bucket:?} set to {}", serde_json::to_string(&record.policy).unwrap_or_default());
-        self.publish(ControlChange::Policy { bucket: bucket.to_owned(), record }).await?;
-        self.audit(self.event(AuditKind::PolicyChange, detail).with_bucket(bucket)).await;
+        let record = PolicyRecord {
+            policy,
+            hlc: self.clock.now().0,
+            origin: self.id.clone(),
+            deleted: false,
+        };
+        let detail = format!(
+            "policy of bucket {bucket:?} set to {}",
+            serde_json::to_string(&record.policy).unwrap_or_default()
+        );
+        self.publish(ControlChange::Policy {
+            bucket: bucket.to_owned(),
+            record,
+        })
+        .await?;
+        self.audit(self.event(AuditKind::PolicyChange, detail).with_bucket(bucket))
+            .await;
         Ok(())
     }
 
@@ -185,17 +219,30 @@ impl Hub {
         if existing.is_some_and(|r| !r.deleted) {
             return Ok(());
         }
-        let me = self.topology.hub(&self.id).ok_or_else(|| HubError::Invalid("this hub left the topology".into()))?;
+        let me = self
+            .topology
+            .hub(&self.id)
+            .ok_or_else(|| HubError::Invalid("this hub left the topology".into()))?;
         let record = PolicyRecord {
             policy: PlacementPolicy::local_default(me),
             hlc: self.clock.now().0,
             origin: self.id.clone(),
             deleted: false,
         };
-        self.publish(ControlChange::Policy { bucket: bucket.to_owned(), record }).await?;
+        self.publish(ControlChange::Policy {
+            bucket: bucket.to_owned(),
+            record,
+        })
+        .await?;
         self.audit(
-            self.event(AuditKind::PolicyChange, format!("bucket {bucket:?} created with the default policy ({} only, one copy)", me.jurisdiction))
-                .with_bucket(bucket),
+            self.event(
+                AuditKind::PolicyChange,
+                format!(
+                    "bucket {bucket:?} created with the default policy ({} only, one copy)",
+                    me.jurisdiction
+                ),
+            )
+            .with_bucket(bucket),
         )
         .await;
         Ok(())
@@ -205,19 +252,29 @@ impl Hub {
         let known = self.topology.jurisdictions();
         for j in [&grant.from, &grant.to] {
             if !known.contains(&j.as_str()) {
-                return Err(HubError::Invalid(format!("no hub of the network is in jurisdiction {j:?}")));
+                return Err(HubError::Invalid(format!(
+                    "no hub of the network is in jurisdiction {j:?}"
+                )));
             }
         }
         if grant.from == grant.to {
-            return Err(HubError::Invalid("a grant is for a flow between two different jurisdictions".into()));
+            return Err(HubError::Invalid(
+                "a grant is for a flow between two different jurisdictions".into(),
+            ));
         }
         if grant.classifications.is_empty() {
-            return Err(HubError::Invalid("a grant must cover at least one classification".into()));
+            return Err(HubError::Invalid(
+                "a grant must cover at least one classification".into(),
+            ));
         }
         if grant.id.is_empty() {
             grant.id = format!("g-{}", hex::encode(rand::random::<[u8; 4]>()));
         }
-        let record = GrantRecord { grant: grant.clone(), hlc: self.clock.now().0, origin: self.id.clone() };
+        let record = GrantRecord {
+            grant: grant.clone(),
+            hlc: self.clock.now().0,
+            origin: self.id.clone(),
+        };
         self.publish(ControlChange::Grant { record }).await?;
         self.audit(
             self.event(
@@ -247,14 +304,27 @@ impl Hub {
             .find(|g| g.id == id)
             .ok_or_else(|| HubError::NotFound(format!("no grant {id:?}")))?;
         grant.revoked = true;
-        let record = GrantRecord { grant, hlc: self.clock.now().0, origin: self.id.clone() };
+        let record = GrantRecord {
+            grant,
+            hlc: self.clock.now().0,
+            origin: self.id.clone(),
+        };
         self.publish(ControlChange::Grant { record }).await?;
-        self.audit(self.event(AuditKind::GrantChange, format!("grant {id} revoked")).with_grant(id)).await;
+        self.audit(
+            self.event(AuditKind::GrantChange, format!("grant {id} revoked"))
+                .with_grant(id),
+        )
+        .await;
         Ok(())
     }
 
     pub async fn grants(&self) -> Result<Vec<Grant>, HubError> {
-        Ok(self.read(control::load_grants).await?.into_iter().map(|r| r.grant).collect())
+        Ok(self
+            .read(control::load_grants)
+            .await?
+            .into_iter()
+            .map(|r| r.grant)
+            .collect())
     }
 
     /// Applies a control change here and queues it for every peer, in one transaction.
@@ -299,12 +369,18 @@ impl Hub {
             let (kind, detail, bucket) = match &change {
                 ControlChange::Policy { bucket, record } => (
                     AuditKind::PolicyChange,
-                    format!("policy of bucket {bucket:?} from {from}: {}", serde_json::to_string(&record.policy).unwrap_or_default()),
+                    format!(
+                        "policy of bucket {bucket:?} from {from}: {}",
+                        serde_json::to_string(&record.policy).unwrap_or_default()
+                    ),
                     Some(bucket.clone()),
                 ),
                 ControlChange::Grant { record } => (
                     AuditKind::GrantChange,
-                    format!("grant {} from {from} (revoked: {})", record.grant.id, record.grant.revoked),
+                    format!(
+                        "grant {} from {from} (revoked: {})",
+                        record.grant.id, record.grant.revoked
+                    ),
                     None,
                 ),
             };
@@ -320,7 +396,9 @@ impl Hub {
 
     /// A policy that no longer allows this hub strands its copies here: remove them.
     async fn after_control_change(self: &Arc<Self>, change: &ControlChange) {
-        let ControlChange::Policy { bucket, record } = change else { return };
+        let ControlChange::Policy { bucket, record } = change else {
+            return;
+        };
         let Some(me) = self.topology.hub(&self.id) else { return };
         if record.policy.allows(me) {
             return;
@@ -330,9 +408,17 @@ impl Hub {
         tokio::spawn(async move {
             match hub.catalog.purge_bucket_data(&bucket).await {
                 Ok(removed) if removed > 0 => {
-                    let detail = format!("removed {removed} stranded versions of bucket {bucket:?}: the policy no longer allows hub {}", hub.id);
+                    let detail = format!(
+                        "removed {removed} stranded versions of bucket {bucket:?}: the policy no longer allows hub {}",
+                        hub.id
+                    );
                     tracing::info!("{detail}");
-                    hub.audit(hub.event(AuditKind::PolicyDecision, detail).with_bucket(bucket).with_allowed(false)).await;
+                    hub.audit(
+                        hub.event(AuditKind::PolicyDecision, detail)
+                            .with_bucket(bucket)
+                            .with_allowed(false),
+                    )
+                    .await;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(bucket, error = %e, "removing stranded data failed"),
@@ -369,10 +455,13 @@ impl Hub {
             return Ok(());
         }
         self.audit(
-            self.event(AuditKind::RefusedRequest, format!("client write refused: {}", decision.reason))
-                .with_bucket(bucket)
-                .with_allowed(false)
-                .with_rule(format!("{:?}", decision.rule)),
+            self.event(
+                AuditKind::RefusedRequest,
+                format!("client write refused: {}", decision.reason),
+            )
+            .with_bucket(bucket)
+            .with_allowed(false)
+            .with_rule(format!("{:?}", decision.rule)),
         )
         .await;
         Err(decision.reason)
@@ -388,11 +477,23 @@ impl Hub {
             .and_then(|h| h.peer_endpoint.clone())
             .ok_or_else(|| crate::client::PeerError::Unreachable(format!("hub {peer} has no peer endpoint")))?;
         let path = format!("{}{route}", crate::wire::PREFIX);
-        self.client.call(http::Method::GET, &endpoint, &path, &[], crate::client::full(Vec::new()), 0).await
+        self.client
+            .call(
+                http::Method::GET,
+                &endpoint,
+                &path,
+                &[],
+                crate::client::full(Vec::new()),
+                0,
+            )
+            .await
     }
 
     pub fn link_status(&self) -> Vec<LinkStatus> {
-        self.links.lock().map(|l| l.values().cloned().collect()).unwrap_or_default()
+        self.links
+            .lock()
+            .map(|l| l.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub(crate) fn update_link(&self, peer: &str, change: impl FnOnce(&mut LinkStatus)) {
@@ -408,9 +509,16 @@ impl Hub {
         let mut buckets = Vec::new();
         for (name, _) in self.catalog.list_buckets().await? {
             let (objects, bytes) = self.catalog.bucket_usage(&name).await?;
-            buckets.push(crate::wire::BucketHoldings { bucket: name, objects, bytes });
+            buckets.push(crate::wire::BucketHoldings {
+                bucket: name,
+                objects,
+                bytes,
+            });
         }
-        Ok(crate::wire::Inventory { hub: self.id.clone(), buckets })
+        Ok(crate::wire::Inventory {
+            hub: self.id.clone(),
+            buckets,
+        })
     }
 
     /// Every bucket's policy as this hub knows it.

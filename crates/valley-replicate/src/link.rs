@@ -25,7 +25,10 @@ const LINK_WINDOW: usize = 8;
 const OUTBOX_SCAN: usize = 4096;
 /// Longest sleep between outbox scans (new entries also wake the worker at once).
 const IDLE_RESCAN: Duration = Duration::from_millis(500);
-const BACKOFF: Backoff = Backoff { base_ms: 250, max_ms: 30_000 };
+const BACKOFF: Backoff = Backoff {
+    base_ms: 250,
+    max_ms: 30_000,
+};
 
 /// Starts one worker per peer.
 pub fn start(hub: &Arc<Hub>) {
@@ -67,7 +70,11 @@ async fn run(hub: Arc<Hub>, peer: String) {
         hub.update_link(&peer, |l| {
             l.backlog_entries = backlog;
             l.backlog_bytes = bytes;
-            l.lag_seconds = if backlog == 0 { 0.0 } else { now.saturating_sub(oldest) as f64 / 1000.0 };
+            l.lag_seconds = if backlog == 0 {
+                0.0
+            } else {
+                now.saturating_sub(oldest) as f64 / 1000.0
+            };
         });
         for seq in queue.take_due(now) {
             let Some(entry) = known.get(&seq).cloned() else {
@@ -81,9 +88,9 @@ async fn run(hub: Arc<Hub>, peer: String) {
                 (seq, entry, result)
             });
         }
-        let wait = queue
-            .next_due_ms()
-            .map_or(IDLE_RESCAN, |due| Duration::from_millis(due.saturating_sub(now)).min(IDLE_RESCAN));
+        let wait = queue.next_due_ms().map_or(IDLE_RESCAN, |due| {
+            Duration::from_millis(due.saturating_sub(now)).min(IDLE_RESCAN)
+        });
         tokio::select! {
             Some((seq, entry, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 settle(&hub, &peer, &mut queue, &mut known, seq, &entry, result).await;
@@ -140,7 +147,13 @@ async fn settle(
     };
     if done {
         let peer_name = peer.to_owned();
-        match hub.write(move |txn| Ok(outbox::remove(txn, &peer_name, seq))).await {
+        match hub
+            .write(move |txn| {
+                outbox::remove(txn, &peer_name, seq);
+                Ok(())
+            })
+            .await
+        {
             Ok(()) => {
                 queue.ack(seq);
                 known.remove(&seq);
@@ -168,11 +181,24 @@ async fn ship(hub: &Arc<Hub>, peer: &str, entry: &OutboxEntry) -> Result<Shipped
             let body = serde_json::to_vec(change).map_err(|e| PeerError::Unreachable(e.to_string()))?;
             let path = format!("{}control", wire::PREFIX);
             hub.client
-                .call(http::Method::POST, &endpoint, &path, &[("content-type", "application/json".into())], client::full(body), 0)
+                .call(
+                    http::Method::POST,
+                    &endpoint,
+                    &path,
+                    &[("content-type", "application/json".into())],
+                    client::full(body),
+                    0,
+                )
                 .await?;
             Ok(Shipped::Delivered)
         }
-        Shipment::Delete { bucket, key, version_id, hlc, origin } => {
+        Shipment::Delete {
+            bucket,
+            key,
+            version_id,
+            hlc,
+            origin,
+        } => {
             let message = wire::DeleteMessage {
                 bucket: bucket.clone(),
                 key: key.clone(),
@@ -183,11 +209,23 @@ async fn ship(hub: &Arc<Hub>, peer: &str, entry: &OutboxEntry) -> Result<Shipped
             let body = serde_json::to_vec(&message).map_err(|e| PeerError::Unreachable(e.to_string()))?;
             let path = format!("{}delete", wire::PREFIX);
             hub.client
-                .call(http::Method::POST, &endpoint, &path, &[("content-type", "application/json".into())], client::full(body), 0)
+                .call(
+                    http::Method::POST,
+                    &endpoint,
+                    &path,
+                    &[("content-type", "application/json".into())],
+                    client::full(body),
+                    0,
+                )
                 .await?;
             Ok(Shipped::Delivered)
         }
-        Shipment::Put { bucket, key, hlc, origin } => ship_object(hub, peer, &endpoint, bucket, key, *hlc, origin).await,
+        Shipment::Put {
+            bucket,
+            key,
+            hlc,
+            origin,
+        } => ship_object(hub, peer, &endpoint, bucket, key, *hlc, origin).await,
     }
 }
 
@@ -201,7 +239,10 @@ async fn ship_object(
     origin: &str,
 ) -> Result<Shipped, PeerError> {
     let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
-    let stamp = Stamp { hlc, origin_tag: origin_tag(origin) };
+    let stamp = Stamp {
+        hlc,
+        origin_tag: origin_tag(origin),
+    };
     let Some(version) = hub.catalog.object_at(bucket, key, stamp).await.map_err(local)? else {
         // Superseded or deleted since: nothing left to ship.
         return Ok(Shipped::Delivered);
@@ -257,7 +298,10 @@ async fn ship_object(
             http::Method::PUT,
             endpoint,
             &path,
-            &[(wire::HEADER_VERSION, header), ("content-length", version.size.to_string())],
+            &[
+                (wire::HEADER_VERSION, header),
+                ("content-length", version.size.to_string()),
+            ],
             client::streaming(stream),
             version.size,
         )
@@ -282,7 +326,10 @@ async fn ship_object(
         }
     }
     let mut event = hub
-        .event(AuditKind::Transfer, format!("replicated to {peer}: {}", decision.reason))
+        .event(
+            AuditKind::Transfer,
+            format!("replicated to {peer}: {}", decision.reason),
+        )
         .with_bucket(bucket)
         .with_key(key)
         .with_peer(peer)

@@ -15,10 +15,23 @@ const SEQ_KEY: &[u8] = b"outbox-seq";
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Shipment {
     /// Ship the version of `key` with this stamp (read at send time; skipped if gone).
-    Put { bucket: String, key: String, hlc: u64, origin: String },
+    Put {
+        bucket: String,
+        key: String,
+        hlc: u64,
+        origin: String,
+    },
     /// Delete a version (with `version_id`) or the null version older than the stamp.
-    Delete { bucket: String, key: String, version_id: Option<String>, hlc: u64, origin: String },
-    Control { change: ControlChange },
+    Delete {
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+        hlc: u64,
+        origin: String,
+    },
+    Control {
+        change: ControlChange,
+    },
 }
 
 impl Shipment {
@@ -26,7 +39,9 @@ impl Shipment {
     pub fn bucket(&self) -> Option<&str> {
         match self {
             Shipment::Put { bucket, .. } | Shipment::Delete { bucket, .. } => Some(bucket),
-            Shipment::Control { change: ControlChange::Policy { bucket, .. } } => Some(bucket),
+            Shipment::Control {
+                change: ControlChange::Policy { bucket, .. },
+            } => Some(bucket),
             Shipment::Control { .. } => None,
         }
     }
@@ -48,7 +63,10 @@ fn entry_key(peer: &str, seq: u64) -> Vec<u8> {
 }
 
 fn corrupt(e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt { what: "outbox entry", detail: e.to_string() }
+    StoreError::Corrupt {
+        what: "outbox entry",
+        detail: e.to_string(),
+    }
 }
 
 /// Queues `entry` for `peer`; returns its sequence number.
@@ -71,7 +89,10 @@ pub fn pending(txn: &dyn ReadTxn, peer: &str, limit: usize) -> StoreResult<Vec<(
     txn.scan(Table::Outbox, &start, Some(&end), limit)?
         .into_iter()
         .map(|(k, v)| {
-            let seq = k.get(k.len().saturating_sub(8)..).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes);
+            let seq = k
+                .get(k.len().saturating_sub(8)..)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
             Ok((seq, serde_json::from_slice(&v).map_err(corrupt)?))
         })
         .collect()

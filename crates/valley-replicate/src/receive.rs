@@ -32,7 +32,10 @@ fn json(value: &impl serde::Serialize) -> Response<Bytes> {
     match serde_json::to_vec(value) {
         Ok(body) => {
             let mut r = reply(StatusCode::OK, body);
-            r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
             r
         }
         Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -53,18 +56,31 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<Bytes> {
     let from = match auth::verify(&hub.secret, req.method().as_str(), &path_and_query, req.headers()) {
         Ok(identity) => identity,
         Err(why) => {
-            hub.audit(hub.event(AuditKind::RefusedRequest, format!("peer request refused: {why}")).with_allowed(false)).await;
+            hub.audit(
+                hub.event(AuditKind::RefusedRequest, format!("peer request refused: {why}"))
+                    .with_allowed(false),
+            )
+            .await;
             return reply(StatusCode::UNAUTHORIZED, why);
         }
     };
-    let their_topology = req.headers().get(auth::HEADER_TOPOLOGY).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let their_topology = req
+        .headers()
+        .get(auth::HEADER_TOPOLOGY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if their_topology != hub.topology.hash() {
         let why = format!(
             "topology mismatch: hub {} loaded topology {}, peer {from} sent {their_topology}; both must load the same file",
             hub.id,
             hub.topology.hash()
         );
-        hub.audit(hub.event(AuditKind::RefusedRequest, why.clone()).with_peer(&from).with_allowed(false)).await;
+        hub.audit(
+            hub.event(AuditKind::RefusedRequest, why.clone())
+                .with_peer(&from)
+                .with_allowed(false),
+        )
+        .await;
         return reply(StatusCode::CONFLICT, why);
     }
     if hub.topology.hub(&from).is_none() {
@@ -73,7 +89,10 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<Bytes> {
     let route = req.uri().path().strip_prefix(wire::PREFIX).unwrap_or("").to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     match (req.method().clone(), route.as_str()) {
-        (http::Method::GET, "hello") => json(&wire::Hello { hub: hub.id.clone(), topology: hub.topology.hash().to_owned() }),
+        (http::Method::GET, "hello") => json(&wire::Hello {
+            hub: hub.id.clone(),
+            topology: hub.topology.hash().to_owned(),
+        }),
         (http::Method::GET, "links") => json(&hub.link_status()),
         (http::Method::GET, "inventory") => match hub.inventory().await {
             Ok(inv) => json(&inv),
@@ -85,7 +104,9 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<Bytes> {
                 Err(r) => return r,
             };
             match hub.receive_control(&from, change).await {
-                Ok(applied) => json(&wire::Outcome { outcome: if applied { "applied" } else { "superseded" }.into() }),
+                Ok(applied) => json(&wire::Outcome {
+                    outcome: if applied { "applied" } else { "superseded" }.into(),
+                }),
                 Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
         }
@@ -94,9 +115,18 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<Bytes> {
                 Ok(m) => m,
                 Err(r) => return r,
             };
-            let stamp = valley_store::keys::Stamp { hlc: message.hlc, origin_tag: valley_store::keys::origin_tag(&message.origin) };
-            match hub.catalog.apply_remote_delete(&message.bucket, &message.key, message.version_id.as_deref(), stamp).await {
-                Ok(outcome) => json(&wire::Outcome { outcome: format!("{outcome:?}").to_lowercase() }),
+            let stamp = valley_store::keys::Stamp {
+                hlc: message.hlc,
+                origin_tag: valley_store::keys::origin_tag(&message.origin),
+            };
+            match hub
+                .catalog
+                .apply_remote_delete(&message.bucket, &message.key, message.version_id.as_deref(), stamp)
+                .await
+            {
+                Ok(outcome) => json(&wire::Outcome {
+                    outcome: format!("{outcome:?}").to_lowercase(),
+                }),
                 Err(e) => reply(store_status(&e), e.to_string()),
             }
         }
@@ -121,7 +151,11 @@ async fn receive_object(hub: &Arc<Hub>, from: &str, query: &str, req: Request<In
     };
     let version: ObjectVersion = {
         use base64::Engine;
-        let header = req.headers().get(wire::HEADER_VERSION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let header = req
+            .headers()
+            .get(wire::HEADER_VERSION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let decoded = base64::engine::general_purpose::STANDARD.decode(header).ok();
         match decoded.and_then(|raw| serde_json::from_slice(&raw).ok()) {
             Some(v) => v,
@@ -145,7 +179,12 @@ async fn receive_object(hub: &Arc<Hub>, from: &str, query: &str, req: Request<In
     let (policy, grants) = match residency {
         Ok(Some(found)) => found,
         // The bucket's policy has not arrived yet: the sender retries later.
-        Ok(None) => return reply(StatusCode::NOT_FOUND, format!("bucket {bucket:?} is not known here yet")),
+        Ok(None) => {
+            return reply(
+                StatusCode::NOT_FOUND,
+                format!("bucket {bucket:?} is not known here yet"),
+            );
+        }
         Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let decision = decide(
@@ -164,13 +203,16 @@ async fn receive_object(hub: &Arc<Hub>, from: &str, query: &str, req: Request<In
     );
     if !decision.allowed {
         hub.audit(
-            hub.event(AuditKind::PolicyDecision, format!("incoming replica refused: {}", decision.reason))
-                .with_bucket(&bucket)
-                .with_key(&key)
-                .with_peer(from)
-                .with_allowed(false)
-                .with_rule(format!("{:?}", decision.rule))
-                .with_bytes(version.size),
+            hub.event(
+                AuditKind::PolicyDecision,
+                format!("incoming replica refused: {}", decision.reason),
+            )
+            .with_bucket(&bucket)
+            .with_key(&key)
+            .with_peer(from)
+            .with_allowed(false)
+            .with_rule(format!("{:?}", decision.rule))
+            .with_bytes(version.size),
         )
         .await;
         return reply(StatusCode::FORBIDDEN, decision.reason);
@@ -195,7 +237,9 @@ async fn receive_object(hub: &Arc<Hub>, from: &str, query: &str, req: Request<In
                 )
                 .await;
             }
-            json(&wire::Outcome { outcome: format!("{outcome:?}").to_lowercase() })
+            json(&wire::Outcome {
+                outcome: format!("{outcome:?}").to_lowercase(),
+            })
         }
         Err(e) => reply(store_status(&e), e.to_string()),
     }
@@ -211,7 +255,12 @@ async fn take_body(hub: &Arc<Hub>, body: Incoming, version: &ObjectVersion) -> R
     let mut writer = if inline {
         None
     } else {
-        Some(blobs.create().await.map_err(|e| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?)
+        Some(
+            blobs
+                .create()
+                .await
+                .map_err(|e| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+        )
     };
     let mut stream = http_body_util::BodyStream::new(body);
     let mut failure = None;
@@ -241,14 +290,20 @@ async fn take_body(hub: &Arc<Hub>, body: Incoming, version: &ObjectVersion) -> R
         }
     }
     if failure.is_none() && received != version.size {
-        failure = Some(reply(StatusCode::BAD_REQUEST, format!("got {received} of {} bytes", version.size)));
+        failure = Some(reply(
+            StatusCode::BAD_REQUEST,
+            format!("got {received} of {} bytes", version.size),
+        ));
     }
     if failure.is_none() {
         let etag = check.finish();
         if etag != version.etag {
             failure = Some(reply(
                 StatusCode::BAD_REQUEST,
-                format!("checksum mismatch: bytes hash to {etag}, the origin recorded {}", version.etag),
+                format!(
+                    "checksum mismatch: bytes hash to {etag}, the origin recorded {}",
+                    version.etag
+                ),
             ));
         }
     }
@@ -261,7 +316,10 @@ async fn take_body(hub: &Arc<Hub>, body: Incoming, version: &ObjectVersion) -> R
     match writer {
         None => Ok(ObjectData::Inline(buffer)),
         Some(w) => {
-            let id = w.finish().await.map_err(|e| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let id = w
+                .finish()
+                .await
+                .map_err(|e| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             Ok(ObjectData::Blobs(vec![BlobRef { id, size: received }]))
         }
     }

@@ -35,7 +35,12 @@ pub fn object_path(bucket: &str, key: &str) -> String {
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        (k == name).then(|| percent_encoding::percent_decode_str(v).decode_utf8().ok().map(|c| c.into_owned()))?
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8()
+                .ok()
+                .map(|c| c.into_owned())
+        })?
     })
 }
 
@@ -86,7 +91,13 @@ pub struct EtagCheck {
 impl EtagCheck {
     #[must_use]
     pub fn new(part_sizes: &[u64]) -> Self {
-        Self { part_sizes: part_sizes.to_vec(), part_index: 0, in_part: 0, current: Md5::new(), digests: Vec::new() }
+        Self {
+            part_sizes: part_sizes.to_vec(),
+            part_index: 0,
+            in_part: 0,
+            current: Md5::new(),
+            digests: Vec::new(),
+        }
     }
 
     pub fn update(&mut self, mut chunk: &[u8]) {

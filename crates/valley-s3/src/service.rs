@@ -37,7 +37,10 @@ impl ValleyS3 {
     /// Refuses, as AccessDenied naming the rule, a write this hub may not hold.
     pub(crate) async fn check_write(&self, bucket: &str) -> s3s::S3Result<()> {
         match &self.gate {
-            Some(gate) => gate.check_write(bucket).await.map_err(|why| s3s::s3_error!(AccessDenied, "{why}")),
+            Some(gate) => gate
+                .check_write(bucket)
+                .await
+                .map_err(|why| s3s::s3_error!(AccessDenied, "{why}")),
             None => Ok(()),
         }
     }

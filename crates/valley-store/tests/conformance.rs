@@ -22,8 +22,8 @@ use valley_store::list::{ListItem, ListPage, ListQuery};
 use valley_store::meta::Entry;
 use valley_store::record::{BlobRef, ObjectData, ObjectVersion, PartRecord, UploadRecord, Versioning};
 use valley_store::{
-    BlobId, BlobStore, Catalog, FsBlobs, MemBlobs, MemMeta, MetaStore, RedbMeta, StoreError, StoreResult,
-    Table, WriteTxn,
+    BlobId, BlobStore, Catalog, FsBlobs, MemBlobs, MemMeta, MetaStore, RedbMeta, StoreError, StoreResult, Table,
+    WriteTxn,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -233,13 +233,19 @@ async fn put_blob_object(catalog: &Catalog, bucket: &str, key: &str, data: &[u8]
         data.len() as u64,
         md5_hex(data),
     );
-    catalog.put_object(bucket, key, version, None).await.expect("put object")
+    catalog
+        .put_object(bucket, key, version, None)
+        .await
+        .expect("put object")
 }
 
 /// Commits `data` inline (no blob) as a new version of `key`.
 async fn put_inline_object(catalog: &Catalog, bucket: &str, key: &str, data: &[u8]) -> ObjectVersion {
     let version = version_of(ObjectData::Inline(data.to_vec()), data.len() as u64, md5_hex(data));
-    catalog.put_object(bucket, key, version, None).await.expect("put object")
+    catalog
+        .put_object(bucket, key, version, None)
+        .await
+        .expect("put object")
 }
 
 async fn read_range(catalog: &Catalog, version: &ObjectVersion, offset: u64, len: u64) -> Vec<u8> {
@@ -290,7 +296,11 @@ async fn meta_get_put_delete(env: Env) {
     assert_eq!(get(meta, Table::Uploads, b"k"), None, "tables are separate");
 
     put(meta, Table::Buckets, b"k", b"two");
-    assert_eq!(get(meta, Table::Buckets, b"k").as_deref(), Some(&b"two"[..]), "put overwrites");
+    assert_eq!(
+        get(meta, Table::Buckets, b"k").as_deref(),
+        Some(&b"two"[..]),
+        "put overwrites"
+    );
 
     // Empty values and binary keys are stored as given.
     put(meta, Table::Buckets, b"\x00\xff", b"");
@@ -328,7 +338,18 @@ async fn meta_scan_order_bounds_and_limit(env: Env) {
     let mut rng = StdRng::seed_from_u64(7);
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     // Keys that are prefixes of each other, with 0x00 and 0xff bytes, and the empty key.
-    for fixed in [&b""[..], b"\x00", b"\x00\x00", b"\xff", b"\xff\xff", b"a", b"a\x00", b"a\x01", b"ab", b"b"] {
+    for fixed in [
+        &b""[..],
+        b"\x00",
+        b"\x00\x00",
+        b"\xff",
+        b"\xff\xff",
+        b"a",
+        b"a\x00",
+        b"a\x01",
+        b"ab",
+        b"b",
+    ] {
         model.insert(fixed.to_vec(), b"fixed".to_vec());
     }
     while model.len() < 200 {
@@ -358,10 +379,21 @@ async fn meta_scan_order_bounds_and_limit(env: Env) {
     }
 
     let all: Vec<Entry> = model.clone().into_iter().collect();
-    assert_eq!(scan(meta, Table::Versions, b"", None, usize::MAX), all, "full scan, byte order");
+    assert_eq!(
+        scan(meta, Table::Versions, b"", None, usize::MAX),
+        all,
+        "full scan, byte order"
+    );
 
     let probes: Vec<Vec<u8>> = {
-        let mut p: Vec<Vec<u8>> = vec![vec![], vec![0], vec![b'a'], b"a\x00\x00".to_vec(), vec![0xff], vec![0xff, 0xff, 0xff]];
+        let mut p: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0],
+            vec![b'a'],
+            b"a\x00\x00".to_vec(),
+            vec![0xff],
+            vec![0xff, 0xff, 0xff],
+        ];
         p.extend(model.keys().step_by(9).cloned());
         p
     };
@@ -370,7 +402,9 @@ async fn meta_scan_order_bounds_and_limit(env: Env) {
             for limit in [0, 1, 2, 5, 1000] {
                 let expected: Vec<Entry> = model
                     .iter()
-                    .filter(|(k, _)| k.as_slice() >= start.as_slice() && end.is_none_or(|e| k.as_slice() < e.as_slice()))
+                    .filter(|(k, _)| {
+                        k.as_slice() >= start.as_slice() && end.is_none_or(|e| k.as_slice() < e.as_slice())
+                    })
                     .take(limit)
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
@@ -421,7 +455,7 @@ async fn meta_concurrent_jobs_keep_exactly_the_successful_ones(env: Env) {
     let meta = env.meta.clone();
     let job_key = |id: usize| format!("job/{id:04}").into_bytes();
     let seed_key = |id: usize| format!("seed/{id:04}").into_bytes();
-    let fails = |id: usize| id % 3 == 1 || id % 7 == 0;
+    let fails = |id: usize| id % 3 == 1 || id.is_multiple_of(7);
 
     run(meta.as_ref(), move |txn| {
         for id in 0..THREADS * JOBS_PER_THREAD {
@@ -457,7 +491,10 @@ async fn meta_concurrent_jobs_keep_exactly_the_successful_ones(env: Env) {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("writer thread")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("writer thread"))
+            .collect()
     });
 
     let mut ok = 0u64;
@@ -480,7 +517,11 @@ async fn meta_concurrent_jobs_keep_exactly_the_successful_ones(env: Env) {
             assert_eq!(written, None, "failed job {id} left a put");
             assert!(seed.is_some(), "failed job {id} left a delete");
         } else {
-            assert_eq!(written, Some(id.to_string().into_bytes()), "successful job {id} lost its put");
+            assert_eq!(
+                written,
+                Some(id.to_string().into_bytes()),
+                "successful job {id} lost its put"
+            );
             assert_eq!(seed, None, "successful job {id} lost its delete");
         }
     }
@@ -509,8 +550,14 @@ async fn meta_snapshot_is_a_consistent_view(env: Env) {
         Ok(())
     })
     .expect("write");
-    assert_eq!(before.get(Table::Control, b"a").expect("get").as_deref(), Some(&b"1"[..]));
-    assert_eq!(before.get(Table::Control, b"b").expect("get").as_deref(), Some(&b"1"[..]));
+    assert_eq!(
+        before.get(Table::Control, b"a").expect("get").as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_eq!(
+        before.get(Table::Control, b"b").expect("get").as_deref(),
+        Some(&b"1"[..])
+    );
     assert_eq!(before.get(Table::Control, b"c").expect("get"), None);
     assert_eq!(
         before.scan(Table::Control, b"", None, 10).expect("scan"),
@@ -556,7 +603,10 @@ async fn meta_snapshot_is_a_consistent_view(env: Env) {
             let scanned = snapshot.scan(Table::Outbox, b"", None, 10).expect("scan");
             assert_eq!(
                 scanned,
-                vec![(b"x".to_vec(), x.to_be_bytes().to_vec()), (b"y".to_vec(), y.to_be_bytes().to_vec())],
+                vec![
+                    (b"x".to_vec(), x.to_be_bytes().to_vec()),
+                    (b"y".to_vec(), y.to_be_bytes().to_vec())
+                ],
                 "a snapshot changed while it was read"
             );
             checks += 1;
@@ -611,12 +661,25 @@ async fn meta_job_scan_sees_its_own_pending_writes(env: Env) {
     });
     result.expect("first job");
     let expected: Seen = vec![
-        ("gets".into(), entries(&[("k1", "base"), ("k2a", "new"), ("k3", "<none>"), ("k5", "over")])),
+        (
+            "gets".into(),
+            entries(&[("k1", "base"), ("k2a", "new"), ("k3", "<none>"), ("k5", "over")]),
+        ),
         (
             "all".into(),
-            entries(&[("k1", "base"), ("k2", "base"), ("k2a", "new"), ("k4", "base"), ("k5", "over"), ("k6", "base")]),
+            entries(&[
+                ("k1", "base"),
+                ("k2", "base"),
+                ("k2a", "new"),
+                ("k4", "base"),
+                ("k5", "over"),
+                ("k6", "base"),
+            ]),
         ),
-        ("limit 3".into(), entries(&[("k1", "base"), ("k2", "base"), ("k2a", "new")])),
+        (
+            "limit 3".into(),
+            entries(&[("k1", "base"), ("k2", "base"), ("k2a", "new")]),
+        ),
         ("bounded".into(), entries(&[("k2a", "new"), ("k4", "base")])),
         ("start past a delete".into(), entries(&[("k4", "base"), ("k5", "over")])),
         ("end before start".into(), vec![]),
@@ -626,7 +689,14 @@ async fn meta_job_scan_sees_its_own_pending_writes(env: Env) {
     assert_eq!(*seen.lock().expect("lock"), expected);
     assert_eq!(
         scan(meta, Table::Versions, b"", None, 100),
-        entries(&[("k1", "base"), ("k2", "base"), ("k2a", "new"), ("k4", "base"), ("k5", "over"), ("k6", "base")]),
+        entries(&[
+            ("k1", "base"),
+            ("k2", "base"),
+            ("k2a", "new"),
+            ("k4", "base"),
+            ("k5", "over"),
+            ("k6", "base")
+        ]),
         "the job's writes committed"
     );
 
@@ -646,21 +716,37 @@ async fn meta_job_scan_sees_its_own_pending_writes(env: Env) {
         record("two after deletes", txn.scan(Table::Versions, b"", None, 2)?);
         txn.put(Table::Versions, b"k0", b"new");
         record("put before deletes", txn.scan(Table::Versions, b"", None, 2)?);
-        record("bounded after deletes", txn.scan(Table::Versions, b"", Some(b"k6"), 10)?);
+        record(
+            "bounded after deletes",
+            txn.scan(Table::Versions, b"", Some(b"k6"), 10)?,
+        );
         Err(test_error())
     })
     .expect_err("second job fails on purpose");
     let expected: Seen = vec![
-        ("delete at the boundary".into(), entries(&[("k1", "base"), ("k2", "base"), ("k4", "base")])),
+        (
+            "delete at the boundary".into(),
+            entries(&[("k1", "base"), ("k2", "base"), ("k4", "base")]),
+        ),
         ("all leading entries deleted".into(), entries(&[("k5", "over")])),
         ("two after deletes".into(), entries(&[("k5", "over"), ("k6", "base")])),
         ("put before deletes".into(), entries(&[("k0", "new"), ("k5", "over")])),
-        ("bounded after deletes".into(), entries(&[("k0", "new"), ("k5", "over")])),
+        (
+            "bounded after deletes".into(),
+            entries(&[("k0", "new"), ("k5", "over")]),
+        ),
     ];
     assert_eq!(*seen.lock().expect("lock"), expected);
     assert_eq!(
         scan(meta, Table::Versions, b"", None, 100),
-        entries(&[("k1", "base"), ("k2", "base"), ("k2a", "new"), ("k4", "base"), ("k5", "over"), ("k6", "base")]),
+        entries(&[
+            ("k1", "base"),
+            ("k2", "base"),
+            ("k2a", "new"),
+            ("k4", "base"),
+            ("k5", "over"),
+            ("k6", "base")
+        ]),
         "the failed job changed nothing"
     );
 }
@@ -699,12 +785,18 @@ async fn blob_write_finish_and_read_ranges(env: Env) {
     ] {
         let got = read_blob(blobs, &id, offset, len).await.expect("range");
         assert_eq!(got.len() as u64, len, "length of {len} bytes at {offset}");
-        assert!(got == data[offset as usize..(offset + len) as usize], "bytes of {len} at {offset}");
+        assert!(
+            got == data[offset as usize..(offset + len) as usize],
+            "bytes of {len} at {offset}"
+        );
     }
 
     let empty = blobs.create().await.expect("create").finish().await.expect("finish");
     assert_ne!(empty, id, "blob ids are distinct");
-    assert_eq!(read_blob(blobs, &empty, 0, 0).await.expect("empty blob"), Vec::<u8>::new());
+    assert_eq!(
+        read_blob(blobs, &empty, 0, 0).await.expect("empty blob"),
+        Vec::<u8>::new()
+    );
 
     let small = write_blob(blobs, b"hello").await;
     assert_eq!(read_blob(blobs, &small, 1, 3).await.expect("small"), b"ell");
@@ -723,7 +815,10 @@ async fn blob_read_out_of_range_errors(env: Env) {
     let empty = write_blob(blobs, b"").await;
     assert!(read_blob(blobs, &empty, 0, 1).await.is_err());
     let missing = BlobId::random();
-    assert!(read_blob(blobs, &missing, 0, 0).await.is_err(), "reading a missing blob must fail");
+    assert!(
+        read_blob(blobs, &missing, 0, 0).await.is_err(),
+        "reading a missing blob must fail"
+    );
     // The blob is unharmed.
     assert_eq!(read_blob(blobs, &id, 0, 10).await.expect("read"), b"0123456789");
 }
@@ -734,8 +829,14 @@ async fn blob_delete_is_idempotent(env: Env) {
     let b = write_blob(blobs, b"b").await;
     blobs.delete(&a).await.expect("delete");
     blobs.delete(&a).await.expect("deleting again is not an error");
-    blobs.delete(&BlobId::random()).await.expect("deleting a never-written blob is not an error");
-    assert!(read_blob(blobs, &a, 0, 1).await.is_err(), "a deleted blob cannot be read");
+    blobs
+        .delete(&BlobId::random())
+        .await
+        .expect("deleting a never-written blob is not an error");
+    assert!(
+        read_blob(blobs, &a, 0, 1).await.is_err(),
+        "a deleted blob cannot be read"
+    );
     assert_eq!(blob_set(blobs).await, BTreeSet::from([b.clone()]));
     assert_eq!(read_blob(blobs, &b, 0, 1).await.expect("other blob"), b"b");
 }
@@ -759,7 +860,11 @@ async fn blob_list_shows_finished_blobs_only(env: Env) {
     aborted.abort().await;
     assert_eq!(blob_set(blobs).await, BTreeSet::from([done1.clone(), done2.clone()]));
     if env.blob_root.is_some() {
-        assert_eq!(tmp_files(&env.blob_root), 1, "abort removed its temporary file; the open writer has one");
+        assert_eq!(
+            tmp_files(&env.blob_root),
+            1,
+            "abort removed its temporary file; the open writer has one"
+        );
     }
 
     let third = unfinished.finish().await.expect("finish");
@@ -802,7 +907,10 @@ async fn bucket_lifecycle(env: Env) {
     put_blob_object(&catalog, "a", "k", b"data").await;
     assert_err!(catalog.delete_bucket("a").await, StoreError::BucketNotEmpty(_));
     catalog.delete_object("a", "k", None).await.expect("delete object");
-    catalog.delete_bucket("a").await.expect("bucket a is empty although bucket ab is not");
+    catalog
+        .delete_bucket("a")
+        .await
+        .expect("bucket a is empty although bucket ab is not");
     assert_err!(catalog.bucket("a").await, StoreError::NoSuchBucket(_));
     assert_err!(catalog.delete_bucket("a").await, StoreError::NoSuchBucket(_));
     assert_eq!(latest_bytes(&catalog, "ab", "k").await, b"data");
@@ -847,7 +955,11 @@ async fn bucket_lifecycle(env: Env) {
     );
     let before = blob_count(&catalog).await;
     let id = write_blob(catalog.blobs().as_ref(), b"orphan-to-be").await;
-    let version = version_of(ObjectData::Blobs(vec![BlobRef { id, size: 12 }]), 12, md5_hex(b"orphan-to-be"));
+    let version = version_of(
+        ObjectData::Blobs(vec![BlobRef { id, size: 12 }]),
+        12,
+        md5_hex(b"orphan-to-be"),
+    );
     assert_err!(
         catalog.put_object("alpha", "k", version, None).await,
         StoreError::NoSuchBucket(_)
@@ -864,13 +976,19 @@ async fn unversioned_overwrite_and_delete_free_blobs(env: Env) {
     let v2 = put_blob_object(&catalog, "b", "k", b"second!").await;
     assert_eq!(blob_count(&catalog).await, 1, "the overwritten version's blob is freed");
     let listed = blob_set(catalog.blobs().as_ref()).await;
-    assert_eq!(listed.into_iter().collect::<Vec<_>>(), v2.data.blobs().iter().map(|b| b.id.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        listed.into_iter().collect::<Vec<_>>(),
+        v2.data.blobs().iter().map(|b| b.id.clone()).collect::<Vec<_>>()
+    );
     let latest = catalog.object("b", "k", None).await.expect("latest");
     assert_eq!(latest, v2);
     assert_eq!(read_object(&catalog, &latest).await, b"second!");
     assert_eq!(read_range(&catalog, &latest, 2, 3).await, b"con");
     assert!(latest.hlc > v1.hlc);
-    assert_eq!(catalog.object("b", "k", Some("null")).await.expect("null").etag, md5_hex(b"second!"));
+    assert_eq!(
+        catalog.object("b", "k", Some("null")).await.expect("null").etag,
+        md5_hex(b"second!")
+    );
 
     // Inline data replacing blob data frees the blob too.
     put_inline_object(&catalog, "b", "k", b"inline").await;
@@ -881,12 +999,21 @@ async fn unversioned_overwrite_and_delete_free_blobs(env: Env) {
     let outcome = catalog.delete_object("b", "k", None).await.expect("delete");
     assert!(!outcome.delete_marker);
     assert_err!(catalog.object("b", "k", None).await, StoreError::NoSuchKey(_));
-    catalog.delete_object("b", "k", None).await.expect("deleting a missing key succeeds");
+    catalog
+        .delete_object("b", "k", None)
+        .await
+        .expect("deleting a missing key succeeds");
     catalog.delete_object("b", "other", None).await.expect("delete");
     assert_eq!(blob_count(&catalog).await, 0, "deleting frees the blob");
-    let page = catalog.list_objects("b", query("", None, None, 10)).await.expect("list");
+    let page = catalog
+        .list_objects("b", query("", None, None, 10))
+        .await
+        .expect("list");
     assert!(page.items.is_empty() && !page.truncated);
-    let versions = catalog.list_versions("b", query("", None, None, 10), None).await.expect("versions");
+    let versions = catalog
+        .list_versions("b", query("", None, None, 10), None)
+        .await
+        .expect("versions");
     assert!(versions.items.is_empty(), "unversioned deletes leave no delete marker");
 }
 
@@ -913,19 +1040,29 @@ async fn failed_precondition_frees_the_new_blob(env: Env) {
         StoreError::PreconditionFailed(_)
     );
     assert_eq!(blob_count(&catalog).await, 1, "the refused put's blob is freed");
-    assert_eq!(latest_bytes(&catalog, "b", "k").await, data, "the stored version is untouched");
+    assert_eq!(
+        latest_bytes(&catalog, "b", "k").await,
+        data,
+        "the stored version is untouched"
+    );
 }
 
 async fn versioning_enabled_versions_and_delete_markers(env: Env) {
     let catalog = env.catalog();
     catalog.create_bucket("v", None).await.expect("bucket");
     set_versioning(&catalog, "v", Versioning::Enabled).await;
-    assert_eq!(catalog.bucket("v").await.expect("bucket").versioning, Versioning::Enabled);
+    assert_eq!(
+        catalog.bucket("v").await.expect("bucket").versioning,
+        Versioning::Enabled
+    );
 
     let v1 = put_blob_object(&catalog, "v", "k", b"one").await;
     let v2 = put_blob_object(&catalog, "v", "k", b"two").await;
     let v3 = put_blob_object(&catalog, "v", "k", b"three").await;
-    let ids: Vec<String> = [&v1, &v2, &v3].iter().map(|v| v.version_id.clone().expect("id")).collect();
+    let ids: Vec<String> = [&v1, &v2, &v3]
+        .iter()
+        .map(|v| v.version_id.clone().expect("id"))
+        .collect();
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 3, "distinct version ids");
     assert_eq!(blob_count(&catalog).await, 3, "older versions keep their blobs");
     assert_eq!(catalog.object("v", "k", None).await.expect("latest"), v3);
@@ -933,9 +1070,18 @@ async fn versioning_enabled_versions_and_delete_markers(env: Env) {
         let v = catalog.object("v", "k", Some(id)).await.expect("by id");
         assert_eq!(read_object(&catalog, &v).await, bytes);
     }
-    assert_err!(catalog.object("v", "k", Some("null")).await, StoreError::NoSuchVersion(_));
-    assert_err!(catalog.object("v", "k", Some("not-a-version")).await, StoreError::NoSuchVersion(_));
-    assert_err!(catalog.object("v", "other", Some(&ids[0])).await, StoreError::NoSuchVersion(_));
+    assert_err!(
+        catalog.object("v", "k", Some("null")).await,
+        StoreError::NoSuchVersion(_)
+    );
+    assert_err!(
+        catalog.object("v", "k", Some("not-a-version")).await,
+        StoreError::NoSuchVersion(_)
+    );
+    assert_err!(
+        catalog.object("v", "other", Some(&ids[0])).await,
+        StoreError::NoSuchVersion(_)
+    );
 
     // Delete without an id: a delete marker becomes the latest.
     let marker = catalog.delete_object("v", "k", None).await.expect("delete");
@@ -955,7 +1101,10 @@ async fn versioning_enabled_versions_and_delete_markers(env: Env) {
     let outcome = catalog.delete_object("v", "k", Some(&ids[1])).await.expect("delete v2");
     assert_eq!(outcome.version_id.as_deref(), Some(ids[1].as_str()));
     assert!(!outcome.delete_marker);
-    assert_err!(catalog.object("v", "k", Some(&ids[1])).await, StoreError::NoSuchVersion(_));
+    assert_err!(
+        catalog.object("v", "k", Some(&ids[1])).await,
+        StoreError::NoSuchVersion(_)
+    );
     assert_eq!(catalog.object("v", "k", Some(&ids[0])).await.expect("v1"), v1);
     assert_eq!(catalog.object("v", "k", Some(&ids[2])).await.expect("v3"), v3);
     assert_eq!(blob_count(&catalog).await, 2, "v2's blob is freed");
@@ -970,7 +1119,10 @@ async fn versioning_enabled_versions_and_delete_markers(env: Env) {
     assert_eq!(blob_count(&catalog).await, 2);
 
     // Removing the delete marker makes v3 the latest again.
-    let outcome = catalog.delete_object("v", "k", Some(&marker_id)).await.expect("delete marker");
+    let outcome = catalog
+        .delete_object("v", "k", Some(&marker_id))
+        .await
+        .expect("delete marker");
     assert!(outcome.delete_marker, "the removed version was a delete marker");
     assert_eq!(catalog.object("v", "k", None).await.expect("latest"), v3);
 
@@ -989,7 +1141,11 @@ async fn versioning_suspended_null_version(env: Env) {
     set_versioning(&catalog, "s", Versioning::Enabled).await;
     let v1 = put_blob_object(&catalog, "s", "k", b"versioned-1").await;
     assert!(v1.version_id.is_some());
-    assert_eq!(catalog.object("s", "k", Some("null")).await.expect("null"), n0, "null survives enabling");
+    assert_eq!(
+        catalog.object("s", "k", Some("null")).await.expect("null"),
+        n0,
+        "null survives enabling"
+    );
     assert_eq!(blob_count(&catalog).await, 2);
 
     set_versioning(&catalog, "s", Versioning::Suspended).await;
@@ -1002,7 +1158,11 @@ async fn versioning_suspended_null_version(env: Env) {
         v1,
         "versioned versions survive"
     );
-    assert_eq!(blob_count(&catalog).await, 2, "the replaced null version's blob is freed");
+    assert_eq!(
+        blob_count(&catalog).await,
+        2,
+        "the replaced null version's blob is freed"
+    );
     let n2 = put_blob_object(&catalog, "s", "k", b"null-2").await;
     assert_eq!(blob_count(&catalog).await, 2);
     assert_eq!(latest_bytes(&catalog, "s", "k").await, b"null-2");
@@ -1021,7 +1181,13 @@ async fn versioning_suspended_null_version(env: Env) {
     assert!(outcome.delete_marker);
     assert_eq!(outcome.version_id, None, "the marker is the null version");
     assert_err!(catalog.object("s", "k", None).await, StoreError::DeleteMarker(_));
-    assert!(catalog.object("s", "k", Some("null")).await.expect("null").delete_marker);
+    assert!(
+        catalog
+            .object("s", "k", Some("null"))
+            .await
+            .expect("null")
+            .delete_marker
+    );
     assert_eq!(blob_count(&catalog).await, 1, "the null version's blob is freed");
     let versions = list_all_versions(&catalog, "s", "", None, 1000).await;
     assert_eq!(
@@ -1033,10 +1199,16 @@ async fn versioning_suspended_null_version(env: Env) {
     );
 
     // Removing the null delete marker by id "null" exposes v1 again.
-    let outcome = catalog.delete_object("s", "k", Some("null")).await.expect("delete null");
+    let outcome = catalog
+        .delete_object("s", "k", Some("null"))
+        .await
+        .expect("delete null");
     assert!(outcome.delete_marker);
     assert_eq!(catalog.object("s", "k", None).await.expect("latest"), v1);
-    assert_err!(catalog.object("s", "k", Some("null")).await, StoreError::NoSuchVersion(_));
+    assert_err!(
+        catalog.object("s", "k", Some("null")).await,
+        StoreError::NoSuchVersion(_)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1121,7 +1293,9 @@ fn random_key(rng: &mut StdRng) -> String {
 async fn put_many(catalog: &Catalog, bucket: &str, writes: Vec<(String, Vec<u8>)>) -> Vec<ObjectVersion> {
     let mut out = Vec::with_capacity(writes.len());
     for chunk in writes.chunks(32) {
-        let puts = chunk.iter().map(|(key, content)| put_inline_object(catalog, bucket, key, content));
+        let puts = chunk
+            .iter()
+            .map(|(key, content)| put_inline_object(catalog, bucket, key, content));
         out.extend(futures::future::join_all(puts).await);
     }
     out
@@ -1137,8 +1311,23 @@ async fn list_objects_matches_model(env: Env) {
 
     let mut rng = StdRng::seed_from_u64(42);
     let mut keys: BTreeSet<String> = [
-        "a", "a/", "a/b", "a/b/", "a/b/c", "a/b/c/d", "a//b", "/lead", "trail/", "%+?#", "with space", "é/ü", "日本/語",
-        "a b/c", "ghost/1", "ghost/2/x", "z",
+        "a",
+        "a/",
+        "a/b",
+        "a/b/",
+        "a/b/c",
+        "a/b/c/d",
+        "a//b",
+        "/lead",
+        "trail/",
+        "%+?#",
+        "with space",
+        "é/ü",
+        "日本/語",
+        "a b/c",
+        "ghost/1",
+        "ghost/2/x",
+        "z",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -1153,7 +1342,9 @@ async fn list_objects_matches_model(env: Env) {
     let stored = put_many(
         &catalog,
         "list",
-        keys.iter().map(|k| (k.clone(), format!("v1 of {k}").into_bytes())).collect(),
+        keys.iter()
+            .map(|k| (k.clone(), format!("v1 of {k}").into_bytes()))
+            .collect(),
     )
     .await;
     for (key, version) in keys.iter().zip(&stored) {
@@ -1164,7 +1355,10 @@ async fn list_objects_matches_model(env: Env) {
     let stored = put_many(
         &catalog,
         "list",
-        second.iter().map(|k| (k.clone(), format!("v2 of {k}").into_bytes())).collect(),
+        second
+            .iter()
+            .map(|k| (k.clone(), format!("v2 of {k}").into_bytes()))
+            .collect(),
     )
     .await;
     for (key, version) in second.iter().zip(&stored) {
@@ -1194,15 +1388,35 @@ async fn list_objects_matches_model(env: Env) {
     let stored = put_many(
         &catalog,
         "list",
-        revived.iter().map(|k| (k.clone(), format!("v3 of {k}").into_bytes())).collect(),
+        revived
+            .iter()
+            .map(|k| (k.clone(), format!("v3 of {k}").into_bytes()))
+            .collect(),
     )
     .await;
     for (key, version) in revived.iter().zip(&stored) {
         live.insert(key.clone(), version.etag.clone());
     }
-    assert!(live.len() > 200 && live.len() < 290, "a useful mix: {} live keys", live.len());
+    assert!(
+        live.len() > 200 && live.len() < 290,
+        "a useful mix: {} live keys",
+        live.len()
+    );
 
-    let prefixes = ["", "a", "a/", "a/b", "a/b/", "%", "é", "日本/", "ghost/", "/", "x", "nothing-here"];
+    let prefixes = [
+        "",
+        "a",
+        "a/",
+        "a/b",
+        "a/b/",
+        "%",
+        "é",
+        "日本/",
+        "ghost/",
+        "/",
+        "x",
+        "nothing-here",
+    ];
     let markers: Vec<Option<String>> = {
         let mut m: Vec<Option<String>> = vec![None];
         for s in ["", "a", "a/", "a/b", "a/a", "b/zzz", "ghost/", "m", "é", "\u{10ffff}"] {
@@ -1260,7 +1474,10 @@ async fn list_hides_deleted_keys_and_their_prefixes(env: Env) {
     let half_live = put_inline_object(&catalog, "b", "half/live", b"x").await;
     catalog.delete_object("b", "half/gone", None).await.expect("delete");
 
-    let page = catalog.list_objects("b", query("", None, None, 1000)).await.expect("list");
+    let page = catalog
+        .list_objects("b", query("", None, None, 1000))
+        .await
+        .expect("list");
     assert_eq!(
         object_items(&page),
         vec![
@@ -1268,14 +1485,23 @@ async fn list_hides_deleted_keys_and_their_prefixes(env: Env) {
             Item::Key("live".into(), live.etag.clone())
         ]
     );
-    let page = catalog.list_objects("b", query("", Some("/"), None, 1000)).await.expect("list");
+    let page = catalog
+        .list_objects("b", query("", Some("/"), None, 1000))
+        .await
+        .expect("list");
     assert_eq!(
         object_items(&page),
-        vec![Item::Prefix("half/".into()), Item::Key("live".into(), live.etag.clone())],
+        vec![
+            Item::Prefix("half/".into()),
+            Item::Key("live".into(), live.etag.clone())
+        ],
         "a common prefix whose keys are all deleted is not listed"
     );
     // With max_keys 1 the page after "half/" is "live", and nothing is truncated after it.
-    let page = catalog.list_objects("b", query("", Some("/"), None, 1)).await.expect("list");
+    let page = catalog
+        .list_objects("b", query("", Some("/"), None, 1))
+        .await
+        .expect("list");
     assert_eq!(object_items(&page), vec![Item::Prefix("half/".into())]);
     assert!(page.truncated);
     let page = catalog
@@ -1284,7 +1510,10 @@ async fn list_hides_deleted_keys_and_their_prefixes(env: Env) {
         .expect("list");
     assert_eq!(object_items(&page), vec![Item::Key("live".into(), live.etag.clone())]);
     assert!(!page.truncated, "only deleted keys follow");
-    let page = catalog.list_objects("b", query("dir/", Some("/"), None, 10)).await.expect("list");
+    let page = catalog
+        .list_objects("b", query("dir/", Some("/"), None, 10))
+        .await
+        .expect("list");
     assert!(page.items.is_empty() && !page.truncated, "{:?}", object_items(&page));
 
     // ListObjectVersions shows the delete markers, and which version is the latest.
@@ -1300,9 +1529,13 @@ async fn list_hides_deleted_keys_and_their_prefixes(env: Env) {
         .list_versions("b", query("", Some("/"), None, 1000), None)
         .await
         .expect("versions");
-    let names: Vec<&str> = page.items.iter().map(|i| match i {
-        ListItem::Entry(k, _) | ListItem::Prefix(k) => k.as_str(),
-    }).collect();
+    let names: Vec<&str> = page
+        .items
+        .iter()
+        .map(|i| match i {
+            ListItem::Entry(k, _) | ListItem::Prefix(k) => k.as_str(),
+        })
+        .collect();
     assert_eq!(
         names,
         ["dir/", "half/", "k", "k", "live"],
@@ -1328,7 +1561,11 @@ async fn list_all_versions(
     let mut version_marker: Option<String> = None;
     loop {
         let page = catalog
-            .list_versions(bucket, query(prefix, delimiter, key_marker.as_deref(), max_keys), version_marker.clone())
+            .list_versions(
+                bucket,
+                query(prefix, delimiter, key_marker.as_deref(), max_keys),
+                version_marker.clone(),
+            )
             .await
             .expect("list versions");
         assert!(page.items.len() <= max_keys);
@@ -1358,7 +1595,11 @@ async fn list_all_versions(
         }
     }
     let distinct: BTreeSet<&String> = prefixes.iter().collect();
-    assert_eq!(distinct.len(), prefixes.len(), "a common prefix was listed twice: {prefixes:?}");
+    assert_eq!(
+        distinct.len(),
+        prefixes.len(),
+        "a common prefix was listed twice: {prefixes:?}"
+    );
     rows
 }
 
@@ -1372,7 +1613,10 @@ async fn list_versions_pages_every_version_once(env: Env) {
     // Null versions written before versioning is enabled.
     for key in ["a", "a/2", "zz"] {
         let v = put_inline_object(&catalog, "vv", key, format!("null {key}").as_bytes()).await;
-        model.entry(key.to_owned()).or_default().insert(0, (None, false, v.etag));
+        model
+            .entry(key.to_owned())
+            .or_default()
+            .insert(0, (None, false, v.etag));
     }
     set_versioning(&catalog, "vv", Versioning::Enabled).await;
     for round in 0..5 {
@@ -1388,7 +1632,10 @@ async fn list_versions_pages_every_version_once(env: Env) {
                 }
                 _ => {
                     let v = put_inline_object(&catalog, "vv", key, format!("{key} #{round}").as_bytes()).await;
-                    model.entry(key.to_owned()).or_default().insert(0, (v.version_id, false, v.etag));
+                    model
+                        .entry(key.to_owned())
+                        .or_default()
+                        .insert(0, (v.version_id, false, v.etag));
                 }
             }
         }
@@ -1401,16 +1648,21 @@ async fn list_versions_pages_every_version_once(env: Env) {
             .iter()
             .filter(|(k, _)| k.starts_with(prefix))
             .flat_map(|(k, versions)| {
-                versions.iter().enumerate().map(move |(i, (id, marker, etag))| {
-                    (k.clone(), id.clone(), *marker, i == 0, etag.clone())
-                })
+                versions
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, (id, marker, etag))| (k.clone(), id.clone(), *marker, i == 0, etag.clone()))
             })
             .collect()
     };
     for prefix in ["", "a", "a/", "z"] {
         for max_keys in [1, 2, 3, 7, 1000] {
             let rows = list_all_versions(&catalog, "vv", prefix, None, max_keys).await;
-            assert_eq!(rows, expected(prefix), "all versions under {prefix:?}, {max_keys} per page");
+            assert_eq!(
+                rows,
+                expected(prefix),
+                "all versions under {prefix:?}, {max_keys} per page"
+            );
         }
     }
     // With a delimiter, only the keys that do not roll up are listed as versions.
@@ -1479,9 +1731,18 @@ async fn multipart_complete(env: Env) {
     catalog.create_bucket("mp", None).await.expect("bucket");
     let mut rng = StdRng::seed_from_u64(5);
     let (bucket, key, upload_id) = ("mp", "big/object", "upload-1");
-    catalog.create_upload(bucket, key, upload_record(upload_id)).await.expect("create");
-    assert_eq!(catalog.upload(bucket, key, upload_id).await.expect("upload").upload_id, upload_id);
-    assert_err!(catalog.upload(bucket, "other", upload_id).await, StoreError::NoSuchUpload(_));
+    catalog
+        .create_upload(bucket, key, upload_record(upload_id))
+        .await
+        .expect("create");
+    assert_eq!(
+        catalog.upload(bucket, key, upload_id).await.expect("upload").upload_id,
+        upload_id
+    );
+    assert_err!(
+        catalog.upload(bucket, "other", upload_id).await,
+        StoreError::NoSuchUpload(_)
+    );
 
     let p1 = random_bytes(&mut rng, 5 * MIB);
     let p2_old = random_bytes(&mut rng, 5 * MIB + 3);
@@ -1497,7 +1758,10 @@ async fn multipart_complete(env: Env) {
     assert_eq!(blob_count(&catalog).await, 4, "replacing part 2 frees its old blob");
 
     // list_parts, paged.
-    let (all, truncated) = catalog.list_parts(bucket, key, upload_id, 0, 1000).await.expect("parts");
+    let (all, truncated) = catalog
+        .list_parts(bucket, key, upload_id, 0, 1000)
+        .await
+        .expect("parts");
     assert!(!truncated);
     let numbered: Vec<(u32, String, u64)> = all.iter().map(|(n, p)| (*n, p.etag.clone(), p.size)).collect();
     assert_eq!(
@@ -1513,7 +1777,10 @@ async fn multipart_complete(env: Env) {
         let mut marker = 0;
         let mut seen = Vec::new();
         loop {
-            let (page, truncated) = catalog.list_parts(bucket, key, upload_id, marker, max).await.expect("parts");
+            let (page, truncated) = catalog
+                .list_parts(bucket, key, upload_id, marker, max)
+                .await
+                .expect("parts");
             assert!(page.len() <= max);
             seen.extend(page.iter().map(|(n, _)| *n));
             if !truncated {
@@ -1541,10 +1808,25 @@ async fn multipart_complete(env: Env) {
     assert_err!(complete(&[(1, &e1), (5, &e4)]).await, StoreError::InvalidPart(_));
     assert_err!(
         complete(&[(1, &e1), (3, &e3), (4, &e4)]).await,
-        StoreError::EntityTooSmall { part_number: 3, size: 1000, .. }
+        StoreError::EntityTooSmall {
+            part_number: 3,
+            size: 1000,
+            ..
+        }
     );
-    assert_eq!(catalog.upload(bucket, key, upload_id).await.expect("upload").upload_id, upload_id);
-    assert_eq!(catalog.list_parts(bucket, key, upload_id, 0, 1000).await.expect("parts").0.len(), 4);
+    assert_eq!(
+        catalog.upload(bucket, key, upload_id).await.expect("upload").upload_id,
+        upload_id
+    );
+    assert_eq!(
+        catalog
+            .list_parts(bucket, key, upload_id, 0, 1000)
+            .await
+            .expect("parts")
+            .0
+            .len(),
+        4
+    );
     assert_eq!(blob_count(&catalog).await, 4);
     assert_err!(catalog.object(bucket, key, None).await, StoreError::NoSuchKey(_));
 
@@ -1568,11 +1850,23 @@ async fn multipart_complete(env: Env) {
     let whole: Vec<u8> = [p1.as_slice(), &p2, &p3].concat();
     assert_eq!(stored.size, whole.len() as u64);
     assert_eq!(stored.part_sizes, [p1.len() as u64, p2.len() as u64, 1000]);
-    assert_eq!(stored.tags, upload_record(upload_id).tags, "the upload's tags carry over");
+    assert_eq!(
+        stored.tags,
+        upload_record(upload_id).tags,
+        "the upload's tags carry over"
+    );
     let latest = catalog.object(bucket, key, None).await.expect("latest");
     assert_eq!(latest, stored);
-    assert!(read_object(&catalog, &latest).await == whole, "object bytes are the parts' concatenation");
-    for (offset, len) in [(5 * MIB as u64 - 10, 20), (10 * MIB as u64, 500), (0, 1), (whole.len() as u64 - 1, 1)] {
+    assert!(
+        read_object(&catalog, &latest).await == whole,
+        "object bytes are the parts' concatenation"
+    );
+    for (offset, len) in [
+        (5 * MIB as u64 - 10, 20),
+        (10 * MIB as u64, 500),
+        (0, 1),
+        (whole.len() as u64 - 1, 1),
+    ] {
         assert!(
             read_range(&catalog, &latest, offset, len).await == whole[offset as usize..(offset + len) as usize],
             "range {offset}+{len} across part boundaries"
@@ -1584,18 +1878,32 @@ async fn multipart_complete(env: Env) {
     assert_eq!(blobs, referenced);
 
     // The upload is gone.
-    assert_err!(catalog.upload(bucket, key, upload_id).await, StoreError::NoSuchUpload(_));
-    assert_err!(catalog.list_parts(bucket, key, upload_id, 0, 10).await, StoreError::NoSuchUpload(_));
     assert_err!(
-        catalog.complete_upload(bucket, key, upload_id, vec![(1, e1.clone())], None).await,
+        catalog.upload(bucket, key, upload_id).await,
         StoreError::NoSuchUpload(_)
     );
-    let uploads = catalog.list_uploads(bucket, query("", None, None, 10), None).await.expect("uploads");
+    assert_err!(
+        catalog.list_parts(bucket, key, upload_id, 0, 10).await,
+        StoreError::NoSuchUpload(_)
+    );
+    assert_err!(
+        catalog
+            .complete_upload(bucket, key, upload_id, vec![(1, e1.clone())], None)
+            .await,
+        StoreError::NoSuchUpload(_)
+    );
+    let uploads = catalog
+        .list_uploads(bucket, query("", None, None, 10), None)
+        .await
+        .expect("uploads");
     assert!(uploads.items.is_empty());
 
     // A single small part is a valid upload; completing over an existing unversioned object
     // frees the old object's blobs.
-    catalog.create_upload(bucket, key, upload_record("upload-2")).await.expect("create");
+    catalog
+        .create_upload(bucket, key, upload_record("upload-2"))
+        .await
+        .expect("create");
     let e = put_part(&catalog, bucket, key, "upload-2", 7, b"tiny").await;
     let small = catalog
         .complete_upload(bucket, key, "upload-2", vec![(7, e.clone())], None)
@@ -1604,7 +1912,11 @@ async fn multipart_complete(env: Env) {
     let expected_etag = format!("{}-1", hex::encode(Md5::digest(Md5::digest(b"tiny"))));
     assert_eq!(small.etag, expected_etag);
     assert_eq!(read_object(&catalog, &small).await, b"tiny");
-    assert_eq!(blob_count(&catalog).await, 1, "the replaced object's three blobs are freed");
+    assert_eq!(
+        blob_count(&catalog).await,
+        1,
+        "the replaced object's three blobs are freed"
+    );
 }
 
 async fn multipart_abort_and_list_uploads(env: Env) {
@@ -1625,7 +1937,10 @@ async fn multipart_abort_and_list_uploads(env: Env) {
         ("z", "u7"),
     ];
     for (key, id) in uploads {
-        catalog.create_upload("mp", key, upload_record(id)).await.expect("create");
+        catalog
+            .create_upload("mp", key, upload_record(id))
+            .await
+            .expect("create");
     }
     put_part(&catalog, "mp", "a", "u1", 1, b"part one").await;
     put_part(&catalog, "mp", "a", "u1", 2, b"part two").await;
@@ -1639,7 +1954,11 @@ async fn multipart_abort_and_list_uploads(env: Env) {
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
         loop {
             let page = catalog
-                .list_uploads("mp", query("", None, key_marker.as_deref(), max_keys), id_marker.clone())
+                .list_uploads(
+                    "mp",
+                    query("", None, key_marker.as_deref(), max_keys),
+                    id_marker.clone(),
+                )
                 .await
                 .expect("uploads");
             assert!(page.items.len() <= max_keys);
@@ -1657,8 +1976,10 @@ async fn multipart_abort_and_list_uploads(env: Env) {
                 break;
             }
         }
-        let mut expected: Vec<(String, String)> =
-            uploads.iter().map(|(k, u)| ((*k).to_owned(), (*u).to_owned())).collect();
+        let mut expected: Vec<(String, String)> = uploads
+            .iter()
+            .map(|(k, u)| ((*k).to_owned(), (*u).to_owned()))
+            .collect();
         expected.sort(); // byte order: "é" after "z"
 
         assert_eq!(got, expected, "{max_keys} per page");
@@ -1701,16 +2022,25 @@ async fn multipart_abort_and_list_uploads(env: Env) {
         last_modified_unix_ns: 1,
         checksums: Default::default(),
     };
-    assert_err!(catalog.put_part("mp", "a", "u1", 3, late).await, StoreError::NoSuchUpload(_));
+    assert_err!(
+        catalog.put_part("mp", "a", "u1", 3, late).await,
+        StoreError::NoSuchUpload(_)
+    );
     assert_eq!(blob_count(&catalog).await, 2, "the refused part's blob is freed");
 
     for (key, id) in uploads.iter().skip(1) {
         catalog.abort_upload("mp", key, id).await.expect("abort");
     }
     assert_eq!(blob_count(&catalog).await, 0);
-    let page = catalog.list_uploads("mp", query("", None, None, 100), None).await.expect("uploads");
+    let page = catalog
+        .list_uploads("mp", query("", None, None, 100), None)
+        .await
+        .expect("uploads");
     assert!(page.items.is_empty());
-    catalog.delete_bucket("mp").await.expect("empty once all uploads are aborted");
+    catalog
+        .delete_bucket("mp")
+        .await
+        .expect("empty once all uploads are aborted");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1726,7 +2056,10 @@ async fn collect_orphans_removes_only_unreferenced_blobs(env: Env) {
     let old = put_blob_object(&catalog, "ov", "k", b"old version").await;
     put_blob_object(&catalog, "ov", "k", b"new version").await;
     catalog.delete_object("ov", "k", None).await.expect("delete marker");
-    catalog.create_upload("o", "mp", upload_record("u")).await.expect("upload");
+    catalog
+        .create_upload("o", "mp", upload_record("u"))
+        .await
+        .expect("upload");
     put_part(&catalog, "o", "mp", "u", 1, b"open part").await;
     let committed = blob_set(catalog.blobs().as_ref()).await;
     assert_eq!(committed.len(), 4);
@@ -1772,7 +2105,10 @@ async fn redb_reopen_keeps_committed_data() {
     set_versioning(&catalog, "d", Versioning::Enabled).await;
     let v1 = put_blob_object(&catalog, "d", "k", b"version one").await;
     let v2 = put_blob_object(&catalog, "d", "k", &vec![9u8; 300_000]).await;
-    catalog.create_upload("d", "mp", upload_record("u")).await.expect("upload");
+    catalog
+        .create_upload("d", "mp", upload_record("u"))
+        .await
+        .expect("upload");
     let part_etag = put_part(&catalog, "d", "mp", "u", 1, b"part").await;
     put(catalog.meta().as_ref(), Table::Control, b"raw", b"value");
     let failed = run(catalog.meta().as_ref(), |txn| {
@@ -1806,9 +2142,16 @@ async fn redb_reopen_keeps_committed_data() {
             let (parts, _) = catalog.list_parts("d", "mp", "u", 0, 10).await.expect("parts");
             assert_eq!(parts.len(), 1);
         }
-        assert_eq!(get(catalog.meta().as_ref(), Table::Control, b"raw").as_deref(), Some(&b"value"[..]));
+        assert_eq!(
+            get(catalog.meta().as_ref(), Table::Control, b"raw").as_deref(),
+            Some(&b"value"[..])
+        );
         assert_eq!(get(catalog.meta().as_ref(), Table::Control, b"failed"), None);
-        assert_eq!(catalog.collect_orphans().await.expect("collect"), 0, "nothing committed is an orphan");
+        assert_eq!(
+            catalog.collect_orphans().await.expect("collect"),
+            0,
+            "nothing committed is an orphan"
+        );
         // v1, v2 and the part; after round 1 also v3 (the part moved into an object, uncopied).
         assert_eq!(blob_count(&catalog).await, if round == 2 { 4 } else { 3 });
         assert_eq!(std::fs::read_dir(root.join("data/tmp")).expect("tmp").count(), 0);

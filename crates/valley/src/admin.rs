@@ -114,32 +114,47 @@ pub struct VerifyOutcome {
 impl AdminApi {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Bytes> {
         let path_and_query = req.uri().path_and_query().map_or("", |p| p.as_str()).to_owned();
-        match auth::verify(self.secret_key.as_bytes(), req.method().as_str(), &path_and_query, req.headers()) {
+        match auth::verify(
+            self.secret_key.as_bytes(),
+            req.method().as_str(),
+            &path_and_query,
+            req.headers(),
+        ) {
             Ok(identity) if identity == self.access_key => {}
             Ok(_) => return reply(StatusCode::FORBIDDEN, "unknown access key"),
             Err(why) => return reply(StatusCode::UNAUTHORIZED, why),
         }
         let Some(hub) = self.hub.clone() else {
-            return reply(StatusCode::NOT_FOUND, "this hub runs alone (no --hub/--topology): it has no network to administer");
+            return reply(
+                StatusCode::NOT_FOUND,
+                "this hub runs alone (no --hub/--topology): it has no network to administer",
+            );
         };
         let route = req.uri().path().strip_prefix(PREFIX).unwrap_or("").to_owned();
         let query = req.uri().query().unwrap_or("").to_owned();
         let param = |name: &str| wire::query_param(&query, name);
         match (req.method().clone(), route.as_str()) {
             (Method::GET, "policy") => {
-                let Some(bucket) = param("bucket") else { return reply(StatusCode::BAD_REQUEST, "bucket is required") };
+                let Some(bucket) = param("bucket") else {
+                    return reply(StatusCode::BAD_REQUEST, "bucket is required");
+                };
                 match hub.policy(&bucket).await {
                     Ok(policy) => reply(StatusCode::OK, toml::to_string(&policy).unwrap_or_default()),
                     Err(e) => hub_error(&e),
                 }
             }
             (Method::PUT, "policy") => {
-                let Some(bucket) = param("bucket") else { return reply(StatusCode::BAD_REQUEST, "bucket is required") };
+                let Some(bucket) = param("bucket") else {
+                    return reply(StatusCode::BAD_REQUEST, "bucket is required");
+                };
                 let body = match read_body(req).await {
                     Ok(b) => b,
                     Err(r) => return r,
                 };
-                let policy: PlacementPolicy = match std::str::from_utf8(&body).map_err(|e| e.to_string()).and_then(|t| toml::from_str(t).map_err(|e| e.to_string())) {
+                let policy: PlacementPolicy = match std::str::from_utf8(&body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| toml::from_str(t).map_err(|e| e.to_string()))
+                {
                     Ok(p) => p,
                     Err(e) => return reply(StatusCode::BAD_REQUEST, format!("malformed policy: {e}")),
                 };
@@ -171,7 +186,9 @@ impl AdminApi {
                 }
             }
             (Method::DELETE, "grants") => {
-                let Some(id) = param("id") else { return reply(StatusCode::BAD_REQUEST, "id is required") };
+                let Some(id) = param("id") else {
+                    return reply(StatusCode::BAD_REQUEST, "id is required");
+                };
                 match hub.revoke_grant(&id).await {
                     Ok(()) => reply(StatusCode::OK, "ok"),
                     Err(e) => hub_error(&e),
@@ -207,8 +224,16 @@ impl AdminApi {
 
 pub fn verify_outcome(report: &valley_audit::VerifyReport) -> VerifyOutcome {
     match report {
-        valley_audit::VerifyReport::Ok(log) => VerifyOutcome { ok: true, records: log.records, detail: report.to_string() },
-        valley_audit::VerifyReport::Bad(_) => VerifyOutcome { ok: false, records: 0, detail: report.to_string() },
+        valley_audit::VerifyReport::Ok(log) => VerifyOutcome {
+            ok: true,
+            records: log.records,
+            detail: report.to_string(),
+        },
+        valley_audit::VerifyReport::Bad(_) => VerifyOutcome {
+            ok: false,
+            records: 0,
+            detail: report.to_string(),
+        },
     }
 }
 
@@ -222,7 +247,8 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Bytes>> {
 
 fn grant_of(r: GrantRequest) -> Result<Grant, String> {
     let basis: Basis = r.basis.parse()?;
-    let expires = valley_policy::day_of(&r.expires).ok_or_else(|| format!("expires {:?} is not a YYYY-MM-DD date", r.expires))?;
+    let expires =
+        valley_policy::day_of(&r.expires).ok_or_else(|| format!("expires {:?} is not a YYYY-MM-DD date", r.expires))?;
     Ok(Grant {
         id: r.id.unwrap_or_default(),
         from: r.from,
@@ -299,10 +325,25 @@ async fn status(hub: &Arc<Hub>) -> StatusReport {
             .filter_map(|inv| {
                 let held = inv.buckets.iter().find(|b| b.bucket == bucket && b.objects > 0)?;
                 let allowed = hub.topology.hub(&inv.hub).is_some_and(|h| policy.allows(h));
-                Some(Holder { hub: inv.hub.clone(), objects: held.objects, bytes: held.bytes, forbidden: !allowed })
+                Some(Holder {
+                    hub: inv.hub.clone(),
+                    objects: held.objects,
+                    bytes: held.bytes,
+                    forbidden: !allowed,
+                })
             })
             .collect();
-        buckets.push(BucketRow { bucket, policy, holders });
+        buckets.push(BucketRow {
+            bucket,
+            policy,
+            holders,
+        });
     }
-    StatusReport { asked_hub: hub.id.clone(), topology: hub.topology.hash().to_owned(), hubs, links, buckets }
+    StatusReport {
+        asked_hub: hub.id.clone(),
+        topology: hub.topology.hash().to_owned(),
+        hubs,
+        links,
+        buckets,
+    }
 }

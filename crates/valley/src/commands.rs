@@ -34,11 +34,16 @@ impl AdminClient {
 
     pub async fn call(&self, method: http::Method, route: &str, body: Vec<u8>) -> anyhow::Result<Bytes> {
         let path = format!("{PREFIX}{route}");
-        self.client.call(method, &self.base, &path, &[], full(body), 0).await.map_err(|e| match e {
-            PeerError::Unreachable(why) => anyhow::anyhow!("cannot reach the hub's admin API at {}: {why}", self.base),
-            PeerError::Refused(why) => anyhow::anyhow!("refused: {why}"),
-            PeerError::Failed { status, message } => anyhow::anyhow!("hub answered {status}: {}", message.trim()),
-        })
+        self.client
+            .call(method, &self.base, &path, &[], full(body), 0)
+            .await
+            .map_err(|e| match e {
+                PeerError::Unreachable(why) => {
+                    anyhow::anyhow!("cannot reach the hub's admin API at {}: {why}", self.base)
+                }
+                PeerError::Refused(why) => anyhow::anyhow!("refused: {why}"),
+                PeerError::Failed { status, message } => anyhow::anyhow!("hub answered {status}: {}", message.trim()),
+            })
     }
 }
 
@@ -50,14 +55,22 @@ pub async fn bucket(admin: &AdminClient, command: BucketCommand) -> anyhow::Resu
     let BucketCommand::Policy { command } = command;
     match command {
         PolicyCommand::Show { bucket } => {
-            let body = admin.call(http::Method::GET, &format!("policy?bucket={}", q(&bucket)), Vec::new()).await?;
+            let body = admin
+                .call(http::Method::GET, &format!("policy?bucket={}", q(&bucket)), Vec::new())
+                .await?;
             print!("{}", String::from_utf8_lossy(&body));
         }
         PolicyCommand::Set(args) => {
             let bucket = args.bucket.clone();
             let policy = policy_from_args(args)?;
             let text = toml::to_string(&policy).context("encoding the policy")?;
-            admin.call(http::Method::PUT, &format!("policy?bucket={}", q(&bucket)), text.into_bytes()).await?;
+            admin
+                .call(
+                    http::Method::PUT,
+                    &format!("policy?bucket={}", q(&bucket)),
+                    text.into_bytes(),
+                )
+                .await?;
             println!("policy of bucket {bucket} set");
         }
     }
@@ -70,7 +83,10 @@ fn policy_from_args(args: PolicySetArgs) -> anyhow::Result<PlacementPolicy> {
         return toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.message()));
     }
     let tiering = match (args.tier_after_days, args.tier_role) {
-        (Some(after_days), Some(role)) => Some(Tiering { after_days, role: role.parse().map_err(anyhow::Error::msg)? }),
+        (Some(after_days), Some(role)) => Some(Tiering {
+            after_days,
+            role: role.parse().map_err(anyhow::Error::msg)?,
+        }),
         _ => None,
     };
     Ok(PlacementPolicy {
@@ -87,7 +103,17 @@ fn policy_from_args(args: PolicySetArgs) -> anyhow::Result<PlacementPolicy> {
 pub async fn grant(admin: &AdminClient, command: GrantCommand) -> anyhow::Result<()> {
     match command {
         GrantCommand::Add(args) => {
-            let GrantAddArgs { from, to, classification, basis, reference, expires, volume_cap_bytes, volume_cap_individuals, id } = args;
+            let GrantAddArgs {
+                from,
+                to,
+                classification,
+                basis,
+                reference,
+                expires,
+                volume_cap_bytes,
+                volume_cap_individuals,
+                id,
+            } = args;
             let request = GrantRequest {
                 id,
                 from,
@@ -99,7 +125,9 @@ pub async fn grant(admin: &AdminClient, command: GrantCommand) -> anyhow::Result
                 volume_cap_bytes,
                 volume_cap_individuals,
             };
-            let body = admin.call(http::Method::POST, "grants", serde_json::to_vec(&request)?).await?;
+            let body = admin
+                .call(http::Method::POST, "grants", serde_json::to_vec(&request)?)
+                .await?;
             let grant: valley_policy::Grant = serde_json::from_slice(&body).context("reading the hub's answer")?;
             println!("grant {} recorded", grant.id);
         }
@@ -109,8 +137,12 @@ pub async fn grant(admin: &AdminClient, command: GrantCommand) -> anyhow::Result
                 println!("{}", String::from_utf8_lossy(&body));
                 return Ok(());
             }
-            let grants: Vec<valley_policy::Grant> = serde_json::from_slice(&body).context("reading the hub's answer")?;
-            println!("{:<14} {:<5} {:<5} {:<28} {:<20} {:<12} {:<8} REFERENCE", "ID", "FROM", "TO", "CLASSIFICATIONS", "BASIS", "EXPIRES", "STATE");
+            let grants: Vec<valley_policy::Grant> =
+                serde_json::from_slice(&body).context("reading the hub's answer")?;
+            println!(
+                "{:<14} {:<5} {:<5} {:<28} {:<20} {:<12} {:<8} REFERENCE",
+                "ID", "FROM", "TO", "CLASSIFICATIONS", "BASIS", "EXPIRES", "STATE"
+            );
             for g in grants {
                 let state = if g.revoked { "revoked" } else { "active" };
                 println!(
@@ -119,7 +151,10 @@ pub async fn grant(admin: &AdminClient, command: GrantCommand) -> anyhow::Result
                     g.from,
                     g.to,
                     g.classifications.join(","),
-                    serde_json::to_value(g.basis).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                    serde_json::to_value(g.basis)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
                     valley_policy::date_of(g.expires),
                     state,
                     g.reference
@@ -127,7 +162,9 @@ pub async fn grant(admin: &AdminClient, command: GrantCommand) -> anyhow::Result
             }
         }
         GrantCommand::Revoke { id } => {
-            admin.call(http::Method::DELETE, &format!("grants?id={}", q(&id)), Vec::new()).await?;
+            admin
+                .call(http::Method::DELETE, &format!("grants?id={}", q(&id)), Vec::new())
+                .await?;
             println!("grant {id} revoked");
         }
     }
@@ -146,11 +183,18 @@ pub async fn status(admin: &AdminClient, as_json: bool) -> anyhow::Result<()> {
 }
 
 pub fn print_status(report: &StatusReport) {
-    println!("network {} (asked {})", &report.topology[..12.min(report.topology.len())], report.asked_hub);
+    println!(
+        "network {} (asked {})",
+        &report.topology[..12.min(report.topology.len())],
+        report.asked_hub
+    );
     println!("\nHUBS");
     for h in &report.hubs {
         let state = if h.up { "up" } else { "DOWN" };
-        println!("  {:<14} {:<3} {:<5} {:<22} {}", h.id, h.jurisdiction, h.role, h.failure_domain, state);
+        println!(
+            "  {:<14} {:<3} {:<5} {:<22} {}",
+            h.id, h.jurisdiction, h.role, h.failure_domain, state
+        );
     }
     println!("\nLINKS (with a backlog or an error)");
     let mut quiet = 0;
@@ -178,9 +222,16 @@ pub fn print_status(report: &StatusReport) {
             rule.push_str(&format!("in [{}]", p.jurisdictions.join(",")));
         }
         if !p.hubs.is_empty() {
-            rule.push_str(&format!(" hubs [{}]", p.hubs.join(",")));
+            if !rule.is_empty() {
+                rule.push(' ');
+            }
+            rule.push_str(&format!("hubs [{}]", p.hubs.join(",")));
         }
-        rule.push_str(&format!(", {} cop{}", p.copies, if p.copies == 1 { "y" } else { "ies" }));
+        rule.push_str(&format!(
+            ", {} cop{}",
+            p.copies,
+            if p.copies == 1 { "y" } else { "ies" }
+        ));
         if p.distinct_failure_domains {
             rule.push_str(" in distinct failure domains");
         }
@@ -189,8 +240,15 @@ pub fn print_status(report: &StatusReport) {
         }
         println!("  {} — {rule}", b.bucket);
         for h in &b.holders {
-            let flag = if h.forbidden { "  <-- NOT ALLOWED (removal pending)" } else { "" };
-            println!("      {:<14} {:>6} objects {:>12} bytes{flag}", h.hub, h.objects, h.bytes);
+            let flag = if h.forbidden {
+                "  <-- NOT ALLOWED (removal pending)"
+            } else {
+                ""
+            };
+            println!(
+                "      {:<14} {:>6} objects {:>12} bytes{flag}",
+                h.hub, h.objects, h.bytes
+            );
         }
         if b.holders.is_empty() {
             println!("      (no objects yet)");
@@ -213,11 +271,23 @@ pub async fn audit(admin: &AdminClient, command: AuditCommand) -> anyhow::Result
             }
             println!("{}", outcome.detail);
         }
-        AuditCommand::Show { bucket, hub, grant, json, file } => {
+        AuditCommand::Show {
+            bucket,
+            hub,
+            grant,
+            json,
+            file,
+        } => {
             let records: Vec<valley_audit::AuditRecord> = match file {
                 Some(path) => {
-                    let filter = valley_audit::Filter { bucket, hub, grant, ..Default::default() };
-                    valley_audit::read_filtered(&path, &filter).with_context(|| format!("reading {}", path.display()))?
+                    let filter = valley_audit::Filter {
+                        bucket,
+                        hub,
+                        grant,
+                        ..Default::default()
+                    };
+                    valley_audit::read_filtered(&path, &filter)
+                        .with_context(|| format!("reading {}", path.display()))?
                 }
                 None => {
                     let mut query = Vec::new();
@@ -226,7 +296,9 @@ pub async fn audit(admin: &AdminClient, command: AuditCommand) -> anyhow::Result
                             query.push(format!("{name}={}", q(&v)));
                         }
                     }
-                    let body = admin.call(http::Method::GET, &format!("audit?{}", query.join("&")), Vec::new()).await?;
+                    let body = admin
+                        .call(http::Method::GET, &format!("audit?{}", query.join("&")), Vec::new())
+                        .await?;
                     serde_json::from_slice(&body).context("reading the hub's answer")?
                 }
             };

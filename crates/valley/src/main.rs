@@ -34,7 +34,12 @@ fn main() -> std::process::ExitCode {
 fn run_admin(admin: &str, command: cli::Command) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let needs_hub = !matches!(&command, cli::Command::Audit { command: cli::AuditCommand::Verify { file: Some(_) } | cli::AuditCommand::Show { file: Some(_), .. } });
+        let needs_hub = !matches!(
+            &command,
+            cli::Command::Audit {
+                command: cli::AuditCommand::Verify { file: Some(_) } | cli::AuditCommand::Show { file: Some(_), .. }
+            }
+        );
         let client = if needs_hub {
             commands::AdminClient::from_env(admin)?
         } else {

@@ -68,18 +68,21 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
     let mut catalog = Catalog::new(Arc::new(meta), Arc::new(blobs));
     let network = match (&args.hub, &args.topology) {
         (Some(id), Some(path)) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read topology {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read topology {}", path.display()))?;
             let topology = Arc::new(
-                valley_policy::Topology::parse(&text).map_err(|e| anyhow::anyhow!("topology {}: {e}", path.display()))?,
+                valley_policy::Topology::parse(&text)
+                    .map_err(|e| anyhow::anyhow!("topology {}: {e}", path.display()))?,
             );
             let secret = std::env::var("VALLEY_NETWORK_SECRET")
                 .ok()
                 .filter(|s| !s.is_empty())
                 .context("a hub in a network needs VALLEY_NETWORK_SECRET, the secret its hubs share")?;
             let wake = Arc::new(tokio::sync::Notify::new());
-            catalog = catalog
-                .with_origin(id)
-                .with_hook(valley_replicate::outbox_hook(id, topology.clone(), wake.clone()));
+            catalog =
+                catalog
+                    .with_origin(id)
+                    .with_hook(valley_replicate::outbox_hook(id, topology.clone(), wake.clone()));
             Some((id.clone(), topology, secret, wake))
         }
         _ => None,
@@ -96,8 +99,15 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
 
     let hub = match network {
         Some((id, topology, secret, wake)) => {
-            let hub = valley_replicate::Hub::open(&id, topology.clone(), catalog.clone(), secret.into_bytes(), wake, &args.data)
-                .map_err(|e| anyhow::anyhow!("cannot join the network as hub {id:?}: {e}"))?;
+            let hub = valley_replicate::Hub::open(
+                &id,
+                topology.clone(),
+                catalog.clone(),
+                secret.into_bytes(),
+                wake,
+                &args.data,
+            )
+            .map_err(|e| anyhow::anyhow!("cannot join the network as hub {id:?}: {e}"))?;
             let hub = Arc::new(hub);
             valley_replicate::link::start(&hub);
             info!(hub = %id, topology = %topology.hash(), peers = topology.hubs().count() - 1, "joined the network");
@@ -147,7 +157,11 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         access_key: credentials.access_key.clone(),
         secret_key: credentials.secret_key.clone(),
     });
-    let admin = AdminFront { metrics, admin: admin_api, hub };
+    let admin = AdminFront {
+        metrics,
+        admin: admin_api,
+        hub,
+    };
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {

@@ -1,0 +1,246 @@
+//! A minimal S3 client: rusty-s3 presigns each request (SigV4, query-string auth, unsigned
+//! payload), hyper 1 sends it over a pooled HTTP/1.1 connection.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use md5::{Digest, Md5};
+use rusty_s3::actions::{CreateBucket, DeleteObject, GetObject, HeadObject, ListObjectsV2, PutObject, S3Action};
+use rusty_s3::{Bucket, Credentials, UrlStyle};
+use url::Url;
+
+/// How long a presigned URL stays valid; each request is signed just before it is sent.
+const SIGN_FOR: Duration = Duration::from_secs(600);
+
+/// Refuses any endpoint that is not on this machine's loopback: this tool only loads local servers.
+pub fn loopback_endpoint(endpoint: &str) -> Result<Url> {
+    let url: Url = endpoint
+        .parse()
+        .with_context(|| format!("endpoint {endpoint:?} is not a URL"))?;
+    if url.scheme() != "http" {
+        bail!("endpoint {endpoint}: only plain http is supported");
+    }
+    let ok = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    };
+    if !ok {
+        bail!("endpoint {endpoint}: only loopback hosts (127.0.0.0/8, ::1, localhost) are allowed");
+    }
+    Ok(url)
+}
+
+/// One bucket on one endpoint; cheap to clone (the connection pool is shared).
+#[derive(Clone)]
+pub struct S3 {
+    http: Client<HttpConnector, Full<Bytes>>,
+    endpoint: Url,
+    region: String,
+    bucket: Bucket,
+    creds: Credentials,
+    timeout: Duration,
+}
+
+impl S3 {
+    pub fn new(
+        endpoint: Url,
+        region: &str,
+        bucket: &str,
+        creds: Credentials,
+        pool: usize,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let mut conn = HttpConnector::new();
+        conn.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(pool)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(conn);
+        let bucket_obj = Bucket::new(endpoint.clone(), UrlStyle::Path, bucket.to_owned(), region.to_owned())
+            .map_err(|e| anyhow!("bucket {bucket}: {e}"))?;
+        Ok(Self {
+            http,
+            endpoint,
+            region: region.to_owned(),
+            bucket: bucket_obj,
+            creds,
+            timeout,
+        })
+    }
+
+    /// The same endpoint and connection pool, another bucket.
+    pub fn with_bucket(&self, bucket: &str) -> Result<Self> {
+        let bucket_obj = Bucket::new(
+            self.endpoint.clone(),
+            UrlStyle::Path,
+            bucket.to_owned(),
+            self.region.clone(),
+        )
+        .map_err(|e| anyhow!("bucket {bucket}: {e}"))?;
+        Ok(Self {
+            bucket: bucket_obj,
+            ..self.clone()
+        })
+    }
+
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Self {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    pub fn bucket_name(&self) -> &str {
+        self.bucket.name()
+    }
+
+    async fn send(&self, method: Method, url: Url, body: Bytes) -> Result<Response<Incoming>> {
+        let req = Request::builder()
+            .method(method)
+            .uri(url.as_str())
+            .body(Full::new(body))
+            .context("building request")?;
+        self.http.request(req).await.context("sending request")
+    }
+
+    /// Runs `op` under the request timeout.
+    async fn timed<T>(&self, what: &str, op: impl Future<Output = Result<T>>) -> Result<T> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(r) => r.with_context(|| what.to_owned()),
+            Err(_) => bail!("{what}: timed out after {:?}", self.timeout),
+        }
+    }
+
+    /// Creates the bucket; an existing bucket owned by us is fine.
+    pub async fn create_bucket(&self) -> Result<()> {
+        let url = CreateBucket::new(&self.bucket, &self.creds).sign(SIGN_FOR);
+        self.timed("create bucket", async {
+            let resp = self.send(Method::PUT, url, Bytes::new()).await?;
+            let status = resp.status();
+            let text = read_text(resp).await?;
+            if status.is_success() || (status == StatusCode::CONFLICT && text.contains("BucketAlreadyOwnedByYou")) {
+                Ok(())
+            } else {
+                bail!("{status}: {}", snippet(&text))
+            }
+        })
+        .await
+    }
+
+    pub async fn put(&self, key: &str, body: Bytes) -> Result<()> {
+        let url = PutObject::new(&self.bucket, Some(&self.creds), key).sign(SIGN_FOR);
+        self.timed("PUT", async {
+            let resp = self.send(Method::PUT, url, body).await?;
+            expect_ok(resp).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Downloads an object, discarding its bytes; returns its size and, if asked, its MD5.
+    pub async fn get(&self, key: &str, want_md5: bool) -> Result<(u64, Option<String>)> {
+        let url = GetObject::new(&self.bucket, Some(&self.creds), key).sign(SIGN_FOR);
+        self.timed("GET", async {
+            let resp = self.send(Method::GET, url, Bytes::new()).await?;
+            let mut body = expect_ok(resp).await?.into_body();
+            let mut n = 0u64;
+            let mut hasher = want_md5.then(Md5::new);
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.context("reading body")?.into_data() {
+                    n += data.len() as u64;
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&data);
+                    }
+                }
+            }
+            Ok((n, hasher.map(|h| hex::encode(h.finalize()))))
+        })
+        .await
+    }
+
+    /// HEAD; `Ok(None)` for 404, else the Content-Length.
+    pub async fn head(&self, key: &str) -> Result<Option<u64>> {
+        let url = HeadObject::new(&self.bucket, Some(&self.creds), key).sign(SIGN_FOR);
+        self.timed("HEAD", async {
+            let resp = self.send(Method::HEAD, url, Bytes::new()).await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            let resp = expect_ok(resp).await?;
+            let len = resp
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .context("HEAD without Content-Length")?;
+            Ok(Some(len))
+        })
+        .await
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let url = DeleteObject::new(&self.bucket, Some(&self.creds), key).sign(SIGN_FOR);
+        self.timed("DELETE", async {
+            let resp = self.send(Method::DELETE, url, Bytes::new()).await?;
+            expect_ok(resp).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One ListObjectsV2 page; returns the keys and the continuation token.
+    pub async fn list_page(
+        &self,
+        start_after: Option<&str>,
+        token: Option<&str>,
+        max_keys: usize,
+    ) -> Result<(Vec<String>, Option<String>)> {
+        let mut action = ListObjectsV2::new(&self.bucket, Some(&self.creds));
+        action.with_max_keys(max_keys);
+        if let Some(s) = start_after {
+            action.with_start_after(s.to_owned());
+        }
+        if let Some(t) = token {
+            action.with_continuation_token(t.to_owned());
+        }
+        let url = action.sign(SIGN_FOR);
+        self.timed("LIST", async {
+            let resp = self.send(Method::GET, url, Bytes::new()).await?;
+            let text = read_text(expect_ok(resp).await?).await?;
+            let parsed = ListObjectsV2::parse_response(&text)
+                .map_err(|e| anyhow!("parsing ListObjectsV2 response: {e}: {}", snippet(&text)))?;
+            let keys = parsed.contents.into_iter().map(|c| c.key).collect();
+            Ok((keys, parsed.next_continuation_token))
+        })
+        .await
+    }
+}
+
+/// Passes a 2xx response through; turns anything else into an error with the body's start.
+async fn expect_ok(resp: Response<Incoming>) -> Result<Response<Incoming>> {
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status();
+    let text = read_text(resp).await.unwrap_or_default();
+    bail!("{status}: {}", snippet(&text))
+}
+
+async fn read_text(resp: Response<Incoming>) -> Result<String> {
+    let bytes = resp.into_body().collect().await.context("reading body")?.to_bytes();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn snippet(text: &str) -> String {
+    text.chars().take(300).collect::<String>().replace('\n', " ")
+}
