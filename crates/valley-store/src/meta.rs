@@ -84,6 +84,17 @@ pub trait MetaStore: Send + Sync + 'static {
     fn write(&self, job: WriteJob) -> StoreResult<()>;
 }
 
+/// Runs a job, turning a panic inside it into an error for that job alone: a bug in one
+/// request must not take down the committer (and with it every later write).
+pub fn run_job(job: WriteJob, txn: &mut dyn WriteTxn) -> StoreResult<()> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(txn))) {
+        Ok(result) => result,
+        Err(_) => Err(crate::error::StoreError::Meta(
+            "a metadata write job panicked; it was rolled back".into(),
+        )),
+    }
+}
+
 /// A job's pending writes over a base view. `None` marks a deletion.
 pub struct Overlay<'a> {
     base: &'a dyn ReadTxn,

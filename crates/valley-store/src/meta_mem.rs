@@ -49,7 +49,7 @@ impl MetaStore for MemMeta {
         let mut map = self.map.lock().map_err(|_| StoreError::Meta("lock poisoned".into()))?;
         let view = MapView(std::mem::take(&mut *map));
         let mut overlay = Overlay::new(&view);
-        let result = job(&mut overlay);
+        let result = crate::meta::run_job(job, &mut overlay);
         let writes = if result.is_ok() {
             overlay.into_writes()
         } else {

@@ -110,7 +110,7 @@ fn commit_batch(
     for (job, reply) in batch {
         let view = RedbWriteView { txn: &txn };
         let mut overlay = Overlay::new(&view);
-        let result = job(&mut overlay);
+        let result = crate::meta::run_job(job, &mut overlay);
         if result.is_ok()
             && let Err(e) = apply(&txn, overlay.into_writes())
         {
