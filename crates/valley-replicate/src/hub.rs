@@ -489,11 +489,37 @@ impl Hub {
             .await
     }
 
-    pub fn link_status(&self) -> Vec<LinkStatus> {
-        self.links
+    /// Every link's state; the backlog is read from the outbox itself, so it is exact at the
+    /// moment of asking (the worker's own view may lag by one scan).
+    pub async fn link_status(&self) -> Vec<LinkStatus> {
+        let mut links: Vec<LinkStatus> = self
+            .links
             .lock()
             .map(|l| l.values().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let peers: Vec<String> = links.iter().map(|l| l.peer.clone()).collect();
+        let backlogs = self
+            .read(move |txn| {
+                peers
+                    .iter()
+                    .map(|peer| {
+                        let entries = outbox::pending(txn, peer, usize::MAX)?;
+                        let bytes = entries.iter().map(|(_, e)| e.bytes).sum::<u64>();
+                        let oldest = entries.iter().map(|(_, e)| e.created_unix_ms).min();
+                        Ok((entries.len() as u64, bytes, oldest))
+                    })
+                    .collect::<StoreResult<Vec<_>>>()
+            })
+            .await;
+        if let Ok(backlogs) = backlogs {
+            let now = now_unix_ms();
+            for (link, (entries, bytes, oldest)) in links.iter_mut().zip(backlogs) {
+                link.backlog_entries = entries;
+                link.backlog_bytes = bytes;
+                link.lag_seconds = oldest.map_or(0.0, |o| now.saturating_sub(o) as f64 / 1000.0);
+            }
+        }
+        links
     }
 
     pub(crate) fn update_link(&self, peer: &str, change: impl FnOnce(&mut LinkStatus)) {

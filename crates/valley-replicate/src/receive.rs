@@ -93,7 +93,7 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<Bytes> {
             hub: hub.id.clone(),
             topology: hub.topology.hash().to_owned(),
         }),
-        (http::Method::GET, "links") => json(&hub.link_status()),
+        (http::Method::GET, "links") => json(&hub.link_status().await),
         (http::Method::GET, "inventory") => match hub.inventory().await {
             Ok(inv) => json(&inv),
             Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

@@ -57,6 +57,8 @@ pub async fn create(
         checksum_algorithm: input.checksum_algorithm.as_ref().map(|a| a.as_str().to_owned()),
     };
     let upload_id = upload.upload_id.clone();
+    s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
+    s.check_write(&input.bucket).await?;
     s.catalog
         .create_upload(&input.bucket, &input.key, upload)
         .await
@@ -79,6 +81,7 @@ pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Res
         .upload(&input.bucket, &input.key, &input.upload_id)
         .await
         .map_err(s3_err)?;
+    s.check_write(&input.bucket).await?;
     let mut declared = Declared {
         algorithm: input
             .checksum_algorithm
@@ -160,6 +163,7 @@ pub async fn upload_part_copy(
         .upload(&input.bucket, &input.key, &input.upload_id)
         .await
         .map_err(s3_err)?;
+    s.check_write(&input.bucket).await?;
     let conditions = Conditions {
         if_match: input.copy_source_if_match.clone(),
         if_none_match: input.copy_source_if_none_match.clone(),

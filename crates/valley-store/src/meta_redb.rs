@@ -15,6 +15,8 @@ use tracing::error;
 use crate::error::{StoreError, StoreResult};
 use crate::meta::{Entry, MetaStore, Overlay, ReadTxn, Table, WriteJob};
 
+/// redb's page cache: bounds the hub's memory, whatever the catalogue's size.
+const META_CACHE_BYTES: usize = 64 * 1024 * 1024;
 /// Jobs committed together at most; bounds the work one fsync waits on.
 const GROUP_COMMIT_JOBS_MAX: usize = 256;
 
@@ -35,7 +37,9 @@ pub struct RedbMeta {
 impl RedbMeta {
     /// Opens (or creates) the database file at `path` and starts its committer thread.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let db = Database::create(path)?;
+        // redb's default cache is 1 GiB; small objects live inline in this database, so the cache
+        // would grow with the catalogue. A bounded cache keeps the hub's memory flat.
+        let db = redb::Builder::new().set_cache_size(META_CACHE_BYTES).create(path)?;
         let txn = db.begin_write()?;
         for table in Table::ALL {
             txn.open_table(definition(table))?;

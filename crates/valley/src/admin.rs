@@ -277,7 +277,7 @@ async fn status(hub: &Arc<Hub>) -> StatusReport {
         async move {
             if id == hub.id {
                 let inventory = hub.inventory().await.map_err(|e| e.to_string());
-                (id, inventory, Ok(hub.link_status()))
+                (id, inventory, Ok(hub.link_status().await))
             } else {
                 let inventory = match hub.peer_get(&id, "inventory").await {
                     Ok(b) => serde_json::from_slice::<wire::Inventory>(&b).map_err(|e| e.to_string()),
