@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+import requests
 
 from network import Network
 
@@ -120,6 +121,13 @@ def test_long_partition_then_heal_converges(wan):
         link = next(l for l in status["links"] if l["from"] == "zhangjiakou" and l["to"] == "gui-an")
         assert link["backlog_entries"] >= 43
         assert link["lag_seconds"] > 0
+        row = next(b for b in status["buckets"] if b["bucket"] == bucket)
+        assert row["backlog_entries"] >= 43 and row["lag_seconds"] > 0
+        metrics = requests.get(f"{wan.admin_endpoint('zhangjiakou')}/metrics", timeout=5).text
+        gauge = next(line for line in metrics.splitlines()
+                     if line.startswith('valley_replication_link_backlog_entries{peer="gui-an"}'))
+        assert int(gauge.split()[-1]) >= 43
+        assert f'valley_replication_bucket_lag_seconds{{bucket="{bucket}"}}' in metrics
     finally:
         proxy.command({"cmd": "heal"})
     assert_replicated(wan, bucket, digests, timeout=240)

@@ -44,6 +44,15 @@ pub struct LinkStatus {
     pub refused_entries: u64,
 }
 
+/// What one bucket still has to replicate from this hub.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct BucketBacklog {
+    pub bucket: String,
+    pub entries: u64,
+    pub bytes: u64,
+    pub lag_seconds: f64,
+}
+
 pub struct Hub {
     pub id: String,
     pub topology: Arc<Topology>,
@@ -528,6 +537,26 @@ impl Hub {
         {
             change(link);
         }
+    }
+
+    /// Replication still owed per bucket, over all links: (bucket, entries, bytes, lag seconds).
+    pub async fn bucket_backlog(&self) -> Result<Vec<BucketBacklog>, HubError> {
+        let entries = self.read(outbox::all_pending).await?;
+        let now = now_unix_ms();
+        let mut by_bucket: BTreeMap<String, BucketBacklog> = BTreeMap::new();
+        for e in entries {
+            let Some(bucket) = e.shipment.bucket() else { continue };
+            let row = by_bucket.entry(bucket.to_owned()).or_insert_with(|| BucketBacklog {
+                bucket: bucket.to_owned(),
+                ..BucketBacklog::default()
+            });
+            row.entries += 1;
+            row.bytes += e.bytes;
+            row.lag_seconds = row
+                .lag_seconds
+                .max(now.saturating_sub(e.created_unix_ms) as f64 / 1000.0);
+        }
+        Ok(by_bucket.into_values().collect())
     }
 
     /// Objects and bytes this hub holds per bucket (current and noncurrent versions).

@@ -20,4 +20,4 @@ pub mod outbox;
 pub mod receive;
 pub mod wire;
 
-pub use hub::{Hub, HubError, LinkStatus, outbox_hook};
+pub use hub::{BucketBacklog, Hub, HubError, LinkStatus, outbox_hook};

@@ -98,6 +98,14 @@ pub fn pending(txn: &dyn ReadTxn, peer: &str, limit: usize) -> StoreResult<Vec<(
         .collect()
 }
 
+/// Every pending entry, for every peer.
+pub fn all_pending(txn: &dyn ReadTxn) -> StoreResult<Vec<OutboxEntry>> {
+    txn.scan(Table::Outbox, &[], None, usize::MAX)?
+        .into_iter()
+        .map(|(_, v)| serde_json::from_slice(&v).map_err(corrupt))
+        .collect()
+}
+
 pub fn remove(txn: &mut dyn WriteTxn, peer: &str, seq: u64) {
     txn.delete(Table::Outbox, &entry_key(peer, seq));
 }

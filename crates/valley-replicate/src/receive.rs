@@ -94,6 +94,10 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<Bytes> {
             topology: hub.topology.hash().to_owned(),
         }),
         (http::Method::GET, "links") => json(&hub.link_status().await),
+        (http::Method::GET, "backlog") => match hub.bucket_backlog().await {
+            Ok(rows) => json(&rows),
+            Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        },
         (http::Method::GET, "inventory") => match hub.inventory().await {
             Ok(inv) => json(&inv),
             Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

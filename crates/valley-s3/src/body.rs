@@ -191,6 +191,11 @@ where
     match body.next().await {
         None => Ok(None),
         Some(Ok(chunk)) => Ok(Some(chunk)),
+        // s3s reports a bad aws-chunked chunk signature only through its error's text.
+        Some(Err(e)) if e.to_string().contains("SignatureMismatch") => Err(s3_error!(
+            SignatureDoesNotMatch,
+            "The request signature we calculated does not match the signature you provided (chunk signature)."
+        )),
         Some(Err(e)) => Err(s3_error!(IncompleteBody, "Reading the request body failed: {e}")),
     }
 }
@@ -198,6 +203,7 @@ where
 fn verify(declared: &Declared, got: &Ingested, md5_digest: &[u8]) -> Result<(), S3Error> {
     if let Some(content_md5) = &declared.content_md5 {
         let decoded = base64_decode(content_md5)
+            .filter(|d| d.len() == 16)
             .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid."))?;
         if decoded != md5_digest {
             return Err(s3_error!(
@@ -251,4 +257,36 @@ pub async fn ingest_stream(
         ..Declared::default()
     };
     ingest(blobs, Some(wrapped), &mut declared, None, inline_ok, u64::MAX).await
+}
+
+/// The Content-Encoding to store: the client's, without `aws-chunked`, which only describes
+/// how the request body was framed on the wire (S3 drops it too).
+pub fn stored_content_encoding(raw: Option<String>) -> Option<String> {
+    let kept: Vec<&str> = raw
+        .as_deref()?
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stored_content_encoding;
+
+    #[test]
+    fn aws_chunked_is_not_stored_as_a_content_encoding() {
+        assert_eq!(stored_content_encoding(Some("aws-chunked".into())), None);
+        assert_eq!(
+            stored_content_encoding(Some("gzip,aws-chunked".into())).as_deref(),
+            Some("gzip")
+        );
+        assert_eq!(
+            stored_content_encoding(Some("aws-chunked, br".into())).as_deref(),
+            Some("br")
+        );
+        assert_eq!(stored_content_encoding(Some("gzip".into())).as_deref(), Some("gzip"));
+        assert_eq!(stored_content_encoding(None), None);
+    }
 }

@@ -15,8 +15,16 @@ pub async fn create(s: &ValleyS3, req: S3Request<CreateBucketInput>) -> S3Result
         .and_then(|c| c.location_constraint)
         .map(|l| l.as_str().to_owned())
         .filter(|l| !l.is_empty());
-    s.catalog.create_bucket(&input.bucket, location).await.map_err(s3_err)?;
-    s.bucket_created(&input.bucket).await;
+    check_bucket_name(&input.bucket)?;
+    if input.object_lock_enabled_for_bucket == Some(true) {
+        return Err(s3_error!(NotImplemented, "Object lock is not supported yet."));
+    }
+    match s.catalog.create_bucket(&input.bucket, location).await {
+        Ok(()) => s.bucket_created(&input.bucket).await,
+        // In us-east-1, S3 answers 200 to re-creating a bucket you own; elsewhere 409.
+        Err(valley_store::StoreError::BucketExists(_)) if s.region == "us-east-1" => {}
+        Err(e) => return Err(s3_err(e)),
+    }
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{}", input.bucket)),
     }))
@@ -101,10 +109,7 @@ pub async fn put_versioning(
     };
     s.catalog
         .update_bucket(&input.bucket, move |record| {
-            // A bucket that never had versioning stays unversioned when suspended.
-            if !(versioning == Versioning::Suspended && record.versioning == Versioning::Unversioned) {
-                record.versioning = versioning;
-            }
+            record.versioning = versioning;
         })
         .await
         .map_err(s3_err)?;
@@ -146,4 +151,12 @@ pub async fn delete_tagging(
         .await
         .map_err(s3_err)?;
     Ok(S3Response::new(DeleteBucketTaggingOutput {}))
+}
+
+/// What s3s's name check lets through but S3 refuses: a dot next to a dash.
+fn check_bucket_name(name: &str) -> S3Result<()> {
+    if name.contains(".-") || name.contains("-.") || name.contains("..") {
+        return Err(s3_error!(InvalidBucketName, "The specified bucket is not valid."));
+    }
+    Ok(())
 }

@@ -65,7 +65,22 @@ impl Conditions {
     pub fn check_read(&self, etag: &str, last_modified_unix_ns: u64) -> Result<(), S3Error> {
         match self.evaluate(etag, last_modified_unix_ns) {
             Verdict::Proceed => Ok(()),
-            Verdict::NotModified => Err(s3_error!(NotModified)),
+            Verdict::NotModified => {
+                // A 304 still names the representation it stands for.
+                let mut err = s3_error!(NotModified);
+                let mut headers = http::HeaderMap::new();
+                if let Ok(v) = http::HeaderValue::from_str(&format!("\"{etag}\"")) {
+                    headers.insert(http::header::ETAG, v);
+                }
+                if let Some(date) =
+                    crate::convert::format_http_date(&crate::convert::timestamp_of_unix_ns(last_modified_unix_ns))
+                    && let Ok(v) = http::HeaderValue::from_str(&date)
+                {
+                    headers.insert(http::header::LAST_MODIFIED, v);
+                }
+                err.set_headers(headers);
+                Err(err)
+            }
             Verdict::PreconditionFailed => Err(s3_error!(
                 PreconditionFailed,
                 "At least one of the preconditions you specified did not hold."

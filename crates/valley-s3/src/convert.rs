@@ -158,3 +158,15 @@ pub fn checksum_fields(c: &Checksums, wanted: bool) -> ChecksumFields {
         }),
     }
 }
+
+/// Server-side encryption is not implemented yet: refuse a request that asks for it rather than
+/// store the data in the clear while the client believes it is encrypted.
+pub fn refuse_encryption(sse: bool, sse_c: bool) -> Result<(), S3Error> {
+    if sse || sse_c {
+        return Err(s3_error!(
+            NotImplemented,
+            "Server-side encryption (SSE-S3, SSE-KMS, SSE-C) is not supported yet; the request was not stored."
+        ));
+    }
+    Ok(())
+}

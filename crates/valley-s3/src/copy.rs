@@ -73,6 +73,10 @@ pub fn checksum_algorithm_for(asked: Option<ChecksumAlgorithm>, source: &ObjectV
 pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
     let input = req.input;
     check_key(&input.key)?;
+    crate::convert::refuse_encryption(
+        input.server_side_encryption.is_some(),
+        input.sse_customer_algorithm.is_some(),
+    )?;
     let conditions = Conditions {
         if_match: input.copy_source_if_match.clone(),
         if_none_match: input.copy_source_if_none_match.clone(),
@@ -103,7 +107,7 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
     let mut headers = if replace_metadata {
         ObjectHeaders {
             content_type: input.content_type.clone(),
-            content_encoding: input.content_encoding.clone(),
+            content_encoding: crate::body::stored_content_encoding(input.content_encoding.clone()),
             content_disposition: input.content_disposition.clone(),
             content_language: input.content_language.clone(),
             cache_control: input.cache_control.clone(),

@@ -6,6 +6,7 @@
 //! requests, ranges, checksums, versioning, and the mapping of store errors to S3 errors.
 //! Its s3s types stay inside this crate, so an s3s upgrade touches only it.
 
+mod auth;
 mod body;
 mod bucket;
 mod conditions;
@@ -18,5 +19,6 @@ mod object;
 mod service;
 mod tags;
 
+pub use auth::RootAuth;
 pub use gate::NetworkGate;
 pub use service::ValleyS3;

@@ -125,9 +125,10 @@ pub async fn list_v1(s: &ValleyS3, req: S3Request<ListObjectsInput>) -> S3Result
     let owner = Some(s.owner());
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
-        prefix: Some(names.opt(input.prefix.as_ref()).unwrap_or_default()),
+        // S3 returns v1's Prefix as sent, even with encoding-type=url (clients do not decode it).
+        prefix: Some(input.prefix.clone().unwrap_or_default()),
         marker: Some(names.opt(input.marker.as_ref()).unwrap_or_default()),
-        delimiter: names.opt(input.delimiter.as_ref()),
+        delimiter: names.opt(input.delimiter.as_ref().filter(|d| !d.is_empty())),
         max_keys: Some(i32::try_from(max).unwrap_or(i32::MAX)),
         is_truncated: Some(page.truncated),
         next_marker: page
@@ -182,7 +183,7 @@ pub async fn list_v2(s: &ValleyS3, req: S3Request<ListObjectsV2Input>) -> S3Resu
     Ok(S3Response::new(ListObjectsV2Output {
         name: Some(input.bucket),
         prefix: Some(names.opt(input.prefix.as_ref()).unwrap_or_default()),
-        delimiter: names.opt(input.delimiter.as_ref()),
+        delimiter: names.opt(input.delimiter.as_ref().filter(|d| !d.is_empty())),
         max_keys: Some(i32::try_from(max).unwrap_or(i32::MAX)),
         key_count: Some(i32::try_from(key_count).unwrap_or(i32::MAX)),
         is_truncated: Some(page.truncated),

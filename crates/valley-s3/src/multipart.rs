@@ -4,7 +4,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 use valley_store::list::{ListItem, ListQuery};
-use valley_store::record::{BlobRef, ObjectData, ObjectHeaders, PartRecord, UploadRecord};
+use valley_store::record::{BlobRef, Checksums, ObjectData, ObjectHeaders, PartRecord, UploadRecord};
 use valley_types::limits::{PART_NUMBER_MAX, PART_SIZE_BYTES_MAX};
 
 use crate::body::{self, Declared};
@@ -37,9 +37,13 @@ pub async fn create(
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let input = req.input;
     check_key(&input.key)?;
+    crate::convert::refuse_encryption(
+        input.server_side_encryption.is_some(),
+        input.sse_customer_algorithm.is_some(),
+    )?;
     let headers = ObjectHeaders {
         content_type: input.content_type.clone(),
-        content_encoding: input.content_encoding.clone(),
+        content_encoding: crate::body::stored_content_encoding(input.content_encoding.clone()),
         content_disposition: input.content_disposition.clone(),
         content_language: input.content_language.clone(),
         cache_control: input.cache_control.clone(),
@@ -67,6 +71,10 @@ pub async fn create(
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
+        checksum_type: input
+            .checksum_algorithm
+            .as_ref()
+            .map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
         checksum_algorithm: input.checksum_algorithm,
         ..Default::default()
     }))
@@ -282,18 +290,59 @@ pub async fn complete(
     if chosen.is_empty() {
         return Err(s3_error!(MalformedXML, "You must specify at least one part."));
     }
+    let checksums = match composite_checksum(s, &input.bucket, &input.key, &input.upload_id, &chosen).await {
+        Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchUpload => {
+            return completed_before(s, &input.bucket, &input.key, &chosen)
+                .await
+                .ok_or(e)
+                .map(S3Response::new);
+        }
+        other => other?,
+    };
+    let declared = [
+        (&input.checksum_crc32, &checksums.crc32),
+        (&input.checksum_crc32c, &checksums.crc32c),
+        (&input.checksum_sha1, &checksums.sha1),
+        (&input.checksum_sha256, &checksums.sha256),
+        (&input.checksum_crc64nvme, &checksums.crc64nvme),
+    ];
+    for (sent, computed) in declared {
+        let base = |v: &str| v.split('-').next().unwrap_or_default().to_owned();
+        if let Some(sent) = sent
+            && computed.as_deref().map(base) != Some(base(sent))
+        {
+            return Err(s3_error!(
+                BadDigest,
+                "The checksum you specified did not match the parts' checksums."
+            ));
+        }
+    }
     let precondition = write_precondition(input.if_match, input.if_none_match);
     let stored = s
         .catalog
-        .complete_upload(&input.bucket, &input.key, &input.upload_id, chosen, precondition)
+        .complete_upload_with_checksums(
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            chosen,
+            precondition,
+            checksums,
+        )
         .await
         .map_err(s3_err)?;
+    let sums = crate::convert::checksum_fields(&stored.checksums, true);
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         bucket: Some(input.bucket),
         key: Some(input.key),
         e_tag: Some(etag(&stored.etag)),
         version_id: stored.version_id,
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
+        checksum_crc64nvme: sums.crc64nvme,
+        checksum_type: sums.checksum_type,
         ..Default::default()
     }))
 }
@@ -388,4 +437,109 @@ pub async fn list_uploads(
         encoding_type: input.encoding_type,
         ..Default::default()
     }))
+}
+
+/// S3's composite checksum of a multipart object: the upload's algorithm applied to the
+/// concatenated binary checksums of the chosen parts, then `-N`. Empty when the upload named no
+/// algorithm or a part lacks its checksum.
+async fn composite_checksum(
+    s: &ValleyS3,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    chosen: &[(u32, String)],
+) -> S3Result<Checksums> {
+    use s3s::crypto::Checksum as _;
+    let upload = s.catalog.upload(bucket, key, upload_id).await.map_err(s3_err)?;
+    let Some(algorithm) = upload.checksum_algorithm else {
+        return Ok(Checksums::default());
+    };
+    let (parts, _) = s
+        .catalog
+        .list_parts(bucket, key, upload_id, 0, PART_NUMBER_MAX as usize)
+        .await
+        .map_err(s3_err)?;
+    let by_number: std::collections::HashMap<u32, &PartRecord> = parts.iter().map(|(n, p)| (*n, p)).collect();
+    let mut joined = Vec::new();
+    for (number, _) in chosen {
+        let Some(part) = by_number.get(number) else {
+            return Ok(Checksums::default());
+        };
+        let c = &part.checksums;
+        let encoded = match algorithm.as_str() {
+            ChecksumAlgorithm::CRC32 => &c.crc32,
+            ChecksumAlgorithm::CRC32C => &c.crc32c,
+            ChecksumAlgorithm::SHA1 => &c.sha1,
+            ChecksumAlgorithm::SHA256 => &c.sha256,
+            ChecksumAlgorithm::CRC64NVME => &c.crc64nvme,
+            _ => return Ok(Checksums::default()),
+        };
+        let Some(raw) = encoded.as_deref().and_then(crate::body::base64_decode) else {
+            return Ok(Checksums::default());
+        };
+        joined.extend_from_slice(&raw);
+    }
+    let digest: Vec<u8> = match algorithm.as_str() {
+        ChecksumAlgorithm::CRC32 => s3s::crypto::Crc32::checksum(&joined).as_ref().to_vec(),
+        ChecksumAlgorithm::CRC32C => s3s::crypto::Crc32c::checksum(&joined).as_ref().to_vec(),
+        ChecksumAlgorithm::SHA1 => s3s::crypto::Sha1::checksum(&joined).as_ref().to_vec(),
+        ChecksumAlgorithm::SHA256 => s3s::crypto::Sha256::checksum(&joined).as_ref().to_vec(),
+        ChecksumAlgorithm::CRC64NVME => s3s::crypto::Crc64Nvme::checksum(&joined).as_ref().to_vec(),
+        _ => return Ok(Checksums::default()),
+    };
+    let value = {
+        use base64::Engine;
+        format!(
+            "{}-{}",
+            base64::engine::general_purpose::STANDARD.encode(digest),
+            chosen.len()
+        )
+    };
+    let mut sums = Checksums {
+        composite: true,
+        ..Checksums::default()
+    };
+    match algorithm.as_str() {
+        ChecksumAlgorithm::CRC32 => sums.crc32 = Some(value),
+        ChecksumAlgorithm::CRC32C => sums.crc32c = Some(value),
+        ChecksumAlgorithm::SHA1 => sums.sha1 = Some(value),
+        ChecksumAlgorithm::SHA256 => sums.sha256 = Some(value),
+        _ => sums.crc64nvme = Some(value),
+    }
+    Ok(sums)
+}
+
+/// A retried CompleteMultipartUpload (its first answer lost): the upload is gone, but if the
+/// key's current version is exactly the object those parts make (the multipart ETag is derived
+/// from the part ETags the request lists), answer as the first completion did.
+async fn completed_before(
+    s: &ValleyS3,
+    bucket: &str,
+    key: &str,
+    chosen: &[(u32, String)],
+) -> Option<CompleteMultipartUploadOutput> {
+    use md5::Digest as _;
+    let mut md5_of_md5s = md5::Md5::new();
+    for (_, tag) in chosen {
+        md5_of_md5s.update(hex::decode(tag.trim_matches('"')).ok()?);
+    }
+    let expected = format!("{}-{}", hex::encode(md5_of_md5s.finalize()), chosen.len());
+    let current = s.catalog.object(bucket, key, None).await.ok()?;
+    (current.etag == expected).then(|| {
+        let sums = crate::convert::checksum_fields(&current.checksums, true);
+        CompleteMultipartUploadOutput {
+            location: Some(format!("/{bucket}/{key}")),
+            bucket: Some(bucket.to_owned()),
+            key: Some(key.to_owned()),
+            e_tag: Some(etag(&current.etag)),
+            version_id: current.version_id,
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_type: sums.checksum_type,
+            ..Default::default()
+        }
+    })
 }

@@ -17,6 +17,10 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     let trailers = req.trailing_headers;
     let input = req.input;
     check_key(&input.key)?;
+    crate::convert::refuse_encryption(
+        input.server_side_encryption.is_some(),
+        input.sse_customer_algorithm.is_some(),
+    )?;
     if let Some(class) = &input.storage_class
         && !matches!(
             class.as_str(),
@@ -30,7 +34,7 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     }
     let headers = ObjectHeaders {
         content_type: input.content_type.clone(),
-        content_encoding: input.content_encoding.clone(),
+        content_encoding: crate::body::stored_content_encoding(input.content_encoding.clone()),
         content_disposition: input.content_disposition.clone(),
         content_language: input.content_language.clone(),
         cache_control: input.cache_control.clone(),

@@ -19,6 +19,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::keys;
 use crate::list::{self, ListPage, ListQuery, VersionEntry};
 use crate::meta::{MetaStore, ReadTxn, Table, WriteTxn};
+use crate::record::Checksums;
 use crate::record::{BlobRef, BucketRecord, ObjectData, ObjectVersion, PartRecord, UploadRecord, Versioning};
 
 /// A check run inside the write transaction against the key's current version (`None` when
@@ -341,28 +342,40 @@ impl Catalog {
         .await
     }
 
+    /// Deletes an empty bucket (no versions, no delete markers). Multipart uploads still in
+    /// progress do not keep it alive: as S3 does, they are aborted with it.
     pub async fn delete_bucket(&self, bucket: &str) -> StoreResult<()> {
         let bucket = bucket.to_owned();
-        self.blocking(move |meta, _| {
-            write_with(meta, move |txn| {
-                load_bucket(txn, &bucket)?;
-                let start = keys::bucket_prefix(&bucket);
-                let end = keys::bucket_end(&bucket);
-                for table in [Table::Versions, Table::Uploads] {
-                    if !txn.scan(table, &start, Some(&end), 1)?.is_empty() {
+        let freed = self
+            .blocking(move |meta, _| {
+                write_with(meta, move |txn| {
+                    load_bucket(txn, &bucket)?;
+                    let start = keys::bucket_prefix(&bucket);
+                    let end = keys::bucket_end(&bucket);
+                    if !txn.scan(Table::Versions, &start, Some(&end), 1)?.is_empty() {
                         return Err(StoreError::BucketNotEmpty(bucket));
                     }
-                }
-                // Tombstones only guard against late replicas of deleted objects; they go with
-                // the bucket.
-                for (raw, _) in txn.scan(Table::Tombstones, &start, Some(&end), usize::MAX)? {
-                    txn.delete(Table::Tombstones, &raw);
-                }
-                txn.delete(Table::Buckets, bucket.as_bytes());
-                Ok(())
+                    let mut freed = Vec::new();
+                    for (raw, value) in txn.scan(Table::Uploads, &start, Some(&end), usize::MAX)? {
+                        let upload: UploadRecord = decode("upload", &value)?;
+                        for (number, part) in all_parts(txn, &upload.upload_id)? {
+                            txn.delete(Table::Parts, &keys::part_key(&upload.upload_id, number));
+                            freed.push(part.blob);
+                        }
+                        txn.delete(Table::Uploads, &raw);
+                    }
+                    // Tombstones only guard against late replicas of deleted objects; they go
+                    // with the bucket.
+                    for (raw, _) in txn.scan(Table::Tombstones, &start, Some(&end), usize::MAX)? {
+                        txn.delete(Table::Tombstones, &raw);
+                    }
+                    txn.delete(Table::Buckets, bucket.as_bytes());
+                    Ok(freed)
+                })
             })
-        })
-        .await
+            .await?;
+        self.free(freed).await;
+        Ok(())
     }
 
     /// Changes a bucket's record (versioning, tags) in one transaction.
@@ -859,13 +872,29 @@ impl Catalog {
         chosen: Vec<(u32, String)>,
         precondition: Option<Precondition>,
     ) -> StoreResult<ObjectVersion> {
+        self.complete_upload_with_checksums(bucket, key, upload_id, chosen, precondition, Checksums::default())
+            .await
+    }
+
+    /// [`Catalog::complete_upload`], storing `checksums` (the composite checksum of the parts,
+    /// computed by the caller) with the object.
+    pub async fn complete_upload_with_checksums(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        chosen: Vec<(u32, String)>,
+        precondition: Option<Precondition>,
+        checksums: Checksums,
+    ) -> StoreResult<ObjectVersion> {
         let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
         let (stored, freed) = self
             .blocking(move |meta, ctx| {
                 write_with(meta, move |txn| {
                     let upload = load_upload(txn, &bucket, &key, &upload_id)?;
                     let all_parts = all_parts(txn, &upload_id)?;
-                    let version = assemble(&upload, &all_parts, &chosen)?;
+                    let mut version = assemble(&upload, &all_parts, &chosen)?;
+                    version.checksums = checksums;
                     if let Some(check) = precondition {
                         let current = latest_of(txn, &bucket, &key)?.filter(|v| !v.delete_marker);
                         check(current.as_ref())?;

@@ -915,14 +915,43 @@ async fn bucket_lifecycle(env: Env) {
     assert_err!(catalog.delete_bucket("a").await, StoreError::NoSuchBucket(_));
     assert_eq!(latest_bytes(&catalog, "ab", "k").await, b"data");
 
-    // An open multipart upload alone makes a bucket non-empty.
+    // An open multipart upload does not keep a bucket alive (as in S3): deleting the bucket
+    // aborts it and frees its parts.
     catalog
         .create_upload("alpha", "big", upload_record("u-alpha"))
         .await
         .expect("create upload");
-    assert_err!(catalog.delete_bucket("alpha").await, StoreError::BucketNotEmpty(_));
-    catalog.abort_upload("alpha", "big", "u-alpha").await.expect("abort");
-    catalog.delete_bucket("alpha").await.expect("delete after abort");
+    let blobs_before = catalog.blobs().list().await.expect("list blobs").len();
+    let part_blob = {
+        let mut w = catalog.blobs().create().await.expect("blob");
+        w.write(b"part").await.expect("write");
+        w.finish().await.expect("finish")
+    };
+    catalog
+        .put_part(
+            "alpha",
+            "big",
+            "u-alpha",
+            1,
+            valley_store::record::PartRecord {
+                etag: "e".into(),
+                size: 4,
+                blob: valley_store::record::BlobRef { id: part_blob, size: 4 },
+                last_modified_unix_ns: 0,
+                checksums: Default::default(),
+            },
+        )
+        .await
+        .expect("put part");
+    catalog
+        .delete_bucket("alpha")
+        .await
+        .expect("delete with an open upload");
+    assert_eq!(catalog.blobs().list().await.expect("list blobs").len(), blobs_before);
+    assert_err!(
+        catalog.upload("alpha", "big", "u-alpha").await,
+        StoreError::NoSuchBucket(_)
+    );
 
     // A delete marker alone makes a versioned bucket non-empty.
     set_versioning(&catalog, "zeta", Versioning::Enabled).await;

@@ -93,6 +93,11 @@ pub struct BucketRow {
     pub bucket: String,
     pub policy: PlacementPolicy,
     pub holders: Vec<Holder>,
+    /// Replication still owed for this bucket, summed over every hub's outbox.
+    pub backlog_entries: u64,
+    pub backlog_bytes: u64,
+    /// Age of the oldest undelivered entry anywhere.
+    pub lag_seconds: f64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -277,7 +282,8 @@ async fn status(hub: &Arc<Hub>) -> StatusReport {
         async move {
             if id == hub.id {
                 let inventory = hub.inventory().await.map_err(|e| e.to_string());
-                (id, inventory, Ok(hub.link_status().await))
+                let backlog = hub.bucket_backlog().await.unwrap_or_default();
+                (id, inventory, Ok(hub.link_status().await), backlog)
             } else {
                 let inventory = match hub.peer_get(&id, "inventory").await {
                     Ok(b) => serde_json::from_slice::<wire::Inventory>(&b).map_err(|e| e.to_string()),
@@ -287,11 +293,17 @@ async fn status(hub: &Arc<Hub>) -> StatusReport {
                     Ok(b) => serde_json::from_slice::<Vec<LinkStatus>>(&b).map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
-                (id, inventory, links)
+                let backlog = match hub.peer_get(&id, "backlog").await {
+                    Ok(b) => serde_json::from_slice::<Vec<valley_replicate::BucketBacklog>>(&b).unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                (id, inventory, links, backlog)
             }
         }
     });
-    for (id, inventory, hub_links) in futures::future::join_all(asks).await {
+    let mut backlogs: Vec<valley_replicate::BucketBacklog> = Vec::new();
+    for (id, inventory, hub_links, backlog) in futures::future::join_all(asks).await {
+        backlogs.extend(backlog);
         let h = hub.topology.hub(&id);
         hubs.push(HubRow {
             id: id.clone(),
@@ -333,10 +345,17 @@ async fn status(hub: &Arc<Hub>) -> StatusReport {
                 })
             })
             .collect();
+        let owed = backlogs.iter().filter(|r| r.bucket == bucket);
+        let backlog_entries = owed.clone().map(|r| r.entries).sum();
+        let backlog_bytes = owed.clone().map(|r| r.bytes).sum();
+        let lag_seconds = owed.map(|r| r.lag_seconds).fold(0.0, f64::max);
         buckets.push(BucketRow {
             bucket,
             policy,
             holders,
+            backlog_entries,
+            backlog_bytes,
+            lag_seconds,
         });
     }
     StatusReport {

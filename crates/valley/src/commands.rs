@@ -238,7 +238,15 @@ pub fn print_status(report: &StatusReport) {
         if !p.classifications.is_empty() {
             rule.push_str(&format!(", classified [{}]", p.classifications.join(",")));
         }
-        println!("  {} — {rule}", b.bucket);
+        let lag = if b.backlog_entries > 0 {
+            format!(
+                "  [replicating: {} entries, {} bytes, lag {:.1}s]",
+                b.backlog_entries, b.backlog_bytes, b.lag_seconds
+            )
+        } else {
+            String::new()
+        };
+        println!("  {} — {rule}{lag}", b.bucket);
         for h in &b.holders {
             let flag = if h.forbidden {
                 "  <-- NOT ALLOWED (removal pending)"

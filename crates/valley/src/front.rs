@@ -42,14 +42,23 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
         if req.uri().path() == HEALTH_PATH && matches!(*req.method(), Method::GET | Method::HEAD) {
             return Box::pin(async { Ok(text(StatusCode::OK, "ok\n")) });
         }
+        let request_id = hex::encode_upper(rand::random::<[u8; 8]>());
+        if let Some(refusal) = presign_refusal(req.uri().query(), &request_id) {
+            return Box::pin(async move { Ok(refusal) });
+        }
         let method = req.method().as_str().to_owned();
         let started = Instant::now();
         let metrics = self.metrics.clone();
         metrics.requests_in_flight.inc();
         let response = hyper::service::Service::call(&self.s3, req);
         Box::pin(async move {
-            let result = response.await;
+            let mut result = response.await;
             metrics.requests_in_flight.dec();
+            if let Ok(r) = &mut result
+                && let Ok(id) = http::HeaderValue::from_str(&request_id)
+            {
+                r.headers_mut().insert("x-amz-request-id", id);
+            }
             let status = result.as_ref().map_or(500, |r| r.status().as_u16());
             metrics
                 .requests
@@ -101,6 +110,9 @@ impl hyper::service::Service<Request<Incoming>> for AdminFront {
             }
             Ok(match (req.method(), req.uri().path()) {
                 (&Method::GET, "/metrics") => {
+                    if let Some(hub) = &hub {
+                        metrics.observe_network(hub).await;
+                    }
                     let mut res = Response::new(s3s::Body::from(metrics.encode()));
                     res.headers_mut().insert(
                         http::header::CONTENT_TYPE,
@@ -139,4 +151,32 @@ impl S3Host for VirtualHosts {
         }
         Ok(VirtualHost::new(host))
     }
+}
+
+/// Longest validity of a presigned URL, as S3 allows: seven days.
+const PRESIGNED_EXPIRES_SECS_MAX: i64 = 604_800;
+
+/// S3 refuses a presigned URL whose `X-Amz-Expires` is negative, malformed or over seven days
+/// (s3s only checks that the URL has not expired).
+fn presign_refusal(query: Option<&str>, request_id: &str) -> Option<Response<s3s::Body>> {
+    let value = query?.split('&').find_map(|pair| pair.strip_prefix("X-Amz-Expires="))?;
+    let message = match value.parse::<i64>() {
+        Ok(secs) if (0..=PRESIGNED_EXPIRES_SECS_MAX).contains(&secs) => return None,
+        Ok(secs) if secs < 0 => "X-Amz-Expires must be non-negative",
+        Ok(_) => "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+        Err(_) => "X-Amz-Expires should be a number",
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AuthorizationQueryParametersError</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
+    );
+    let mut res = Response::new(s3s::Body::from(body));
+    *res.status_mut() = StatusCode::FORBIDDEN;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    if let Ok(id) = http::HeaderValue::from_str(request_id) {
+        res.headers_mut().insert("x-amz-request-id", id);
+    }
+    Some(res)
 }

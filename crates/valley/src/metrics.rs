@@ -14,6 +14,18 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabel {
+    pub peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BucketLabel {
+    pub bucket: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabel {
     pub method: String,
 }
@@ -24,6 +36,13 @@ pub struct Metrics {
     pub request_seconds: Family<MethodLabel, Histogram>,
     pub requests_in_flight: Gauge,
     pub orphan_blobs_removed: Counter,
+    pub link_backlog_entries: Family<PeerLabel, Gauge>,
+    pub link_backlog_bytes: Family<PeerLabel, Gauge>,
+    pub link_lag_seconds: Family<PeerLabel, FloatGauge>,
+    pub link_reachable: Family<PeerLabel, Gauge>,
+    pub bucket_backlog_entries: Family<BucketLabel, Gauge>,
+    pub bucket_backlog_bytes: Family<BucketLabel, Gauge>,
+    pub bucket_lag_seconds: Family<BucketLabel, FloatGauge>,
 }
 
 impl Metrics {
@@ -55,12 +74,93 @@ impl Metrics {
             "Unreferenced blobs removed at start-up",
             orphan_blobs_removed.clone(),
         );
+        let link_backlog_entries = Family::<PeerLabel, Gauge>::default();
+        registry.register(
+            "replication_link_backlog_entries",
+            "Outbox entries not yet delivered, per peer",
+            link_backlog_entries.clone(),
+        );
+        let link_backlog_bytes = Family::<PeerLabel, Gauge>::default();
+        registry.register(
+            "replication_link_backlog_bytes",
+            "Object bytes not yet delivered, per peer",
+            link_backlog_bytes.clone(),
+        );
+        let link_lag_seconds = Family::<PeerLabel, FloatGauge>::default();
+        registry.register(
+            "replication_link_lag_seconds",
+            "Age of the oldest undelivered entry, per peer",
+            link_lag_seconds.clone(),
+        );
+        let link_reachable = Family::<PeerLabel, Gauge>::default();
+        registry.register(
+            "replication_link_reachable",
+            "1 when the last call to the peer got an answer",
+            link_reachable.clone(),
+        );
+        let bucket_backlog_entries = Family::<BucketLabel, Gauge>::default();
+        registry.register(
+            "replication_bucket_backlog_entries",
+            "Outbox entries not yet delivered, per bucket",
+            bucket_backlog_entries.clone(),
+        );
+        let bucket_backlog_bytes = Family::<BucketLabel, Gauge>::default();
+        registry.register(
+            "replication_bucket_backlog_bytes",
+            "Object bytes not yet delivered, per bucket",
+            bucket_backlog_bytes.clone(),
+        );
+        let bucket_lag_seconds = Family::<BucketLabel, FloatGauge>::default();
+        registry.register(
+            "replication_bucket_lag_seconds",
+            "Age of the oldest undelivered entry, per bucket",
+            bucket_lag_seconds.clone(),
+        );
         Self {
             registry,
+            link_backlog_entries,
+            link_backlog_bytes,
+            link_lag_seconds,
+            link_reachable,
+            bucket_backlog_entries,
+            bucket_backlog_bytes,
+            bucket_lag_seconds,
             requests,
             request_seconds,
             requests_in_flight,
             orphan_blobs_removed,
+        }
+    }
+
+    /// Refreshes the replication gauges from the hub's outbox and links.
+    pub async fn observe_network(&self, hub: &valley_replicate::Hub) {
+        for link in hub.link_status().await {
+            let label = PeerLabel {
+                peer: link.peer.clone(),
+            };
+            self.link_backlog_entries
+                .get_or_create(&label)
+                .set(i64::try_from(link.backlog_entries).unwrap_or(i64::MAX));
+            self.link_backlog_bytes
+                .get_or_create(&label)
+                .set(i64::try_from(link.backlog_bytes).unwrap_or(i64::MAX));
+            self.link_lag_seconds.get_or_create(&label).set(link.lag_seconds);
+            self.link_reachable.get_or_create(&label).set(i64::from(link.reachable));
+        }
+        self.bucket_backlog_entries.clear();
+        self.bucket_backlog_bytes.clear();
+        self.bucket_lag_seconds.clear();
+        for row in hub.bucket_backlog().await.unwrap_or_default() {
+            let label = BucketLabel {
+                bucket: row.bucket.clone(),
+            };
+            self.bucket_backlog_entries
+                .get_or_create(&label)
+                .set(i64::try_from(row.entries).unwrap_or(i64::MAX));
+            self.bucket_backlog_bytes
+                .get_or_create(&label)
+                .set(i64::try_from(row.bytes).unwrap_or(i64::MAX));
+            self.bucket_lag_seconds.get_or_create(&label).set(row.lag_seconds);
         }
     }
 

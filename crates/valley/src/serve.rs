@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use s3s::auth::SimpleAuth;
 use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
@@ -19,6 +18,9 @@ use crate::cli::ServeArgs;
 use crate::front::{AdminFront, S3Front, VirtualHosts};
 use crate::metrics::Metrics;
 
+/// s3s logs every refused client request at ERROR; those are the client's errors, not the
+/// hub's, so they stay out of the default log (VALLEY_LOG=info,s3s=debug brings them back).
+const DEFAULT_LOG_FILTER: &str = "info,s3s::ops=off";
 /// Longest wait for a client's request headers (slowloris defence).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most headers in one request.
@@ -44,7 +46,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VALLEY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -121,9 +123,9 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
             api = api.with_gate(Arc::new(HubGate(hub.clone())));
         }
         let mut builder = S3ServiceBuilder::new(api);
-        builder.set_auth(SimpleAuth::from_single(
-            credentials.access_key.clone(),
-            credentials.secret_key.clone(),
+        builder.set_auth(valley_s3::RootAuth::new(
+            &credentials.access_key,
+            &credentials.secret_key,
         ));
         builder.set_host(VirtualHosts {
             domains: args.domains.clone(),
