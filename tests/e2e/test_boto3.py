@@ -1130,3 +1130,23 @@ def test_fixes_found_by_s3_tests(s3, bucket):
     first = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=mp["UploadId"], MultipartUpload=parts)
     again = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=mp["UploadId"], MultipartUpload=parts)
     assert again["ETag"] == first["ETag"]
+
+
+def test_get_object_attributes(s3, bucket):
+    mp = s3.create_multipart_upload(Bucket=bucket, Key="mp", ChecksumAlgorithm="SHA256")
+    parts = []
+    for n, fill in ((1, b"a"), (2, b"b")):
+        size = (5 << 20) if n == 1 else 1000
+        r = s3.upload_part(Bucket=bucket, Key="mp", UploadId=mp["UploadId"], PartNumber=n, Body=fill * size,
+                           ChecksumAlgorithm="SHA256")
+        parts.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumSHA256": r["ChecksumSHA256"]})
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=mp["UploadId"],
+                                        MultipartUpload={"Parts": parts})
+    assert done["ChecksumSHA256"].endswith("-2")
+    attrs = s3.get_object_attributes(Bucket=bucket, Key="mp",
+                                     ObjectAttributes=["ETag", "Checksum", "ObjectParts", "ObjectSize", "StorageClass"])
+    assert attrs["ObjectSize"] == (5 << 20) + 1000
+    assert attrs["ObjectParts"]["TotalPartsCount"] == 2
+    assert attrs["Checksum"]["ChecksumSHA256"] == done["ChecksumSHA256"]
+    assert attrs["Checksum"]["ChecksumType"] == "COMPOSITE"
+    assert '"' + attrs["ETag"] + '"' == done["ETag"] or attrs["ETag"] == done["ETag"]

@@ -262,13 +262,16 @@ pub async fn ingest_stream(
 /// The Content-Encoding to store: the client's, without `aws-chunked`, which only describes
 /// how the request body was framed on the wire (S3 drops it too).
 pub fn stored_content_encoding(raw: Option<String>) -> Option<String> {
+    let raw = raw?;
+    if !raw.to_ascii_lowercase().contains("aws-chunked") {
+        return Some(raw);
+    }
     let kept: Vec<&str> = raw
-        .as_deref()?
         .split(',')
         .map(str::trim)
         .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
         .collect();
-    (!kept.is_empty()).then(|| kept.join(","))
+    (!kept.is_empty()).then(|| kept.join(", "))
 }
 
 #[cfg(test)]
@@ -287,6 +290,14 @@ mod tests {
             Some("br")
         );
         assert_eq!(stored_content_encoding(Some("gzip".into())).as_deref(), Some("gzip"));
+        assert_eq!(
+            stored_content_encoding(Some("deflate, gzip".into())).as_deref(),
+            Some("deflate, gzip")
+        );
+        assert_eq!(
+            stored_content_encoding(Some("deflate, gzip, aws-chunked".into())).as_deref(),
+            Some("deflate, gzip")
+        );
         assert_eq!(stored_content_encoding(None), None);
     }
 }

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 
 /// s3s logs every refused client request at ERROR; those are the client's errors, not the
 /// hub's, so they stay out of the default log (VALLEY_LOG=info,s3s=debug brings them back).
-const DEFAULT_LOG_FILTER: &str = "info,s3s::ops=off";
+const DEFAULT_LOG_FILTER: &str = "info,s3s::ops=off,s3s::service=off";
 /// Longest wait for a client's request headers (slowloris defence).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most headers in one request.
