@@ -340,7 +340,7 @@ pub async fn attributes(
             .any(|a| a.trim() == name)
     };
     let sums = checksum_fields(&version.checksums, true);
-    let checksum = (wants(ObjectAttributes::CHECKSUM) && sums.checksum_type.is_some()).then(|| Checksum {
+    let checksum = (wants(ObjectAttributes::CHECKSUM) && sums.checksum_type.is_some()).then_some(Checksum {
         checksum_crc32: sums.crc32,
         checksum_crc32c: sums.crc32c,
         checksum_sha1: sums.sha1,
