@@ -1,0 +1,21 @@
+"""`valley demo` starts the whole example network on loopback, writes sample data under
+contrasting policies, shows a refused write, and reports where every copy went. It exits
+non-zero if any copy sits where its policy forbids it."""
+
+import subprocess
+
+from conftest import valley_bin
+
+
+def test_demo_runs_the_example_network_and_places_every_copy_lawfully(tmp_path):
+    result = subprocess.run([str(valley_bin()), "demo", "--dir", str(tmp_path / "demo")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "All hubs are up." in out
+    assert "HTTP 403" in out and "only in jurisdictions [CN]" in out
+    assert "Every copy is where its policy allows" in out
+    # cn-personal: two CN hubs in different failure domains; nothing in HK or EU.
+    section = out.split("cn-personal —", 1)[1].split("\n  ", 1)[0]
+    holders = [line.split()[0] for line in out.split("cn-personal —", 1)[1].splitlines()[1:3]]
+    assert len(holders) == 2 and "frankfurt" not in holders and "hong-kong" not in holders, section
