@@ -80,6 +80,11 @@ pub fn load_grants(txn: &dyn ReadTxn) -> StoreResult<Vec<GrantRecord>> {
         .collect()
 }
 
+/// The grants alone, as the policy engine takes them.
+pub fn grants(txn: &dyn ReadTxn) -> StoreResult<Vec<Grant>> {
+    Ok(load_grants(txn)?.into_iter().map(|g| g.grant).collect())
+}
+
 pub fn put_grant(txn: &mut dyn WriteTxn, record: &GrantRecord) -> StoreResult<bool> {
     let key = format!("{GRANT_PREFIX}{}", record.grant.id);
     if let Some(raw) = txn.get(Table::Control, key.as_bytes())? {

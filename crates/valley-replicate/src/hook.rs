@@ -7,7 +7,7 @@ use valley_policy::{PlacementPolicy, Topology, Transfer, TransferKind, decide, p
 use valley_store::record::ObjectVersion;
 use valley_store::{ReadTxn, StoreError, StoreResult, VersionHook, WriteTxn};
 
-use crate::control::{load_grants, load_policy};
+use crate::control::load_policy;
 use crate::outbox::{self, OutboxEntry, Shipment};
 
 /// The policy a bucket is under, as this hub knows it: its record, else the default for a
@@ -49,7 +49,7 @@ pub struct OutboxHook {
 impl OutboxHook {
     fn policy_and_write_check(&self, txn: &dyn ReadTxn, bucket: &str, bytes: u64) -> StoreResult<PlacementPolicy> {
         let policy = effective_policy(txn, &self.topology, &self.hub, bucket)?;
-        let grants: Vec<_> = load_grants(txn)?.into_iter().map(|g| g.grant).collect();
+        let grants = crate::control::grants(txn)?;
         let decision = decide(
             &self.topology,
             &grants,

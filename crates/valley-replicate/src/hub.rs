@@ -441,7 +441,7 @@ impl Hub {
         let found = self
             .read(move |txn| {
                 let policy = effective_policy(txn, &topology, &id, &bucket_name)?;
-                let grants: Vec<Grant> = control::load_grants(txn)?.into_iter().map(|g| g.grant).collect();
+                let grants = control::grants(txn)?;
                 Ok((policy, grants))
             })
             .await;

@@ -168,6 +168,17 @@ async fn settle(
     }
 }
 
+/// POSTs a JSON body to a peer call.
+async fn post_json(hub: &Hub, endpoint: &str, route: &str, body: &impl serde::Serialize) -> Result<(), PeerError> {
+    let body = serde_json::to_vec(body).map_err(|e| PeerError::Unreachable(e.to_string()))?;
+    let path = format!("{}{route}", wire::PREFIX);
+    let headers = [("content-type", "application/json".to_owned())];
+    hub.client
+        .call(http::Method::POST, endpoint, &path, &headers, client::full(body), 0)
+        .await?;
+    Ok(())
+}
+
 /// Ships one entry; the policy engine decides every object transfer again at send time,
 /// since the policy or a grant may have changed since the write.
 async fn ship(hub: &Arc<Hub>, peer: &str, entry: &OutboxEntry) -> Result<Shipped, PeerError> {
@@ -178,18 +189,7 @@ async fn ship(hub: &Arc<Hub>, peer: &str, entry: &OutboxEntry) -> Result<Shipped
         .ok_or_else(|| PeerError::Unreachable(format!("hub {peer} has no peer endpoint")))?;
     match &entry.shipment {
         Shipment::Control { change } => {
-            let body = serde_json::to_vec(change).map_err(|e| PeerError::Unreachable(e.to_string()))?;
-            let path = format!("{}control", wire::PREFIX);
-            hub.client
-                .call(
-                    http::Method::POST,
-                    &endpoint,
-                    &path,
-                    &[("content-type", "application/json".into())],
-                    client::full(body),
-                    0,
-                )
-                .await?;
+            post_json(hub, &endpoint, "control", change).await?;
             Ok(Shipped::Delivered)
         }
         Shipment::Delete {
@@ -206,18 +206,7 @@ async fn ship(hub: &Arc<Hub>, peer: &str, entry: &OutboxEntry) -> Result<Shipped
                 hlc: *hlc,
                 origin: origin.clone(),
             };
-            let body = serde_json::to_vec(&message).map_err(|e| PeerError::Unreachable(e.to_string()))?;
-            let path = format!("{}delete", wire::PREFIX);
-            hub.client
-                .call(
-                    http::Method::POST,
-                    &endpoint,
-                    &path,
-                    &[("content-type", "application/json".into())],
-                    client::full(body),
-                    0,
-                )
-                .await?;
+            post_json(hub, &endpoint, "delete", &message).await?;
             Ok(Shipped::Delivered)
         }
         Shipment::Put {
@@ -251,7 +240,7 @@ async fn ship_object(
         let (topology, id, b) = (hub.topology.clone(), hub.id.clone(), bucket.to_owned());
         hub.read(move |txn| {
             let policy = effective_policy(txn, &topology, &id, &b)?;
-            let grants: Vec<_> = control::load_grants(txn)?.into_iter().map(|g| g.grant).collect();
+            let grants = control::grants(txn)?;
             Ok((policy, grants))
         })
         .await

@@ -174,7 +174,7 @@ async fn receive_object(hub: &Arc<Hub>, from: &str, query: &str, req: Request<In
             let Some(record) = control::load_policy(txn, &b)? else {
                 return Ok(None);
             };
-            let grants: Vec<_> = control::load_grants(txn)?.into_iter().map(|g| g.grant).collect();
+            let grants = control::grants(txn)?;
             let _ = (&topology, &id);
             Ok(Some((record.policy, grants)))
         })
