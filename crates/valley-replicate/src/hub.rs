@@ -63,6 +63,11 @@ pub struct Hub {
     pub(crate) links: Mutex<BTreeMap<String, LinkStatus>>,
     audit: Arc<AuditLog>,
     clock: HlcClock,
+    /// Policies read by the S3 front's per-request residency check, so that check costs a map
+    /// lookup instead of a store read. Entries are dropped whenever this process applies a
+    /// policy change (the only way policy records change), and reloaded on the next miss.
+    /// The number counts invalidations, so a read that raced with a change is not cached.
+    policy_cache: Mutex<(u64, std::collections::HashMap<String, PlacementPolicy>)>,
 }
 
 /// The hook to install in the catalog before building the [`Hub`] (they share `wake`).
@@ -120,6 +125,7 @@ impl Hub {
             links: Mutex::new(links),
             audit,
             clock: HlcClock::new(),
+            policy_cache: Mutex::new((0, std::collections::HashMap::new())),
         })
     }
 
@@ -437,15 +443,28 @@ impl Hub {
 
     /// Whether this hub may take a client's write into `bucket`: `Err` names the rule.
     pub async fn check_write(&self, bucket: &str) -> Result<(), String> {
-        let (topology, id, bucket_name) = (self.topology.clone(), self.id.clone(), bucket.to_owned());
-        let found = self
-            .read(move |txn| {
-                let policy = effective_policy(txn, &topology, &id, &bucket_name)?;
-                let grants = control::grants(txn)?;
-                Ok((policy, grants))
-            })
-            .await;
-        let (policy, grants) = found.map_err(|e| e.to_string())?;
+        let (generation, cached) = match self.policy_cache.lock() {
+            Ok(c) => (c.0, c.1.get(bucket).cloned()),
+            Err(_) => (u64::MAX, None),
+        };
+        let policy = match cached {
+            Some(policy) => policy,
+            None => {
+                let (topology, id, bucket_name) = (self.topology.clone(), self.id.clone(), bucket.to_owned());
+                let policy = self
+                    .read(move |txn| effective_policy(txn, &topology, &id, &bucket_name))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if let Ok(mut cache) = self.policy_cache.lock()
+                    && cache.0 == generation
+                {
+                    cache.1.insert(bucket.to_owned(), policy.clone());
+                }
+                policy
+            }
+        };
+        // A write into this hub never crosses a border: grants do not enter into it.
+        let grants: Vec<Grant> = Vec::new();
         let decision = valley_policy::decide(
             &self.topology,
             &grants,

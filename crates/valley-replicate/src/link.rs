@@ -20,7 +20,7 @@ use crate::outbox::{self, OutboxEntry, Shipment};
 use crate::wire;
 
 /// Entries in flight on one link at once: enough to fill a long, fat pipe with small objects.
-const LINK_WINDOW: usize = 8;
+const LINK_WINDOW: usize = 32;
 /// Outbox entries loaded per scan.
 const OUTBOX_SCAN: usize = 4096;
 /// Longest sleep between outbox scans (new entries also wake the worker at once).
@@ -48,34 +48,47 @@ async fn run(hub: Arc<Hub>, peer: String) {
     let mut queue = LinkQueue::new(LINK_WINDOW, BACKOFF);
     let mut known: HashMap<u64, OutboxEntry> = HashMap::new();
     let mut in_flight = FuturesUnordered::new();
+    // Only entries newer than the last scan are read: a worker re-reading its whole backlog
+    // after every delivery would cost time quadratic in the backlog.
+    let mut scan_from = 0u64;
+    let mut scan_now = true;
     loop {
         let now = now_unix_ms();
-        let scan = {
-            let peer = peer.clone();
-            hub.read(move |txn| outbox::pending(txn, &peer, OUTBOX_SCAN)).await
-        };
-        match scan {
-            Ok(entries) => {
-                for (seq, entry) in entries {
-                    queue.enqueue(seq, now);
-                    known.entry(seq).or_insert(entry);
+        if scan_now {
+            let scan = {
+                let peer = peer.clone();
+                hub.read(move |txn| outbox::pending_from(txn, &peer, scan_from, OUTBOX_SCAN))
+                    .await
+            };
+            match scan {
+                Ok(entries) => {
+                    // A full batch means more are waiting: read on at the next turn.
+                    scan_now = entries.len() == OUTBOX_SCAN;
+                    for (seq, entry) in entries {
+                        queue.enqueue(seq, now);
+                        known.entry(seq).or_insert(entry);
+                        scan_from = scan_from.max(seq + 1);
+                    }
+                }
+                Err(e) => {
+                    scan_now = false;
+                    tracing::error!(peer, error = %e, "reading the outbox failed");
                 }
             }
-            Err(e) => tracing::error!(peer, error = %e, "reading the outbox failed"),
+            let (bytes, oldest) = known
+                .values()
+                .fold((0u64, u64::MAX), |(b, o), e| (b + e.bytes, o.min(e.created_unix_ms)));
+            let backlog = known.len() as u64;
+            hub.update_link(&peer, |l| {
+                l.backlog_entries = backlog;
+                l.backlog_bytes = bytes;
+                l.lag_seconds = if backlog == 0 {
+                    0.0
+                } else {
+                    now.saturating_sub(oldest) as f64 / 1000.0
+                };
+            });
         }
-        let (bytes, oldest) = known
-            .values()
-            .fold((0u64, u64::MAX), |(b, o), e| (b + e.bytes, o.min(e.created_unix_ms)));
-        let backlog = known.len() as u64;
-        hub.update_link(&peer, |l| {
-            l.backlog_entries = backlog;
-            l.backlog_bytes = bytes;
-            l.lag_seconds = if backlog == 0 {
-                0.0
-            } else {
-                now.saturating_sub(oldest) as f64 / 1000.0
-            };
-        });
         for seq in queue.take_due(now) {
             let Some(entry) = known.get(&seq).cloned() else {
                 queue.ack(seq);
@@ -95,8 +108,8 @@ async fn run(hub: Arc<Hub>, peer: String) {
             Some((seq, entry, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 settle(&hub, &peer, &mut queue, &mut known, seq, &entry, result).await;
             }
-            () = hub.wake.notified() => {}
-            () = tokio::time::sleep(wait) => {}
+            () = hub.wake.notified() => scan_now = true,
+            () = tokio::time::sleep(wait) => scan_now = true,
         }
     }
 }

@@ -83,7 +83,19 @@ pub fn push(txn: &mut dyn WriteTxn, peer: &str, entry: &OutboxEntry) -> StoreRes
 
 /// Up to `limit` pending entries for `peer`, oldest first.
 pub fn pending(txn: &dyn ReadTxn, peer: &str, limit: usize) -> StoreResult<Vec<(u64, OutboxEntry)>> {
-    let start = entry_key(peer, 0);
+    pending_from(txn, peer, 0, limit)
+}
+
+/// Up to `limit` pending entries for `peer` with sequence numbers from `first_seq` on. Entries
+/// become visible in sequence order (one committer assigns and commits them), so a worker can
+/// read only what is new since its last scan.
+pub fn pending_from(
+    txn: &dyn ReadTxn,
+    peer: &str,
+    first_seq: u64,
+    limit: usize,
+) -> StoreResult<Vec<(u64, OutboxEntry)>> {
+    let start = entry_key(peer, first_seq);
     let mut end = peer.as_bytes().to_vec();
     end.push(1);
     txn.scan(Table::Outbox, &start, Some(&end), limit)?

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Replication benchmarks between two hubs over an emulated WAN link (measured, never a gate).
+
+    .venv/bin/python scripts/bench_replication.py [--quick]
+
+Starts two real hubs (zhangjiakou, gui-an) on loopback with a real fault proxy in front of
+gui-an's peer port, and measures:
+
+1. replication throughput over a 200 ms RTT link with a bandwidth cap and "2 % loss" (emulated,
+   as TCP sees loss, by stalls of 200–1000 ms on 2 % of 1448-byte segments: this is a model of
+   retransmission stalls, not packet drops), as a fraction of the emulated link's bandwidth;
+2. the convergence time of N small objects written during a partition, after it heals;
+3. the cost of the policy check on a PUT: small-object PUT latency on a hub of a network versus a
+   lone hub (same binary, same machine), with valley-bench.
+
+Needs target/release/{valley,valley-faultproxy,valley-bench} and the test venv (boto3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+from conftest import ACCESS_KEY, SECRET_KEY, ValleyServer  # noqa: E402
+from network import Network  # noqa: E402
+
+HUBS = [
+    ("zhangjiakou", "CN", "east", "north-china-grid"),
+    ("gui-an", "CN", "west", "southern-grid"),
+]
+
+
+def replicated_bucket(net: Network, name: str) -> None:
+    net.s3("zhangjiakou").create_bucket(Bucket=name)
+    net.cli("zhangjiakou", "bucket", "policy", "set", name, "--jurisdictions", "CN", "--copies", "2",
+            "--distinct-failure-domains")
+    deadline = time.time() + 30
+    while "copies = 2" not in net.cli("gui-an", "bucket", "policy", "show", name, check=False).stdout:
+        if time.time() > deadline:
+            raise SystemExit("policy did not reach gui-an")
+        time.sleep(0.1)
+
+
+def wait_drained(net: Network, timeout: float) -> float:
+    start = time.time()
+    while time.time() - start < timeout:
+        status = net.status("zhangjiakou")
+        link = next(l for l in status["links"] if l["from"] == "zhangjiakou" and l["to"] == "gui-an")
+        if link["backlog_entries"] == 0:
+            return time.time() - start
+        time.sleep(0.2)
+    raise SystemExit(f"backlog did not drain within {timeout}s")
+
+
+def throughput(net: Network, objects: int, size: int, cap: int) -> dict:
+    proxy = net.proxies["gui-an"]
+    proxy.command({"cmd": "set", "latency_ms": 100, "jitter_ms": 0, "bandwidth_bytes_per_sec": cap,
+                   "stall_probability": 0.02, "stall_ms_min": 200, "stall_ms_max": 1000})
+    bucket = "bench-thru"
+    replicated_bucket(net, bucket)
+    s3 = net.s3("zhangjiakou")
+    body = os.urandom(size)
+    proxy.command({"cmd": "partition"})
+    for i in range(objects):
+        s3.put_object(Bucket=bucket, Key=f"o{i:04d}", Body=body)
+    before = proxy.command({"cmd": "stats"})["stats"]
+    proxy.command({"cmd": "heal"})
+    seconds = wait_drained(net, timeout=3600)
+    after = proxy.command({"cmd": "stats"})["stats"]
+    proxy.command({"cmd": "set", "latency_ms": 0, "bandwidth_bytes_per_sec": 0, "stall_probability": 0.0})
+    moved = objects * size
+    rate = moved / seconds
+    return {"objects": objects, "object_bytes": size, "seconds": round(seconds, 2),
+            "payload_mib_s": round(rate / 2**20, 2), "link_cap_mib_s": round(cap / 2**20, 2),
+            "fraction_of_link": round(rate / cap, 3), "stalls": after["stalls"] - before["stalls"],
+            "wire_bytes": after["bytes_upstream"] - before["bytes_upstream"]}
+
+
+def convergence(net: Network, objects: int) -> dict:
+    proxy = net.proxies["gui-an"]
+    bucket = "bench-heal"
+    replicated_bucket(net, bucket)
+    s3 = net.s3("zhangjiakou")
+    proxy.command({"cmd": "partition"})
+    started = time.time()
+    for i in range(objects):
+        s3.put_object(Bucket=bucket, Key=f"k{i:05d}", Body=b"x" * 1024)
+    written = time.time() - started
+    proxy.command({"cmd": "heal"})
+    seconds = wait_drained(net, timeout=3600)
+    return {"objects": objects, "object_bytes": 1024, "write_seconds": round(written, 1),
+            "converge_seconds_after_heal": round(seconds, 2)}
+
+
+def put_latency(endpoint: str, label: str, seconds: int) -> dict:
+    out = Path(tempfile.mkdtemp()) / f"{label}.json"
+    subprocess.run([str(ROOT / "target/release/valley-bench"), "--endpoint", endpoint, "--access-key", ACCESS_KEY,
+                    "--secret-key", SECRET_KEY, "--bucket", f"lat-{label}", "--json", str(out), "small",
+                    "--duration", str(seconds)], check=True, capture_output=True)
+    data = json.loads(out.read_text())
+    phases = data.get("phases") or data.get("results") or data
+    put = next(p for p in phases if p.get("op") == "put" or p.get("phase") == "put")
+    return put
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="valley-bench-repl-"))
+    net = Network(work, hubs=HUBS, proxied=("gui-an",))
+    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load": os.getloadavg()}
+    try:
+        net.start_all()
+        cap = 4 * 2**20 if args.quick else 8 * 2**20
+        results["throughput"] = throughput(net, objects=8 if args.quick else 24, size=4 * 2**20, cap=cap)
+        print("throughput", results["throughput"], flush=True)
+        results["convergence"] = convergence(net, objects=1000 if args.quick else 10_000)
+        print("convergence", results["convergence"], flush=True)
+        seconds = 5 if args.quick else 15
+        net.s3("zhangjiakou").create_bucket(Bucket="lat-network")
+        lone = ValleyServer(work / "lone")
+        lone.start()
+        try:
+            results["put_network"] = put_latency(net.s3_endpoint("zhangjiakou"), "network", seconds)
+            results["put_lone"] = put_latency(lone.endpoint, "lone", seconds)
+        finally:
+            lone.stop()
+        print("put on a network hub", results["put_network"], flush=True)
+        print("put on a lone hub   ", results["put_lone"], flush=True)
+    finally:
+        net.stop_all()
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
