@@ -499,19 +499,7 @@ impl Catalog {
                     match record.versioning {
                         Versioning::Unversioned => {
                             let freed = remove_null_version(txn, &bucket, &key)?;
-                            let tombstone = ObjectVersion {
-                                version_id: None,
-                                hlc: ctx.clock.now().0,
-                                origin: ctx.origin.to_string(),
-                                delete_marker: true,
-                                size: 0,
-                                etag: String::new(),
-                                data: ObjectData::Inline(Vec::new()),
-                                headers: Default::default(),
-                                checksums: Default::default(),
-                                tags: Vec::new(),
-                                part_sizes: Vec::new(),
-                            };
+                            let tombstone = ObjectVersion::delete_marker(ctx.clock.now().0, &ctx.origin);
                             raise_tombstone(txn, &bucket, &key, tombstone.stamp())?;
                             if let Some(hook) = &ctx.hook {
                                 hook.on_local_delete(txn, &bucket, &key, &tombstone)?;
@@ -519,19 +507,8 @@ impl Catalog {
                             Ok((DeleteOutcome::default(), freed))
                         }
                         Versioning::Enabled | Versioning::Suspended => {
-                            let marker = ObjectVersion {
-                                version_id: None,
-                                hlc: 0,
-                                origin: String::new(),
-                                delete_marker: true,
-                                size: 0,
-                                etag: String::new(),
-                                data: ObjectData::Inline(Vec::new()),
-                                headers: Default::default(),
-                                checksums: Default::default(),
-                                tags: Vec::new(),
-                                part_sizes: Vec::new(),
-                            };
+                            // insert_version stamps it with the clock and this hub.
+                            let marker = ObjectVersion::delete_marker(0, "");
                             let (stored, freed) = insert_version(txn, &ctx, &bucket, &key, marker)?;
                             let outcome = DeleteOutcome {
                                 version_id: stored.version_id,

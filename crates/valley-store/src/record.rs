@@ -38,6 +38,24 @@ pub enum ObjectData {
 }
 
 impl ObjectVersion {
+    /// A delete marker (or an unversioned delete's tombstone) stamped `hlc` at `origin`.
+    #[must_use]
+    pub fn delete_marker(hlc: u64, origin: &str) -> Self {
+        Self {
+            version_id: None,
+            hlc,
+            origin: origin.to_owned(),
+            delete_marker: true,
+            size: 0,
+            etag: String::new(),
+            data: ObjectData::Inline(Vec::new()),
+            headers: ObjectHeaders::default(),
+            checksums: Checksums::default(),
+            tags: Vec::new(),
+            part_sizes: Vec::new(),
+        }
+    }
+
     /// The version's place in last-writer-wins order.
     #[must_use]
     pub fn stamp(&self) -> crate::keys::Stamp {
