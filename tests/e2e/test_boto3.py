@@ -1150,3 +1150,23 @@ def test_get_object_attributes(s3, bucket):
     assert attrs["Checksum"]["ChecksumSHA256"] == done["ChecksumSHA256"]
     assert attrs["Checksum"]["ChecksumType"] == "COMPOSITE"
     assert '"' + attrs["ETag"] + '"' == done["ETag"] or attrs["ETag"] == done["ETag"]
+
+
+def test_list_buckets_pages_with_max_buckets_and_continuation(s3, make_bucket):
+    names = sorted(make_bucket("page") for _ in range(5))
+    prefix = names[0][:4]
+    seen = []
+    token = None
+    while True:
+        kwargs = {"MaxBuckets": 2, "Prefix": prefix}
+        if token:
+            kwargs["ContinuationToken"] = token
+        page = s3.list_buckets(**kwargs)
+        got = [b["Name"] for b in page["Buckets"]]
+        assert len(got) <= 2
+        seen += got
+        token = page.get("ContinuationToken")
+        if not token:
+            break
+    assert [n for n in seen if n in names] == names
+    assert len(seen) == len(set(seen))

@@ -38,9 +38,38 @@ pub async fn head(s: &ValleyS3, req: S3Request<HeadBucketInput>) -> S3Result<S3R
     }))
 }
 
-pub async fn list(s: &ValleyS3, _req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
-    let buckets = s.catalog.list_buckets().await.map_err(s3_err)?;
-    let buckets = buckets
+/// Most buckets one ListBuckets page returns (S3's own limit for `max-buckets`).
+const LIST_BUCKETS_MAX: usize = 10_000;
+
+pub async fn list(s: &ValleyS3, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+    let input = req.input;
+    let max = match input.max_buckets {
+        None => LIST_BUCKETS_MAX,
+        Some(n) if (1..=10_000).contains(&n) => usize::try_from(n).unwrap_or(LIST_BUCKETS_MAX),
+        Some(_) => return Err(s3_error!(InvalidArgument, "max-buckets must be between 1 and 10000.")),
+    };
+    // The continuation token is the last bucket name of the previous page, hex-encoded.
+    let after = match input.continuation_token.as_deref().filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => Some(
+            hex::decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))?,
+        ),
+    };
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let mut matching = s
+        .catalog
+        .list_buckets()
+        .await
+        .map_err(s3_err)?
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(&prefix) && after.as_ref().is_none_or(|a| name > a));
+    let page: Vec<_> = matching.by_ref().take(max).collect();
+    let more = matching.next().is_some();
+    let next = more.then(|| page.last().map(|(name, _)| hex::encode(name))).flatten();
+    let buckets = page
         .into_iter()
         .map(|(name, record)| Bucket {
             name: Some(name),
@@ -51,7 +80,8 @@ pub async fn list(s: &ValleyS3, _req: S3Request<ListBucketsInput>) -> S3Result<S
     Ok(S3Response::new(ListBucketsOutput {
         buckets: Some(buckets),
         owner: Some(s.owner()),
-        ..Default::default()
+        continuation_token: next,
+        prefix: input.prefix,
     }))
 }
 
