@@ -330,21 +330,7 @@ pub async fn complete(
         )
         .await
         .map_err(s3_err)?;
-    let sums = crate::convert::checksum_fields(&stored.checksums, true);
-    Ok(S3Response::new(CompleteMultipartUploadOutput {
-        location: Some(format!("/{}/{}", input.bucket, input.key)),
-        bucket: Some(input.bucket),
-        key: Some(input.key),
-        e_tag: Some(etag(&stored.etag)),
-        version_id: stored.version_id,
-        checksum_crc32: sums.crc32,
-        checksum_crc32c: sums.crc32c,
-        checksum_sha1: sums.sha1,
-        checksum_sha256: sums.sha256,
-        checksum_crc64nvme: sums.crc64nvme,
-        checksum_type: sums.checksum_type,
-        ..Default::default()
-    }))
+    Ok(S3Response::new(complete_output(&input.bucket, &input.key, stored)))
 }
 
 pub async fn abort(
@@ -525,21 +511,28 @@ async fn completed_before(
     }
     let expected = format!("{}-{}", hex::encode(md5_of_md5s.finalize()), chosen.len());
     let current = s.catalog.object(bucket, key, None).await.ok()?;
-    (current.etag == expected).then(|| {
-        let sums = crate::convert::checksum_fields(&current.checksums, true);
-        CompleteMultipartUploadOutput {
-            location: Some(format!("/{bucket}/{key}")),
-            bucket: Some(bucket.to_owned()),
-            key: Some(key.to_owned()),
-            e_tag: Some(etag(&current.etag)),
-            version_id: current.version_id,
-            checksum_crc32: sums.crc32,
-            checksum_crc32c: sums.crc32c,
-            checksum_sha1: sums.sha1,
-            checksum_sha256: sums.sha256,
-            checksum_crc64nvme: sums.crc64nvme,
-            checksum_type: sums.checksum_type,
-            ..Default::default()
-        }
-    })
+    (current.etag == expected).then(|| complete_output(bucket, key, current))
+}
+
+/// The answer to a CompleteMultipartUpload that stored (or, on a retry, had stored) `version`.
+fn complete_output(
+    bucket: &str,
+    key: &str,
+    version: valley_store::record::ObjectVersion,
+) -> CompleteMultipartUploadOutput {
+    let sums = crate::convert::checksum_fields(&version.checksums, true);
+    CompleteMultipartUploadOutput {
+        location: Some(format!("/{bucket}/{key}")),
+        bucket: Some(bucket.to_owned()),
+        key: Some(key.to_owned()),
+        e_tag: Some(etag(&version.etag)),
+        version_id: version.version_id,
+        checksum_crc32: sums.crc32,
+        checksum_crc32c: sums.crc32c,
+        checksum_sha1: sums.sha1,
+        checksum_sha256: sums.sha256,
+        checksum_crc64nvme: sums.crc64nvme,
+        checksum_type: sums.checksum_type,
+        ..Default::default()
+    }
 }
