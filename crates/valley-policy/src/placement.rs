@@ -1,5 +1,7 @@
 //! Placement policies: where a bucket's data may live, how many copies, and where they go.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::topology::{Hub, Role, Topology};
@@ -115,10 +117,27 @@ impl PlacementPolicy {
 /// tiering rule (the object is older than `after_days`). Deterministic: every hub computes the
 /// same answer from the same inputs.
 pub fn place(policy: &PlacementPolicy, topology: &Topology, origin: &str, tiered: bool) -> Result<Vec<String>, String> {
+    place_avoiding(policy, topology, origin, tiered, &BTreeSet::new())
+}
+
+/// [`place`] with some hubs declared lost: they are passed over and the next hubs in the
+/// order take their copies. When too few hubs remain, the copies that can be placed are
+/// (a degraded placement, not an error): losing hubs must not stop writes. The policy must
+/// still be satisfiable on the whole network.
+pub fn place_avoiding(
+    policy: &PlacementPolicy,
+    topology: &Topology,
+    origin: &str,
+    tiered: bool,
+    lost: &BTreeSet<String>,
+) -> Result<Vec<String>, String> {
+    if !lost.is_empty() {
+        place_avoiding(policy, topology, origin, tiered, &BTreeSet::new())?;
+    }
     let tier_role = policy.tiering.as_ref().filter(|_| tiered).map(|t| t.role);
     let mut candidates: Vec<&Hub> = topology
         .hubs()
-        .filter(|h| policy.allows(h) && tier_role.is_none_or(|r| h.role == r))
+        .filter(|h| policy.allows(h) && tier_role.is_none_or(|r| h.role == r) && !lost.contains(&h.id))
         .collect();
     let rank = |h: &Hub| -> (u8, u64, String) {
         let first = if policy.home_hub.as_deref() == Some(h.id.as_str()) {
@@ -145,7 +164,7 @@ pub fn place(policy: &PlacementPolicy, topology: &Topology, origin: &str, tiered
         }
         chosen.push(hub);
     }
-    if chosen.len() < wanted {
+    if chosen.len() < wanted && lost.is_empty() {
         let how = if policy.distinct_failure_domains {
             " in distinct failure domains"
         } else {

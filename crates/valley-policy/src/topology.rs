@@ -88,6 +88,10 @@ pub struct Link {
     pub bandwidth_mbit: f64,
     #[serde(default)]
     pub loss: f64,
+    /// The most replication may send over this link, each way, in Mbit/s (none: no limit).
+    /// Keeps bulk copies from starving everything else that shares a cross-border line.
+    #[serde(default)]
+    pub replication_limit_mbit: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -172,10 +176,15 @@ impl Topology {
                     message: format!("link joins hub {:?} to itself", link.a),
                 });
             }
-            if !(0.0..1.0).contains(&link.loss) || link.rtt_ms < 0.0 || link.bandwidth_mbit <= 0.0 {
+            if !(0.0..1.0).contains(&link.loss)
+                || link.rtt_ms < 0.0
+                || link.bandwidth_mbit <= 0.0
+                || link.replication_limit_mbit.is_some_and(|m| m <= 0.0 || !m.is_finite())
+            {
                 return Err(TopologyError::Invalid {
                     line,
-                    message: "link needs rtt_ms >= 0, bandwidth_mbit > 0 and 0 <= loss < 1".into(),
+                    message: "link needs rtt_ms >= 0, bandwidth_mbit > 0, 0 <= loss < 1 and replication_limit_mbit > 0"
+                        .into(),
                 });
             }
             links.push(link);
@@ -249,7 +258,10 @@ fn canonical_hash(hubs: &BTreeMap<String, Hub>, links: &[Link]) -> String {
         .iter()
         .map(|l| {
             let (a, b) = if l.a <= l.b { (&l.a, &l.b) } else { (&l.b, &l.a) };
-            format!("link|{a}|{b}|{}|{}|{}", l.rtt_ms, l.bandwidth_mbit, l.loss)
+            format!(
+                "link|{a}|{b}|{}|{}|{}|{:?}",
+                l.rtt_ms, l.bandwidth_mbit, l.loss, l.replication_limit_mbit
+            )
         })
         .collect();
     sorted.sort();

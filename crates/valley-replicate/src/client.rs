@@ -75,6 +75,30 @@ impl PeerClient {
         body: Body,
         bytes_hint: u64,
     ) -> Result<Bytes, PeerError> {
+        let timeout = SMALL_REQUEST_TIMEOUT + Duration::from_secs(bytes_hint / TRANSFER_BYTES_PER_SEC_MIN);
+        tokio::time::timeout(timeout, async {
+            let response = self.open(method, endpoint, path_and_query, headers, body).await?;
+            Ok(response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| PeerError::Unreachable(e.to_string()))?
+                .to_bytes())
+        })
+        .await
+        .map_err(|_| PeerError::Unreachable(format!("no answer within {}s", timeout.as_secs())))?
+    }
+
+    /// Sends a signed request and returns a successful response with its body still to be
+    /// read (for streaming answers); a failure answer is read and turned into the error.
+    pub async fn open(
+        &self,
+        method: http::Method,
+        endpoint: &str,
+        path_and_query: &str,
+        headers: &[(&str, String)],
+        body: Body,
+    ) -> Result<http::Response<hyper::body::Incoming>, PeerError> {
         let time = auth::unix_now();
         let signature = auth::sign(&self.secret, method.as_str(), path_and_query, &self.identity, time);
         let mut builder = http::Request::builder()
@@ -88,28 +112,20 @@ impl PeerClient {
             builder = builder.header(*name, value);
         }
         let request = builder.body(body).map_err(|e| PeerError::Unreachable(e.to_string()))?;
-        let timeout = SMALL_REQUEST_TIMEOUT + Duration::from_secs(bytes_hint / TRANSFER_BYTES_PER_SEC_MIN);
-        let response = tokio::time::timeout(timeout, async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| PeerError::Unreachable(e.to_string()))?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| PeerError::Unreachable(e.to_string()))?
-                .to_bytes();
-            Ok::<_, PeerError>((status, body))
-        })
-        .await
-        .map_err(|_| PeerError::Unreachable(format!("no answer within {}s", timeout.as_secs())))??;
-        let (status, body) = response;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| PeerError::Unreachable(e.to_string()))?;
+        let status = response.status();
         if status.is_success() {
-            return Ok(body);
+            return Ok(response);
         }
+        let body = tokio::time::timeout(SMALL_REQUEST_TIMEOUT, response.into_body().collect())
+            .await
+            .map_err(|_| PeerError::Unreachable("error answer cut off".into()))?
+            .map_err(|e| PeerError::Unreachable(e.to_string()))?
+            .to_bytes();
         let message = String::from_utf8_lossy(&body).into_owned();
         if status == http::StatusCode::FORBIDDEN {
             return Err(PeerError::Refused(message));

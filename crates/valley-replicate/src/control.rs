@@ -10,6 +10,7 @@ use valley_store::{ReadTxn, StoreError, StoreResult, Table, WriteTxn};
 
 const POLICY_PREFIX: &str = "policy/";
 const GRANT_PREFIX: &str = "grant/";
+const HUB_PREFIX: &str = "hub/";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRecord {
@@ -28,12 +29,47 @@ pub struct GrantRecord {
     pub origin: String,
 }
 
+/// A hub declared lost for good (its site destroyed, its disks gone) or back in service. A
+/// lost hub is passed over by placement, so the copies it held are re-created on the next
+/// hubs the policy allows; anti-entropy does the copying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubStateRecord {
+    pub lost: bool,
+    /// Why, for the audit log and `valley status` (e.g. "no contact for 900 s", an operator's note).
+    #[serde(default)]
+    pub reason: String,
+    pub hlc: u64,
+    pub origin: String,
+}
+
 /// A control-plane change as it travels between hubs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ControlChange {
     Policy { bucket: String, record: PolicyRecord },
     Grant { record: GrantRecord },
+    HubState { hub: String, record: HubStateRecord },
+}
+
+impl ControlChange {
+    /// What the change is about and its stamp: equal identities are equal changes.
+    #[must_use]
+    pub fn identity(&self) -> String {
+        match self {
+            ControlChange::Policy { bucket, record } => format!("policy/{bucket}@{}@{}", record.hlc, record.origin),
+            ControlChange::Grant { record } => format!("grant/{}@{}@{}", record.grant.id, record.hlc, record.origin),
+            ControlChange::HubState { hub, record } => format!("hub/{hub}@{}@{}", record.hlc, record.origin),
+        }
+    }
+
+    #[must_use]
+    pub fn hlc(&self) -> u64 {
+        match self {
+            ControlChange::Policy { record, .. } => record.hlc,
+            ControlChange::Grant { record } => record.hlc,
+            ControlChange::HubState { record, .. } => record.hlc,
+        }
+    }
 }
 
 fn corrupt(what: &'static str, e: serde_json::Error) -> StoreError {
@@ -98,11 +134,65 @@ pub fn put_grant(txn: &mut dyn WriteTxn, record: &GrantRecord) -> StoreResult<bo
     Ok(true)
 }
 
+pub fn load_hub_states(txn: &dyn ReadTxn) -> StoreResult<Vec<(String, HubStateRecord)>> {
+    scan_prefix(txn, HUB_PREFIX)?
+        .into_iter()
+        .map(|(k, v)| {
+            Ok((
+                k,
+                serde_json::from_slice(&v).map_err(|e| corrupt("hub state record", e))?,
+            ))
+        })
+        .collect()
+}
+
+/// The hubs currently declared lost.
+pub fn lost_hubs(txn: &dyn ReadTxn) -> StoreResult<std::collections::BTreeSet<String>> {
+    Ok(load_hub_states(txn)?
+        .into_iter()
+        .filter(|(_, r)| r.lost)
+        .map(|(h, _)| h)
+        .collect())
+}
+
+pub fn put_hub_state(txn: &mut dyn WriteTxn, hub: &str, record: &HubStateRecord) -> StoreResult<bool> {
+    let key = format!("{HUB_PREFIX}{hub}");
+    if let Some(raw) = txn.get(Table::Control, key.as_bytes())? {
+        let old: HubStateRecord = serde_json::from_slice(&raw).map_err(|e| corrupt("hub state record", e))?;
+        if !newer((record.hlc, &record.origin), (old.hlc, &old.origin)) {
+            return Ok(false);
+        }
+    }
+    let raw = serde_json::to_vec(record).map_err(|e| corrupt("hub state record", e))?;
+    txn.put(Table::Control, key.as_bytes(), &raw);
+    Ok(true)
+}
+
+/// Every control record held, as the changes that would recreate it elsewhere.
+pub fn all_changes(txn: &dyn ReadTxn) -> StoreResult<Vec<ControlChange>> {
+    let mut out: Vec<ControlChange> = all_policies(txn)?
+        .into_iter()
+        .map(|(bucket, record)| ControlChange::Policy { bucket, record })
+        .collect();
+    out.extend(
+        load_grants(txn)?
+            .into_iter()
+            .map(|record| ControlChange::Grant { record }),
+    );
+    out.extend(
+        load_hub_states(txn)?
+            .into_iter()
+            .map(|(hub, record)| ControlChange::HubState { hub, record }),
+    );
+    Ok(out)
+}
+
 /// Applies a change received from a peer or made here.
 pub fn apply(txn: &mut dyn WriteTxn, change: &ControlChange) -> StoreResult<bool> {
     match change {
         ControlChange::Policy { bucket, record } => put_policy(txn, bucket, record),
         ControlChange::Grant { record } => put_grant(txn, record),
+        ControlChange::HubState { hub, record } => put_hub_state(txn, hub, record),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use valley_policy::{PlacementPolicy, Topology, Transfer, TransferKind, decide, place};
+use valley_policy::{PlacementPolicy, Topology, Transfer, TransferKind, decide, place_avoiding};
 use valley_store::record::ObjectVersion;
 use valley_store::{ReadTxn, StoreError, StoreResult, VersionHook, WriteTxn};
 
@@ -80,7 +80,8 @@ impl VersionHook for OutboxHook {
         version: &ObjectVersion,
     ) -> StoreResult<()> {
         let policy = self.policy_and_write_check(txn, bucket, version.size)?;
-        let targets = place(&policy, &self.topology, &self.hub, false)
+        let lost = crate::control::lost_hubs(txn)?;
+        let targets = place_avoiding(&policy, &self.topology, &self.hub, false, &lost)
             .map_err(|why| StoreError::Refused(format!("bucket {bucket:?}: {why}")))?;
         let shipment = Shipment::Put {
             bucket: bucket.to_owned(),

@@ -15,6 +15,7 @@ use crate::client::PeerClient;
 use crate::control::{self, ControlChange, GrantRecord, PolicyRecord};
 use crate::hook::{OutboxHook, effective_policy, now_unix_ms};
 use crate::outbox::{self, OutboxEntry, Shipment};
+use crate::transfer::RateLimit;
 
 /// What went wrong with a network operation, said for an operator.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,10 @@ pub struct Hub {
     /// policy change (the only way policy records change), and reloaded on the next miss.
     /// The number counts invalidations, so a read that raced with a change is not cached.
     policy_cache: Mutex<(u64, std::collections::HashMap<String, PlacementPolicy>)>,
+    /// Per-peer bandwidth limits from the topology's `replication_limit_mbit`.
+    rate_limits: BTreeMap<String, Arc<RateLimit>>,
+    /// Wakes anti-entropy early (a hub lost or back, a policy changed, a link healed).
+    pub(crate) repair_wake: Arc<tokio::sync::Notify>,
 }
 
 /// The hook to install in the catalog before building the [`Hub`] (they share `wake`).
@@ -115,6 +120,14 @@ impl Hub {
                 )
             })
             .collect();
+        let rate_limits = topology
+            .hubs()
+            .filter(|h| h.id != id)
+            .filter_map(|h| {
+                let mbit = topology.link(id, &h.id)?.replication_limit_mbit?;
+                Some((h.id.clone(), Arc::new(RateLimit::new(mbit * 1_000_000.0 / 8.0))))
+            })
+            .collect();
         Ok(Self {
             id: id.to_owned(),
             topology,
@@ -126,7 +139,14 @@ impl Hub {
             audit,
             clock: HlcClock::new(),
             policy_cache: Mutex::new((0, std::collections::HashMap::new())),
+            rate_limits,
+            repair_wake: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// The bandwidth limit on transfers to `peer`, if its link has one.
+    pub(crate) fn rate_limit(&self, peer: &str) -> Option<Arc<RateLimit>> {
+        self.rate_limits.get(peer).cloned()
     }
 
     #[must_use]
@@ -333,6 +353,43 @@ impl Hub {
         Ok(())
     }
 
+    /// Declares `hub` lost for good (placement passes it over; its copies are re-created on
+    /// other allowed hubs) or back in service, at every hub.
+    pub async fn set_hub_state(self: &Arc<Self>, hub: &str, lost: bool, reason: String) -> Result<(), HubError> {
+        if self.topology.hub(hub).is_none() {
+            return Err(HubError::NotFound(format!("no hub {hub:?} in the topology")));
+        }
+        if hub == self.id && lost {
+            return Err(HubError::Invalid(format!(
+                "hub {hub} cannot declare itself lost; ask another hub of the network"
+            )));
+        }
+        let detail = format!(
+            "hub {hub} declared {}: {reason}",
+            if lost { "lost" } else { "back in service" }
+        );
+        let record = control::HubStateRecord {
+            lost,
+            reason,
+            hlc: self.clock.now().0,
+            origin: self.id.clone(),
+        };
+        self.publish(ControlChange::HubState {
+            hub: hub.to_owned(),
+            record,
+        })
+        .await?;
+        tracing::warn!("{detail}");
+        self.audit(self.event(AuditKind::PolicyChange, detail).with_peer(hub))
+            .await;
+        Ok(())
+    }
+
+    /// Every hub's declared state (only hubs ever declared lost have one).
+    pub async fn hub_states(&self) -> Result<Vec<(String, control::HubStateRecord)>, HubError> {
+        Ok(self.read(control::load_hub_states).await?)
+    }
+
     pub async fn grants(&self) -> Result<Vec<Grant>, HubError> {
         Ok(self
             .read(control::load_grants)
@@ -366,10 +423,7 @@ impl Hub {
 
     /// Applies a control change received from `from`.
     pub async fn receive_control(self: &Arc<Self>, from: &str, change: ControlChange) -> Result<bool, HubError> {
-        self.clock.observe(valley_types::Hlc(match &change {
-            ControlChange::Policy { record, .. } => record.hlc,
-            ControlChange::Grant { record } => record.hlc,
-        }));
+        self.clock.observe(valley_types::Hlc(change.hlc()));
         if let ControlChange::Policy { bucket, .. } = &change {
             match self.catalog.create_bucket(bucket, None).await {
                 Ok(()) | Err(StoreError::BucketExists(_)) => {}
@@ -398,6 +452,15 @@ impl Hub {
                     ),
                     None,
                 ),
+                ControlChange::HubState { hub, record } => (
+                    AuditKind::PolicyChange,
+                    format!(
+                        "hub {hub} declared {} by {from}: {}",
+                        if record.lost { "lost" } else { "back in service" },
+                        record.reason
+                    ),
+                    None,
+                ),
             };
             let mut event = self.event(kind, detail).with_peer(from);
             if let Some(b) = bucket {
@@ -409,8 +472,12 @@ impl Hub {
         Ok(applied)
     }
 
-    /// A policy that no longer allows this hub strands its copies here: remove them.
+    /// A policy that no longer allows this hub strands its copies here: remove them. A policy
+    /// or hub-state change may move copies: start a repair round.
     async fn after_control_change(self: &Arc<Self>, change: &ControlChange) {
+        if matches!(change, ControlChange::Policy { .. } | ControlChange::HubState { .. }) {
+            self.repair_wake.notify_one();
+        }
         let ControlChange::Policy { bucket, record } = change else {
             return;
         };
@@ -515,6 +582,39 @@ impl Hub {
                 0,
             )
             .await
+    }
+
+    /// A signed POST of a JSON body to `peer`, answered with JSON.
+    pub(crate) async fn peer_post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        peer: &str,
+        route: &str,
+        body: &impl Serialize,
+    ) -> Result<T, crate::client::PeerError> {
+        use crate::client::PeerError;
+        let endpoint = self
+            .topology
+            .hub(peer)
+            .and_then(|h| h.peer_endpoint.clone())
+            .ok_or_else(|| PeerError::Unreachable(format!("hub {peer} has no peer endpoint")))?;
+        let body = serde_json::to_vec(body).map_err(|e| PeerError::Unreachable(e.to_string()))?;
+        let path = format!("{}{route}", crate::wire::PREFIX);
+        let headers = [("content-type", "application/json".to_owned())];
+        let answer = self
+            .client
+            .call(
+                http::Method::POST,
+                &endpoint,
+                &path,
+                &headers,
+                crate::client::full(body),
+                0,
+            )
+            .await?;
+        serde_json::from_slice(&answer).map_err(|e| PeerError::Failed {
+            status: 200,
+            message: format!("malformed answer to {route}: {e}"),
+        })
     }
 
     /// Every link's state; the backlog is read from the outbox itself, so it is exact at the

@@ -6,6 +6,9 @@
 //! - [`hook`]: the catalog hook that refuses forbidden writes and fills the outbox.
 //! - [`hub`]: one hub's network state and control-plane operations.
 //! - [`link`]: the per-peer workers that ship the outbox.
+//! - [`read_through`]: serving reads of versions held at other hubs.
+//! - [`repair`]: anti-entropy, re-creating copies of lost hubs, tiering.
+//! - [`transfer`]: sending one version (chunked, resumable, rate-limited, audited).
 //! - [`receive`] and [`wire`]: the peer protocol.
 //! - [`auth`] and [`client`]: signed requests between hubs.
 
@@ -17,7 +20,10 @@ pub mod hook;
 pub mod hub;
 pub mod link;
 pub mod outbox;
+pub mod read_through;
 pub mod receive;
+pub mod repair;
+pub mod transfer;
 pub mod wire;
 
 pub use hub::{BucketBacklog, Hub, HubError, LinkStatus, outbox_hook};

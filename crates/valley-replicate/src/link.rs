@@ -7,16 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use valley_audit::AuditKind;
-use valley_policy::{Transfer, TransferKind, decide};
-use valley_store::keys::{Stamp, origin_tag};
+use valley_policy::TransferKind;
 
 use crate::client::{self, PeerError};
-use crate::control;
 use crate::core::{Backoff, LinkQueue};
-use crate::hook::{effective_policy, now_unix_ms, today};
+use crate::hook::now_unix_ms;
 use crate::hub::Hub;
 use crate::outbox::{self, OutboxEntry, Shipment};
+use crate::transfer::{self, Sent};
 use crate::wire;
 
 /// Entries in flight on one link at once: enough to fill a long, fat pipe with small objects.
@@ -227,120 +225,9 @@ async fn ship(hub: &Arc<Hub>, peer: &str, entry: &OutboxEntry) -> Result<Shipped
             key,
             hlc,
             origin,
-        } => ship_object(hub, peer, &endpoint, bucket, key, *hlc, origin).await,
-    }
-}
-
-async fn ship_object(
-    hub: &Arc<Hub>,
-    peer: &str,
-    endpoint: &str,
-    bucket: &str,
-    key: &str,
-    hlc: u64,
-    origin: &str,
-) -> Result<Shipped, PeerError> {
-    let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
-    let stamp = Stamp {
-        hlc,
-        origin_tag: origin_tag(origin),
-    };
-    let Some(version) = hub.catalog.object_at(bucket, key, stamp).await.map_err(local)? else {
-        // Superseded or deleted since: nothing left to ship.
-        return Ok(Shipped::Delivered);
-    };
-    let (policy, grants) = {
-        let (topology, id, b) = (hub.topology.clone(), hub.id.clone(), bucket.to_owned());
-        hub.read(move |txn| {
-            let policy = effective_policy(txn, &topology, &id, &b)?;
-            let grants = control::grants(txn)?;
-            Ok((policy, grants))
-        })
-        .await
-        .map_err(local)?
-    };
-    let decision = decide(
-        &hub.topology,
-        &grants,
-        &Transfer {
-            kind: TransferKind::Replication,
-            bucket,
-            policy: &policy,
-            from: &hub.id,
-            to: peer,
-            bytes: version.size,
-            individuals: 0,
-            today: today(),
+        } => match transfer::send_version(hub, peer, bucket, key, *hlc, origin, TransferKind::Replication).await? {
+            Sent::Delivered | Sent::Nothing => Ok(Shipped::Delivered),
+            Sent::Refused(why) => Ok(Shipped::Refused(why)),
         },
-    );
-    if !decision.allowed {
-        hub.audit(
-            hub.event(AuditKind::PolicyDecision, decision.reason.clone())
-                .with_bucket(bucket)
-                .with_key(key)
-                .with_peer(peer)
-                .with_allowed(false)
-                .with_rule(format!("{:?}", decision.rule))
-                .with_bytes(version.size),
-        )
-        .await;
-        return Ok(Shipped::Refused(decision.reason));
     }
-    let mut meta = version.clone();
-    meta.data = valley_store::record::ObjectData::Inline(Vec::new());
-    let header = {
-        use base64::Engine;
-        let json = serde_json::to_vec(&meta).map_err(|e| PeerError::Unreachable(e.to_string()))?;
-        base64::engine::general_purpose::STANDARD.encode(json)
-    };
-    let stream = hub.catalog.read(&version, 0, version.size).await.map_err(local)?;
-    let path = wire::object_path(bucket, key);
-    hub.client
-        .call(
-            http::Method::PUT,
-            endpoint,
-            &path,
-            &[
-                (wire::HEADER_VERSION, header),
-                ("content-length", version.size.to_string()),
-            ],
-            client::streaming(stream),
-            version.size,
-        )
-        .await?;
-    if let Some(grant_id) = &decision.grant {
-        let (id, size) = (grant_id.clone(), version.size);
-        let recorded = hub
-            .write(move |txn| {
-                let mut records = control::load_grants(txn)?;
-                if let Some(record) = records.iter_mut().find(|r| r.grant.id == id) {
-                    record.grant.record_use(today(), size, 0);
-                    // Usage is counted per hub, so the record keeps its stamp and is not
-                    // re-published.
-                    let raw = serde_json::to_vec(record).map_err(|e| valley_store::StoreError::Meta(e.to_string()))?;
-                    txn.put(valley_store::Table::Control, format!("grant/{id}").as_bytes(), &raw);
-                }
-                Ok(())
-            })
-            .await;
-        if let Err(e) = recorded {
-            tracing::error!(error = %e, "recording grant usage failed");
-        }
-    }
-    let mut event = hub
-        .event(
-            AuditKind::Transfer,
-            format!("replicated to {peer}: {}", decision.reason),
-        )
-        .with_bucket(bucket)
-        .with_key(key)
-        .with_peer(peer)
-        .with_allowed(true)
-        .with_rule(format!("{:?}", decision.rule))
-        .with_bytes(version.size);
-    if let Some(g) = decision.grant {
-        event = event.with_grant(g);
-    }
-    hub.audit(event).await;
-    Ok(Shipped::Delivered)
 }

@@ -14,9 +14,11 @@ use valley_store::{ReplicaOutcome, StoreError};
 use valley_types::limits::INLINE_OBJECT_BYTES_MAX;
 
 use crate::auth;
+use crate::client;
 use crate::control::{self, ControlChange};
 use crate::hook::today;
 use crate::hub::Hub;
+use crate::read_through;
 use crate::wire::{self, EtagCheck};
 
 /// Largest JSON body a peer may send (control changes and deletes are small).
@@ -51,7 +53,24 @@ fn store_status(e: &StoreError) -> StatusCode {
 }
 
 /// Handles a request under [`wire::PREFIX`].
-pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<Bytes> {
+pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<client::Body> {
+    let from = match authenticate(&hub, &req).await {
+        Ok(from) => from,
+        Err(r) => return r.map(client::full),
+    };
+    let route = req.uri().path().strip_prefix(wire::PREFIX).unwrap_or("").to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    if req.method() == http::Method::GET && route == "read" {
+        return match read_through::serve_read(&hub, &from, &query, req.headers()).await {
+            Ok(r) => r,
+            Err(r) => r.map(client::full),
+        };
+    }
+    dispatch(hub, from, &route, &query, req).await.map(client::full)
+}
+
+/// Checks the caller's signature, topology and membership; answers who it is.
+async fn authenticate(hub: &Arc<Hub>, req: &Request<Incoming>) -> Result<String, Response<Bytes>> {
     let path_and_query = req.uri().path_and_query().map_or("", |p| p.as_str()).to_owned();
     let from = match auth::verify(&hub.secret, req.method().as_str(), &path_and_query, req.headers()) {
         Ok(identity) => identity,
@@ -61,7 +80,7 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<Bytes> {
                     .with_allowed(false),
             )
             .await;
-            return reply(StatusCode::UNAUTHORIZED, why);
+            return Err(reply(StatusCode::UNAUTHORIZED, why));
         }
     };
     let their_topology = req
@@ -81,13 +100,19 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<Bytes> {
                 .with_allowed(false),
         )
         .await;
-        return reply(StatusCode::CONFLICT, why);
+        return Err(reply(StatusCode::CONFLICT, why));
     }
     if hub.topology.hub(&from).is_none() {
-        return reply(StatusCode::FORBIDDEN, format!("{from:?} is not a hub of this network"));
+        return Err(reply(
+            StatusCode::FORBIDDEN,
+            format!("{from:?} is not a hub of this network"),
+        ));
     }
-    let route = req.uri().path().strip_prefix(wire::PREFIX).unwrap_or("").to_owned();
-    let query = req.uri().query().unwrap_or("").to_owned();
+    Ok(from)
+}
+
+async fn dispatch(hub: Arc<Hub>, from: String, route: &str, query: &str, req: Request<Incoming>) -> Response<Bytes> {
+    let (route, query) = (route.to_owned(), query.to_owned());
     match (req.method().clone(), route.as_str()) {
         (http::Method::GET, "hello") => json(&wire::Hello {
             hub: hub.id.clone(),
@@ -135,6 +160,26 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<Bytes> {
             }
         }
         (http::Method::PUT, "object") => receive_object(&hub, &from, &query, req).await,
+        (http::Method::GET, "stat") => read_through::serve_stat(&hub, &from, &query).await,
+        (http::Method::GET, "control-digest") => match crate::repair::control_digest(&hub).await {
+            Ok(d) => reply(StatusCode::OK, d),
+            Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        },
+        (http::Method::POST, "digest") => {
+            let request: wire::DigestRequest = match read_json(req).await {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            if hub.topology.hub(&request.hub).is_none() || request.hub != from {
+                return reply(StatusCode::BAD_REQUEST, "a digest is asked for the calling hub");
+            }
+            match crate::repair::answer_digest(&hub, &request).await {
+                Ok(answer) => json(&answer),
+                Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
+        (http::Method::POST, "stage") => stage(&hub, &from, &query, &req).await,
+        (http::Method::PUT, "chunk") => receive_chunk(&hub, &from, &query, req).await,
         _ => reply(StatusCode::NOT_FOUND, "no such peer call"),
     }
 }
@@ -149,90 +194,125 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
     serde_json::from_slice(&bytes).map_err(|e| reply(StatusCode::BAD_REQUEST, format!("malformed body: {e}")))
 }
 
-async fn receive_object(hub: &Arc<Hub>, from: &str, query: &str, req: Request<Incoming>) -> Response<Bytes> {
-    let (Some(bucket), Some(key)) = (wire::query_param(query, "bucket"), wire::query_param(query, "key")) else {
-        return reply(StatusCode::BAD_REQUEST, "bucket and key are required");
-    };
-    let version: ObjectVersion = {
-        use base64::Engine;
-        let header = req
-            .headers()
-            .get(wire::HEADER_VERSION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let decoded = base64::engine::general_purpose::STANDARD.decode(header).ok();
-        match decoded.and_then(|raw| serde_json::from_slice(&raw).ok()) {
-            Some(v) => v,
-            None => return reply(StatusCode::BAD_REQUEST, "missing or malformed x-valley-version"),
-        }
-    };
-    // The receiver decides for itself: a misconfigured or malicious sender must not be able
-    // to place data here that this hub's view of the policy forbids.
+/// The transfer kind named in the query (replication when absent).
+fn kind_of(query: &str) -> TransferKind {
+    wire::query_param(query, "kind")
+        .and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok())
+        .unwrap_or(TransferKind::Replication)
+}
+
+/// The receiver's own residency decision on data coming in from `from`: a misconfigured or
+/// malicious sender must not be able to place data here that this hub's view of the policy
+/// forbids. A refusal is audited and answered 403; a bucket whose policy has not arrived yet
+/// is answered 404 (the sender retries later).
+async fn admit(
+    hub: &Arc<Hub>,
+    from: &str,
+    kind: TransferKind,
+    bucket: &str,
+    key: &str,
+    bytes: u64,
+) -> Result<(), Response<Bytes>> {
     let residency = {
-        let (topology, id, b) = (hub.topology.clone(), hub.id.clone(), bucket.clone());
+        let b = bucket.to_owned();
         hub.read(move |txn| {
             let Some(record) = control::load_policy(txn, &b)? else {
                 return Ok(None);
             };
-            let grants = control::grants(txn)?;
-            let _ = (&topology, &id);
-            Ok(Some((record.policy, grants)))
+            Ok(Some((record.policy, control::grants(txn)?)))
         })
         .await
     };
     let (policy, grants) = match residency {
         Ok(Some(found)) => found,
-        // The bucket's policy has not arrived yet: the sender retries later.
         Ok(None) => {
-            return reply(
+            return Err(reply(
                 StatusCode::NOT_FOUND,
                 format!("bucket {bucket:?} is not known here yet"),
-            );
+            ));
         }
-        Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return Err(reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     };
     let decision = decide(
         &hub.topology,
         &grants,
         &Transfer {
-            kind: TransferKind::Replication,
-            bucket: &bucket,
+            kind,
+            bucket,
             policy: &policy,
             from,
             to: &hub.id,
-            bytes: version.size,
+            bytes,
             individuals: 0,
             today: today(),
         },
     );
-    if !decision.allowed {
-        hub.audit(
-            hub.event(
-                AuditKind::PolicyDecision,
-                format!("incoming replica refused: {}", decision.reason),
-            )
-            .with_bucket(&bucket)
-            .with_key(&key)
-            .with_peer(from)
-            .with_allowed(false)
-            .with_rule(format!("{:?}", decision.rule))
-            .with_bytes(version.size),
-        )
-        .await;
-        return reply(StatusCode::FORBIDDEN, decision.reason);
+    if decision.allowed {
+        return Ok(());
     }
-    let data = match take_body(hub, req.into_body(), &version).await {
-        Ok(data) => data,
+    hub.audit(
+        hub.event(
+            AuditKind::PolicyDecision,
+            format!("incoming {} refused: {}", kind.as_str(), decision.reason),
+        )
+        .with_bucket(bucket)
+        .with_key(key)
+        .with_peer(from)
+        .with_allowed(false)
+        .with_rule(format!("{:?}", decision.rule))
+        .with_bytes(bytes),
+    )
+    .await;
+    Err(reply(StatusCode::FORBIDDEN, decision.reason))
+}
+
+/// The version named by `x-valley-version`, and the bucket and key from the query.
+// The error is the answer to send; it is built once per refused call, so its size is no cost.
+#[allow(clippy::result_large_err)]
+fn version_call(query: &str, req: &Request<Incoming>) -> Result<(String, String, ObjectVersion), Response<Bytes>> {
+    let (Some(bucket), Some(key)) = (wire::query_param(query, "bucket"), wire::query_param(query, "key")) else {
+        return Err(reply(StatusCode::BAD_REQUEST, "bucket and key are required"));
+    };
+    let header = req
+        .headers()
+        .get(wire::HEADER_VERSION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let version = wire::decode_version(header)
+        .ok_or_else(|| reply(StatusCode::BAD_REQUEST, "missing or malformed x-valley-version"))?;
+    Ok((bucket, key, version))
+}
+
+async fn receive_object(hub: &Arc<Hub>, from: &str, query: &str, req: Request<Incoming>) -> Response<Bytes> {
+    let (bucket, key, version) = match version_call(query, &req) {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let mut version = version;
-    version.data = data;
+    let kind = kind_of(query);
+    if let Err(r) = admit(hub, from, kind, &bucket, &key, version.size).await {
+        return r;
+    }
+    let staged = req.headers().contains_key(wire::HEADER_STAGED);
     let size = version.size;
-    match hub.catalog.apply_replica(&bucket, &key, version).await {
+    let applied = if staged {
+        if let Err(r) = check_staged(hub, &bucket, &key, &version).await {
+            return r;
+        }
+        hub.catalog.apply_staged_replica(&bucket, &key, version).await
+    } else {
+        let data = match take_body(hub, req.into_body(), &version).await {
+            Ok(data) => data,
+            Err(r) => return r,
+        };
+        let mut version = version;
+        version.data = data;
+        hub.catalog.apply_replica(&bucket, &key, version).await
+    };
+    match applied {
         Ok(outcome) => {
             if outcome == ReplicaOutcome::Applied {
                 hub.audit(
-                    hub.event(AuditKind::Transfer, format!("replica received from {from}"))
+                    hub.event(AuditKind::Transfer, format!("{} received from {from}", kind.as_str()))
                         .with_bucket(&bucket)
                         .with_key(&key)
                         .with_peer(from)
@@ -245,6 +325,161 @@ async fn receive_object(hub: &Arc<Hub>, from: &str, query: &str, req: Request<In
                 outcome: format!("{outcome:?}").to_lowercase(),
             })
         }
+        Err(e) => reply(store_status(&e), e.to_string()),
+    }
+}
+
+/// Reads the staged chunks of `version` back through the ETag check; on a mismatch they are
+/// dropped (the sender starts over).
+async fn check_staged(hub: &Arc<Hub>, bucket: &str, key: &str, version: &ObjectVersion) -> Result<(), Response<Bytes>> {
+    let internal = |e: StoreError| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let stamp = version.stamp();
+    let staged = hub.catalog.staged_chunks(bucket, key, stamp).await.map_err(internal)?;
+    let total: u64 = staged.iter().map(|(_, b)| b.size).sum();
+    if total != version.size || staged.iter().enumerate().any(|(i, (index, _))| *index as usize != i) {
+        return Err(reply(
+            StatusCode::CONFLICT,
+            format!("{} of {} bytes staged; send the missing chunks", total, version.size),
+        ));
+    }
+    let mut check = EtagCheck::new(&version.part_sizes);
+    for (_, blob) in &staged {
+        let mut stream = hub
+            .catalog
+            .blobs()
+            .read(&blob.id, 0, blob.size)
+            .await
+            .map_err(|e| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        while let Some(piece) = stream.next().await {
+            check.update(&piece.map_err(|e| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?);
+        }
+    }
+    let etag = check.finish();
+    if etag != version.etag {
+        let _ = hub.catalog.drop_staged(bucket, key, stamp).await;
+        return Err(reply(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "checksum mismatch: staged bytes hash to {etag}, the origin recorded {}",
+                version.etag
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Starts or resumes a chunked transfer: says which chunks are here already.
+async fn stage(hub: &Arc<Hub>, from: &str, query: &str, req: &Request<Incoming>) -> Response<Bytes> {
+    let (bucket, key, version) = match version_call(query, req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if let Err(r) = admit(hub, from, kind_of(query), &bucket, &key, version.size).await {
+        return r;
+    }
+    let stamp = version.stamp();
+    let versioned = version.version_id.is_some();
+    let done = match hub.catalog.holds_or_superseded(&bucket, &key, stamp, versioned).await {
+        Ok(done) => done,
+        Err(e) => return reply(store_status(&e), e.to_string()),
+    };
+    let staged = if done {
+        Vec::new()
+    } else {
+        match hub.catalog.staged_chunks(&bucket, &key, stamp).await {
+            Ok(chunks) => chunks.into_iter().map(|(i, _)| i).collect(),
+            Err(e) => return reply(store_status(&e), e.to_string()),
+        }
+    };
+    json(&wire::StageState { done, staged })
+}
+
+/// One chunk of a chunked transfer: checked against its MD5, made durable, staged.
+async fn receive_chunk(hub: &Arc<Hub>, from: &str, query: &str, req: Request<Incoming>) -> Response<Bytes> {
+    let param = |name| wire::query_param(query, name);
+    let (Some(bucket), Some(key), Some(hlc), Some(origin), Some(index)) = (
+        param("bucket"),
+        param("key"),
+        param("hlc").and_then(|h| h.parse::<u64>().ok()),
+        param("origin"),
+        param("index").and_then(|i| i.parse::<u32>().ok()),
+    ) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "bucket, key, hlc, origin and index are required",
+        );
+    };
+    let Some(md5) = req
+        .headers()
+        .get(wire::HEADER_CHUNK_MD5)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return reply(StatusCode::BAD_REQUEST, "x-valley-chunk-md5 is required");
+    };
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if declared > crate::transfer::CHUNK_BYTES {
+        return reply(StatusCode::BAD_REQUEST, "chunk larger than the chunk size");
+    }
+    if let Err(r) = admit(hub, from, kind_of(query), &bucket, &key, declared).await {
+        return r;
+    }
+    let blobs = hub.catalog.blobs().clone();
+    let mut writer = match blobs.create().await {
+        Ok(w) => w,
+        Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let mut digest = <md5::Md5 as md5::Digest>::new();
+    let mut received = 0u64;
+    let mut stream = http_body_util::BodyStream::new(req.into_body());
+    let mut failure = None;
+    while let Some(frame) = stream.next().await {
+        let chunk = match frame {
+            Ok(f) => match f.into_data() {
+                Ok(c) => c,
+                Err(_) => continue,
+            },
+            Err(e) => {
+                failure = Some(reply(StatusCode::BAD_REQUEST, format!("transfer broke off: {e}")));
+                break;
+            }
+        };
+        received += chunk.len() as u64;
+        if received > crate::transfer::CHUNK_BYTES {
+            failure = Some(reply(StatusCode::BAD_REQUEST, "chunk larger than the chunk size"));
+            break;
+        }
+        md5::Digest::update(&mut digest, &chunk);
+        if let Err(e) = writer.write(&chunk).await {
+            failure = Some(reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+            break;
+        }
+    }
+    if failure.is_none() && hex::encode(md5::Digest::finalize(digest)) != md5 {
+        failure = Some(reply(StatusCode::BAD_REQUEST, "chunk checksum mismatch"));
+    }
+    if let Some(r) = failure {
+        writer.abort().await;
+        return r;
+    }
+    let id = match writer.finish().await {
+        Ok(id) => id,
+        Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let stamp = valley_store::keys::Stamp {
+        hlc,
+        origin_tag: valley_store::keys::origin_tag(&origin),
+    };
+    let blob = BlobRef { id, size: received };
+    match hub.catalog.stage_chunk(&bucket, &key, stamp, index, blob).await {
+        Ok(()) => json(&wire::Outcome {
+            outcome: "staged".into(),
+        }),
         Err(e) => reply(store_status(&e), e.to_string()),
     }
 }

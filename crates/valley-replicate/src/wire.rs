@@ -7,6 +7,14 @@
 //! | `POST /_valley/peer/v1/delete` | a delete ([`DeleteMessage`]) |
 //! | `POST /_valley/peer/v1/control` | a control-plane change |
 //! | `GET  /_valley/peer/v1/inventory` | objects and bytes held per bucket |
+//! | `POST /_valley/peer/v1/stage?bucket=B&key=K` | start or resume a chunked transfer: `x-valley-version` header; answers [`StageState`] |
+//! | `PUT  /_valley/peer/v1/chunk?bucket=B&key=K&hlc=H&origin=O&index=I` | one chunk, `x-valley-chunk-md5` header |
+//! | `PUT  /_valley/peer/v1/object?…` with `x-valley-staged: 1` | commit the staged chunks as the version |
+//! | `GET  /_valley/peer/v1/stat?bucket=B&key=K[&version_id=V]` | the version a read-through would get (no data) |
+//! | `GET  /_valley/peer/v1/read?bucket=B&key=K[&version_id=V]` | its bytes, `Range` honoured (read-through) |
+//! | `POST /_valley/peer/v1/digest` | anti-entropy: per-partition digests of the versions both hubs should hold |
+//! | `POST /_valley/peer/v1/digest-items` | anti-entropy: the versions in some partitions |
+//! | `GET  /_valley/peer/v1/control-digest` | a hash of every control record held |
 //!
 //! Every call carries the caller's hub id, time and HMAC signature (see [`crate::auth`]) and its
 //! topology hash; a hub refuses a peer whose topology differs (409) or whose data it may not
@@ -18,16 +26,46 @@ use serde::{Deserialize, Serialize};
 
 pub const PREFIX: &str = "/_valley/peer/v1/";
 pub const HEADER_VERSION: &str = "x-valley-version";
+/// On an object PUT: the bytes are already here as staged chunks (no body).
+pub const HEADER_STAGED: &str = "x-valley-staged";
+/// On a chunk PUT: the hex MD5 of the chunk, checked before it is staged.
+pub const HEADER_CHUNK_MD5: &str = "x-valley-chunk-md5";
 
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 #[must_use]
 pub fn object_path(bucket: &str, key: &str) -> String {
-    format!(
-        "{PREFIX}object?bucket={}&key={}",
-        utf8_percent_encode(bucket, QUERY_VALUE),
-        utf8_percent_encode(key, QUERY_VALUE)
-    )
+    path("object", &[("bucket", bucket), ("key", key)])
+}
+
+/// `PREFIX route ? name=value & …`, values percent-encoded.
+#[must_use]
+pub fn path(route: &str, params: &[(&str, &str)]) -> String {
+    let mut out = format!("{PREFIX}{route}");
+    for (i, (name, value)) in params.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(name);
+        out.push('=');
+        out.push_str(&utf8_percent_encode(value, QUERY_VALUE).to_string());
+    }
+    out
+}
+
+/// The version header: a version's record without its data, as base64 JSON.
+#[must_use]
+pub fn encode_version(version: &valley_store::record::ObjectVersion) -> String {
+    use base64::Engine;
+    let mut meta = version.clone();
+    meta.data = valley_store::record::ObjectData::Inline(Vec::new());
+    let json = serde_json::to_vec(&meta).unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(json)
+}
+
+#[must_use]
+pub fn decode_version(header: &str) -> Option<valley_store::record::ObjectVersion> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD.decode(header).ok()?;
+    serde_json::from_slice(&raw).ok()
 }
 
 /// Reads `name` from a query string.
@@ -62,6 +100,44 @@ pub struct DeleteMessage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outcome {
     pub outcome: String,
+}
+
+/// What a receiver already has of a chunked transfer.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct StageState {
+    /// The version is already here, or can never apply here (deleted, superseded): stop.
+    pub done: bool,
+    /// Indices of the chunks already staged.
+    pub staged: Vec<u32>,
+}
+
+/// Anti-entropy: "these are the partition digests of what we should both hold of `bucket`".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DigestRequest {
+    pub bucket: String,
+    /// The asking hub (the other end of the pair).
+    pub hub: String,
+    /// When set, answer the items in these partitions instead of the digests.
+    #[serde(default)]
+    pub partitions: Vec<u16>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct DigestReply {
+    pub digests: Vec<u64>,
+}
+
+/// One version, as anti-entropy names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ItemId {
+    pub key: String,
+    pub hlc: u64,
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ItemsReply {
+    pub items: Vec<ItemId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -1,7 +1,16 @@
 //! What the S3 front asks of the hub network when the hub is part of one. Kept as a trait so
 //! this crate does not depend on the network layer; a lone hub has no gate.
 
-/// Residency checks and bucket lifecycle notices.
+/// A version this hub does not hold, found at another hub of the network.
+#[derive(Debug, Clone)]
+pub struct RemoteVersion {
+    pub holder: String,
+    pub bucket: String,
+    pub key: String,
+    pub version: valley_store::record::ObjectVersion,
+}
+
+/// Residency checks, bucket lifecycle notices and read-through.
 #[async_trait::async_trait]
 pub trait NetworkGate: Send + Sync + 'static {
     /// Whether this hub may take a client's data for `bucket`; `Err` names the residency rule
@@ -9,4 +18,20 @@ pub trait NetworkGate: Send + Sync + 'static {
     async fn check_write(&self, bucket: &str) -> Result<(), String>;
     /// A client created `bucket` here.
     async fn bucket_created(&self, bucket: &str);
+    /// Looks for a version this hub does not hold at the hubs that may hold it. `Ok(None)`:
+    /// nowhere; `Err` names the residency rule that forbids reading it through this hub
+    /// (answered as AccessDenied).
+    async fn find_elsewhere(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<RemoteVersion>, String>;
+    /// The bytes `start..start + len` of a version found by [`Self::find_elsewhere`].
+    async fn read_elsewhere(
+        &self,
+        remote: &RemoteVersion,
+        start: u64,
+        len: u64,
+    ) -> Result<valley_store::ByteStream, String>;
 }

@@ -20,5 +20,5 @@ mod service;
 mod tags;
 
 pub use auth::RootAuth;
-pub use gate::NetworkGate;
+pub use gate::{NetworkGate, RemoteVersion};
 pub use service::ValleyS3;

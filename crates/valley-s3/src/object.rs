@@ -2,6 +2,7 @@
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
+use valley_store::StoreError;
 use valley_store::record::{ObjectHeaders, ObjectVersion};
 use valley_types::limits::{DELETE_OBJECTS_KEYS_MAX, PART_SIZE_BYTES_MAX};
 
@@ -100,11 +101,39 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     }))
 }
 
-/// Looks up the version a GET or HEAD names. A delete marker named by version id is 405, as S3.
-async fn lookup(s: &ValleyS3, bucket: &str, key: &str, version_id: Option<&str>) -> S3Result<ObjectVersion> {
+/// Where the version a GET or HEAD names was found.
+enum Found {
+    Here(ObjectVersion),
+    /// At another hub, read through this one (the policy engine allowed it).
+    Elsewhere(crate::gate::RemoteVersion),
+}
+
+impl Found {
+    fn version(&self) -> &ObjectVersion {
+        match self {
+            Found::Here(v) => v,
+            Found::Elsewhere(r) => &r.version,
+        }
+    }
+}
+
+/// Looks up the version a GET or HEAD names: here, else (on a hub of a network) at a hub that
+/// holds it. A delete marker named by version id is 405, as S3.
+async fn lookup(s: &ValleyS3, bucket: &str, key: &str, version_id: Option<&str>) -> S3Result<Found> {
     check_key(key)?;
-    let version = s.catalog.object(bucket, key, version_id).await.map_err(s3_err)?;
-    if version.delete_marker {
+    let found = match s.catalog.object(bucket, key, version_id).await {
+        Ok(v) => Found::Here(v),
+        Err(e @ (StoreError::NoSuchKey(_) | StoreError::NoSuchVersion(_))) => match &s.gate {
+            Some(gate) => match gate.find_elsewhere(bucket, key, version_id).await {
+                Ok(Some(remote)) => Found::Elsewhere(remote),
+                Ok(None) => return Err(s3_err(e)),
+                Err(why) => return Err(s3_error!(AccessDenied, "{why}")),
+            },
+            None => return Err(s3_err(e)),
+        },
+        Err(e) => return Err(s3_err(e)),
+    };
+    if found.version().delete_marker {
         let mut err = s3_error!(
             MethodNotAllowed,
             "The specified method is not allowed against this resource."
@@ -114,7 +143,7 @@ async fn lookup(s: &ValleyS3, bucket: &str, key: &str, version_id: Option<&str>)
         err.set_headers(h);
         return Err(err);
     }
-    Ok(version)
+    Ok(found)
 }
 
 /// The byte range a GET (or HEAD) asks for, from `Range` or `partNumber`.
@@ -148,7 +177,8 @@ fn select_range(
 
 pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
-    let version = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let version = found.version();
     Conditions {
         if_match: input.if_match,
         if_none_match: input.if_none_match,
@@ -156,12 +186,21 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
         if_unmodified_since: input.if_unmodified_since,
     }
     .check_read(&version.etag, version.hlc)?;
-    let range = select_range(&version, input.range.as_ref(), input.part_number)?;
+    let range = select_range(version, input.range.as_ref(), input.part_number)?;
     let (start, len) = match &range {
         Some(r) => (r.start, r.end - r.start),
         None => (0, version.size),
     };
-    let stream = s.catalog.read(&version, start, len).await.map_err(s3_err)?;
+    let stream = match &found {
+        Found::Here(v) => s.catalog.read(v, start, len).await.map_err(s3_err)?,
+        Found::Elsewhere(remote) => match &s.gate {
+            Some(gate) => gate
+                .read_elsewhere(remote, start, len)
+                .await
+                .map_err(|why| s3_error!(ServiceUnavailable, "reading through from hub {}: {why}", remote.holder))?,
+            None => return Err(s3_error!(InternalError, "no network to read through")),
+        },
+    };
     let whole = range.is_none();
     let sums = checksum_fields(&version.checksums, whole && input.checksum_mode.is_some());
     let h = &version.headers;
@@ -200,7 +239,8 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
 
 pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
-    let version = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let version = found.version();
     Conditions {
         if_match: input.if_match,
         if_none_match: input.if_none_match,
@@ -208,7 +248,7 @@ pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3R
         if_unmodified_since: input.if_unmodified_since,
     }
     .check_read(&version.etag, version.hlc)?;
-    let range = select_range(&version, input.range.as_ref(), input.part_number)?;
+    let range = select_range(version, input.range.as_ref(), input.part_number)?;
     let len = range.as_ref().map_or(version.size, |r| r.end - r.start);
     let sums = checksum_fields(&version.checksums, input.checksum_mode.is_some());
     let h = &version.headers;
@@ -330,7 +370,8 @@ pub async fn attributes(
     req: S3Request<GetObjectAttributesInput>,
 ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
     let input = req.input;
-    let version = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let version = found.version();
     // Clients send the list as one comma-separated header; s3s may hand it over unsplit.
     let wants = |name: &str| {
         input

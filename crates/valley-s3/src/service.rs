@@ -13,7 +13,7 @@ pub struct ValleyS3 {
     /// The region name this hub answers to (clients may also sign for `us-east-1`).
     pub(crate) region: String,
     owner_id: String,
-    gate: Option<std::sync::Arc<dyn crate::NetworkGate>>,
+    pub(crate) gate: Option<std::sync::Arc<dyn crate::NetworkGate>>,
 }
 
 impl ValleyS3 {

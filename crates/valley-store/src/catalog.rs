@@ -50,10 +50,10 @@ pub trait VersionHook: Send + Sync + 'static {
 
 /// What a write job needs besides the transaction: the clock, this hub's id, the hook.
 #[derive(Clone)]
-struct WriteCtx {
-    clock: Arc<HlcClock>,
-    origin: Arc<str>,
-    hook: Option<Arc<dyn VersionHook>>,
+pub(crate) struct WriteCtx {
+    pub(crate) clock: Arc<HlcClock>,
+    pub(crate) origin: Arc<str>,
+    pub(crate) hook: Option<Arc<dyn VersionHook>>,
 }
 
 /// What applying a version replicated from another hub did.
@@ -67,13 +67,29 @@ pub enum ReplicaOutcome {
     Superseded,
 }
 
-fn tombstone_of(txn: &dyn ReadTxn, bucket: &str, key: &str) -> StoreResult<Option<keys::Stamp>> {
+pub(crate) fn tombstone_of(txn: &dyn ReadTxn, bucket: &str, key: &str) -> StoreResult<Option<keys::Stamp>> {
     Ok(txn
         .get(Table::Tombstones, &keys::tombstone_key(bucket, key))?
         .and_then(|raw| keys::Stamp::from_bytes(&raw)))
 }
 
-fn raise_tombstone(txn: &mut dyn WriteTxn, bucket: &str, key: &str, stamp: keys::Stamp) -> StoreResult<()> {
+/// Records that the version with `stamp` was deleted, so that a late or repeated copy of it
+/// (from the outbox or from anti-entropy) cannot bring it back.
+pub(crate) fn bury_version(txn: &mut dyn WriteTxn, bucket: &str, key: &str, stamp: keys::Stamp) {
+    txn.put(
+        Table::Tombstones,
+        &keys::version_tombstone_key(bucket, key, stamp),
+        &stamp.to_bytes(),
+    );
+}
+
+pub(crate) fn is_buried(txn: &dyn ReadTxn, bucket: &str, key: &str, stamp: keys::Stamp) -> StoreResult<bool> {
+    Ok(txn
+        .get(Table::Tombstones, &keys::version_tombstone_key(bucket, key, stamp))?
+        .is_some())
+}
+
+pub(crate) fn raise_tombstone(txn: &mut dyn WriteTxn, bucket: &str, key: &str, stamp: keys::Stamp) -> StoreResult<()> {
     if tombstone_of(txn, bucket, key)?.is_none_or(|old| old < stamp) {
         txn.put(Table::Tombstones, &keys::tombstone_key(bucket, key), &stamp.to_bytes());
     }
@@ -91,9 +107,9 @@ pub struct DeleteOutcome {
 
 #[derive(Clone)]
 pub struct Catalog {
-    meta: Arc<dyn MetaStore>,
-    blobs: Arc<dyn BlobStore>,
-    ctx: WriteCtx,
+    pub(crate) meta: Arc<dyn MetaStore>,
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(crate) ctx: WriteCtx,
 }
 
 fn now_unix_ns() -> u64 {
@@ -103,7 +119,7 @@ fn now_unix_ns() -> u64 {
 }
 
 /// Runs a write job that produces a value.
-fn write_with<R: Send + 'static>(
+pub(crate) fn write_with<R: Send + 'static>(
     meta: &dyn MetaStore,
     job: impl FnOnce(&mut dyn WriteTxn) -> StoreResult<R> + Send + 'static,
 ) -> StoreResult<R> {
@@ -120,7 +136,7 @@ fn write_with<R: Send + 'static>(
     value.ok_or_else(|| StoreError::Meta("write job produced no result".into()))
 }
 
-fn load_bucket(txn: &dyn ReadTxn, bucket: &str) -> StoreResult<BucketRecord> {
+pub(crate) fn load_bucket(txn: &dyn ReadTxn, bucket: &str) -> StoreResult<BucketRecord> {
     match txn.get(Table::Buckets, bucket.as_bytes())? {
         Some(raw) => decode("bucket", &raw),
         None => Err(StoreError::NoSuchBucket(bucket.to_owned())),
@@ -128,7 +144,7 @@ fn load_bucket(txn: &dyn ReadTxn, bucket: &str) -> StoreResult<BucketRecord> {
 }
 
 /// All versions of a key, newest first, with their raw table keys.
-fn versions_of(txn: &dyn ReadTxn, bucket: &str, key: &str) -> StoreResult<Vec<(Vec<u8>, ObjectVersion)>> {
+pub(crate) fn versions_of(txn: &dyn ReadTxn, bucket: &str, key: &str) -> StoreResult<Vec<(Vec<u8>, ObjectVersion)>> {
     let mut out = Vec::new();
     let end = keys::object_end(bucket, key);
     let mut cursor = keys::object_prefix(bucket, key);
@@ -145,7 +161,7 @@ fn versions_of(txn: &dyn ReadTxn, bucket: &str, key: &str) -> StoreResult<Vec<(V
     Ok(out)
 }
 
-fn latest_of(txn: &dyn ReadTxn, bucket: &str, key: &str) -> StoreResult<Option<ObjectVersion>> {
+pub(crate) fn latest_of(txn: &dyn ReadTxn, bucket: &str, key: &str) -> StoreResult<Option<ObjectVersion>> {
     let first = txn.scan(
         Table::Versions,
         &keys::object_prefix(bucket, key),
@@ -160,7 +176,7 @@ fn latest_of(txn: &dyn ReadTxn, bucket: &str, key: &str) -> StoreResult<Option<O
 }
 
 /// Finds one version by id (`"null"` is the null version), with its raw table key.
-fn find_version(
+pub(crate) fn find_version(
     txn: &dyn ReadTxn,
     bucket: &str,
     key: &str,
@@ -227,6 +243,43 @@ fn insert_version(
     Ok((version, freed))
 }
 
+/// The transaction body of [`Catalog::apply_replica`]: returns what it did and the blobs to
+/// free after commit (the incoming ones when it was not applied, or the null version replaced).
+pub(crate) fn apply_replica_in(
+    txn: &mut dyn WriteTxn,
+    ctx: &WriteCtx,
+    bucket: &str,
+    key: &str,
+    version: ObjectVersion,
+) -> StoreResult<(ReplicaOutcome, Vec<BlobRef>)> {
+    load_bucket(txn, bucket)?;
+    ctx.clock.observe(valley_types::Hlc(version.hlc));
+    let stamp = version.stamp();
+    let raw = keys::version_key(bucket, key, stamp);
+    if txn.get(Table::Versions, &raw)?.is_some() {
+        return Ok((ReplicaOutcome::Duplicate, version.data.blobs().to_vec()));
+    }
+    if is_buried(txn, bucket, key, stamp)? {
+        return Ok((ReplicaOutcome::Superseded, version.data.blobs().to_vec()));
+    }
+    let mut freed = Vec::new();
+    if version.version_id.is_none() {
+        let newer_delete = tombstone_of(txn, bucket, key)?.is_some_and(|t| t >= stamp);
+        let current = versions_of(txn, bucket, key)?
+            .into_iter()
+            .find(|(_, v)| v.version_id.is_none());
+        if newer_delete || current.as_ref().is_some_and(|(_, v)| v.stamp() > stamp) {
+            return Ok((ReplicaOutcome::Superseded, version.data.blobs().to_vec()));
+        }
+        if let Some((old_raw, old)) = current {
+            txn.delete(Table::Versions, &old_raw);
+            freed.extend_from_slice(old.data.blobs());
+        }
+    }
+    txn.put(Table::Versions, &raw, &encode(&version));
+    Ok((ReplicaOutcome::Applied, freed))
+}
+
 impl Catalog {
     #[must_use]
     pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>) -> Self {
@@ -271,7 +324,7 @@ impl Catalog {
     }
 
     /// Runs blocking metadata work off the async executor.
-    async fn blocking<R: Send + 'static>(
+    pub(crate) async fn blocking<R: Send + 'static>(
         &self,
         work: impl FnOnce(&dyn MetaStore, WriteCtx) -> StoreResult<R> + Send + 'static,
     ) -> StoreResult<R> {
@@ -282,7 +335,7 @@ impl Catalog {
             .map_err(|e| StoreError::Meta(format!("metadata task failed: {e}")))?
     }
 
-    async fn free(&self, blobs: Vec<BlobRef>) {
+    pub(crate) async fn free(&self, blobs: Vec<BlobRef>) {
         for blob in blobs {
             if let Err(e) = self.blobs.delete(&blob.id).await {
                 tracing::warn!(blob = %blob.id, error = %e, "could not remove a freed blob; it will be collected at next start");
@@ -490,6 +543,7 @@ impl Catalog {
                             hook.on_local_delete(txn, &bucket, &key, &version)?;
                         }
                         txn.delete(Table::Versions, &raw);
+                        bury_version(txn, &bucket, &key, version.stamp());
                         let outcome = DeleteOutcome {
                             version_id: Some(id),
                             delete_marker: version.delete_marker,
@@ -613,33 +667,7 @@ impl Catalog {
         let incoming_blobs = version.data.blobs().to_vec();
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         let (outcome, freed) = self
-            .blocking(move |meta, ctx| {
-                write_with(meta, move |txn| {
-                    load_bucket(txn, &bucket)?;
-                    ctx.clock.observe(valley_types::Hlc(version.hlc));
-                    let stamp = version.stamp();
-                    let raw = keys::version_key(&bucket, &key, stamp);
-                    if txn.get(Table::Versions, &raw)?.is_some() {
-                        return Ok((ReplicaOutcome::Duplicate, version.data.blobs().to_vec()));
-                    }
-                    let mut freed = Vec::new();
-                    if version.version_id.is_none() {
-                        let newer_delete = tombstone_of(txn, &bucket, &key)?.is_some_and(|t| t >= stamp);
-                        let current = versions_of(txn, &bucket, &key)?
-                            .into_iter()
-                            .find(|(_, v)| v.version_id.is_none());
-                        if newer_delete || current.as_ref().is_some_and(|(_, v)| v.stamp() > stamp) {
-                            return Ok((ReplicaOutcome::Superseded, version.data.blobs().to_vec()));
-                        }
-                        if let Some((old_raw, old)) = current {
-                            txn.delete(Table::Versions, &old_raw);
-                            freed.extend_from_slice(old.data.blobs());
-                        }
-                    }
-                    txn.put(Table::Versions, &raw, &encode(&version));
-                    Ok((ReplicaOutcome::Applied, freed))
-                })
-            })
+            .blocking(move |meta, ctx| write_with(meta, move |txn| apply_replica_in(txn, &ctx, &bucket, &key, version)))
             .await
             .inspect_err(|_| {
                 let blobs = self.blobs.clone();
@@ -678,6 +706,11 @@ impl Catalog {
                                 .find(|(_, v)| v.version_id.is_none() && v.stamp() <= stamp)
                         }
                     };
+                    if let Some(id) = &version_id
+                        && let Some(stamp) = keys::stamp_of_version_id(id)
+                    {
+                        bury_version(txn, &bucket, &key, stamp);
+                    }
                     match target {
                         Some((raw, v)) => {
                             txn.delete(Table::Versions, &raw);
@@ -973,7 +1006,7 @@ impl Catalog {
                 let snapshot = meta.snapshot()?;
                 let mut referenced = std::collections::HashSet::new();
                 let mut newest_hlc = 0u64;
-                for table in [Table::Versions, Table::Parts] {
+                for table in [Table::Versions, Table::Parts, Table::Staging] {
                     let mut cursor = Vec::new();
                     loop {
                         let batch = snapshot.scan(table, &cursor, None, 1024)?;
@@ -985,9 +1018,12 @@ impl Catalog {
                                 let v: ObjectVersion = decode("object version", &value)?;
                                 newest_hlc = newest_hlc.max(v.hlc);
                                 referenced.extend(v.data.blobs().iter().map(|b| b.id.clone()));
-                            } else {
+                            } else if table == Table::Parts {
                                 let p: PartRecord = decode("part", &value)?;
                                 referenced.insert(p.blob.id);
+                            } else {
+                                let c: crate::replica::StagedChunk = decode("staged chunk", &value)?;
+                                referenced.insert(c.blob.id);
                             }
                         }
                         cursor = next;

@@ -136,6 +136,33 @@ pub fn tombstone_key(bucket: &str, key: &str) -> Vec<u8> {
     k
 }
 
+/// `bucket \0 key \0 \xff stamp`: the tombstone of one deleted version. Sorts apart from the
+/// key's null-version tombstone (`bucket \0 key`) and from every other key's.
+#[must_use]
+pub fn version_tombstone_key(bucket: &str, key: &str, stamp: Stamp) -> Vec<u8> {
+    let mut k = object_prefix(bucket, key);
+    k.push(0xff);
+    k.extend_from_slice(&stamp.to_bytes());
+    k
+}
+
+/// `bucket \0 key \0 stamp \0 index`: one chunk of a replica being received in chunks.
+#[must_use]
+pub fn staged_chunk_key(bucket: &str, key: &str, stamp: Stamp, index: u32) -> Vec<u8> {
+    let mut k = staged_prefix(bucket, key, stamp);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// `bucket \0 key \0 stamp \0`: the start of one replica's staged chunks.
+#[must_use]
+pub fn staged_prefix(bucket: &str, key: &str, stamp: Stamp) -> Vec<u8> {
+    let mut k = object_prefix(bucket, key);
+    k.extend_from_slice(&stamp.to_bytes());
+    k.push(0);
+    k
+}
+
 /// `bucket \0 key \0 upload_id`: an open multipart upload.
 #[must_use]
 pub fn upload_key(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {

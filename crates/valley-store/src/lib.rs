@@ -26,6 +26,7 @@ pub mod meta;
 pub mod meta_mem;
 pub mod meta_redb;
 pub mod record;
+pub mod replica;
 
 pub use blob::{BlobId, BlobStore, BlobWriter, ByteStream};
 pub use blob_fs::FsBlobs;
@@ -35,3 +36,4 @@ pub use error::{StoreError, StoreResult};
 pub use meta::{MetaStore, ReadTxn, Table, WriteTxn};
 pub use meta_mem::MemMeta;
 pub use meta_redb::RedbMeta;
+pub use replica::{StagedChunk, VersionSummary};

@@ -29,10 +29,13 @@ pub enum Table {
     /// bucket `\0` key → the [`crate::keys::Stamp`] of the last delete of its null version, so
     /// an older replicated write arriving late cannot bring a deleted object back.
     Tombstones,
+    /// bucket `\0` key `\0` stamp `\0` chunk index (u32 BE) → `StagedChunk`: chunks of a
+    /// replica received piecewise (so a cut transfer resumes), not yet an object version.
+    Staging,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Buckets,
         Table::Versions,
         Table::Uploads,
@@ -40,6 +43,7 @@ impl Table {
         Table::Control,
         Table::Outbox,
         Table::Tombstones,
+        Table::Staging,
     ];
 
     #[must_use]
@@ -52,6 +56,7 @@ impl Table {
             Table::Control => "control",
             Table::Outbox => "outbox",
             Table::Tombstones => "tombstones",
+            Table::Staging => "staging",
         }
     }
 }

@@ -64,6 +64,11 @@ pub struct HubRow {
     pub failure_domain: String,
     pub up: bool,
     pub error: Option<String>,
+    /// Declared lost for good: placement passes it over.
+    #[serde(default)]
+    pub lost: bool,
+    #[serde(default)]
+    pub lost_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -200,6 +205,16 @@ impl AdminApi {
                 }
             }
             (Method::GET, "status") => json(&status(&hub).await),
+            (Method::POST, "hub-state") => {
+                let (Some(id), Some(lost)) = (param("hub"), param("lost")) else {
+                    return reply(StatusCode::BAD_REQUEST, "hub and lost are required");
+                };
+                let reason = param("reason").unwrap_or_else(|| "declared by the operator".to_owned());
+                match hub.set_hub_state(&id, lost == "true", reason).await {
+                    Ok(()) => reply(StatusCode::OK, "ok"),
+                    Err(e) => hub_error(&e),
+                }
+            }
             (Method::GET, "audit") => {
                 let filter = valley_audit::Filter {
                     bucket: param("bucket"),
@@ -301,6 +316,7 @@ async fn status(hub: &Arc<Hub>) -> StatusReport {
             }
         }
     });
+    let states = hub.hub_states().await.unwrap_or_default();
     let mut backlogs: Vec<valley_replicate::BucketBacklog> = Vec::new();
     for (id, inventory, hub_links, backlog) in futures::future::join_all(asks).await {
         backlogs.extend(backlog);
@@ -312,6 +328,11 @@ async fn status(hub: &Arc<Hub>) -> StatusReport {
             failure_domain: h.map(|h| h.failure_domain.clone()).unwrap_or_default(),
             up: inventory.is_ok(),
             error: inventory.as_ref().err().cloned(),
+            lost: states.iter().any(|(h, r)| *h == id && r.lost),
+            lost_reason: states
+                .iter()
+                .find(|(h, r)| *h == id && r.lost)
+                .map(|(_, r)| r.reason.clone()),
         });
         if let Ok(inv) = inventory {
             inventories.push(inv);

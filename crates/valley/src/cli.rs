@@ -37,6 +37,11 @@ pub enum Command {
         #[command(subcommand)]
         command: GrantCommand,
     },
+    /// Declare a hub lost for good (its copies are re-created elsewhere) or back in service.
+    Hub {
+        #[command(subcommand)]
+        command: HubCommand,
+    },
     /// Every hub (up/down), every link (backlog, lag) and where each bucket's copies are.
     Status {
         /// Print JSON instead of tables.
@@ -83,9 +88,32 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", requires = "hub")]
     pub topology: Option<PathBuf>,
 
+    /// Seconds between anti-entropy rounds (repair of missing copies, tiering).
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub repair_interval: u64,
+
+    /// Declare a peer lost for good after this many seconds without contact, so its copies
+    /// are re-created elsewhere (0: only `valley hub lost` declares a hub lost).
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub declare_lost_after: u64,
+
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HubCommand {
+    /// Declare a hub lost for good: placement passes it over and the hubs that hold its
+    /// copies re-create them on the next hubs the policies allow.
+    Lost {
+        id: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "declared by the operator")]
+        reason: String,
+    },
+    /// Declare a lost hub back in service (it then receives its copies again).
+    Restored { id: String },
 }
 
 #[derive(Debug, Subcommand)]

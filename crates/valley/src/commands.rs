@@ -8,7 +8,7 @@ use valley_policy::{PlacementPolicy, Tiering};
 use valley_replicate::client::{PeerClient, PeerError, full};
 
 use crate::admin::{GrantRequest, PREFIX, StatusReport, VerifyOutcome};
-use crate::cli::{AuditCommand, BucketCommand, GrantAddArgs, GrantCommand, PolicyCommand, PolicySetArgs};
+use crate::cli::{AuditCommand, BucketCommand, GrantAddArgs, GrantCommand, HubCommand, PolicyCommand, PolicySetArgs};
 
 pub struct AdminClient {
     client: PeerClient,
@@ -171,6 +171,21 @@ pub async fn grant(admin: &AdminClient, command: GrantCommand) -> anyhow::Result
     Ok(())
 }
 
+pub async fn hub(admin: &AdminClient, command: HubCommand) -> anyhow::Result<()> {
+    let (id, lost, reason) = match command {
+        HubCommand::Lost { id, reason } => (id, true, reason),
+        HubCommand::Restored { id } => (id, false, "declared back by the operator".to_owned()),
+    };
+    let route = format!("hub-state?hub={}&lost={lost}&reason={}", q(&id), q(&reason));
+    admin.call(http::Method::POST, &route, Vec::new()).await?;
+    if lost {
+        println!("hub {id} declared lost: its copies will be re-created on other allowed hubs");
+    } else {
+        println!("hub {id} declared back in service");
+    }
+    Ok(())
+}
+
 pub async fn status(admin: &AdminClient, as_json: bool) -> anyhow::Result<()> {
     let body = admin.call(http::Method::GET, "status", Vec::new()).await?;
     if as_json {
@@ -190,7 +205,11 @@ pub fn print_status(report: &StatusReport) {
     );
     println!("\nHUBS");
     for h in &report.hubs {
-        let state = if h.up { "up" } else { "DOWN" };
+        let state = match (h.up, &h.lost_reason) {
+            (_, Some(reason)) => format!("LOST ({reason})"),
+            (true, None) => "up".to_owned(),
+            (false, None) => "DOWN".to_owned(),
+        };
         println!(
             "  {:<14} {:<3} {:<5} {:<22} {}",
             h.id, h.jurisdiction, h.role, h.failure_domain, state

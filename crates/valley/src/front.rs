@@ -101,7 +101,9 @@ impl hyper::service::Service<Request<Incoming>> for AdminFront {
             let path = req.uri().path();
             if path.starts_with(valley_replicate::wire::PREFIX) {
                 return Ok(match hub {
-                    Some(hub) => from_bytes(valley_replicate::receive::handle(hub, req).await),
+                    Some(hub) => valley_replicate::receive::handle(hub, req)
+                        .await
+                        .map(s3s::Body::http_body_unsync),
                     None => text(StatusCode::NOT_FOUND, "this hub runs alone: it takes no peer calls\n"),
                 });
             }

@@ -49,6 +49,7 @@ fn run_admin(admin: &str, command: cli::Command) -> anyhow::Result<()> {
             cli::Command::Bucket { command } => commands::bucket(&client, command).await,
             cli::Command::Grant { command } => commands::grant(&client, command).await,
             cli::Command::Status { json } => commands::status(&client, json).await,
+            cli::Command::Hub { command } => commands::hub(&client, command).await,
             cli::Command::Audit { command } => commands::audit(&client, command).await,
             cli::Command::Serve(_) | cli::Command::Demo(_) => unreachable!("handled in main"),
         }

@@ -112,6 +112,14 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
             .map_err(|e| anyhow::anyhow!("cannot join the network as hub {id:?}: {e}"))?;
             let hub = Arc::new(hub);
             valley_replicate::link::start(&hub);
+            valley_replicate::repair::start(
+                &hub,
+                valley_replicate::repair::RepairConfig {
+                    interval: std::time::Duration::from_secs(args.repair_interval),
+                    lost_after: (args.declare_lost_after > 0)
+                        .then(|| std::time::Duration::from_secs(args.declare_lost_after)),
+                },
+            );
             info!(hub = %id, topology = %topology.hash(), peers = topology.hubs().count() - 1, "joined the network");
             Some(hub)
         }
@@ -222,5 +230,34 @@ impl valley_s3::NetworkGate for HubGate {
         if let Err(e) = self.0.bucket_created(bucket).await {
             tracing::error!(bucket, error = %e, "recording a new bucket's policy failed");
         }
+    }
+
+    async fn find_elsewhere(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<valley_s3::RemoteVersion>, String> {
+        Ok(self
+            .0
+            .find_elsewhere(bucket, key, version_id)
+            .await?
+            .map(|(holder, version)| valley_s3::RemoteVersion {
+                holder,
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                version,
+            }))
+    }
+
+    async fn read_elsewhere(
+        &self,
+        remote: &valley_s3::RemoteVersion,
+        start: u64,
+        len: u64,
+    ) -> Result<valley_store::ByteStream, String> {
+        self.0
+            .read_elsewhere(&remote.holder, &remote.bucket, &remote.key, &remote.version, start, len)
+            .await
     }
 }

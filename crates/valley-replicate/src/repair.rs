@@ -1,0 +1,426 @@
+//! Anti-entropy, repair and tiering: the periodic sweep that makes every hub hold what the
+//! policies say it should, whatever happened in between (an outbox lost with a disk, a restored
+//! backup, a long partition, a hub lost for good, a policy that now wants more copies, data
+//! that aged into its tiering rule).
+//!
+//! Each round, for every bucket this hub may hold and every peer, the two hubs compare the
+//! versions *both* should hold (every hub computes the same placement from the same policy,
+//! topology and set of lost hubs): 256 partition digests first, then only the items of the
+//! partitions that differ. This hub sends what the peer lacks; the peer's own round sends what
+//! this hub lacks. A peer that still has an outbox backlog is skipped: divergence there is
+//! expected, and the outbox is already closing it.
+//!
+//! Deleted versions leave tombstones (see the store), so a repair cannot bring back what was
+//! deleted while the repair was in flight.
+//!
+//! A hub unreachable for longer than `lost_after` is declared lost (a control change every hub
+//! learns); placement then passes it over and the next hubs the policy allows receive its
+//! copies from the hubs that still hold them. A lost hub that answers again is declared back.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use valley_audit::AuditKind;
+use valley_policy::{PlacementPolicy, Topology, TransferKind, place_avoiding};
+use valley_store::VersionSummary;
+
+use crate::client::PeerError;
+use crate::control::{self, ControlChange};
+use crate::hook::now_unix_ms;
+use crate::hub::{Hub, HubError};
+use crate::outbox;
+use crate::transfer::{self, Sent};
+use crate::wire::{self, DigestReply, DigestRequest, ItemId, ItemsReply};
+
+/// Partitions of a bucket's key space compared at once.
+pub const PARTITIONS: usize = 256;
+/// Versions sent at once by one repair.
+const REPAIR_CONCURRENCY: usize = 4;
+/// Staged chunks whose transfer has not finished in this long are dropped.
+const STAGED_MAX_AGE_MS: u64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RepairConfig {
+    /// Time between rounds (a round also starts early when woken).
+    pub interval: Duration,
+    /// Declare a peer lost after this long without contact (`None`: only by the operator).
+    pub lost_after: Option<Duration>,
+}
+
+/// Where a bucket's versions belong, computed once per (origin, tiered) pair.
+pub(crate) struct Placement<'a> {
+    topology: &'a Topology,
+    policy: &'a PlacementPolicy,
+    lost: &'a BTreeSet<String>,
+    now_ns: u64,
+    cache: HashMap<(String, bool), Vec<String>>,
+}
+
+impl<'a> Placement<'a> {
+    pub(crate) fn new(topology: &'a Topology, policy: &'a PlacementPolicy, lost: &'a BTreeSet<String>) -> Self {
+        Self {
+            topology,
+            policy,
+            lost,
+            now_ns: now_unix_ms().saturating_mul(1_000_000),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Whether the tiering rule applies to a version written at `hlc` (nanoseconds).
+    pub(crate) fn tiered(&self, hlc: u64) -> bool {
+        self.policy.tiering.as_ref().is_some_and(|t| {
+            let age_days = self.now_ns.saturating_sub(hlc) as f64 / 86_400e9;
+            age_days >= f64::from(t.after_days)
+        })
+    }
+
+    /// The hubs that should hold `version`.
+    pub(crate) fn targets(&mut self, version: &VersionSummary) -> &[String] {
+        let tiered = self.tiered(version.hlc);
+        let (topology, policy, lost) = (self.topology, self.policy, self.lost);
+        self.cache
+            .entry((version.origin.clone(), tiered))
+            .or_insert_with(|| place_avoiding(policy, topology, &version.origin, tiered, lost).unwrap_or_default())
+    }
+}
+
+fn fnv64(parts: &[&[u8]]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for part in parts {
+        for b in *part {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h = (h ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The partition of a key (all versions of a key fall in one).
+pub(crate) fn partition_of(key: &str) -> u16 {
+    (fnv64(&[key.as_bytes()]) % PARTITIONS as u64) as u16
+}
+
+/// Order-independent digests of `items` per partition.
+pub(crate) fn partition_digests(items: &[ItemId]) -> Vec<u64> {
+    let mut digests = vec![0u64; PARTITIONS];
+    for item in items {
+        let h = fnv64(&[item.key.as_bytes(), &item.hlc.to_be_bytes(), item.origin.as_bytes()]);
+        let p = usize::from(partition_of(&item.key));
+        digests[p] = digests[p].wrapping_add(h);
+    }
+    digests
+}
+
+/// The versions held here of `bucket` that should be at both this hub and `other`.
+pub(crate) async fn shared_domain(hub: &Arc<Hub>, bucket: &str, other: &str) -> Result<Vec<ItemId>, HubError> {
+    let policy = hub.policy(bucket).await?;
+    let lost = hub.read(control::lost_hubs).await?;
+    let summaries = hub.catalog.version_summaries(bucket).await?;
+    let mut placement = Placement::new(&hub.topology, &policy, &lost);
+    Ok(summaries
+        .into_iter()
+        .filter(|s| {
+            let targets = placement.targets(s);
+            targets.iter().any(|t| *t == hub.id) && targets.iter().any(|t| t == other)
+        })
+        .map(|s| ItemId {
+            key: s.key,
+            hlc: s.hlc,
+            origin: s.origin,
+        })
+        .collect())
+}
+
+/// Answers a peer's digest request: digests, or the items of the partitions it names.
+pub(crate) async fn answer_digest(hub: &Arc<Hub>, request: &DigestRequest) -> Result<serde_json::Value, HubError> {
+    let domain = shared_domain(hub, &request.bucket, &request.hub).await?;
+    if request.partitions.is_empty() {
+        let reply = DigestReply {
+            digests: partition_digests(&domain),
+        };
+        return Ok(serde_json::to_value(reply).unwrap_or_default());
+    }
+    let wanted: HashSet<u16> = request.partitions.iter().copied().collect();
+    let items = domain
+        .into_iter()
+        .filter(|i| wanted.contains(&partition_of(&i.key)))
+        .collect();
+    Ok(serde_json::to_value(ItemsReply { items }).unwrap_or_default())
+}
+
+/// A hash of every control record held here: two hubs with the same hash agree on policies,
+/// grants and hub states.
+pub(crate) async fn control_digest(hub: &Hub) -> Result<String, HubError> {
+    // Records are compared by their stamps: last-writer-wins makes equal stamps equal
+    // records (except a grant's usage counts, which each hub keeps for itself).
+    let changes = hub.read(control::all_changes).await?;
+    let stamps: Vec<String> = changes.iter().map(ControlChange::identity).collect();
+    Ok(format!("{:016x}", fnv64(&[stamps.join("\n").as_bytes()])))
+}
+
+pub fn start(hub: &Arc<Hub>, config: RepairConfig) {
+    let hub = hub.clone();
+    tokio::spawn(async move {
+        let mut unreachable_since: HashMap<String, u64> = HashMap::new();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(config.interval) => {}
+                () = hub.repair_wake.notified() => {
+                    // Let a burst of changes settle into one round.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            check_peers(&hub, config, &mut unreachable_since).await;
+            if let Err(e) = round(&hub).await {
+                tracing::warn!(error = %e, "repair round failed");
+            }
+        }
+    });
+}
+
+/// Says hello to every peer: keeps reachability current even on idle links, declares lost
+/// the peers silent for too long, and back the lost ones that answer again.
+async fn check_peers(hub: &Arc<Hub>, config: RepairConfig, unreachable_since: &mut HashMap<String, u64>) {
+    let lost = hub.read(control::lost_hubs).await.unwrap_or_default();
+    let hellos = futures::future::join_all(hub.peers().into_iter().map(|peer| {
+        let hub = hub.clone();
+        async move {
+            let answer = hub.peer_get(&peer, "hello").await;
+            (peer, answer)
+        }
+    }))
+    .await;
+    let now = now_unix_ms();
+    for (peer, answer) in hellos {
+        match answer {
+            Ok(_) => {
+                unreachable_since.remove(&peer);
+                hub.update_link(&peer, |l| {
+                    l.reachable = true;
+                    l.last_contact_unix_ms = Some(now);
+                });
+                if lost.contains(&peer) {
+                    let reason = "answered again".to_owned();
+                    if let Err(e) = hub.set_hub_state(&peer, false, reason).await {
+                        tracing::error!(peer, error = %e, "declaring a hub back failed");
+                    }
+                }
+            }
+            Err(e) => {
+                let since = *unreachable_since.entry(peer.clone()).or_insert(now);
+                hub.update_link(&peer, |l| {
+                    l.reachable = false;
+                    l.last_error = Some(e.to_string());
+                });
+                if let Some(after) = config.lost_after
+                    && !lost.contains(&peer)
+                    && now.saturating_sub(since) >= u64::try_from(after.as_millis()).unwrap_or(u64::MAX)
+                {
+                    let reason = format!("no contact for {} s", now.saturating_sub(since) / 1000);
+                    if let Err(e) = hub.set_hub_state(&peer, true, reason).await {
+                        tracing::error!(peer, error = %e, "declaring a hub lost failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One anti-entropy and tiering pass over every bucket.
+async fn round(hub: &Arc<Hub>) -> Result<(), HubError> {
+    sync_control(hub).await;
+    let lost = hub.read(control::lost_hubs).await?;
+    let Some(me) = hub.topology.hub(&hub.id) else {
+        return Ok(());
+    };
+    let peers: Vec<String> = hub.peers().into_iter().filter(|p| !lost.contains(p)).collect();
+    let idle_peers: Vec<String> = {
+        let peers = peers.clone();
+        hub.read(move |txn| {
+            let mut idle = Vec::new();
+            for p in peers {
+                if outbox::pending(txn, &p, 1)?.is_empty() {
+                    idle.push(p);
+                }
+            }
+            Ok(idle)
+        })
+        .await?
+    };
+    for (bucket, policy) in hub.policies().await? {
+        if !policy.allows(me) {
+            continue;
+        }
+        let summaries = hub.catalog.version_summaries(&bucket).await?;
+        if summaries.is_empty() {
+            continue;
+        }
+        let mut placement = Placement::new(&hub.topology, &policy, &lost);
+        for peer in &idle_peers {
+            let mut mine: Vec<(ItemId, bool)> = Vec::new();
+            for s in &summaries {
+                let targets = placement.targets(s);
+                if targets.contains(&hub.id) && targets.contains(peer) {
+                    let item = ItemId {
+                        key: s.key.clone(),
+                        hlc: s.hlc,
+                        origin: s.origin.clone(),
+                    };
+                    mine.push((item, placement.tiered(s.hlc)));
+                }
+            }
+            if mine.is_empty() {
+                continue;
+            }
+            match repair_pair(hub, peer, &bucket, &mine).await {
+                Ok(0) => {}
+                Ok(sent) => {
+                    let detail = format!("anti-entropy: sent {sent} missing versions of bucket {bucket:?} to {peer}");
+                    tracing::info!("{detail}");
+                    hub.audit(
+                        hub.event(AuditKind::Transfer, detail)
+                            .with_bucket(&bucket)
+                            .with_peer(peer),
+                    )
+                    .await;
+                }
+                Err(e) => tracing::debug!(peer, bucket, error = %e, "anti-entropy with peer failed"),
+            }
+        }
+        tier_out(hub, &bucket, &summaries, &mut placement).await;
+    }
+    if let Err(e) = hub.catalog.expire_staged(STAGED_MAX_AGE_MS).await {
+        tracing::warn!(error = %e, "expiring staged chunks failed");
+    }
+    Ok(())
+}
+
+/// Compares with `peer` and sends what it lacks of `mine`; returns how many versions went.
+async fn repair_pair(hub: &Arc<Hub>, peer: &str, bucket: &str, mine: &[(ItemId, bool)]) -> Result<usize, PeerError> {
+    let items: Vec<ItemId> = mine.iter().map(|(i, _)| i.clone()).collect();
+    let ours = partition_digests(&items);
+    let request = DigestRequest {
+        bucket: bucket.to_owned(),
+        hub: hub.id.clone(),
+        partitions: Vec::new(),
+    };
+    let theirs: DigestReply = hub.peer_post_json(peer, "digest", &request).await?;
+    let differing: Vec<u16> = (0..PARTITIONS)
+        .filter(|p| theirs.digests.get(*p) != ours.get(*p))
+        .filter_map(|p| u16::try_from(p).ok())
+        .collect();
+    if differing.is_empty() {
+        return Ok(0);
+    }
+    let wanted: HashSet<u16> = differing.iter().copied().collect();
+    let request = DigestRequest {
+        partitions: differing,
+        ..request
+    };
+    let held: ItemsReply = hub.peer_post_json(peer, "digest", &request).await?;
+    let held: HashSet<ItemId> = held.items.into_iter().collect();
+    let missing: Vec<(ItemId, bool)> = mine
+        .iter()
+        .filter(|(i, _)| wanted.contains(&partition_of(&i.key)) && !held.contains(i))
+        .cloned()
+        .collect();
+    let results: Vec<Result<Sent, PeerError>> = futures::stream::iter(missing)
+        .map(|(item, tiered)| {
+            let (hub, peer, bucket) = (hub.clone(), peer.to_owned(), bucket.to_owned());
+            let kind = if tiered {
+                TransferKind::Tiering
+            } else {
+                TransferKind::Replication
+            };
+            async move { transfer::send_version(&hub, &peer, &bucket, &item.key, item.hlc, &item.origin, kind).await }
+        })
+        .buffer_unordered(REPAIR_CONCURRENCY)
+        .collect()
+        .await;
+    let mut sent = 0;
+    for r in results {
+        match r {
+            Ok(Sent::Delivered) => sent += 1,
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
+/// Moves versions that aged into the tiering rule off this hub when it is no longer among
+/// their hubs: each is sent to every hub that should now hold it, and dropped here only once
+/// all of them have it.
+async fn tier_out(hub: &Arc<Hub>, bucket: &str, summaries: &[VersionSummary], placement: &mut Placement<'_>) {
+    for s in summaries {
+        if !placement.tiered(s.hlc) {
+            continue;
+        }
+        let targets = placement.targets(s).to_vec();
+        if targets.is_empty() || targets.contains(&hub.id) {
+            continue;
+        }
+        let mut all_hold = true;
+        for t in &targets {
+            match transfer::send_version(hub, t, bucket, &s.key, s.hlc, &s.origin, TransferKind::Tiering).await {
+                Ok(Sent::Delivered | Sent::Nothing) => {}
+                Ok(Sent::Refused(_)) | Err(_) => all_hold = false,
+            }
+        }
+        if !all_hold {
+            continue;
+        }
+        let stamp = valley_store::keys::Stamp {
+            hlc: s.hlc,
+            origin_tag: valley_store::keys::origin_tag(&s.origin),
+        };
+        match hub.catalog.drop_local_copy(bucket, &s.key, stamp).await {
+            Ok(true) => {
+                hub.audit(
+                    hub.event(
+                        AuditKind::Transfer,
+                        format!(
+                            "tiering: copy of {:?} moved to [{}]; dropped here",
+                            s.key,
+                            targets.join(", ")
+                        ),
+                    )
+                    .with_bucket(bucket)
+                    .with_key(&s.key)
+                    .with_allowed(true)
+                    .with_bytes(s.size),
+                )
+                .await;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(bucket, key = s.key, error = %e, "dropping a tiered copy failed"),
+        }
+    }
+}
+
+/// Sends every control record to each peer whose control digest differs from ours. Records
+/// apply last-writer-wins, so sending ours never overrides a newer one; the peer's own round
+/// sends us what we lack.
+async fn sync_control(hub: &Arc<Hub>) {
+    let Ok(ours) = control_digest(hub).await else { return };
+    let Ok(changes) = hub.read(control::all_changes).await else {
+        return;
+    };
+    for peer in hub.peers() {
+        let Ok(theirs) = hub.peer_get(&peer, "control-digest").await else {
+            continue;
+        };
+        if theirs.as_ref() == ours.as_bytes() {
+            continue;
+        }
+        for change in &changes {
+            if let Err(e) = hub.peer_post_json::<wire::Outcome>(&peer, "control", change).await {
+                tracing::debug!(peer, error = %e, "control sync failed");
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Sending one object version to a peer: the policy decision at send time, the bytes (whole
+//! for small versions; in checksummed chunks that resume after a cut for large ones), the
+//! per-link bandwidth limit, grant usage and the audit record. Used by the outbox workers
+//! (replication), anti-entropy (repair) and tiering.
+//!
+//! Chunks of one object travel on several connections at once: over a long, lossy link one
+//! TCP stream stalls at every loss, and a few streams in parallel keep the link busy.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use md5::{Digest, Md5};
+use valley_audit::AuditKind;
+use valley_policy::{Transfer, TransferKind, decide};
+use valley_store::ByteStream;
+use valley_store::keys::{Stamp, origin_tag};
+use valley_store::record::ObjectVersion;
+
+use crate::client::{self, PeerError};
+use crate::control;
+use crate::hook::{effective_policy, today};
+use crate::hub::Hub;
+use crate::wire;
+
+/// Versions larger than this move in chunks of this size.
+pub const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+/// Chunks of one version in flight at once.
+const CHUNKS_IN_FLIGHT: usize = 6;
+/// Attempts at one chunk within one transfer before the transfer is retried later as a whole
+/// (chunks already staged are not sent again).
+const CHUNK_ATTEMPTS: usize = 3;
+
+/// A per-link bandwidth limit shared by every transfer to one peer: each piece of a body
+/// reserves its share of the link's time before it is sent.
+pub struct RateLimit {
+    bytes_per_sec: f64,
+    next_free: Mutex<Instant>,
+}
+
+/// Reservations further ahead than this are capped, so a limit raised or idle time does not
+/// become a burst larger than this much link time.
+const RATE_BURST: Duration = Duration::from_millis(50);
+
+impl RateLimit {
+    #[must_use]
+    pub fn new(bytes_per_sec: f64) -> Self {
+        Self {
+            bytes_per_sec,
+            next_free: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits until `bytes` may be sent.
+    pub async fn take(&self, bytes: usize) {
+        let start = {
+            let Ok(mut next) = self.next_free.lock() else { return };
+            let now = Instant::now();
+            let start = (*next).max(now.checked_sub(RATE_BURST).unwrap_or(now));
+            *next = start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec);
+            start
+        };
+        tokio::time::sleep_until(start.into()).await;
+    }
+}
+
+/// `stream`, paced by `limit` when there is one.
+pub fn throttle(stream: ByteStream, limit: Option<Arc<RateLimit>>) -> ByteStream {
+    let Some(limit) = limit else { return stream };
+    Box::pin(stream.then(move |item| {
+        let limit = limit.clone();
+        async move {
+            if let Ok(bytes) = &item {
+                limit.take(bytes.len()).await;
+            }
+            item
+        }
+    }))
+}
+
+/// What became of a version sent to a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The peer holds it now.
+    Delivered,
+    /// Nothing to send: the version is gone here, or the peer already had it.
+    Nothing,
+    /// The policy engine refused (here or at the peer): retrying will not help.
+    Refused(String),
+}
+
+/// Sends the version of `bucket/key` stamped `(hlc, origin)` to `peer`, if this hub still has
+/// it and the policy allows the transfer.
+pub async fn send_version(
+    hub: &Arc<Hub>,
+    peer: &str,
+    bucket: &str,
+    key: &str,
+    hlc: u64,
+    origin: &str,
+    kind: TransferKind,
+) -> Result<Sent, PeerError> {
+    let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
+    let endpoint = hub
+        .topology
+        .hub(peer)
+        .and_then(|h| h.peer_endpoint.clone())
+        .ok_or_else(|| PeerError::Unreachable(format!("hub {peer} has no peer endpoint")))?;
+    let stamp = Stamp {
+        hlc,
+        origin_tag: origin_tag(origin),
+    };
+    let Some(version) = hub.catalog.object_at(bucket, key, stamp).await.map_err(local)? else {
+        // Superseded or deleted since: nothing left to send.
+        return Ok(Sent::Nothing);
+    };
+    let (policy, grants) = {
+        let (topology, id, b) = (hub.topology.clone(), hub.id.clone(), bucket.to_owned());
+        hub.read(move |txn| {
+            let policy = effective_policy(txn, &topology, &id, &b)?;
+            let grants = control::grants(txn)?;
+            Ok((policy, grants))
+        })
+        .await
+        .map_err(local)?
+    };
+    let decision = decide(
+        &hub.topology,
+        &grants,
+        &Transfer {
+            kind,
+            bucket,
+            policy: &policy,
+            from: &hub.id,
+            to: peer,
+            bytes: version.size,
+            individuals: 0,
+            today: today(),
+        },
+    );
+    if !decision.allowed {
+        hub.audit(
+            hub.event(AuditKind::PolicyDecision, decision.reason.clone())
+                .with_bucket(bucket)
+                .with_key(key)
+                .with_peer(peer)
+                .with_allowed(false)
+                .with_rule(format!("{:?}", decision.rule))
+                .with_bytes(version.size),
+        )
+        .await;
+        return Ok(Sent::Refused(decision.reason));
+    }
+    let limit = hub.rate_limit(peer);
+    let sent = if version.size > CHUNK_BYTES {
+        send_chunked(hub, &endpoint, bucket, key, &version, kind, limit).await?
+    } else {
+        send_whole(hub, &endpoint, bucket, key, &version, kind, limit).await?;
+        Sent::Delivered
+    };
+    if sent != Sent::Delivered {
+        return Ok(sent);
+    }
+    if let Some(grant_id) = &decision.grant {
+        record_grant_use(hub, grant_id, version.size).await;
+    }
+    let mut event = hub
+        .event(
+            AuditKind::Transfer,
+            format!("{} to {peer}: {}", past_tense(kind), decision.reason),
+        )
+        .with_bucket(bucket)
+        .with_key(key)
+        .with_peer(peer)
+        .with_allowed(true)
+        .with_rule(format!("{:?}", decision.rule))
+        .with_bytes(version.size);
+    if let Some(g) = decision.grant {
+        event = event.with_grant(g);
+    }
+    hub.audit(event).await;
+    Ok(Sent::Delivered)
+}
+
+fn past_tense(kind: TransferKind) -> &'static str {
+    match kind {
+        TransferKind::Tiering => "tiered",
+        TransferKind::Migration => "migrated",
+        _ => "replicated",
+    }
+}
+
+fn object_call_path(bucket: &str, key: &str, kind: TransferKind) -> String {
+    wire::path("object", &[("bucket", bucket), ("key", key), ("kind", kind.as_str())])
+}
+
+async fn send_whole(
+    hub: &Arc<Hub>,
+    endpoint: &str,
+    bucket: &str,
+    key: &str,
+    version: &ObjectVersion,
+    kind: TransferKind,
+    limit: Option<Arc<RateLimit>>,
+) -> Result<(), PeerError> {
+    let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
+    let stream = hub.catalog.read(version, 0, version.size).await.map_err(local)?;
+    hub.client
+        .call(
+            http::Method::PUT,
+            endpoint,
+            &object_call_path(bucket, key, kind),
+            &[
+                (wire::HEADER_VERSION, wire::encode_version(version)),
+                ("content-length", version.size.to_string()),
+            ],
+            client::streaming(throttle(stream, limit)),
+            version.size,
+        )
+        .await?;
+    Ok(())
+}
+
+async fn send_chunked(
+    hub: &Arc<Hub>,
+    endpoint: &str,
+    bucket: &str,
+    key: &str,
+    version: &ObjectVersion,
+    kind: TransferKind,
+    limit: Option<Arc<RateLimit>>,
+) -> Result<Sent, PeerError> {
+    let header = wire::encode_version(version);
+    let state: wire::StageState = {
+        let path = wire::path("stage", &[("bucket", bucket), ("key", key), ("kind", kind.as_str())]);
+        let body = hub
+            .client
+            .call(
+                http::Method::POST,
+                endpoint,
+                &path,
+                &[(wire::HEADER_VERSION, header.clone())],
+                client::full(Vec::new()),
+                0,
+            )
+            .await?;
+        serde_json::from_slice(&body).map_err(|e| PeerError::Failed {
+            status: 200,
+            message: format!("malformed stage answer: {e}"),
+        })?
+    };
+    if state.done {
+        return Ok(Sent::Nothing);
+    }
+    let chunks = version.size.div_ceil(CHUNK_BYTES);
+    let missing: Vec<u32> = (0..chunks)
+        .filter_map(|i| u32::try_from(i).ok())
+        .filter(|i| !state.staged.contains(i))
+        .collect();
+    let mut pending = missing.into_iter();
+    let mut in_flight = FuturesUnordered::new();
+    let mut failure = None;
+    loop {
+        while in_flight.len() < CHUNKS_IN_FLIGHT && failure.is_none() {
+            let Some(index) = pending.next() else { break };
+            in_flight.push(send_chunk(
+                hub,
+                endpoint,
+                bucket,
+                key,
+                version,
+                index,
+                kind,
+                limit.clone(),
+            ));
+        }
+        match in_flight.next().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            None => break,
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    hub.client
+        .call(
+            http::Method::PUT,
+            endpoint,
+            &object_call_path(bucket, key, kind),
+            &[(wire::HEADER_VERSION, header), (wire::HEADER_STAGED, "1".to_owned())],
+            client::full(Vec::new()),
+            // The receiver reads the staged chunks back to check the ETag: allow for that.
+            version.size / 8,
+        )
+        .await?;
+    Ok(Sent::Delivered)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_chunk(
+    hub: &Arc<Hub>,
+    endpoint: &str,
+    bucket: &str,
+    key: &str,
+    version: &ObjectVersion,
+    index: u32,
+    kind: TransferKind,
+    limit: Option<Arc<RateLimit>>,
+) -> Result<(), PeerError> {
+    let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
+    let offset = u64::from(index) * CHUNK_BYTES;
+    let len = CHUNK_BYTES.min(version.size - offset);
+    // The chunk's MD5 goes ahead of it, so the receiver refuses a damaged chunk at once; the
+    // second read comes from the page cache.
+    let mut md5 = Md5::new();
+    let mut stream = hub.catalog.read(version, offset, len).await.map_err(local)?;
+    while let Some(piece) = stream.next().await {
+        md5.update(&piece.map_err(|e| PeerError::Unreachable(format!("local read: {e}")))?);
+    }
+    let digest = hex::encode(md5.finalize());
+    let (hlc, index_text) = (version.hlc.to_string(), index.to_string());
+    let path = wire::path(
+        "chunk",
+        &[
+            ("bucket", bucket),
+            ("key", key),
+            ("hlc", &hlc),
+            ("origin", &version.origin),
+            ("index", &index_text),
+            ("kind", kind.as_str()),
+        ],
+    );
+    let mut last = None;
+    for _ in 0..CHUNK_ATTEMPTS {
+        let stream = hub.catalog.read(version, offset, len).await.map_err(local)?;
+        let result = hub
+            .client
+            .call(
+                http::Method::PUT,
+                endpoint,
+                &path,
+                &[
+                    (wire::HEADER_CHUNK_MD5, digest.clone()),
+                    ("content-length", len.to_string()),
+                ],
+                client::streaming(throttle(stream, limit.clone())),
+                len,
+            )
+            .await;
+        match result {
+            Ok(_) => return Ok(()),
+            Err(PeerError::Refused(why)) => return Err(PeerError::Refused(why)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| PeerError::Unreachable("chunk not sent".into())))
+}
+
+/// Counts bytes sent under a grant against its caps. Usage is counted per sending hub, so the
+/// record keeps its stamp and is not re-published.
+async fn record_grant_use(hub: &Arc<Hub>, grant_id: &str, size: u64) {
+    let id = grant_id.to_owned();
+    let recorded = hub
+        .write(move |txn| {
+            let mut records = control::load_grants(txn)?;
+            if let Some(record) = records.iter_mut().find(|r| r.grant.id == id) {
+                record.grant.record_use(today(), size, 0);
+                let raw = serde_json::to_vec(record).map_err(|e| valley_store::StoreError::Meta(e.to_string()))?;
+                txn.put(valley_store::Table::Control, format!("grant/{id}").as_bytes(), &raw);
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "recording grant usage failed");
+    }
+}
