@@ -68,8 +68,12 @@ class Proxy:
 
 
 class Network:
-    def __init__(self, workdir: Path, hubs=HUBS, proxied: tuple[str, ...] = (), topology_overrides: dict | None = None):
+    def __init__(self, workdir: Path, hubs=HUBS, proxied: tuple[str, ...] = (), topology_overrides: dict | None = None,
+                 links: tuple[str, ...] = (), serve_args: tuple[str, ...] = ()):
+        """`links` are extra `[[link]]` bodies (TOML lines); `serve_args` go to every `valley serve`."""
         self.workdir = workdir
+        self.links = links
+        self.serve_args = serve_args
         self.hubs = {h[0]: h for h in hubs}
         self.ports = {h[0]: (free_port(), free_port()) for h in hubs}
         self.procs: dict[str, subprocess.Popen] = {}
@@ -90,6 +94,7 @@ class Network:
                 f'[[hub]]\nid = "{hub_id}"\njurisdiction = "{jurisdiction}"\nrole = "{role}"\nlat = 30.0\nlon = 110.0\n'
                 f'failure_domain = "{domain}"\ns3_endpoint = "http://127.0.0.1:{s3_port}"\n'
                 f'peer_endpoint = "http://127.0.0.1:{peer_port}"\n')
+        out.extend(f"[[link]]\n{body}\n" for body in self.links)
         return "\n".join(out)
 
     def data_dir(self, hub: str) -> Path:
@@ -103,7 +108,7 @@ class Network:
         self.procs[hub] = subprocess.Popen(
             [str(valley_bin()), "serve", "--hub", hub, "--topology", str(topology or self.topology),
              "--data", str(self.data_dir(hub)), "--listen", f"127.0.0.1:{s3_port}",
-             "--admin-listen", f"127.0.0.1:{admin_port}"],
+             "--admin-listen", f"127.0.0.1:{admin_port}", *self.serve_args],
             env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:

@@ -55,6 +55,11 @@ def write_objects(net, bucket, sizes) -> dict[str, str]:
 
 def assert_replicated(net, bucket, digests, timeout=180):
     deadline = time.time() + timeout
+    # A GET at gui-an could be read through from zhangjiakou: first wait for gui-an to hold
+    # every copy itself, then read them there.
+    while net.holdings("gui-an", bucket).get("gui-an", 0) < len(digests):
+        assert time.time() < deadline, f"gui-an holds {net.holdings('gui-an', bucket)} of {len(digests)} objects"
+        time.sleep(0.3)
     s3 = net.s3("gui-an")
     missing = dict(digests)
     while missing and time.time() < deadline:

@@ -97,6 +97,34 @@ impl VersionHook for OutboxHook {
             };
             outbox::push(txn, target, &entry)?;
         }
+        // A new null version replaces the key's older one everywhere, but its copies go only
+        // to `targets`: an older copy placed by a write at another hub would otherwise be
+        // served there forever. The other allowed hubs are told to drop null versions older
+        // than this one (stamped one tick earlier, so this version itself still applies there
+        // if placement later brings it).
+        if version.version_id.is_none() && version.hlc > 0 {
+            let supersede = Shipment::Delete {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                version_id: None,
+                hlc: version.hlc - 1,
+                origin: version.origin.clone(),
+            };
+            let others: Vec<String> = self
+                .topology
+                .hubs()
+                .filter(|h| h.id != self.hub && policy.allows(h) && !targets.contains(&h.id))
+                .map(|h| h.id.clone())
+                .collect();
+            for other in others {
+                let entry = OutboxEntry {
+                    shipment: supersede.clone(),
+                    bytes: 0,
+                    created_unix_ms: now_unix_ms(),
+                };
+                outbox::push(txn, &other, &entry)?;
+            }
+        }
         self.wake.notify_waiters();
         Ok(())
     }

@@ -242,6 +242,18 @@ impl Hub {
                 newest = Some((holder, version));
             }
         }
+        // A copy elsewhere that this hub knows to be deleted (a tombstone whose delete has not
+        // reached the holder yet) must not come back through a read.
+        if let Some((_, version)) = &newest {
+            let gone = self
+                .catalog
+                .holds_or_superseded(bucket, key, version.stamp(), version.version_id.is_some())
+                .await
+                .map_err(|e| e.to_string())?;
+            if gone {
+                return Ok(None);
+            }
+        }
         Ok(newest)
     }
 
