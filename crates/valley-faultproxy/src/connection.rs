@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use crate::bucket::{TokenBucket, burst_bytes};
+use crate::bucket::burst_bytes;
 use crate::dice::{self, Direction, StreamDice};
 use crate::limits::{CHUNK_BYTES_MAX, CONNECT_TIMEOUT, DELAY_LINE_BYTES_MAX, DELAY_LINE_CHUNKS_MAX};
 use crate::proxy::{Shared, reset};
@@ -196,7 +196,6 @@ where
     };
 
     let writer = async {
-        let mut bucket = TokenBucket::new(Instant::now());
         while let Some((piece, _permit)) = rx.recv().await {
             tokio::time::sleep_until(piece.release_at.into()).await;
             let mut rest = &piece.data[..];
@@ -207,7 +206,7 @@ where
                 } else {
                     rest.len().min(burst_bytes(rate))
                 };
-                let wait = bucket.take(step, rate, Instant::now());
+                let wait = shared.take_bandwidth(direction, step, rate);
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
                 }

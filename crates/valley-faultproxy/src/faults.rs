@@ -23,7 +23,8 @@ pub struct Faults {
     /// Additive rather than ± because a link is never faster than its propagation delay;
     /// bytes are never reordered by it (a chunk waits for the one before it).
     pub jitter_ms: u64,
-    /// Bandwidth cap per direction, in bytes per second (token bucket); 0 means no cap.
+    /// Bandwidth cap per direction, in bytes per second (token bucket); 0 means no cap. The
+    /// cap is the link's: all connections through the proxy share it.
     pub bandwidth_bytes_per_sec: u64,
     /// Probability, per segment of [`SEGMENT_BYTES`](crate::limits::SEGMENT_BYTES) bytes, that the stream stalls there as if the
     /// packet were lost and waited for a retransmission timeout.

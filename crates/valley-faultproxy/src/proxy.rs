@@ -77,9 +77,25 @@ pub(crate) struct Shared {
     pub counters: Counters,
     /// Number of the next connection, in accept order: part of its decisions' seed.
     pub next_connection: AtomicU64,
+    /// The bandwidth cap of each direction, shared by every connection: the cap is the
+    /// link's capacity, so parallel connections divide it rather than multiply it.
+    pub upstream_cap: std::sync::Mutex<crate::bucket::TokenBucket>,
+    pub downstream_cap: std::sync::Mutex<crate::bucket::TokenBucket>,
 }
 
 impl Shared {
+    /// Takes `bytes` from the cap of `direction` and says how long to wait before sending.
+    pub fn take_bandwidth(&self, direction: crate::dice::Direction, bytes: usize, rate: u64) -> std::time::Duration {
+        let cap = match direction {
+            crate::dice::Direction::Upstream => &self.upstream_cap,
+            crate::dice::Direction::Downstream => &self.downstream_cap,
+        };
+        match cap.lock() {
+            Ok(mut bucket) => bucket.take(bytes, rate, std::time::Instant::now()),
+            Err(_) => std::time::Duration::ZERO,
+        }
+    }
+
     pub fn faults(&self) -> Faults {
         *self.faults.borrow()
     }
@@ -153,6 +169,8 @@ impl FaultProxy {
             cut_epoch: watch::Sender::new(0),
             counters: Counters::default(),
             next_connection: AtomicU64::new(0),
+            upstream_cap: std::sync::Mutex::new(crate::bucket::TokenBucket::new(std::time::Instant::now())),
+            downstream_cap: std::sync::Mutex::new(crate::bucket::TokenBucket::new(std::time::Instant::now())),
         });
         let mut tasks = vec![tokio::spawn(accept_loop(listener, shared.clone()))];
         if let Some(listener) = control_listener {

@@ -198,6 +198,53 @@ async fn bandwidth_cap_bounds_throughput() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_connections_share_the_bandwidth_cap() {
+    // The cap is the link's: four connections of 256 KiB each through a 1 MiB/s link take as
+    // long as one connection of 1 MiB, not a quarter of it.
+    let rate = 1024 * 1024;
+    let target = echo_server().await;
+    let proxy = proxy_to(
+        target,
+        4,
+        Faults {
+            bandwidth_bytes_per_sec: rate,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let started = Instant::now();
+    let sends = (0..4u64).map(|i| {
+        let addr = proxy.local_addr();
+        tokio::spawn(async move {
+            let data = payload(256 * 1024, 10 + i);
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            let (mut r, mut w) = client.split();
+            let (_, (echoed, _)) = tokio::join!(
+                async {
+                    w.write_all(&data).await.unwrap();
+                    w.shutdown().await.unwrap();
+                },
+                async {
+                    let mut got = Vec::new();
+                    r.read_to_end(&mut got).await.unwrap();
+                    (got, ())
+                }
+            );
+            assert_eq!(sha(&echoed), sha(&data));
+        })
+    });
+    for send in sends {
+        tokio::time::timeout(PATIENCE, send).await.unwrap().unwrap();
+    }
+    let took = started.elapsed();
+    // 1 MiB each way at 1 MiB/s per direction, less the bursts: about 0.9 s or more.
+    assert!(
+        took >= Duration::from_millis(750),
+        "4 x 256 KiB through a shared 1 MiB/s cap took {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corruption_changes_bytes() {
     // Whole segments: a partial last one is flipped only if its drawn bit falls within it.
     let segments = 45u32;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use valley_policy::{
     Basis, Grant, PlacementPolicy, Role, Tiering, Topology, Transfer, TransferKind, day_of, decide, place,
+    place_avoiding,
 };
 
 fn network() -> Topology {
@@ -107,6 +108,31 @@ proptest! {
                 }
             }
             prop_assert_eq!(place(&policy, &net, origin, tiered).unwrap(), hubs, "deterministic");
+        }
+    }
+
+    #[test]
+    fn losing_hubs_moves_copies_only_to_other_allowed_hubs(
+        policy in arb_policy(), origin in 0usize..12, tiered in any::<bool>(),
+        lost_idx in proptest::sample::subsequence((0..12usize).collect::<Vec<_>>(), 0..=4),
+    ) {
+        let net = network();
+        let ids = hub_ids();
+        let lost: BTreeSet<String> = lost_idx.into_iter().map(|i| ids[i].clone()).collect();
+        let whole = place(&policy, &net, &ids[origin], tiered);
+        let degraded = place_avoiding(&policy, &net, &ids[origin], tiered, &lost);
+        // Satisfiable on the whole network: losing hubs never makes placement fail.
+        prop_assert_eq!(whole.is_ok(), degraded.is_ok());
+        if let (Ok(whole), Ok(degraded)) = (whole, degraded) {
+            prop_assert!(degraded.len() <= whole.len());
+            for id in &degraded {
+                prop_assert!(!lost.contains(id), "{} is lost", id);
+                prop_assert!(policy.allows(net.hub(id).unwrap()), "{} not allowed", id);
+            }
+            // Copies at hubs that survive stay where they were.
+            for id in whole.iter().filter(|h| !lost.contains(*h)) {
+                prop_assert!(degraded.contains(id), "{} lost its copy though it survives", id);
+            }
         }
     }
 

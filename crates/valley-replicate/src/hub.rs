@@ -71,6 +71,8 @@ pub struct Hub {
     policy_cache: Mutex<(u64, std::collections::HashMap<String, PlacementPolicy>)>,
     /// Per-peer bandwidth limits from the topology's `replication_limit_mbit`.
     rate_limits: BTreeMap<String, Arc<RateLimit>>,
+    /// Per-peer budget of chunk streams open at once.
+    chunk_slots: BTreeMap<String, Arc<tokio::sync::Semaphore>>,
     /// Wakes anti-entropy early (a hub lost or back, a policy changed, a link healed).
     pub(crate) repair_wake: Arc<tokio::sync::Notify>,
 }
@@ -128,6 +130,14 @@ impl Hub {
                 Some((h.id.clone(), Arc::new(RateLimit::new(mbit * 1_000_000.0 / 8.0))))
             })
             .collect();
+        let chunk_slots = topology
+            .hubs()
+            .filter(|h| h.id != id)
+            .map(|h| {
+                let slots = tokio::sync::Semaphore::new(crate::transfer::LINK_STREAMS);
+                (h.id.clone(), Arc::new(slots))
+            })
+            .collect();
         Ok(Self {
             id: id.to_owned(),
             topology,
@@ -140,6 +150,7 @@ impl Hub {
             clock: HlcClock::new(),
             policy_cache: Mutex::new((0, std::collections::HashMap::new())),
             rate_limits,
+            chunk_slots,
             repair_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -147,6 +158,14 @@ impl Hub {
     /// The bandwidth limit on transfers to `peer`, if its link has one.
     pub(crate) fn rate_limit(&self, peer: &str) -> Option<Arc<RateLimit>> {
         self.rate_limits.get(peer).cloned()
+    }
+
+    /// The stream budget of the link to `peer`.
+    pub(crate) fn chunk_slots(&self, peer: &str) -> Arc<tokio::sync::Semaphore> {
+        self.chunk_slots
+            .get(peer)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(tokio::sync::Semaphore::new(crate::transfer::LINK_STREAMS)))
     }
 
     #[must_use]

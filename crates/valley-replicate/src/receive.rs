@@ -423,7 +423,7 @@ async fn receive_chunk(hub: &Arc<Hub>, from: &str, query: &str, req: Request<Inc
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    if declared > crate::transfer::CHUNK_BYTES {
+    if declared > crate::transfer::CHUNK_BYTES_MAX {
         return reply(StatusCode::BAD_REQUEST, "chunk larger than the chunk size");
     }
     if let Err(r) = admit(hub, from, kind_of(query), &bucket, &key, declared).await {
@@ -450,7 +450,7 @@ async fn receive_chunk(hub: &Arc<Hub>, from: &str, query: &str, req: Request<Inc
             }
         };
         received += chunk.len() as u64;
-        if received > crate::transfer::CHUNK_BYTES {
+        if received > crate::transfer::CHUNK_BYTES_MAX {
             failure = Some(reply(StatusCode::BAD_REQUEST, "chunk larger than the chunk size"));
             break;
         }

@@ -24,10 +24,24 @@ use crate::hook::{effective_policy, today};
 use crate::hub::Hub;
 use crate::wire;
 
-/// Versions larger than this move in chunks of this size.
-pub const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
-/// Chunks of one version in flight at once.
-const CHUNKS_IN_FLIGHT: usize = 6;
+/// Smallest chunk: versions larger than this move in chunks.
+pub const CHUNK_BYTES_MIN: u64 = 2 * 1024 * 1024;
+/// Largest chunk a receiver takes.
+pub const CHUNK_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Chunks of one version in flight at once (each also needs one of the link's stream slots).
+const CHUNKS_IN_FLIGHT: usize = 16;
+/// Chunk streams open at once on one link, over all versions: enough parallel TCP streams to
+/// keep a long, lossy link busy (one stream stalls at every loss), few enough not to flood it.
+pub const LINK_STREAMS: usize = 32;
+
+/// The chunk size for a version of `size` bytes: small chunks (many parallel streams, little
+/// lost to a cut) until a version would need more than about a thousand of them.
+#[must_use]
+pub fn chunk_bytes(size: u64) -> u64 {
+    (size / 1024)
+        .next_power_of_two()
+        .clamp(CHUNK_BYTES_MIN, CHUNK_BYTES_MAX)
+}
 /// Attempts at one chunk within one transfer before the transfer is retried later as a whole
 /// (chunks already staged are not sent again).
 const CHUNK_ATTEMPTS: usize = 3;
@@ -77,6 +91,13 @@ pub fn throttle(stream: ByteStream, limit: Option<Arc<RateLimit>>) -> ByteStream
             item
         }
     }))
+}
+
+/// How to reach one peer: its endpoint, its link's bandwidth limit and stream slots.
+struct Route {
+    endpoint: String,
+    limit: Option<Arc<RateLimit>>,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// What became of a version sent to a peer.
@@ -152,11 +173,15 @@ pub async fn send_version(
         .await;
         return Ok(Sent::Refused(decision.reason));
     }
-    let limit = hub.rate_limit(peer);
-    let sent = if version.size > CHUNK_BYTES {
-        send_chunked(hub, &endpoint, bucket, key, &version, kind, limit).await?
+    let route = Route {
+        endpoint,
+        limit: hub.rate_limit(peer),
+        slots: hub.chunk_slots(peer),
+    };
+    let sent = if version.size > CHUNK_BYTES_MIN {
+        send_chunked(hub, &route, bucket, key, &version, kind).await?
     } else {
-        send_whole(hub, &endpoint, bucket, key, &version, kind, limit).await?;
+        send_whole(hub, &route, bucket, key, &version, kind).await?;
         Sent::Delivered
     };
     if sent != Sent::Delivered {
@@ -197,25 +222,24 @@ fn object_call_path(bucket: &str, key: &str, kind: TransferKind) -> String {
 
 async fn send_whole(
     hub: &Arc<Hub>,
-    endpoint: &str,
+    route: &Route,
     bucket: &str,
     key: &str,
     version: &ObjectVersion,
     kind: TransferKind,
-    limit: Option<Arc<RateLimit>>,
 ) -> Result<(), PeerError> {
     let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
     let stream = hub.catalog.read(version, 0, version.size).await.map_err(local)?;
     hub.client
         .call(
             http::Method::PUT,
-            endpoint,
+            &route.endpoint,
             &object_call_path(bucket, key, kind),
             &[
                 (wire::HEADER_VERSION, wire::encode_version(version)),
                 ("content-length", version.size.to_string()),
             ],
-            client::streaming(throttle(stream, limit)),
+            client::streaming(throttle(stream, route.limit.clone())),
             version.size,
         )
         .await?;
@@ -224,12 +248,11 @@ async fn send_whole(
 
 async fn send_chunked(
     hub: &Arc<Hub>,
-    endpoint: &str,
+    route: &Route,
     bucket: &str,
     key: &str,
     version: &ObjectVersion,
     kind: TransferKind,
-    limit: Option<Arc<RateLimit>>,
 ) -> Result<Sent, PeerError> {
     let header = wire::encode_version(version);
     let state: wire::StageState = {
@@ -238,7 +261,7 @@ async fn send_chunked(
             .client
             .call(
                 http::Method::POST,
-                endpoint,
+                &route.endpoint,
                 &path,
                 &[(wire::HEADER_VERSION, header.clone())],
                 client::full(Vec::new()),
@@ -253,7 +276,7 @@ async fn send_chunked(
     if state.done {
         return Ok(Sent::Nothing);
     }
-    let chunks = version.size.div_ceil(CHUNK_BYTES);
+    let chunks = version.size.div_ceil(chunk_bytes(version.size));
     let missing: Vec<u32> = (0..chunks)
         .filter_map(|i| u32::try_from(i).ok())
         .filter(|i| !state.staged.contains(i))
@@ -264,16 +287,7 @@ async fn send_chunked(
     loop {
         while in_flight.len() < CHUNKS_IN_FLIGHT && failure.is_none() {
             let Some(index) = pending.next() else { break };
-            in_flight.push(send_chunk(
-                hub,
-                endpoint,
-                bucket,
-                key,
-                version,
-                index,
-                kind,
-                limit.clone(),
-            ));
+            in_flight.push(send_chunk(hub, route, bucket, key, version, index, kind));
         }
         match in_flight.next().await {
             Some(Ok(())) => {}
@@ -289,7 +303,7 @@ async fn send_chunked(
     hub.client
         .call(
             http::Method::PUT,
-            endpoint,
+            &route.endpoint,
             &object_call_path(bucket, key, kind),
             &[(wire::HEADER_VERSION, header), (wire::HEADER_STAGED, "1".to_owned())],
             client::full(Vec::new()),
@@ -300,20 +314,21 @@ async fn send_chunked(
     Ok(Sent::Delivered)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn send_chunk(
     hub: &Arc<Hub>,
-    endpoint: &str,
+    route: &Route,
     bucket: &str,
     key: &str,
     version: &ObjectVersion,
     index: u32,
     kind: TransferKind,
-    limit: Option<Arc<RateLimit>>,
 ) -> Result<(), PeerError> {
     let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
-    let offset = u64::from(index) * CHUNK_BYTES;
-    let len = CHUNK_BYTES.min(version.size - offset);
+    let chunk = chunk_bytes(version.size);
+    let offset = u64::from(index) * chunk;
+    let len = chunk.min(version.size - offset);
+    // A slot of the link's stream budget, held for the whole chunk (retries included).
+    let _slot = route.slots.clone().acquire_owned().await;
     // The chunk's MD5 goes ahead of it, so the receiver refuses a damaged chunk at once; the
     // second read comes from the page cache.
     let mut md5 = Md5::new();
@@ -341,13 +356,13 @@ async fn send_chunk(
             .client
             .call(
                 http::Method::PUT,
-                endpoint,
+                &route.endpoint,
                 &path,
                 &[
                     (wire::HEADER_CHUNK_MD5, digest.clone()),
                     ("content-length", len.to_string()),
                 ],
-                client::streaming(throttle(stream, limit.clone())),
+                client::streaming(throttle(stream, route.limit.clone())),
                 len,
             )
             .await;

@@ -112,6 +112,9 @@ conformance!(
     multipart_complete,
     multipart_abort_and_list_uploads,
     collect_orphans_removes_only_unreferenced_blobs,
+    replica_staged_chunks_resume_assemble_and_survive_collection,
+    replica_deleted_versions_stay_deleted,
+    replica_summaries_and_dropping_a_local_copy,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2112,6 +2115,134 @@ async fn collect_orphans_removes_only_unreferenced_blobs(env: Env) {
     assert_eq!(read_object(&catalog, &stored).await, b"open part");
     assert_eq!(catalog.collect_orphans().await.expect("collect again"), 0);
     assert_eq!(blob_count(&catalog).await, 4);
+}
+
+/// A replica of `data` as another hub would send it: stamped `hlc` at hub `origin`.
+fn replica_version(data: &[u8], hlc: u64, origin: &str, versioned: bool) -> ObjectVersion {
+    let mut v = version_of(ObjectData::Inline(Vec::new()), data.len() as u64, md5_hex(data));
+    v.hlc = hlc;
+    v.origin = origin.to_owned();
+    if versioned {
+        v.version_id = Some(valley_store::keys::version_id_of(v.stamp()));
+    }
+    v
+}
+
+async fn replica_staged_chunks_resume_assemble_and_survive_collection(env: Env) {
+    let catalog = env.catalog();
+    catalog.create_bucket("r", None).await.expect("bucket");
+    let data: Vec<u8> = (0..30u8).collect();
+    let version = replica_version(&data, 1_000, "far-hub", false);
+    let stamp = version.stamp();
+    let first = write_blob(catalog.blobs().as_ref(), &data[..10]).await;
+    catalog
+        .stage_chunk("r", "k", stamp, 0, BlobRef { id: first, size: 10 })
+        .await
+        .expect("stage 0");
+    // A restart between chunks: staged chunks are referenced, not orphans.
+    assert_eq!(catalog.collect_orphans().await.expect("collect"), 0);
+    let staged = catalog.staged_chunks("r", "k", stamp).await.expect("staged");
+    assert_eq!(staged.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0]);
+    // Committing with a chunk missing is refused and changes nothing.
+    assert_err!(
+        catalog.apply_staged_replica("r", "k", version.clone()).await,
+        StoreError::Corrupt { .. }
+    );
+    assert_err!(catalog.object("r", "k", None).await, StoreError::NoSuchKey(_));
+    for (index, range) in [(2u32, 20..30), (1, 10..20)] {
+        let id = write_blob(catalog.blobs().as_ref(), &data[range]).await;
+        catalog
+            .stage_chunk("r", "k", stamp, index, BlobRef { id, size: 10 })
+            .await
+            .expect("stage");
+    }
+    let outcome = catalog
+        .apply_staged_replica("r", "k", version.clone())
+        .await
+        .expect("apply");
+    assert_eq!(outcome, valley_store::ReplicaOutcome::Applied);
+    assert_eq!(latest_bytes(&catalog, "r", "k").await, data);
+    assert!(catalog.staged_chunks("r", "k", stamp).await.expect("staged").is_empty());
+    assert_eq!(catalog.collect_orphans().await.expect("collect"), 0);
+    assert_eq!(blob_count(&catalog).await, 3);
+    // Chunks staged for a transfer that fails its check are dropped with their blobs.
+    let other = replica_version(b"zz", 2_000, "far-hub", false);
+    let id = write_blob(catalog.blobs().as_ref(), b"zz").await;
+    catalog
+        .stage_chunk("r", "k2", other.stamp(), 0, BlobRef { id, size: 2 })
+        .await
+        .expect("stage");
+    catalog.drop_staged("r", "k2", other.stamp()).await.expect("drop");
+    assert_eq!(blob_count(&catalog).await, 3);
+}
+
+async fn replica_deleted_versions_stay_deleted(env: Env) {
+    let catalog = env.catalog();
+    catalog.create_bucket("v", None).await.expect("bucket");
+    set_versioning(&catalog, "v", Versioning::Enabled).await;
+    let data = b"versioned replica";
+    let mut version = replica_version(data, 5_000, "far-hub", true);
+    version.data = ObjectData::Inline(data.to_vec());
+    let id = version.version_id.clone().expect("id");
+    let applied = catalog.apply_replica("v", "k", version.clone()).await.expect("apply");
+    assert_eq!(applied, valley_store::ReplicaOutcome::Applied);
+    assert!(
+        catalog
+            .holds_or_superseded("v", "k", version.stamp(), true)
+            .await
+            .expect("holds")
+    );
+    catalog
+        .delete_object("v", "k", Some(&id))
+        .await
+        .expect("delete version");
+    // A late or repeated copy (an outbox retry, an anti-entropy push) must not bring it back.
+    let again = catalog
+        .apply_replica("v", "k", version.clone())
+        .await
+        .expect("apply again");
+    assert_eq!(again, valley_store::ReplicaOutcome::Superseded);
+    assert_err!(catalog.object("v", "k", Some(&id)).await, StoreError::NoSuchVersion(_));
+    assert!(
+        catalog
+            .holds_or_superseded("v", "k", version.stamp(), true)
+            .await
+            .expect("buried")
+    );
+    // An unversioned key: a newer null version supersedes an older replica.
+    catalog.create_bucket("u", None).await.expect("bucket");
+    put_inline_object(&catalog, "u", "k", b"written here, later").await;
+    let older = replica_version(b"older", 1, "far-hub", false);
+    assert!(
+        catalog
+            .holds_or_superseded("u", "k", older.stamp(), false)
+            .await
+            .expect("superseded")
+    );
+    let unknown = replica_version(b"elsewhere", 1, "far-hub", false);
+    assert!(
+        !catalog
+            .holds_or_superseded("u", "other", unknown.stamp(), false)
+            .await
+            .expect("absent")
+    );
+}
+
+async fn replica_summaries_and_dropping_a_local_copy(env: Env) {
+    let catalog = env.catalog();
+    catalog.create_bucket("s", None).await.expect("bucket");
+    let a = put_blob_object(&catalog, "s", "a", b"alpha").await;
+    put_inline_object(&catalog, "s", "b/c", b"beta").await;
+    let summaries = catalog.version_summaries("s").await.expect("summaries");
+    let keys: Vec<&str> = summaries.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(keys, vec!["a", "b/c"]);
+    assert_eq!(summaries[0].hlc, a.hlc);
+    assert_eq!(summaries[0].size, 5);
+    assert!(catalog.drop_local_copy("s", "a", a.stamp()).await.expect("drop"));
+    assert!(!catalog.drop_local_copy("s", "a", a.stamp()).await.expect("drop again"));
+    assert_err!(catalog.object("s", "a", None).await, StoreError::NoSuchKey(_));
+    assert_eq!(blob_count(&catalog).await, 0);
+    assert_eq!(catalog.version_summaries("s").await.expect("summaries").len(), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
