@@ -117,6 +117,8 @@ def put_latency(endpoint: str, label: str, seconds: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=["throughput", "convergence", "latency"],
+                        help="run one measurement instead of all three")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="valley-bench-repl-"))
     net = Network(work, hubs=HUBS, proxied=("gui-an",))
@@ -124,10 +126,14 @@ def main() -> None:
     try:
         net.start_all()
         cap = 4 * 2**20 if args.quick else 8 * 2**20
-        results["throughput"] = throughput(net, objects=8 if args.quick else 24, size=16 * 2**20, cap=cap)
-        print("throughput", results["throughput"], flush=True)
-        results["convergence"] = convergence(net, objects=1000 if args.quick else 10_000)
-        print("convergence", results["convergence"], flush=True)
+        if args.only in (None, "throughput"):
+            results["throughput"] = throughput(net, objects=8 if args.quick else 24, size=16 * 2**20, cap=cap)
+            print("throughput", results["throughput"], flush=True)
+        if args.only in (None, "convergence"):
+            results["convergence"] = convergence(net, objects=1000 if args.quick else 10_000)
+            print("convergence", results["convergence"], flush=True)
+        if args.only not in (None, "latency"):
+            return
         seconds = 5 if args.quick else 15
         net.s3("zhangjiakou").create_bucket(Bucket="lat-network")
         lone = ValleyServer(work / "lone")

@@ -25,14 +25,14 @@ use crate::hub::Hub;
 use crate::wire;
 
 /// Smallest chunk: versions larger than this move in chunks.
-pub const CHUNK_BYTES_MIN: u64 = 2 * 1024 * 1024;
+pub const CHUNK_BYTES_MIN: u64 = 1024 * 1024;
 /// Largest chunk a receiver takes.
 pub const CHUNK_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Chunks of one version in flight at once (each also needs one of the link's stream slots).
 const CHUNKS_IN_FLIGHT: usize = 16;
 /// Chunk streams open at once on one link, over all versions: enough parallel TCP streams to
 /// keep a long, lossy link busy (one stream stalls at every loss), few enough not to flood it.
-pub const LINK_STREAMS: usize = 32;
+pub const LINK_STREAMS: usize = 48;
 
 /// The chunk size for a version of `size` bytes: small chunks (many parallel streams, little
 /// lost to a cut) until a version would need more than about a thousand of them.
