@@ -99,6 +99,15 @@ impl LinkQueue {
         }
     }
 
+    /// The link works again: every waiting entry is due now, with its backoff reset (after a
+    /// long outage the entries' own backoffs would otherwise spread the catch-up over minutes).
+    pub fn retry_all_now(&mut self, now_ms: u64) {
+        for p in self.pending.values_mut() {
+            p.attempts = 0;
+            p.next_try_ms = p.next_try_ms.min(now_ms);
+        }
+    }
+
     /// When the next entry becomes due, if any is waiting.
     #[must_use]
     pub fn next_due_ms(&self) -> Option<u64> {

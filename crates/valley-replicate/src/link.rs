@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use valley_policy::TransferKind;
 
@@ -50,6 +51,9 @@ async fn run(hub: Arc<Hub>, peer: String) {
     // after every delivery would cost time quadratic in the backlog.
     let mut scan_from = 0u64;
     let mut scan_now = true;
+    // Whether deliveries have been failing for want of the peer: the first success after that
+    // retries the whole backlog at once.
+    let mut failing = false;
     loop {
         let now = now_unix_ms();
         if scan_now {
@@ -103,8 +107,14 @@ async fn run(hub: Arc<Hub>, peer: String) {
             Duration::from_millis(due.saturating_sub(now)).min(IDLE_RESCAN)
         });
         tokio::select! {
-            Some((seq, entry, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                settle(&hub, &peer, &mut queue, &mut known, seq, &entry, result).await;
+            Some(first) = in_flight.next(), if !in_flight.is_empty() => {
+                // Settle every finished delivery at once: one commit removes them all from the
+                // outbox, instead of one commit (and fsync) per delivery.
+                let mut finished = vec![first];
+                while let Some(Some(more)) = in_flight.next().now_or_never() {
+                    finished.push(more);
+                }
+                settle(&hub, &peer, &mut queue, &mut known, finished, &mut failing).await;
             }
             () = hub.wake.notified() => scan_now = true,
             () = tokio::time::sleep(wait) => scan_now = true,
@@ -117,65 +127,81 @@ async fn settle(
     peer: &str,
     queue: &mut LinkQueue,
     known: &mut HashMap<u64, OutboxEntry>,
-    seq: u64,
-    entry: &OutboxEntry,
-    result: Result<Shipped, PeerError>,
+    finished: Vec<(u64, OutboxEntry, Result<Shipped, PeerError>)>,
+    failing: &mut bool,
 ) {
     let now = now_unix_ms();
-    let done = match &result {
-        Ok(Shipped::Delivered) => {
-            hub.update_link(peer, |l| {
-                l.reachable = true;
-                l.last_contact_unix_ms = Some(now);
-                l.last_error = None;
-                l.shipped_entries += 1;
-                l.shipped_bytes += entry.bytes;
-            });
-            true
-        }
-        Ok(Shipped::Refused(why)) | Err(PeerError::Refused(why)) => {
-            hub.update_link(peer, |l| {
-                l.reachable = true;
-                l.last_contact_unix_ms = Some(now);
-                l.refused_entries += 1;
-            });
-            tracing::warn!(peer, reason = %why, "transfer refused; dropping it");
-            true
-        }
-        Err(e) => {
-            let unreachable = matches!(e, PeerError::Unreachable(_));
-            let message = e.to_string();
-            hub.update_link(peer, |l| {
-                if unreachable {
-                    l.reachable = false;
-                } else {
+    let was_down = *failing;
+    let mut recovered = false;
+    let mut done = Vec::new();
+    for (seq, entry, result) in finished {
+        match &result {
+            Ok(Shipped::Delivered) => {
+                hub.update_link(peer, |l| {
+                    l.reachable = true;
                     l.last_contact_unix_ms = Some(now);
-                }
-                l.last_error = Some(message);
-            });
-            false
-        }
-    };
-    if done {
-        let peer_name = peer.to_owned();
-        match hub
-            .write(move |txn| {
-                outbox::remove(txn, &peer_name, seq);
-                Ok(())
-            })
-            .await
-        {
-            Ok(()) => {
-                queue.ack(seq);
-                known.remove(&seq);
+                    l.last_error = None;
+                    l.shipped_entries += 1;
+                    l.shipped_bytes += entry.bytes;
+                });
+                recovered = was_down;
+                done.push(seq);
+            }
+            Ok(Shipped::Refused(why)) | Err(PeerError::Refused(why)) => {
+                hub.update_link(peer, |l| {
+                    l.reachable = true;
+                    l.last_contact_unix_ms = Some(now);
+                    l.refused_entries += 1;
+                });
+                tracing::warn!(peer, reason = %why, "transfer refused; dropping it");
+                done.push(seq);
             }
             Err(e) => {
-                tracing::error!(peer, error = %e, "removing a delivered outbox entry failed");
+                let unreachable = matches!(e, PeerError::Unreachable(_));
+                *failing |= unreachable;
+                let message = e.to_string();
+                hub.update_link(peer, |l| {
+                    if unreachable {
+                        l.reachable = false;
+                    } else {
+                        l.last_contact_unix_ms = Some(now);
+                    }
+                    l.last_error = Some(message);
+                });
                 queue.fail(seq, now, rand::random());
             }
         }
-    } else {
-        queue.fail(seq, now, rand::random());
+    }
+    if recovered {
+        *failing = false;
+        tracing::info!(peer, "link works again: retrying its backlog now");
+        queue.retry_all_now(now);
+    }
+    if done.is_empty() {
+        return;
+    }
+    let (peer_name, seqs) = (peer.to_owned(), done.clone());
+    match hub
+        .write(move |txn| {
+            for seq in seqs {
+                outbox::remove(txn, &peer_name, seq);
+            }
+            Ok(())
+        })
+        .await
+    {
+        Ok(()) => {
+            for seq in done {
+                queue.ack(seq);
+                known.remove(&seq);
+            }
+        }
+        Err(e) => {
+            tracing::error!(peer, error = %e, "removing delivered outbox entries failed");
+            for seq in done {
+                queue.fail(seq, now, rand::random());
+            }
+        }
     }
 }
 
