@@ -134,8 +134,8 @@ impl Hub {
             .hubs()
             .filter(|h| h.id != id)
             .map(|h| {
-                let slots = tokio::sync::Semaphore::new(crate::transfer::LINK_STREAMS);
-                (h.id.clone(), Arc::new(slots))
+                let streams = crate::transfer::link_streams(topology.link(id, &h.id));
+                (h.id.clone(), Arc::new(tokio::sync::Semaphore::new(streams)))
             })
             .collect();
         Ok(Self {
@@ -165,7 +165,7 @@ impl Hub {
         self.chunk_slots
             .get(peer)
             .cloned()
-            .unwrap_or_else(|| Arc::new(tokio::sync::Semaphore::new(crate::transfer::LINK_STREAMS)))
+            .unwrap_or_else(|| Arc::new(tokio::sync::Semaphore::new(crate::transfer::LINK_STREAMS_DEFAULT)))
     }
 
     #[must_use]

@@ -30,9 +30,29 @@ pub const CHUNK_BYTES_MIN: u64 = 1024 * 1024;
 pub const CHUNK_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Chunks of one version in flight at once (each also needs one of the link's stream slots).
 const CHUNKS_IN_FLIGHT: usize = 16;
-/// Chunk streams open at once on one link, over all versions: enough parallel TCP streams to
-/// keep a long, lossy link busy (one stream stalls at every loss), few enough not to flood it.
-pub const LINK_STREAMS: usize = 48;
+/// Chunk streams open at once on a link the topology does not describe.
+pub const LINK_STREAMS_DEFAULT: usize = 48;
+/// Bounds on the streams of any link.
+const LINK_STREAMS_MIN: usize = 8;
+const LINK_STREAMS_MAX: usize = 160;
+
+/// Chunk streams to keep open at once on `link`, over all versions: enough parallel TCP
+/// streams to fill it. One TCP stream over a lossy link carries about
+/// `MSS / RTT * 1.22 / sqrt(loss)` (Mathis et al., 1997) whatever the link's capacity — some
+/// 62 KB/s at 200 ms and 2 % loss — so a link declared with capacity `C` needs about `C` over
+/// that, with half again for stalls that overlap. A loss-free link needs few.
+#[must_use]
+pub fn link_streams(link: Option<&valley_policy::Link>) -> usize {
+    let Some(link) = link else { return LINK_STREAMS_DEFAULT };
+    let capacity = link.replication_limit_mbit.unwrap_or(link.bandwidth_mbit).min(link.bandwidth_mbit) * 125_000.0;
+    if link.loss <= 0.0 {
+        return LINK_STREAMS_MIN;
+    }
+    let rtt = (link.rtt_ms / 1000.0).max(0.001);
+    let per_stream = 1448.0 / rtt * 1.22 / link.loss.sqrt();
+    let wanted = (1.5 * capacity / per_stream).ceil();
+    (wanted as usize).clamp(LINK_STREAMS_MIN, LINK_STREAMS_MAX)
+}
 
 /// The chunk size for a version of `size` bytes: small chunks (many parallel streams, little
 /// lost to a cut) until a version would need more than about a thousand of them.
