@@ -18,8 +18,9 @@ use crate::outbox::{self, OutboxEntry, Shipment};
 use crate::transfer::{self, Sent};
 use crate::wire;
 
-/// Entries in flight on one link at once: enough to fill a long, fat pipe with small objects.
-const LINK_WINDOW: usize = 32;
+/// Entries in flight on one link at once: enough to fill a long, fat pipe with small objects
+/// (128 objects of 64 KiB in flight fill a 200 ms link at 40 MB/s).
+const LINK_WINDOW: usize = 128;
 /// Outbox entries loaded per scan.
 const OUTBOX_SCAN: usize = 4096;
 /// Longest sleep between outbox scans (new entries also wake the worker at once).
@@ -91,17 +92,29 @@ async fn run(hub: Arc<Hub>, peer: String) {
                 };
             });
         }
+        let mut deletes = Vec::new();
         for seq in queue.take_due(now) {
             let Some(entry) = known.get(&seq).cloned() else {
                 queue.ack(seq);
                 continue;
             };
+            if matches!(entry.shipment, Shipment::Delete { .. }) {
+                deletes.push((seq, entry));
+                continue;
+            }
             let hub = hub.clone();
             let peer = peer.clone();
-            in_flight.push(async move {
+            in_flight.push(Box::pin(async move {
                 let result = ship(&hub, &peer, &entry).await;
-                (seq, entry, result)
-            });
+                vec![(seq, entry, result)]
+            }) as ShipFuture);
+        }
+        // Deletes (and overwrite notices) are small and many: one request and one commit at
+        // the peer for a whole batch.
+        if !deletes.is_empty() {
+            let hub = hub.clone();
+            let peer = peer.clone();
+            in_flight.push(Box::pin(async move { ship_deletes(&hub, &peer, deletes).await }) as ShipFuture);
         }
         let wait = queue.next_due_ms().map_or(IDLE_RESCAN, |due| {
             Duration::from_millis(due.saturating_sub(now)).min(IDLE_RESCAN)
@@ -110,9 +123,9 @@ async fn run(hub: Arc<Hub>, peer: String) {
             Some(first) = in_flight.next(), if !in_flight.is_empty() => {
                 // Settle every finished delivery at once: one commit removes them all from the
                 // outbox, instead of one commit (and fsync) per delivery.
-                let mut finished = vec![first];
+                let mut finished = first;
                 while let Some(Some(more)) = in_flight.next().now_or_never() {
-                    finished.push(more);
+                    finished.extend(more);
                 }
                 settle(&hub, &peer, &mut queue, &mut known, finished, &mut failing).await;
             }
@@ -127,7 +140,7 @@ async fn settle(
     peer: &str,
     queue: &mut LinkQueue,
     known: &mut HashMap<u64, OutboxEntry>,
-    finished: Vec<(u64, OutboxEntry, Result<Shipped, PeerError>)>,
+    finished: Settled,
     failing: &mut bool,
 ) {
     let now = now_unix_ms();
@@ -205,6 +218,52 @@ async fn settle(
     }
 }
 
+type Settled = Vec<(u64, OutboxEntry, Result<Shipped, PeerError>)>;
+type ShipFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Settled> + Send>>;
+
+/// Ships a batch of delete entries in one request.
+async fn ship_deletes(hub: &Arc<Hub>, peer: &str, entries: Vec<(u64, OutboxEntry)>) -> Settled {
+    let messages: Vec<wire::DeleteMessage> = entries
+        .iter()
+        .filter_map(|(_, e)| match &e.shipment {
+            Shipment::Delete {
+                bucket,
+                key,
+                version_id,
+                hlc,
+                origin,
+            } => Some(wire::DeleteMessage {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                version_id: version_id.clone(),
+                hlc: *hlc,
+                origin: origin.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let endpoint = hub.topology.hub(peer).and_then(|h| h.peer_endpoint.clone());
+    let result = match endpoint {
+        Some(endpoint) => post_json(hub, &endpoint, "deletes", &messages).await,
+        None => Err(PeerError::Unreachable(format!("hub {peer} has no peer endpoint"))),
+    };
+    entries
+        .into_iter()
+        .map(|(seq, entry)| {
+            let r = match &result {
+                Ok(()) => Ok(Shipped::Delivered),
+                Err(PeerError::Refused(why)) => Err(PeerError::Refused(why.clone())),
+                Err(PeerError::Unreachable(why)) => Err(PeerError::Unreachable(why.clone())),
+                Err(PeerError::Failed { status, message }) => Err(PeerError::Failed {
+                    status: *status,
+                    message: message.clone(),
+                }),
+            };
+            (seq, entry, r)
+        })
+        .collect()
+}
+
 /// POSTs a JSON body to a peer call.
 async fn post_json(hub: &Hub, endpoint: &str, route: &str, body: &impl serde::Serialize) -> Result<(), PeerError> {
     let body = serde_json::to_vec(body).map_err(|e| PeerError::Unreachable(e.to_string()))?;
@@ -229,23 +288,8 @@ async fn ship(hub: &Arc<Hub>, peer: &str, entry: &OutboxEntry) -> Result<Shipped
             post_json(hub, &endpoint, "control", change).await?;
             Ok(Shipped::Delivered)
         }
-        Shipment::Delete {
-            bucket,
-            key,
-            version_id,
-            hlc,
-            origin,
-        } => {
-            let message = wire::DeleteMessage {
-                bucket: bucket.clone(),
-                key: key.clone(),
-                version_id: version_id.clone(),
-                hlc: *hlc,
-                origin: origin.clone(),
-            };
-            post_json(hub, &endpoint, "delete", &message).await?;
-            Ok(Shipped::Delivered)
-        }
+        // Deletes travel in batches (`ship_deletes`).
+        Shipment::Delete { .. } => Err(PeerError::Unreachable("deletes are shipped in batches".into())),
         Shipment::Put {
             bucket,
             key,

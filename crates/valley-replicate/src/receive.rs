@@ -139,22 +139,24 @@ async fn dispatch(hub: Arc<Hub>, from: String, route: &str, query: &str, req: Re
                 Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
         }
-        (http::Method::POST, "delete") => {
-            let message: wire::DeleteMessage = match read_json(req).await {
+        (http::Method::POST, "deletes") => {
+            let messages: Vec<wire::DeleteMessage> = match read_json(req).await {
                 Ok(m) => m,
                 Err(r) => return r,
             };
-            let stamp = valley_store::keys::Stamp {
-                hlc: message.hlc,
-                origin_tag: valley_store::keys::origin_tag(&message.origin),
-            };
-            match hub
-                .catalog
-                .apply_remote_delete(&message.bucket, &message.key, message.version_id.as_deref(), stamp)
-                .await
-            {
-                Ok(outcome) => json(&wire::Outcome {
-                    outcome: format!("{outcome:?}").to_lowercase(),
+            let batch = messages
+                .into_iter()
+                .map(|m| {
+                    let stamp = valley_store::keys::Stamp {
+                        hlc: m.hlc,
+                        origin_tag: valley_store::keys::origin_tag(&m.origin),
+                    };
+                    (m.bucket, m.key, m.version_id, stamp)
+                })
+                .collect();
+            match hub.catalog.apply_remote_deletes(batch).await {
+                Ok(applied) => json(&wire::Outcome {
+                    outcome: format!("{applied} applied"),
                 }),
                 Err(e) => reply(store_status(&e), e.to_string()),
             }

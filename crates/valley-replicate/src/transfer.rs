@@ -44,7 +44,11 @@ const LINK_STREAMS_MAX: usize = 160;
 #[must_use]
 pub fn link_streams(link: Option<&valley_policy::Link>) -> usize {
     let Some(link) = link else { return LINK_STREAMS_DEFAULT };
-    let capacity = link.replication_limit_mbit.unwrap_or(link.bandwidth_mbit).min(link.bandwidth_mbit) * 125_000.0;
+    let capacity = link
+        .replication_limit_mbit
+        .unwrap_or(link.bandwidth_mbit)
+        .min(link.bandwidth_mbit)
+        * 125_000.0;
     if link.loss <= 0.0 {
         return LINK_STREAMS_MIN;
     }

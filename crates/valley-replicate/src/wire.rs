@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET  /_valley/peer/v1/hello` | who are you, which topology (hash) |
 //! | `PUT  /_valley/peer/v1/object?bucket=B&key=K` | a version: `x-valley-version` header, bytes as body |
-//! | `POST /_valley/peer/v1/delete` | a delete ([`DeleteMessage`]) |
+//! | `POST /_valley/peer/v1/deletes` | a batch of deletes ([`DeleteMessage`]s), applied in one transaction |
 //! | `POST /_valley/peer/v1/control` | a control-plane change |
 //! | `GET  /_valley/peer/v1/inventory` | objects and bytes held per bucket |
 //! | `POST /_valley/peer/v1/stage?bucket=B&key=K` | start or resume a chunked transfer: `x-valley-version` header; answers [`StageState`] |

@@ -682,47 +682,52 @@ impl Catalog {
         Ok(outcome)
     }
 
-    /// Applies a delete replicated from another hub: of version `version_id`, or (without one)
-    /// of the null version if it is older than `stamp`, leaving a tombstone at `stamp`.
-    pub async fn apply_remote_delete(
+    /// Applies deletes replicated from another hub, in one transaction: each of version
+    /// `version_id`, or (without one) of the null version if it is older than its stamp,
+    /// leaving a tombstone at that stamp. Deletes for buckets unknown here are moot and
+    /// skipped. Returns how many versions were removed.
+    pub async fn apply_remote_deletes(
         &self,
-        bucket: &str,
-        key: &str,
-        version_id: Option<&str>,
-        stamp: keys::Stamp,
-    ) -> StoreResult<ReplicaOutcome> {
-        let (bucket, key, version_id) = (bucket.to_owned(), key.to_owned(), version_id.map(str::to_owned));
-        let (outcome, freed) = self
+        batch: Vec<(String, String, Option<String>, keys::Stamp)>,
+    ) -> StoreResult<usize> {
+        let (removed, freed) = self
             .blocking(move |meta, ctx| {
                 write_with(meta, move |txn| {
-                    load_bucket(txn, &bucket)?;
-                    ctx.clock.observe(valley_types::Hlc(stamp.hlc));
-                    let target = match &version_id {
-                        Some(id) => find_version(txn, &bucket, &key, id)?,
-                        None => {
-                            raise_tombstone(txn, &bucket, &key, stamp)?;
-                            versions_of(txn, &bucket, &key)?
-                                .into_iter()
-                                .find(|(_, v)| v.version_id.is_none() && v.stamp() <= stamp)
+                    let mut removed = 0;
+                    let mut freed = Vec::new();
+                    for (bucket, key, version_id, stamp) in &batch {
+                        match load_bucket(txn, bucket) {
+                            Ok(_) => {}
+                            Err(StoreError::NoSuchBucket(_)) => continue,
+                            Err(e) => return Err(e),
                         }
-                    };
-                    if let Some(id) = &version_id
-                        && let Some(stamp) = keys::stamp_of_version_id(id)
-                    {
-                        bury_version(txn, &bucket, &key, stamp);
-                    }
-                    match target {
-                        Some((raw, v)) => {
+                        ctx.clock.observe(valley_types::Hlc(stamp.hlc));
+                        let target = match version_id {
+                            Some(id) => {
+                                if let Some(buried) = keys::stamp_of_version_id(id) {
+                                    bury_version(txn, bucket, key, buried);
+                                }
+                                find_version(txn, bucket, key, id)?
+                            }
+                            None => {
+                                raise_tombstone(txn, bucket, key, *stamp)?;
+                                versions_of(txn, bucket, key)?
+                                    .into_iter()
+                                    .find(|(_, v)| v.version_id.is_none() && v.stamp() <= *stamp)
+                            }
+                        };
+                        if let Some((raw, v)) = target {
                             txn.delete(Table::Versions, &raw);
-                            Ok((ReplicaOutcome::Applied, v.data.blobs().to_vec()))
+                            freed.extend_from_slice(v.data.blobs());
+                            removed += 1;
                         }
-                        None => Ok((ReplicaOutcome::Duplicate, Vec::new())),
                     }
+                    Ok((removed, freed))
                 })
             })
             .await?;
         self.free(freed).await;
-        Ok(outcome)
+        Ok(removed)
     }
 
     /// Removes every version of every key in `bucket` at this hub (the bucket itself stays):
