@@ -71,6 +71,24 @@ impl OutboxHook {
     }
 }
 
+impl OutboxHook {
+    /// The policy decision every local write pays for, inside its transaction: residency
+    /// (refused with the rule) and the hubs its copies go to. Public so its cost can be
+    /// measured on its own (`examples/policy_check_cost.rs`).
+    pub fn decide_write(
+        &self,
+        txn: &dyn ReadTxn,
+        bucket: &str,
+        bytes: u64,
+    ) -> StoreResult<(PlacementPolicy, Vec<String>)> {
+        let policy = self.policy_and_write_check(txn, bucket, bytes)?;
+        let lost = crate::control::lost_hubs(txn)?;
+        let targets = place_avoiding(&policy, &self.topology, &self.hub, false, &lost)
+            .map_err(|why| StoreError::Refused(format!("bucket {bucket:?}: {why}")))?;
+        Ok((policy, targets))
+    }
+}
+
 impl VersionHook for OutboxHook {
     fn on_local_version(
         &self,
@@ -79,10 +97,7 @@ impl VersionHook for OutboxHook {
         key: &str,
         version: &ObjectVersion,
     ) -> StoreResult<()> {
-        let policy = self.policy_and_write_check(txn, bucket, version.size)?;
-        let lost = crate::control::lost_hubs(txn)?;
-        let targets = place_avoiding(&policy, &self.topology, &self.hub, false, &lost)
-            .map_err(|why| StoreError::Refused(format!("bucket {bucket:?}: {why}")))?;
+        let (policy, targets) = self.decide_write(txn, bucket, version.size)?;
         let shipment = Shipment::Put {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
