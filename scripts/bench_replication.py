@@ -87,9 +87,14 @@ def throughput(net: Network, objects: int, size: int, cap: int) -> dict:
             "wire_bytes": after["bytes_upstream"] - before["bytes_upstream"]}
 
 
-def convergence(net: Network, objects: int) -> dict:
+def convergence(net: Network, objects: int, cap: int | None = None) -> dict:
+    """With `cap`, over the emulated WAN link (200 ms RTT, 2 % loss as stalls, `cap` bytes/s);
+    without, over a clean loopback link."""
     proxy = net.proxies["gui-an"]
-    bucket = "bench-heal"
+    if cap:
+        proxy.command({"cmd": "set", "latency_ms": 100, "jitter_ms": 0, "bandwidth_bytes_per_sec": cap,
+                       "stall_probability": 0.02, "stall_ms_min": 200, "stall_ms_max": 1000})
+    bucket = "bench-heal-wan" if cap else "bench-heal"
     replicated_bucket(net, bucket)
     s3 = net.s3("zhangjiakou")
     proxy.command({"cmd": "partition"})
@@ -99,8 +104,9 @@ def convergence(net: Network, objects: int) -> dict:
     written = time.time() - started
     proxy.command({"cmd": "heal"})
     seconds = wait_drained(net, timeout=3600)
-    return {"objects": objects, "object_bytes": 1024, "write_seconds": round(written, 1),
-            "converge_seconds_after_heal": round(seconds, 2)}
+    proxy.command({"cmd": "set", "latency_ms": 0, "bandwidth_bytes_per_sec": 0, "stall_probability": 0.0})
+    return {"objects": objects, "object_bytes": 1024, "link": "200 ms RTT, 2 % loss" if cap else "loopback",
+            "write_seconds": round(written, 1), "converge_seconds_after_heal": round(seconds, 2)}
 
 
 def put_latency(endpoint: str, label: str, seconds: int) -> dict:
@@ -133,8 +139,11 @@ def main() -> None:
             results["throughput"] = throughput(net, objects=8 if args.quick else 24, size=16 * 2**20, cap=cap)
             print("throughput", results["throughput"], flush=True)
         if args.only in (None, "convergence"):
-            results["convergence"] = convergence(net, objects=1000 if args.quick else 10_000)
+            objects = 1000 if args.quick else 10_000
+            results["convergence"] = convergence(net, objects=objects)
             print("convergence", results["convergence"], flush=True)
+            results["convergence_wan"] = convergence(net, objects=objects, cap=cap)
+            print("convergence", results["convergence_wan"], flush=True)
         if args.only not in (None, "latency"):
             return
         seconds = 5 if args.quick else 15

@@ -43,6 +43,12 @@ pub struct LinkStatus {
     pub shipped_entries: u64,
     pub shipped_bytes: u64,
     pub refused_entries: u64,
+    /// Versions anti-entropy found missing at the peer and sent.
+    #[serde(default)]
+    pub repaired_versions: u64,
+    /// The peer is declared lost for good.
+    #[serde(default)]
+    pub lost: bool,
 }
 
 /// What one bucket still has to replicate from this hub.
@@ -658,6 +664,10 @@ impl Hub {
                     .collect::<StoreResult<Vec<_>>>()
             })
             .await;
+        let lost = self.read(control::lost_hubs).await.unwrap_or_default();
+        for link in &mut links {
+            link.lost = lost.contains(&link.peer);
+        }
         if let Ok(backlogs) = backlogs {
             let now = now_unix_ms();
             for (link, (entries, bytes, oldest)) in links.iter_mut().zip(backlogs) {

@@ -278,6 +278,7 @@ async fn round(hub: &Arc<Hub>) -> Result<(), HubError> {
             match repair_pair(hub, peer, &bucket, &mine).await {
                 Ok(0) => {}
                 Ok(sent) => {
+                    hub.update_link(peer, |l| l.repaired_versions += sent as u64);
                     let detail = format!("anti-entropy: sent {sent} missing versions of bucket {bucket:?} to {peer}");
                     tracing::info!("{detail}");
                     hub.audit(

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub link_backlog_bytes: Family<PeerLabel, Gauge>,
     pub link_lag_seconds: Family<PeerLabel, FloatGauge>,
     pub link_reachable: Family<PeerLabel, Gauge>,
+    pub link_lost: Family<PeerLabel, Gauge>,
+    pub link_repaired: Family<PeerLabel, Gauge>,
     pub bucket_backlog_entries: Family<BucketLabel, Gauge>,
     pub bucket_backlog_bytes: Family<BucketLabel, Gauge>,
     pub bucket_lag_seconds: Family<BucketLabel, FloatGauge>,
@@ -98,6 +100,18 @@ impl Metrics {
             "1 when the last call to the peer got an answer",
             link_reachable.clone(),
         );
+        let link_lost = Family::<PeerLabel, Gauge>::default();
+        registry.register(
+            "replication_peer_lost",
+            "1 when the peer is declared lost for good (its copies are re-created elsewhere)",
+            link_lost.clone(),
+        );
+        let link_repaired = Family::<PeerLabel, Gauge>::default();
+        registry.register(
+            "replication_link_repaired_versions",
+            "Versions anti-entropy found missing at the peer and sent, since this hub started",
+            link_repaired.clone(),
+        );
         let bucket_backlog_entries = Family::<BucketLabel, Gauge>::default();
         registry.register(
             "replication_bucket_backlog_entries",
@@ -122,6 +136,8 @@ impl Metrics {
             link_backlog_bytes,
             link_lag_seconds,
             link_reachable,
+            link_lost,
+            link_repaired,
             bucket_backlog_entries,
             bucket_backlog_bytes,
             bucket_lag_seconds,
@@ -146,6 +162,10 @@ impl Metrics {
                 .set(i64::try_from(link.backlog_bytes).unwrap_or(i64::MAX));
             self.link_lag_seconds.get_or_create(&label).set(link.lag_seconds);
             self.link_reachable.get_or_create(&label).set(i64::from(link.reachable));
+            self.link_lost.get_or_create(&label).set(i64::from(link.lost));
+            self.link_repaired
+                .get_or_create(&label)
+                .set(i64::try_from(link.repaired_versions).unwrap_or(i64::MAX));
         }
         self.bucket_backlog_entries.clear();
         self.bucket_backlog_bytes.clear();
