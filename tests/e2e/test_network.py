@@ -200,7 +200,51 @@ def test_forged_and_misconfigured_peers_are_refused(net, tmp_path):
         "x-valley-topology": topo_hash, "x-valley-version": base64.b64encode(json.dumps(version).encode()).decode()})
     assert r.status_code == 403, r.text
     assert "only in jurisdictions [CN]" in r.text
-    assert_no_trace(net, ["frankfurt"], tag)
+    encoded_version = base64.b64encode(json.dumps(version).encode()).decode()
+
+    def signed(method, endpoint, path, identity="zhangjiakou", **headers):
+        now = str(int(time.time()))
+        signature = _hmac.new(NETWORK_SECRET.encode(), f"{method}\n{path}\n{identity}\n{now}".encode(),
+                              hashlib.sha256).hexdigest()
+        return {"x-valley-identity": identity, "x-valley-time": now, "x-valley-signature": signature,
+                "x-valley-topology": topo_hash, **headers}
+
+    # The same push as a resumable chunked transfer: neither the stage call nor a chunk may
+    # leave a byte at Frankfurt.
+    ATTACKS["attempts"] += 1
+    path = f"/_valley/peer/v1/stage?bucket={bucket}&key=x"
+    r = requests.post(peer + path, timeout=5, headers=signed("POST", peer, path, **{"x-valley-version": encoded_version}))
+    assert r.status_code == 403, r.text
+    ATTACKS["attempts"] += 1
+    path = f"/_valley/peer/v1/chunk?bucket={bucket}&key=x&hlc={version['hlc']}&origin=zhangjiakou&index=0"
+    r = requests.put(peer + path, data=tag, timeout=5, headers=signed(
+        "PUT", peer, path, **{"x-valley-chunk-md5": hashlib.md5(tag).hexdigest()}))
+    assert r.status_code == 403, r.text
+    # Frankfurt (or anyone claiming to be it) asking a CN holder to read the data through:
+    # the holder decides for itself and refuses.
+    net.s3("zhangjiakou").put_object(Bucket=bucket, Key="held", Body=tag)
+    holder = net.admin_endpoint("zhangjiakou")
+    ATTACKS["attempts"] += 1
+    path = f"/_valley/peer/v1/stat?bucket={bucket}&key=held"
+    r = requests.get(holder + path, timeout=5, headers=signed("GET", holder, path, identity="frankfurt"))
+    assert r.status_code == 403, r.text
+    ATTACKS["attempts"] += 1
+    held = net.s3("zhangjiakou").head_object(Bucket=bucket, Key="held")
+    # The exact version, as an allowed CN hub learns it; then asked for by "frankfurt".
+    allowed = requests.get(holder + path, timeout=5, headers=signed("GET", holder, path, identity="gui-an"))
+    assert allowed.status_code == 200, allowed.text
+    hlc = json.loads(base64.b64decode(allowed.content))["hlc"]
+    read_path = f"/_valley/peer/v1/read?bucket={bucket}&key=held&hlc={hlc}&origin=zhangjiakou&start=0&len={len(tag)}"
+    r = requests.get(holder + read_path, timeout=5, headers=signed("GET", holder, read_path, identity="frankfurt"))
+    assert r.status_code == 403, r.text
+    assert tag not in r.content
+    # And a client reading it at Frankfurt: AccessDenied naming the rule, nothing stored.
+    ATTACKS["attempts"] += 1
+    with pytest.raises(ClientError) as refused:
+        net.s3("frankfurt").get_object(Bucket=bucket, Key="held")
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert held["ContentLength"] == len(tag)
+    assert_no_trace(net, ["frankfurt", "hong-kong"], tag)
     # A hub started with a different topology file cannot join: its peers refuse it.
     assert "topology mismatch" in net.cli("frankfurt", "audit", "show", "--json").stdout
 
