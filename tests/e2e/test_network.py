@@ -159,6 +159,33 @@ def test_a_grant_allows_the_flow_and_its_expiry_or_revocation_stops_it(net):
     assert_no_trace(net, ["frankfurt"], tag2)
 
 
+def test_a_grant_cap_holds_across_every_sending_hub(net):
+    bucket = "cap-" + uuid.uuid4().hex[:8]
+    net.s3("zhangjiakou").create_bucket(Bucket=bucket)
+    net.cli("zhangjiakou", "bucket", "policy", "set", bucket, "--hubs", "zhangjiakou,gui-an,frankfurt",
+            "--copies", "2", "--classification", "personal-info")
+    wait_for(lambda: all("personal-info" in net.cli(h, "bucket", "policy", "show", bucket, check=False).stdout
+                         for h in ("gui-an", "frankfurt")), what="policy at gui-an and frankfurt")
+    grant_id = "cap-" + bucket
+    expires = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
+    net.cli("zhangjiakou", "grant", "add", "--id", grant_id, "--from", "CN", "--to", "EU", "--classification",
+            "personal-info", "--basis", "standard-contract", "--reference", "CAP-1", "--expires", expires,
+            "--volume-cap-bytes", "150000")
+    wait_for(lambda: grant_id in net.cli("gui-an", "grant", "list").stdout, what="grant at gui-an")
+    first, second = marker(), marker()
+    # 100 kB from zhangjiakou fits the 150 kB cap...
+    net.s3("zhangjiakou").put_object(Bucket=bucket, Key="from-zhangjiakou", Body=first + os.urandom(100_000))
+    wait_for(lambda: net.holdings("zhangjiakou", bucket).get("frankfurt", 0) == 1, what="first copy in frankfurt")
+    # ...and 100 kB more from another CN hub would not: the cap is the grant's, not each hub's.
+    ATTACKS["attempts"] += 1
+    net.s3("gui-an").put_object(Bucket=bucket, Key="from-gui-an", Body=second + os.urandom(100_000))
+    wait_for(lambda: "would pass its cap" in net.cli("gui-an", "audit", "show", "--grant", grant_id, "--json").stdout,
+             what="the refusal in gui-an's audit log")
+    time.sleep(1)
+    assert net.holdings("zhangjiakou", bucket).get("frankfurt", 0) == 1
+    assert_no_trace(net, ["frankfurt"], second)
+
+
 def test_forged_and_misconfigured_peers_are_refused(net, tmp_path):
     bucket = "cn-pi-" + uuid.uuid4().hex[:8]
     cn_personal_bucket(net, bucket)

@@ -11,7 +11,7 @@ use valley_policy::{Grant, PlacementPolicy, Topology};
 use valley_store::{Catalog, ReadTxn, StoreError, StoreResult, WriteTxn};
 use valley_types::HlcClock;
 
-use crate::client::PeerClient;
+use crate::client::{PeerClient, PeerError};
 use crate::control::{self, ControlChange, GrantRecord, PolicyRecord};
 use crate::hook::{OutboxHook, effective_policy, now_unix_ms};
 use crate::outbox::{self, OutboxEntry, Shipment};
@@ -79,6 +79,9 @@ pub struct Hub {
     rate_limits: BTreeMap<String, Arc<RateLimit>>,
     /// Per-peer budget of chunk streams open at once.
     chunk_slots: BTreeMap<String, Arc<tokio::sync::Semaphore>>,
+    /// Grant reservations already counted here (as the grants' accountant), so a retried
+    /// transfer is not counted twice. Bounded; forgetting one only over-counts (the safe side).
+    reservations: Mutex<(std::collections::HashSet<String>, std::collections::VecDeque<String>)>,
     /// Wakes anti-entropy early (a hub lost or back, a policy changed, a link healed).
     pub(crate) repair_wake: Arc<tokio::sync::Notify>,
 }
@@ -157,6 +160,7 @@ impl Hub {
             policy_cache: Mutex::new((0, std::collections::HashMap::new())),
             rate_limits,
             chunk_slots,
+            reservations: Mutex::new(Default::default()),
             repair_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -413,6 +417,81 @@ impl Hub {
     /// Every hub's declared state (only hubs ever declared lost have one).
     pub async fn hub_states(&self) -> Result<Vec<(String, control::HubStateRecord)>, HubError> {
         Ok(self.read(control::load_hub_states).await?)
+    }
+
+    /// Reserves `bytes` of grant `grant_id`'s yearly volume for transfer `transfer`, at the
+    /// grant's accountant (the hub that recorded it): `Refused` when the grant cannot carry
+    /// them, `Unreachable` when the accountant cannot be asked (the transfer waits).
+    pub async fn reserve_grant(&self, grant_id: &str, transfer: &str, bytes: u64) -> Result<(), PeerError> {
+        let record = {
+            let id = grant_id.to_owned();
+            self.read(move |txn| Ok(control::load_grants(txn)?.into_iter().find(|r| r.grant.id == id)))
+                .await
+                .map_err(|e| PeerError::Unreachable(format!("local store: {e}")))?
+        };
+        let Some(record) = record else {
+            return Err(PeerError::Refused(format!("grant {grant_id} is unknown")));
+        };
+        if record.grant.volume_cap_bytes.is_none() && record.grant.volume_cap_individuals.is_none() {
+            return Ok(());
+        }
+        if record.origin == self.id || self.topology.hub(&record.origin).is_none() {
+            return self
+                .account_grant_use(grant_id, transfer, bytes)
+                .await
+                .map_err(PeerError::Refused);
+        }
+        let request = crate::wire::GrantUse {
+            grant: grant_id.to_owned(),
+            transfer: transfer.to_owned(),
+            bytes,
+        };
+        let _: crate::wire::Outcome = self.peer_post_json(&record.origin, "grant-use", &request).await?;
+        Ok(())
+    }
+
+    /// As the accountant of grant `grant_id`: counts `bytes` for `transfer` if the grant can
+    /// carry them this year (a transfer already counted is not counted again).
+    pub(crate) async fn account_grant_use(&self, grant_id: &str, transfer: &str, bytes: u64) -> Result<(), String> {
+        if let Ok(seen) = self.reservations.lock()
+            && seen.0.contains(transfer)
+        {
+            return Ok(());
+        }
+        let id = grant_id.to_owned();
+        let outcome = self
+            .write(move |txn| {
+                let mut records = control::load_grants(txn)?;
+                let Some(record) = records.iter_mut().find(|r| r.grant.id == id) else {
+                    return Ok(Err(format!("grant {id} is unknown")));
+                };
+                let today = crate::hook::today();
+                if let Some(why) = record.grant.refusal(today, bytes, 0) {
+                    return Ok(Err(why));
+                }
+                record.grant.record_use(today, bytes, 0);
+                // Usage is this hub's own count (it is the accountant): the record keeps its
+                // stamp and is not re-published.
+                let raw = serde_json::to_vec(record).map_err(|e| StoreError::Meta(e.to_string()))?;
+                txn.put(valley_store::Table::Control, format!("grant/{id}").as_bytes(), &raw);
+                Ok(Ok(()))
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if outcome.is_ok()
+            && let Ok(mut seen) = self.reservations.lock()
+        {
+            let (set, order) = &mut *seen;
+            if set.insert(transfer.to_owned()) {
+                order.push_back(transfer.to_owned());
+                if order.len() > 100_000
+                    && let Some(old) = order.pop_front()
+                {
+                    set.remove(&old);
+                }
+            }
+        }
+        outcome
     }
 
     pub async fn grants(&self) -> Result<Vec<Grant>, HubError> {

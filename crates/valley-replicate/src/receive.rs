@@ -180,6 +180,21 @@ async fn dispatch(hub: Arc<Hub>, from: String, route: &str, query: &str, req: Re
                 Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
         }
+        (http::Method::POST, "grant-use") => {
+            let request: wire::GrantUse = match read_json(req).await {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            match hub
+                .account_grant_use(&request.grant, &request.transfer, request.bytes)
+                .await
+            {
+                Ok(()) => json(&wire::Outcome {
+                    outcome: "counted".into(),
+                }),
+                Err(why) => reply(StatusCode::FORBIDDEN, why),
+            }
+        }
         (http::Method::POST, "stage") => stage(&hub, &from, &query, &req).await,
         (http::Method::PUT, "chunk") => receive_chunk(&hub, &from, &query, req).await,
         _ => reply(StatusCode::NOT_FOUND, "no such peer call"),

@@ -197,6 +197,31 @@ pub async fn send_version(
         .await;
         return Ok(Sent::Refused(decision.reason));
     }
+    // A grant with volume caps is accounted at one hub for the whole network (the hub that
+    // recorded it), and the bytes are reserved there before any is sent: a cap holds however
+    // many hubs send under the grant, and a refusal sends nothing.
+    if let Some(grant_id) = &decision.grant {
+        match hub
+            .reserve_grant(grant_id, &transfer_id(bucket, key, &version, peer), version.size)
+            .await
+        {
+            Ok(()) => {}
+            Err(PeerError::Refused(why)) => {
+                hub.audit(
+                    hub.event(AuditKind::PolicyDecision, format!("{} refused: {why}", kind.as_str()))
+                        .with_bucket(bucket)
+                        .with_key(key)
+                        .with_peer(peer)
+                        .with_grant(grant_id.clone())
+                        .with_allowed(false)
+                        .with_bytes(version.size),
+                )
+                .await;
+                return Ok(Sent::Refused(why));
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let route = Route {
         endpoint,
         limit: hub.rate_limit(peer),
@@ -210,9 +235,6 @@ pub async fn send_version(
     };
     if sent != Sent::Delivered {
         return Ok(sent);
-    }
-    if let Some(grant_id) = &decision.grant {
-        record_grant_use(hub, grant_id, version.size).await;
     }
     let mut event = hub
         .event(
@@ -399,22 +421,8 @@ async fn send_chunk(
     Err(last.unwrap_or_else(|| PeerError::Unreachable("chunk not sent".into())))
 }
 
-/// Counts bytes sent under a grant against its caps. Usage is counted per sending hub, so the
-/// record keeps its stamp and is not re-published.
-async fn record_grant_use(hub: &Arc<Hub>, grant_id: &str, size: u64) {
-    let id = grant_id.to_owned();
-    let recorded = hub
-        .write(move |txn| {
-            let mut records = control::load_grants(txn)?;
-            if let Some(record) = records.iter_mut().find(|r| r.grant.id == id) {
-                record.grant.record_use(today(), size, 0);
-                let raw = serde_json::to_vec(record).map_err(|e| valley_store::StoreError::Meta(e.to_string()))?;
-                txn.put(valley_store::Table::Control, format!("grant/{id}").as_bytes(), &raw);
-            }
-            Ok(())
-        })
-        .await;
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, "recording grant usage failed");
-    }
+/// Names one transfer of one version to one peer, so a retried transfer reserves grant volume
+/// once (and a copy to a second peer, which crosses the border again, is counted again).
+fn transfer_id(bucket: &str, key: &str, version: &ObjectVersion, peer: &str) -> String {
+    format!("{bucket}/{key}@{}@{}->{peer}", version.hlc, version.origin)
 }

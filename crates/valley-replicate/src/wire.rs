@@ -15,6 +15,7 @@
 //! | `POST /_valley/peer/v1/digest` | anti-entropy: per-partition digests of the versions both hubs should hold |
 //! | `POST /_valley/peer/v1/digest-items` | anti-entropy: the versions in some partitions |
 //! | `GET  /_valley/peer/v1/control-digest` | a hash of every control record held |
+//! | `POST /_valley/peer/v1/grant-use` | count a transfer against a grant's caps at its accountant ([`GrantUse`]; 403 when exhausted) |
 //!
 //! Every call carries the caller's hub id, time and HMAC signature (see [`crate::auth`]) and its
 //! topology hash; a hub refuses a peer whose topology differs (409) or whose data it may not
@@ -100,6 +101,15 @@ pub struct DeleteMessage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outcome {
     pub outcome: String,
+}
+
+/// A request to the accountant of a grant to count a transfer against its volume caps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantUse {
+    pub grant: String,
+    /// Names the transfer, so a retry is counted once.
+    pub transfer: String,
+    pub bytes: u64,
 }
 
 /// What a receiver already has of a chunked transfer.

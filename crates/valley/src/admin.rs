@@ -69,6 +69,9 @@ pub struct HubRow {
     pub lost: bool,
     #[serde(default)]
     pub lost_reason: Option<String>,
+    /// When the asked hub last heard from this one (the asked hub itself: now).
+    #[serde(default)]
+    pub last_contact_unix_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -317,6 +320,10 @@ async fn status(hub: &Arc<Hub>) -> StatusReport {
         }
     });
     let states = hub.hub_states().await.unwrap_or_default();
+    let own_links = hub.link_status().await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut backlogs: Vec<valley_replicate::BucketBacklog> = Vec::new();
     for (id, inventory, hub_links, backlog) in futures::future::join_all(asks).await {
         backlogs.extend(backlog);
@@ -328,6 +335,15 @@ async fn status(hub: &Arc<Hub>) -> StatusReport {
             failure_domain: h.map(|h| h.failure_domain.clone()).unwrap_or_default(),
             up: inventory.is_ok(),
             error: inventory.as_ref().err().cloned(),
+            last_contact_unix_ms: if id == hub.id {
+                Some(now_ms)
+            } else {
+                own_links
+                    .iter()
+                    .find(|l| l.peer == id)
+                    .and_then(|l| l.last_contact_unix_ms)
+                    .max(inventory.is_ok().then_some(now_ms))
+            },
             lost: states.iter().any(|(h, r)| *h == id && r.lost),
             lost_reason: states
                 .iter()

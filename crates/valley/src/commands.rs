@@ -210,8 +210,15 @@ pub fn print_status(report: &StatusReport) {
             (true, None) => "up".to_owned(),
             (false, None) => "DOWN".to_owned(),
         };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let contact = h.last_contact_unix_ms.map_or_else(
+            || "never in contact".to_owned(),
+            |t| format!("last contact {}s ago", now_ms.saturating_sub(t) / 1000),
+        );
         println!(
-            "  {:<14} {:<3} {:<5} {:<22} {}",
+            "  {:<14} {:<3} {:<5} {:<22} {:<6} {contact}",
             h.id, h.jurisdiction, h.role, h.failure_domain, state
         );
     }
