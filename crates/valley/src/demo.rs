@@ -69,24 +69,36 @@ impl S3 {
         Ok(())
     }
 
+    /// GETs an object; returns the HTTP status and the body (or the S3 error message).
+    async fn get(&self, endpoint: &str, bucket: &str, key: &str) -> anyhow::Result<(u16, String)> {
+        use rusty_s3::S3Action;
+        let b = Self::bucket(endpoint, bucket)?;
+        let url = rusty_s3::actions::GetObject::new(&b, Some(&self.creds), key).sign(SIGNED_URL_LIFETIME);
+        let (status, body) = self.send(http::Method::GET, url, Bytes::new()).await?;
+        Ok((status, if status == 200 { body } else { s3_message(&body) }))
+    }
+
     /// PUTs an object; returns the HTTP status and S3 error message, if any.
     async fn put(&self, endpoint: &str, bucket: &str, key: &str, data: &[u8]) -> anyhow::Result<(u16, String)> {
         use rusty_s3::S3Action;
         let b = Self::bucket(endpoint, bucket)?;
         let url = rusty_s3::actions::PutObject::new(&b, Some(&self.creds), key).sign(SIGNED_URL_LIFETIME);
         let (status, body) = self.send(http::Method::PUT, url, Bytes::copy_from_slice(data)).await?;
-        let message = body
-            .split("<Message>")
-            .nth(1)
-            .and_then(|m| m.split("</Message>").next())
-            .unwrap_or("")
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&");
-        Ok((status, message))
+        Ok((status, s3_message(&body)))
     }
+}
+
+/// The `<Message>` of an S3 error body, unescaped.
+fn s3_message(body: &str) -> String {
+    body.split("<Message>")
+        .nth(1)
+        .and_then(|m| m.split("</Message>").next())
+        .unwrap_or("")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -330,6 +342,39 @@ async fn walk_through(
     if !stray.is_empty() {
         bail!("data found where its policy forbids it: {}", stray.join(", "));
     }
+    // Read-through: a CN hub without a copy serves the object from one that has it; Frankfurt
+    // may not receive Chinese personal information at all, so it refuses.
+    let holders: Vec<&str> = report
+        .buckets
+        .iter()
+        .filter(|b| b.bucket == "cn-personal")
+        .flat_map(|b| b.holders.iter().map(|h| h.hub.as_str()))
+        .collect();
+    if let Some(reader) = topology
+        .hubs()
+        .find(|h| h.jurisdiction == "CN" && !holders.contains(&h.id.as_str()))
+    {
+        let (status, body) = s3
+            .get(endpoint(topology, &reader.id, false), "cn-personal", "sample/00.json")
+            .await?;
+        println!(
+            "\nReading cn-personal/sample/00.json at {} (no copy there; copies at {}):",
+            reader.id,
+            holders.join(", ")
+        );
+        println!("  HTTP {status}: {body}  (read through from a hub that holds it)");
+        if status != 200 {
+            bail!("read-through at {} failed: HTTP {status}", reader.id);
+        }
+    }
+    let (status, message) = s3
+        .get(endpoint(topology, "frankfurt", false), "cn-personal", "sample/00.json")
+        .await?;
+    println!("Reading it at frankfurt:\n  HTTP {status}: {message}");
+    if status != 403 {
+        bail!("the residency rule did not hold for a read: HTTP {status}");
+    }
+
     println!("\nEvery copy is where its policy allows; each decision is in the hubs' audit logs:");
     println!(
         "  VALLEY_ACCESS_KEY={access} VALLEY_SECRET_KEY={secret} valley --admin {} audit show --bucket cn-eu-contracts",
