@@ -19,3 +19,6 @@ def test_demo_runs_the_example_network_and_places_every_copy_lawfully(tmp_path):
     section = out.split("cn-personal —", 1)[1].split("\n  ", 1)[0]
     holders = [line.split()[0] for line in out.split("cn-personal —", 1)[1].splitlines()[1:3]]
     assert len(holders) == 2 and "frankfurt" not in holders and "hong-kong" not in holders, section
+    # Read-through: a CN hub without a copy serves it; Frankfurt refuses to.
+    assert 'HTTP 200: {"bucket":"cn-personal","n":0}' in out
+    assert "HTTP 403: read-through refused" in out
