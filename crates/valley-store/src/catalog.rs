@@ -454,23 +454,23 @@ impl Catalog {
     /// A version of an object: the latest when `version_id` is `None`. A latest version that is
     /// a delete marker is [`StoreError::DeleteMarker`]; a delete marker asked for by id is
     /// returned as it is, for the caller to answer as S3 does.
+    ///
+    /// A point read like this one runs on the calling thread: it takes microseconds from the
+    /// store's cache, and handing it to the blocking pool cost two thread switches — a fifth
+    /// of a small GET or HEAD's CPU, by profile.
     pub async fn object(&self, bucket: &str, key: &str, version_id: Option<&str>) -> StoreResult<ObjectVersion> {
-        let (bucket, key, version_id) = (bucket.to_owned(), key.to_owned(), version_id.map(str::to_owned));
-        self.blocking(move |meta, _| {
-            let snapshot = meta.snapshot()?;
-            load_bucket(snapshot.as_ref(), &bucket)?;
-            match version_id {
-                Some(id) => find_version(snapshot.as_ref(), &bucket, &key, &id)?
-                    .map(|(_, v)| v)
-                    .ok_or(StoreError::NoSuchVersion(id)),
-                None => match latest_of(snapshot.as_ref(), &bucket, &key)? {
-                    Some(v) if v.delete_marker => Err(StoreError::DeleteMarker(key)),
-                    Some(v) => Ok(v),
-                    None => Err(StoreError::NoSuchKey(key)),
-                },
-            }
-        })
-        .await
+        let snapshot = self.meta.snapshot()?;
+        load_bucket(snapshot.as_ref(), bucket)?;
+        match version_id {
+            Some(id) => find_version(snapshot.as_ref(), bucket, key, id)?
+                .map(|(_, v)| v)
+                .ok_or_else(|| StoreError::NoSuchVersion(id.to_owned())),
+            None => match latest_of(snapshot.as_ref(), bucket, key)? {
+                Some(v) if v.delete_marker => Err(StoreError::DeleteMarker(key.to_owned())),
+                Some(v) => Ok(v),
+                None => Err(StoreError::NoSuchKey(key.to_owned())),
+            },
+        }
     }
 
     /// The version of `key` with exactly this stamp, if it is still stored.
