@@ -11,6 +11,7 @@ use valley_store::{ReadTxn, StoreError, StoreResult, Table, WriteTxn};
 const POLICY_PREFIX: &str = "policy/";
 const GRANT_PREFIX: &str = "grant/";
 const HUB_PREFIX: &str = "hub/";
+const VERSIONING_PREFIX: &str = "versioning/";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRecord {
@@ -42,6 +43,15 @@ pub struct HubStateRecord {
     pub origin: String,
 }
 
+/// A bucket's versioning state: a bucket is one bucket across the network, so enabling
+/// versioning at one hub enables it at every hub that may hold its versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersioningRecord {
+    pub versioning: valley_store::record::Versioning,
+    pub hlc: u64,
+    pub origin: String,
+}
+
 /// A control-plane change as it travels between hubs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -49,6 +59,7 @@ pub enum ControlChange {
     Policy { bucket: String, record: PolicyRecord },
     Grant { record: GrantRecord },
     HubState { hub: String, record: HubStateRecord },
+    Versioning { bucket: String, record: VersioningRecord },
 }
 
 impl ControlChange {
@@ -59,6 +70,9 @@ impl ControlChange {
             ControlChange::Policy { bucket, record } => format!("policy/{bucket}@{}@{}", record.hlc, record.origin),
             ControlChange::Grant { record } => format!("grant/{}@{}@{}", record.grant.id, record.hlc, record.origin),
             ControlChange::HubState { hub, record } => format!("hub/{hub}@{}@{}", record.hlc, record.origin),
+            ControlChange::Versioning { bucket, record } => {
+                format!("versioning/{bucket}@{}@{}", record.hlc, record.origin)
+            }
         }
     }
 
@@ -68,6 +82,7 @@ impl ControlChange {
             ControlChange::Policy { record, .. } => record.hlc,
             ControlChange::Grant { record } => record.hlc,
             ControlChange::HubState { record, .. } => record.hlc,
+            ControlChange::Versioning { record, .. } => record.hlc,
         }
     }
 }
@@ -155,6 +170,19 @@ pub fn lost_hubs(txn: &dyn ReadTxn) -> StoreResult<std::collections::BTreeSet<St
         .collect())
 }
 
+pub fn put_versioning(txn: &mut dyn WriteTxn, bucket: &str, record: &VersioningRecord) -> StoreResult<bool> {
+    let key = format!("{VERSIONING_PREFIX}{bucket}");
+    if let Some(raw) = txn.get(Table::Control, key.as_bytes())? {
+        let old: VersioningRecord = serde_json::from_slice(&raw).map_err(|e| corrupt("versioning record", e))?;
+        if !newer((record.hlc, &record.origin), (old.hlc, &old.origin)) {
+            return Ok(false);
+        }
+    }
+    let raw = serde_json::to_vec(record).map_err(|e| corrupt("versioning record", e))?;
+    txn.put(Table::Control, key.as_bytes(), &raw);
+    Ok(true)
+}
+
 pub fn put_hub_state(txn: &mut dyn WriteTxn, hub: &str, record: &HubStateRecord) -> StoreResult<bool> {
     let key = format!("{HUB_PREFIX}{hub}");
     if let Some(raw) = txn.get(Table::Control, key.as_bytes())? {
@@ -184,6 +212,10 @@ pub fn all_changes(txn: &dyn ReadTxn) -> StoreResult<Vec<ControlChange>> {
             .into_iter()
             .map(|(hub, record)| ControlChange::HubState { hub, record }),
     );
+    for (bucket, raw) in scan_prefix(txn, VERSIONING_PREFIX)? {
+        let record = serde_json::from_slice(&raw).map_err(|e| corrupt("versioning record", e))?;
+        out.push(ControlChange::Versioning { bucket, record });
+    }
     Ok(out)
 }
 
@@ -193,6 +225,7 @@ pub fn apply(txn: &mut dyn WriteTxn, change: &ControlChange) -> StoreResult<bool
         ControlChange::Policy { bucket, record } => put_policy(txn, bucket, record),
         ControlChange::Grant { record } => put_grant(txn, record),
         ControlChange::HubState { hub, record } => put_hub_state(txn, hub, record),
+        ControlChange::Versioning { bucket, record } => put_versioning(txn, bucket, record),
     }
 }
 

@@ -117,6 +117,30 @@ impl VersionHook for OutboxHook {
         // served there forever. The other allowed hubs are told to drop null versions older
         // than this one (stamped one tick earlier, so this version itself still applies there
         // if placement later brings it).
+        // A new version of a versioned key does not replace the older ones, but hubs that hold
+        // older versions (placed by writes elsewhere) must not serve them as the latest.
+        if version.version_id.is_some() {
+            let notice = Shipment::Newer {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                hlc: version.hlc,
+                origin: version.origin.clone(),
+            };
+            let others: Vec<String> = self
+                .topology
+                .hubs()
+                .filter(|h| h.id != self.hub && policy.allows(h) && !targets.contains(&h.id))
+                .map(|h| h.id.clone())
+                .collect();
+            for other in others {
+                let entry = OutboxEntry {
+                    shipment: notice.clone(),
+                    bytes: 0,
+                    created_unix_ms: now_unix_ms(),
+                };
+                outbox::push(txn, &other, &entry)?;
+            }
+        }
         if version.version_id.is_none() && version.hlc > 0 {
             let supersede = Shipment::Delete {
                 bucket: bucket.to_owned(),

@@ -382,6 +382,24 @@ impl Hub {
         Ok(())
     }
 
+    /// A client set `bucket`'s versioning here: every hub learns it.
+    pub async fn set_versioning(
+        self: &Arc<Self>,
+        bucket: &str,
+        versioning: valley_store::record::Versioning,
+    ) -> Result<(), HubError> {
+        let record = control::VersioningRecord {
+            versioning,
+            hlc: self.clock.now().0,
+            origin: self.id.clone(),
+        };
+        self.publish(ControlChange::Versioning {
+            bucket: bucket.to_owned(),
+            record,
+        })
+        .await
+    }
+
     /// Declares `hub` lost for good (placement passes it over; its copies are re-created on
     /// other allowed hubs) or back in service, at every hub.
     pub async fn set_hub_state(self: &Arc<Self>, hub: &str, lost: bool, reason: String) -> Result<(), HubError> {
@@ -528,7 +546,7 @@ impl Hub {
     /// Applies a control change received from `from`.
     pub async fn receive_control(self: &Arc<Self>, from: &str, change: ControlChange) -> Result<bool, HubError> {
         self.clock.observe(valley_types::Hlc(change.hlc()));
-        if let ControlChange::Policy { bucket, .. } = &change {
+        if let ControlChange::Policy { bucket, .. } | ControlChange::Versioning { bucket, .. } = &change {
             match self.catalog.create_bucket(bucket, None).await {
                 Ok(()) | Err(StoreError::BucketExists(_)) => {}
                 Err(e) => return Err(e.into()),
@@ -556,6 +574,14 @@ impl Hub {
                     ),
                     None,
                 ),
+                ControlChange::Versioning { bucket, record } => (
+                    AuditKind::PolicyChange,
+                    format!(
+                        "versioning of bucket {bucket:?} set to {:?} by {from}",
+                        record.versioning
+                    ),
+                    Some(bucket.clone()),
+                ),
                 ControlChange::HubState { hub, record } => (
                     AuditKind::PolicyChange,
                     format!(
@@ -581,6 +607,16 @@ impl Hub {
     async fn after_control_change(self: &Arc<Self>, change: &ControlChange) {
         if matches!(change, ControlChange::Policy { .. } | ControlChange::HubState { .. }) {
             self.repair_wake.notify_one();
+        }
+        if let ControlChange::Versioning { bucket, record } = change {
+            let versioning = record.versioning;
+            if let Err(e) = self
+                .catalog
+                .update_bucket(bucket, move |b| b.versioning = versioning)
+                .await
+            {
+                tracing::error!(bucket, error = %e, "applying a bucket's versioning failed");
+            }
         }
         let ControlChange::Policy { bucket, record } = change else {
             return;

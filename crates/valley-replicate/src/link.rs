@@ -98,7 +98,7 @@ async fn run(hub: Arc<Hub>, peer: String) {
                 queue.ack(seq);
                 continue;
             };
-            if matches!(entry.shipment, Shipment::Delete { .. }) {
+            if matches!(entry.shipment, Shipment::Delete { .. } | Shipment::Newer { .. }) {
                 deletes.push((seq, entry));
                 continue;
             }
@@ -238,6 +238,20 @@ async fn ship_deletes(hub: &Arc<Hub>, peer: &str, entries: Vec<(u64, OutboxEntry
                 version_id: version_id.clone(),
                 hlc: *hlc,
                 origin: origin.clone(),
+                newer_only: false,
+            }),
+            Shipment::Newer {
+                bucket,
+                key,
+                hlc,
+                origin,
+            } => Some(wire::DeleteMessage {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                version_id: None,
+                hlc: *hlc,
+                origin: origin.clone(),
+                newer_only: true,
             }),
             _ => None,
         })
@@ -288,8 +302,10 @@ async fn ship(hub: &Arc<Hub>, peer: &str, entry: &OutboxEntry) -> Result<Shipped
             post_json(hub, &endpoint, "control", change).await?;
             Ok(Shipped::Delivered)
         }
-        // Deletes travel in batches (`ship_deletes`).
-        Shipment::Delete { .. } => Err(PeerError::Unreachable("deletes are shipped in batches".into())),
+        // Deletes and newer-version notices travel in batches (`ship_deletes`).
+        Shipment::Delete { .. } | Shipment::Newer { .. } => {
+            Err(PeerError::Unreachable("deletes are shipped in batches".into()))
+        }
         Shipment::Put {
             bucket,
             key,

@@ -32,13 +32,23 @@ pub enum Shipment {
     Control {
         change: ControlChange,
     },
+    /// A version of `key` stamped `(hlc, origin)` exists (at other hubs): the receiver, which
+    /// may hold older versions of the key, must not serve those as the latest.
+    Newer {
+        bucket: String,
+        key: String,
+        hlc: u64,
+        origin: String,
+    },
 }
 
 impl Shipment {
     #[must_use]
     pub fn bucket(&self) -> Option<&str> {
         match self {
-            Shipment::Put { bucket, .. } | Shipment::Delete { bucket, .. } => Some(bucket),
+            Shipment::Put { bucket, .. } | Shipment::Delete { bucket, .. } | Shipment::Newer { bucket, .. } => {
+                Some(bucket)
+            }
             Shipment::Control {
                 change: ControlChange::Policy { bucket, .. },
             } => Some(bucket),

@@ -83,8 +83,14 @@ pub(crate) async fn serve_stat(hub: &Arc<Hub>, reader: &str, query: &str) -> Res
         return reply(StatusCode::BAD_REQUEST, "bucket and key are required");
     };
     let version_id = wire::query_param(query, "version_id");
-    let version = match hub.catalog.object(&bucket, &key, version_id.as_deref()).await {
-        Ok(v) => v,
+    // The latest may be a delete marker: the reader must learn that too (it is the newest).
+    let found = match &version_id {
+        Some(id) => hub.catalog.object(&bucket, &key, Some(id)).await.map(Some),
+        None => hub.catalog.latest_any(&bucket, &key).await,
+    };
+    let version = match found {
+        Ok(Some(v)) => v,
+        Ok(None) => return reply(StatusCode::NOT_FOUND, format!("key {key:?} is not here")),
         Err(e) => return store_reply(&e),
     };
     if let Err(r) = release(hub, reader, &bucket, &key, version.size).await {
@@ -255,6 +261,24 @@ impl Hub {
             }
         }
         Ok(newest)
+    }
+
+    /// A version newer than `local` (the latest held here) that another hub holds, when this
+    /// hub has heard of one: a versioned write placed elsewhere.
+    pub async fn newer_elsewhere(
+        self: &Arc<Self>,
+        bucket: &str,
+        key: &str,
+        local: &ObjectVersion,
+    ) -> Result<Option<(String, ObjectVersion)>, String> {
+        let hint = self.catalog.newer_hint(bucket, key).await.map_err(|e| e.to_string())?;
+        if hint.is_none_or(|h| h <= local.stamp()) {
+            return Ok(None);
+        }
+        Ok(self
+            .find_elsewhere(bucket, key, None)
+            .await?
+            .filter(|(_, remote)| remote.stamp() > local.stamp()))
     }
 
     /// Streams bytes `start..start + len` of `version` from `holder` (found by

@@ -146,12 +146,15 @@ async fn dispatch(hub: Arc<Hub>, from: String, route: &str, query: &str, req: Re
             };
             let batch = messages
                 .into_iter()
-                .map(|m| {
-                    let stamp = valley_store::keys::Stamp {
+                .map(|m| valley_store::RemoteDelete {
+                    stamp: valley_store::keys::Stamp {
                         hlc: m.hlc,
                         origin_tag: valley_store::keys::origin_tag(&m.origin),
-                    };
-                    (m.bucket, m.key, m.version_id, stamp)
+                    },
+                    bucket: m.bucket,
+                    key: m.key,
+                    version_id: m.version_id,
+                    newer_only: m.newer_only,
                 })
                 .collect();
             match hub.catalog.apply_remote_deletes(batch).await {

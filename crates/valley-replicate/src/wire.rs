@@ -96,6 +96,9 @@ pub struct DeleteMessage {
     pub version_id: Option<String>,
     pub hlc: u64,
     pub origin: String,
+    /// Not a delete: a newer version of the key exists elsewhere.
+    #[serde(default)]
+    pub newer_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -143,6 +143,9 @@ pub async fn put_versioning(
         })
         .await
         .map_err(s3_err)?;
+    if let Some(gate) = &s.gate {
+        gate.versioning_set(&input.bucket, versioning).await;
+    }
     Ok(S3Response::new(PutBucketVersioningOutput {}))
 }
 

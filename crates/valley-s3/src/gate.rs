@@ -18,6 +18,8 @@ pub trait NetworkGate: Send + Sync + 'static {
     async fn check_write(&self, bucket: &str) -> Result<(), String>;
     /// A client created `bucket` here.
     async fn bucket_created(&self, bucket: &str);
+    /// A client set `bucket`'s versioning here (already applied to the local bucket).
+    async fn versioning_set(&self, bucket: &str, versioning: valley_store::record::Versioning);
     /// Looks for a version this hub does not hold at the hubs that may hold it. `Ok(None)`:
     /// nowhere; `Err` names the residency rule that forbids reading it through this hub
     /// (answered as AccessDenied).
@@ -26,6 +28,14 @@ pub trait NetworkGate: Send + Sync + 'static {
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
+    ) -> Result<Option<RemoteVersion>, String>;
+    /// A version of `key` newer than `local` (this hub's latest) that another hub holds, if
+    /// this hub has heard of one. Errors mean "serve the local one".
+    async fn newer_elsewhere(
+        &self,
+        bucket: &str,
+        key: &str,
+        local: &valley_store::record::ObjectVersion,
     ) -> Result<Option<RemoteVersion>, String>;
     /// The bytes `start..start + len` of a version found by [`Self::find_elsewhere`].
     async fn read_elsewhere(

@@ -122,7 +122,14 @@ impl Found {
 async fn lookup(s: &ValleyS3, bucket: &str, key: &str, version_id: Option<&str>) -> S3Result<Found> {
     check_key(key)?;
     let found = match s.catalog.object(bucket, key, version_id).await {
-        Ok(v) => Found::Here(v),
+        Ok(v) => match (&s.gate, version_id) {
+            // This hub's latest may not be the network's (a versioned write placed elsewhere).
+            (Some(gate), None) => match gate.newer_elsewhere(bucket, key, &v).await {
+                Ok(Some(remote)) => Found::Elsewhere(remote),
+                _ => Found::Here(v),
+            },
+            _ => Found::Here(v),
+        },
         Err(e @ (StoreError::NoSuchKey(_) | StoreError::NoSuchVersion(_))) => match &s.gate {
             Some(gate) => match gate.find_elsewhere(bucket, key, version_id).await {
                 Ok(Some(remote)) => Found::Elsewhere(remote),
@@ -131,8 +138,20 @@ async fn lookup(s: &ValleyS3, bucket: &str, key: &str, version_id: Option<&str>)
             },
             None => return Err(s3_err(e)),
         },
+        // Deleted here, but perhaps written again at another hub since.
+        Err(e @ StoreError::DeleteMarker(_)) => match (&s.gate, s.catalog.latest_any(bucket, key).await) {
+            (Some(gate), Ok(Some(marker))) => match gate.newer_elsewhere(bucket, key, &marker).await {
+                Ok(Some(remote)) => Found::Elsewhere(remote),
+                _ => return Err(s3_err(e)),
+            },
+            _ => return Err(s3_err(e)),
+        },
         Err(e) => return Err(s3_err(e)),
     };
+    if found.version().delete_marker && version_id.is_none() {
+        // The newest version, found at another hub, is a delete marker.
+        return Err(s3_err(StoreError::DeleteMarker(key.to_owned())));
+    }
     if found.version().delete_marker {
         let mut err = s3_error!(
             MethodNotAllowed,

@@ -89,11 +89,35 @@ pub(crate) fn is_buried(txn: &dyn ReadTxn, bucket: &str, key: &str, stamp: keys:
         .is_some())
 }
 
+/// Notes that a version stamped `stamp` of `key` exists at another hub.
+pub(crate) fn raise_newer_hint(txn: &mut dyn WriteTxn, bucket: &str, key: &str, stamp: keys::Stamp) -> StoreResult<()> {
+    let raw = keys::newer_hint_key(bucket, key);
+    let known = txn
+        .get(Table::Tombstones, &raw)?
+        .and_then(|v| keys::Stamp::from_bytes(&v));
+    if known.is_none_or(|k| k < stamp) {
+        txn.put(Table::Tombstones, &raw, &stamp.to_bytes());
+    }
+    Ok(())
+}
+
 pub(crate) fn raise_tombstone(txn: &mut dyn WriteTxn, bucket: &str, key: &str, stamp: keys::Stamp) -> StoreResult<()> {
     if tombstone_of(txn, bucket, key)?.is_none_or(|old| old < stamp) {
         txn.put(Table::Tombstones, &keys::tombstone_key(bucket, key), &stamp.to_bytes());
     }
     Ok(())
+}
+
+/// A delete replicated from another hub (see [`Catalog::apply_remote_deletes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteDelete {
+    pub bucket: String,
+    pub key: String,
+    /// The version deleted; `None`: the null version older than `stamp`.
+    pub version_id: Option<String>,
+    pub stamp: keys::Stamp,
+    /// Not a delete: a version stamped `stamp` exists elsewhere (a newer-version notice).
+    pub newer_only: bool,
 }
 
 /// What a DeleteObject did.
@@ -686,22 +710,30 @@ impl Catalog {
     /// `version_id`, or (without one) of the null version if it is older than its stamp,
     /// leaving a tombstone at that stamp. Deletes for buckets unknown here are moot and
     /// skipped. Returns how many versions were removed.
-    pub async fn apply_remote_deletes(
-        &self,
-        batch: Vec<(String, String, Option<String>, keys::Stamp)>,
-    ) -> StoreResult<usize> {
+    pub async fn apply_remote_deletes(&self, batch: Vec<RemoteDelete>) -> StoreResult<usize> {
         let (removed, freed) = self
             .blocking(move |meta, ctx| {
                 write_with(meta, move |txn| {
                     let mut removed = 0;
                     let mut freed = Vec::new();
-                    for (bucket, key, version_id, stamp) in &batch {
+                    for RemoteDelete {
+                        bucket,
+                        key,
+                        version_id,
+                        stamp,
+                        newer_only,
+                    } in &batch
+                    {
                         match load_bucket(txn, bucket) {
                             Ok(_) => {}
                             Err(StoreError::NoSuchBucket(_)) => continue,
                             Err(e) => return Err(e),
                         }
                         ctx.clock.observe(valley_types::Hlc(stamp.hlc));
+                        if *newer_only {
+                            raise_newer_hint(txn, bucket, key, *stamp)?;
+                            continue;
+                        }
                         let target = match version_id {
                             Some(id) => {
                                 if let Some(buried) = keys::stamp_of_version_id(id) {

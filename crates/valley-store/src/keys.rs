@@ -146,6 +146,15 @@ pub fn version_tombstone_key(bucket: &str, key: &str, stamp: Stamp) -> Vec<u8> {
     k
 }
 
+/// `bucket \0 key \0 \xfe`: the stamp of the newest version of the key known to exist at
+/// another hub (placed there, not here): a read of the latest version here must look there.
+#[must_use]
+pub fn newer_hint_key(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = object_prefix(bucket, key);
+    k.push(0xfe);
+    k
+}
+
 /// `bucket \0 key \0 stamp \0 index`: one chunk of a replica being received in chunks.
 #[must_use]
 pub fn staged_chunk_key(bucket: &str, key: &str, stamp: Stamp, index: u32) -> Vec<u8> {

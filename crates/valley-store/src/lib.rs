@@ -31,7 +31,7 @@ pub mod replica;
 pub use blob::{BlobId, BlobStore, BlobWriter, ByteStream};
 pub use blob_fs::FsBlobs;
 pub use blob_mem::MemBlobs;
-pub use catalog::{Catalog, ReplicaOutcome, VersionHook};
+pub use catalog::{Catalog, RemoteDelete, ReplicaOutcome, VersionHook};
 pub use error::{StoreError, StoreResult};
 pub use meta::{MetaStore, ReadTxn, Table, WriteTxn};
 pub use meta_mem::MemMeta;

@@ -68,6 +68,21 @@ impl Catalog {
         .await
     }
 
+    /// The latest version of `key` here, a delete marker included (point read, calling thread).
+    pub async fn latest_any(&self, bucket: &str, key: &str) -> StoreResult<Option<ObjectVersion>> {
+        let snapshot = self.meta.snapshot()?;
+        crate::catalog::load_bucket(snapshot.as_ref(), bucket)?;
+        crate::catalog::latest_of(snapshot.as_ref(), bucket, key)
+    }
+
+    /// The stamp of the newest version of `key` known to exist at another hub, if any.
+    pub async fn newer_hint(&self, bucket: &str, key: &str) -> StoreResult<Option<Stamp>> {
+        let snapshot = self.meta.snapshot()?;
+        Ok(snapshot
+            .get(Table::Tombstones, &keys::newer_hint_key(bucket, key))?
+            .and_then(|v| Stamp::from_bytes(&v)))
+    }
+
     /// Whether the version of `key` with `stamp` is here, or can never be applied here (deleted,
     /// or replaced by a newer null version): either way a sender need not send it.
     pub async fn holds_or_superseded(

@@ -232,6 +232,12 @@ impl valley_s3::NetworkGate for HubGate {
         }
     }
 
+    async fn versioning_set(&self, bucket: &str, versioning: valley_store::record::Versioning) {
+        if let Err(e) = self.0.set_versioning(bucket, versioning).await {
+            tracing::error!(bucket, error = %e, "sending a bucket's versioning to the network failed");
+        }
+    }
+
     async fn find_elsewhere(
         &self,
         bucket: &str,
@@ -241,6 +247,24 @@ impl valley_s3::NetworkGate for HubGate {
         Ok(self
             .0
             .find_elsewhere(bucket, key, version_id)
+            .await?
+            .map(|(holder, version)| valley_s3::RemoteVersion {
+                holder,
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                version,
+            }))
+    }
+
+    async fn newer_elsewhere(
+        &self,
+        bucket: &str,
+        key: &str,
+        local: &valley_store::record::ObjectVersion,
+    ) -> Result<Option<valley_s3::RemoteVersion>, String> {
+        Ok(self
+            .0
+            .newer_elsewhere(bucket, key, local)
             .await?
             .map(|(holder, version)| valley_s3::RemoteVersion {
                 holder,
