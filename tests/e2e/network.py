@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 import signal
 import subprocess
 import time
@@ -25,6 +26,22 @@ HUBS = [
     ("hong-kong", "HK", "east", "hong-kong"),
     ("frankfurt", "EU", "east", "central-europe"),
 ]
+
+
+def marker() -> bytes:
+    """A unique byte string to plant in test data and search for in hubs' data directories."""
+    return f"VALLEY-MARKER-{uuid.uuid4().hex}".encode()
+
+
+def wait_for(predicate, timeout=60, what="condition", interval=0.2):
+    """Polls `predicate` until it returns something true (returned), or fails after `timeout`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def faultproxy_bin() -> Path:

@@ -15,13 +15,9 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from network import Network
+from network import Network, marker, wait_for
 
 ATTACKS = {"attempts": 0, "bytes_leaked": 0}
-
-
-def marker() -> bytes:
-    return f"VALLEY-MARKER-{uuid.uuid4().hex}".encode()
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +27,6 @@ def net(tmp_path_factory):
     yield network
     network.stop_all()
     print(f"\nresidency attacks: {ATTACKS['attempts']} attempts, {ATTACKS['bytes_leaked']} bytes leaked")
-
-
-def wait_for(predicate, timeout=60, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def get_bytes(net, hub, bucket, key):
@@ -199,7 +185,6 @@ def test_forged_and_misconfigured_peers_are_refused(net, tmp_path):
     # "CN"): refused for the topology mismatch before anything is read.
     rogue = tmp_path / "rogue.toml"
     rogue.write_text(net.topology_text({"frankfurt": "CN"}))
-    import subprocess
     from network import NETWORK_SECRET
     ATTACKS["attempts"] += 1
     sys_time = str(int(time.time()))

@@ -8,6 +8,7 @@ from X's own inventory (and, where it matters, by reading it while every other h
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -18,7 +19,11 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from network import Network
+import network
+from network import Network, marker
+
+# Repairs run on one-second rounds; allow them more time than a single delivery.
+wait_for = functools.partial(network.wait_for, timeout=90, interval=0.3)
 
 CN3 = [
     ("zhangjiakou", "CN", "east", "north-china-grid"),
@@ -26,20 +31,6 @@ CN3 = [
     ("wuhu", "CN", "east", "east-china-grid"),
 ]
 FAST_REPAIR = ("--repair-interval", "1")
-
-
-def wait_for(predicate, timeout=90, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def marker() -> bytes:
-    return f"VALLEY-MARKER-{uuid.uuid4().hex}".encode()
 
 
 def sha(data: bytes) -> str:

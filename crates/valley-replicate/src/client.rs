@@ -20,7 +20,7 @@ const TRANSFER_BYTES_PER_SEC_MIN: u64 = 64 * 1024;
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Why a peer call did not succeed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PeerError {
     /// Could not reach the peer or it timed out: retry later.
     #[error("unreachable: {0}")]

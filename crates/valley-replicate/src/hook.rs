@@ -8,7 +8,7 @@ use valley_store::record::ObjectVersion;
 use valley_store::{ReadTxn, StoreError, StoreResult, VersionHook, WriteTxn};
 
 use crate::control::load_policy;
-use crate::outbox::{self, OutboxEntry, Shipment};
+use crate::outbox::{self, Shipment};
 
 /// The policy a bucket is under, as this hub knows it: its record, else the default for a
 /// bucket created here (this hub's jurisdiction, one copy).
@@ -104,66 +104,36 @@ impl VersionHook for OutboxHook {
             hlc: version.hlc,
             origin: version.origin.clone(),
         };
-        for target in targets.iter().filter(|t| **t != self.hub) {
-            let entry = OutboxEntry {
-                shipment: shipment.clone(),
-                bytes: version.size,
-                created_unix_ms: now_unix_ms(),
-            };
-            outbox::push(txn, target, &entry)?;
-        }
-        // A new null version replaces the key's older one everywhere, but its copies go only
-        // to `targets`: an older copy placed by a write at another hub would otherwise be
-        // served there forever. The other allowed hubs are told to drop null versions older
-        // than this one (stamped one tick earlier, so this version itself still applies there
-        // if placement later brings it).
-        // A new version of a versioned key does not replace the older ones, but hubs that hold
-        // older versions (placed by writes elsewhere) must not serve them as the latest.
-        if version.version_id.is_some() {
-            let notice = Shipment::Newer {
+        let copies: Vec<&String> = targets.iter().filter(|t| **t != self.hub).collect();
+        outbox::push_to_each(txn, copies, &shipment, version.size)?;
+        // The other hubs the policy allows may hold older versions of the key, placed there by
+        // writes at other hubs. A new null version replaces them: they are told to drop null
+        // versions older than this one (stamped one tick earlier, so this version itself still
+        // applies there if placement later brings it). A new version of a versioned key does
+        // not replace the older ones, but they must not be served as the latest: those hubs
+        // are told a newer version exists.
+        let notice = match &version.version_id {
+            Some(_) => Shipment::Newer {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
                 hlc: version.hlc,
                 origin: version.origin.clone(),
-            };
-            let others: Vec<String> = self
-                .topology
-                .hubs()
-                .filter(|h| h.id != self.hub && policy.allows(h) && !targets.contains(&h.id))
-                .map(|h| h.id.clone())
-                .collect();
-            for other in others {
-                let entry = OutboxEntry {
-                    shipment: notice.clone(),
-                    bytes: 0,
-                    created_unix_ms: now_unix_ms(),
-                };
-                outbox::push(txn, &other, &entry)?;
-            }
-        }
-        if version.version_id.is_none() && version.hlc > 0 {
-            let supersede = Shipment::Delete {
+            },
+            None => Shipment::Delete {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
                 version_id: None,
-                hlc: version.hlc - 1,
+                hlc: version.hlc.saturating_sub(1),
                 origin: version.origin.clone(),
-            };
-            let others: Vec<String> = self
-                .topology
-                .hubs()
-                .filter(|h| h.id != self.hub && policy.allows(h) && !targets.contains(&h.id))
-                .map(|h| h.id.clone())
-                .collect();
-            for other in others {
-                let entry = OutboxEntry {
-                    shipment: supersede.clone(),
-                    bytes: 0,
-                    created_unix_ms: now_unix_ms(),
-                };
-                outbox::push(txn, &other, &entry)?;
-            }
-        }
+            },
+        };
+        let others: Vec<&String> = self
+            .topology
+            .hubs()
+            .filter(|h| h.id != self.hub && policy.allows(h) && !targets.contains(&h.id))
+            .map(|h| &h.id)
+            .collect();
+        outbox::push_to_each(txn, others, &notice, 0)?;
         self.wake.notify_waiters();
         Ok(())
     }
@@ -184,20 +154,13 @@ impl VersionHook for OutboxHook {
             origin: version.origin.clone(),
         };
         // A copy may be at any hub the policy allows (placements change), so tell them all.
-        let peers: Vec<String> = self
+        let peers: Vec<&String> = self
             .topology
             .hubs()
             .filter(|h| h.id != self.hub && policy.allows(h))
-            .map(|h| h.id.clone())
+            .map(|h| &h.id)
             .collect();
-        for peer in peers {
-            let entry = OutboxEntry {
-                shipment: shipment.clone(),
-                bytes: 0,
-                created_unix_ms: now_unix_ms(),
-            };
-            outbox::push(txn, &peer, &entry)?;
-        }
+        outbox::push_to_each(txn, peers, &shipment, 0)?;
         self.wake.notify_waiters();
         Ok(())
     }

@@ -14,7 +14,7 @@ use valley_types::HlcClock;
 use crate::client::{PeerClient, PeerError};
 use crate::control::{self, ControlChange, GrantRecord, PolicyRecord};
 use crate::hook::{OutboxHook, effective_policy, now_unix_ms};
-use crate::outbox::{self, OutboxEntry, Shipment};
+use crate::outbox::{self, Shipment};
 use crate::transfer::RateLimit;
 
 /// What went wrong with a network operation, said for an operator.
@@ -243,10 +243,63 @@ impl Hub {
     /// The policy `bucket` is under at this hub.
     pub async fn policy(&self, bucket: &str) -> Result<PlacementPolicy, HubError> {
         self.catalog.bucket(bucket).await?;
+        Ok(self.effective_policy(bucket).await?)
+    }
+
+    /// The policy `bucket` is under at this hub (its record, else the local default).
+    pub(crate) async fn effective_policy(&self, bucket: &str) -> StoreResult<PlacementPolicy> {
         let (topology, id, bucket) = (self.topology.clone(), self.id.clone(), bucket.to_owned());
-        Ok(self
-            .read(move |txn| effective_policy(txn, &topology, &id, &bucket))
-            .await?)
+        self.read(move |txn| effective_policy(txn, &topology, &id, &bucket))
+            .await
+    }
+
+    /// The policy engine's decision on moving `bytes` of `bucket`'s data (object `key`) from
+    /// hub `from` to hub `to` under `policy` and the grants this hub knows. A refusal is
+    /// audited here, naming the other hub.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn judge(
+        &self,
+        kind: valley_policy::TransferKind,
+        bucket: &str,
+        key: &str,
+        policy: &PlacementPolicy,
+        from: &str,
+        to: &str,
+        bytes: u64,
+    ) -> StoreResult<valley_policy::Decision> {
+        let grants = self.read(control::grants).await?;
+        let decision = valley_policy::decide(
+            &self.topology,
+            &grants,
+            &valley_policy::Transfer {
+                kind,
+                bucket,
+                policy,
+                from,
+                to,
+                bytes,
+                individuals: 0,
+                today: crate::hook::today(),
+            },
+        );
+        if !decision.allowed {
+            let (peer, detail) = if to == self.id {
+                (from, format!("incoming {}", decision.reason))
+            } else {
+                (to, decision.reason.clone())
+            };
+            self.audit(
+                self.event(AuditKind::PolicyDecision, detail)
+                    .with_bucket(bucket)
+                    .with_key(key)
+                    .with_peer(peer)
+                    .with_allowed(false)
+                    .with_rule(format!("{:?}", decision.rule))
+                    .with_bytes(bytes),
+            )
+            .await;
+        }
+        Ok(decision)
     }
 
     /// Sets `bucket`'s policy here and sends it to every peer.
@@ -527,15 +580,7 @@ impl Hub {
         let queued = change.clone();
         self.write(move |txn| {
             control::apply(txn, &queued)?;
-            for peer in &peers {
-                let entry = OutboxEntry {
-                    shipment: Shipment::Control { change: queued.clone() },
-                    bytes: 0,
-                    created_unix_ms: now_unix_ms(),
-                };
-                outbox::push(txn, peer, &entry)?;
-            }
-            Ok(())
+            outbox::push_to_each(txn, &peers, &Shipment::Control { change: queued }, 0)
         })
         .await?;
         self.wake.notify_waiters();
@@ -657,11 +702,7 @@ impl Hub {
         let policy = match cached {
             Some(policy) => policy,
             None => {
-                let (topology, id, bucket_name) = (self.topology.clone(), self.id.clone(), bucket.to_owned());
-                let policy = self
-                    .read(move |txn| effective_policy(txn, &topology, &id, &bucket_name))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let policy = self.effective_policy(bucket).await.map_err(|e| e.to_string())?;
                 if let Ok(mut cache) = self.policy_cache.lock()
                     && cache.0 == generation
                 {

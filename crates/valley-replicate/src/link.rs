@@ -263,18 +263,7 @@ async fn ship_deletes(hub: &Arc<Hub>, peer: &str, entries: Vec<(u64, OutboxEntry
     };
     entries
         .into_iter()
-        .map(|(seq, entry)| {
-            let r = match &result {
-                Ok(()) => Ok(Shipped::Delivered),
-                Err(PeerError::Refused(why)) => Err(PeerError::Refused(why.clone())),
-                Err(PeerError::Unreachable(why)) => Err(PeerError::Unreachable(why.clone())),
-                Err(PeerError::Failed { status, message }) => Err(PeerError::Failed {
-                    status: *status,
-                    message: message.clone(),
-                }),
-            };
-            (seq, entry, r)
-        })
+        .map(|(seq, entry)| (seq, entry, result.clone().map(|()| Shipped::Delivered)))
         .collect()
 }
 

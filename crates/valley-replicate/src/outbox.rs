@@ -91,6 +91,24 @@ pub fn push(txn: &mut dyn WriteTxn, peer: &str, entry: &OutboxEntry) -> StoreRes
     Ok(seq)
 }
 
+/// Queues `shipment` (moving `bytes` of object data) for each of `peers`.
+pub fn push_to_each<P: AsRef<str>>(
+    txn: &mut dyn WriteTxn,
+    peers: impl IntoIterator<Item = P>,
+    shipment: &Shipment,
+    bytes: u64,
+) -> StoreResult<()> {
+    for peer in peers {
+        let entry = OutboxEntry {
+            shipment: shipment.clone(),
+            bytes,
+            created_unix_ms: crate::hook::now_unix_ms(),
+        };
+        push(txn, peer.as_ref(), &entry)?;
+    }
+    Ok(())
+}
+
 /// Up to `limit` pending entries for `peer`, oldest first.
 pub fn pending(txn: &dyn ReadTxn, peer: &str, limit: usize) -> StoreResult<Vec<(u64, OutboxEntry)>> {
     pending_from(txn, peer, 0, limit)

@@ -33,37 +33,15 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
 
 /// The holder's decision on sending `bucket`'s data to `reader`; a refusal is audited.
 async fn release(hub: &Arc<Hub>, reader: &str, bucket: &str, key: &str, bytes: u64) -> Result<(), Response<Bytes>> {
-    let (topology, id, b) = (hub.topology.clone(), hub.id.clone(), bucket.to_owned());
-    let (policy, grants) = hub
-        .read(move |txn| Ok((effective_policy(txn, &topology, &id, &b)?, control::grants(txn)?)))
+    let internal = |e: StoreError| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let policy = hub.effective_policy(bucket).await.map_err(internal)?;
+    let decision = hub
+        .judge(TransferKind::ReadThrough, bucket, key, &policy, &hub.id, reader, bytes)
         .await
-        .map_err(|e| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let decision = decide(
-        &hub.topology,
-        &grants,
-        &Transfer {
-            kind: TransferKind::ReadThrough,
-            bucket,
-            policy: &policy,
-            from: &hub.id,
-            to: reader,
-            bytes,
-            individuals: 0,
-            today: today(),
-        },
-    );
+        .map_err(internal)?;
     if decision.allowed {
         return Ok(());
     }
-    hub.audit(
-        hub.event(AuditKind::PolicyDecision, decision.reason.clone())
-            .with_bucket(bucket)
-            .with_key(key)
-            .with_peer(reader)
-            .with_allowed(false)
-            .with_rule(format!("{:?}", decision.rule)),
-    )
-    .await;
     Err(reply(StatusCode::FORBIDDEN, decision.reason))
 }
 
@@ -104,7 +82,6 @@ pub(crate) async fn serve_read(
     hub: &Arc<Hub>,
     reader: &str,
     query: &str,
-    _headers: &http::HeaderMap,
 ) -> Result<Response<client::Body>, Response<Bytes>> {
     let param = |name| wire::query_param(query, name);
     let number = |name| param(name).and_then(|v| v.parse::<u64>().ok());

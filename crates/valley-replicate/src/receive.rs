@@ -8,7 +8,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use valley_audit::AuditKind;
-use valley_policy::{Transfer, TransferKind, decide};
+use valley_policy::TransferKind;
 use valley_store::record::{BlobRef, ObjectData, ObjectVersion};
 use valley_store::{ReplicaOutcome, StoreError};
 use valley_types::limits::INLINE_OBJECT_BYTES_MAX;
@@ -16,7 +16,6 @@ use valley_types::limits::INLINE_OBJECT_BYTES_MAX;
 use crate::auth;
 use crate::client;
 use crate::control::{self, ControlChange};
-use crate::hook::today;
 use crate::hub::Hub;
 use crate::read_through;
 use crate::wire::{self, EtagCheck};
@@ -61,7 +60,7 @@ pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<client::B
     let route = req.uri().path().strip_prefix(wire::PREFIX).unwrap_or("").to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     if req.method() == http::Method::GET && route == "read" {
-        return match read_through::serve_read(&hub, &from, &query, req.headers()).await {
+        return match read_through::serve_read(&hub, &from, &query).await {
             Ok(r) => r,
             Err(r) => r.map(client::full),
         };
@@ -233,18 +232,12 @@ async fn admit(
     key: &str,
     bytes: u64,
 ) -> Result<(), Response<Bytes>> {
-    let residency = {
+    let record = {
         let b = bucket.to_owned();
-        hub.read(move |txn| {
-            let Some(record) = control::load_policy(txn, &b)? else {
-                return Ok(None);
-            };
-            Ok(Some((record.policy, control::grants(txn)?)))
-        })
-        .await
+        hub.read(move |txn| control::load_policy(txn, &b)).await
     };
-    let (policy, grants) = match residency {
-        Ok(Some(found)) => found,
+    let policy = match record {
+        Ok(Some(record)) => record.policy,
         Ok(None) => {
             return Err(reply(
                 StatusCode::NOT_FOUND,
@@ -253,36 +246,13 @@ async fn admit(
         }
         Err(e) => return Err(reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     };
-    let decision = decide(
-        &hub.topology,
-        &grants,
-        &Transfer {
-            kind,
-            bucket,
-            policy: &policy,
-            from,
-            to: &hub.id,
-            bytes,
-            individuals: 0,
-            today: today(),
-        },
-    );
+    let decision = hub
+        .judge(kind, bucket, key, &policy, from, &hub.id, bytes)
+        .await
+        .map_err(|e| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     if decision.allowed {
         return Ok(());
     }
-    hub.audit(
-        hub.event(
-            AuditKind::PolicyDecision,
-            format!("incoming {} refused: {}", kind.as_str(), decision.reason),
-        )
-        .with_bucket(bucket)
-        .with_key(key)
-        .with_peer(from)
-        .with_allowed(false)
-        .with_rule(format!("{:?}", decision.rule))
-        .with_bytes(bytes),
-    )
-    .await;
     Err(reply(StatusCode::FORBIDDEN, decision.reason))
 }
 

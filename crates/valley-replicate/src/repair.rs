@@ -120,18 +120,33 @@ pub(crate) async fn shared_domain(hub: &Arc<Hub>, bucket: &str, other: &str) -> 
     let lost = hub.read(control::lost_hubs).await?;
     let summaries = hub.catalog.version_summaries(bucket).await?;
     let mut placement = Placement::new(&hub.topology, &policy, &lost);
-    Ok(summaries
+    Ok(shared_items(&summaries, &mut placement, &hub.id, other)
         .into_iter()
-        .filter(|s| {
-            let targets = placement.targets(s);
-            targets.iter().any(|t| *t == hub.id) && targets.iter().any(|t| t == other)
-        })
-        .map(|s| ItemId {
-            key: s.key,
-            hlc: s.hlc,
-            origin: s.origin,
-        })
+        .map(|(item, _)| item)
         .collect())
+}
+
+/// Of `summaries`, the versions that should be at both `me` and `other`, each with whether
+/// the tiering rule applies to it.
+fn shared_items(
+    summaries: &[VersionSummary],
+    placement: &mut Placement<'_>,
+    me: &str,
+    other: &str,
+) -> Vec<(ItemId, bool)> {
+    let mut shared = Vec::new();
+    for s in summaries {
+        let targets = placement.targets(s);
+        if targets.iter().any(|t| t == me) && targets.iter().any(|t| t == other) {
+            let item = ItemId {
+                key: s.key.clone(),
+                hlc: s.hlc,
+                origin: s.origin.clone(),
+            };
+            shared.push((item, placement.tiered(s.hlc)));
+        }
+    }
+    shared
 }
 
 /// Answers a peer's digest request: digests, or the items of the partitions it names.
@@ -260,18 +275,7 @@ async fn round(hub: &Arc<Hub>) -> Result<(), HubError> {
         }
         let mut placement = Placement::new(&hub.topology, &policy, &lost);
         for peer in &idle_peers {
-            let mut mine: Vec<(ItemId, bool)> = Vec::new();
-            for s in &summaries {
-                let targets = placement.targets(s);
-                if targets.contains(&hub.id) && targets.contains(peer) {
-                    let item = ItemId {
-                        key: s.key.clone(),
-                        hlc: s.hlc,
-                        origin: s.origin.clone(),
-                    };
-                    mine.push((item, placement.tiered(s.hlc)));
-                }
-            }
+            let mine = shared_items(&summaries, &mut placement, &hub.id, peer);
             if mine.is_empty() {
                 continue;
             }

@@ -13,14 +13,12 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use md5::{Digest, Md5};
 use valley_audit::AuditKind;
-use valley_policy::{Transfer, TransferKind, decide};
+use valley_policy::TransferKind;
 use valley_store::ByteStream;
 use valley_store::keys::{Stamp, origin_tag};
 use valley_store::record::ObjectVersion;
 
 use crate::client::{self, PeerError};
-use crate::control;
-use crate::hook::{effective_policy, today};
 use crate::hub::Hub;
 use crate::wire;
 
@@ -160,41 +158,12 @@ pub async fn send_version(
         // Superseded or deleted since: nothing left to send.
         return Ok(Sent::Nothing);
     };
-    let (policy, grants) = {
-        let (topology, id, b) = (hub.topology.clone(), hub.id.clone(), bucket.to_owned());
-        hub.read(move |txn| {
-            let policy = effective_policy(txn, &topology, &id, &b)?;
-            let grants = control::grants(txn)?;
-            Ok((policy, grants))
-        })
+    let policy = hub.effective_policy(bucket).await.map_err(local)?;
+    let decision = hub
+        .judge(kind, bucket, key, &policy, &hub.id, peer, version.size)
         .await
-        .map_err(local)?
-    };
-    let decision = decide(
-        &hub.topology,
-        &grants,
-        &Transfer {
-            kind,
-            bucket,
-            policy: &policy,
-            from: &hub.id,
-            to: peer,
-            bytes: version.size,
-            individuals: 0,
-            today: today(),
-        },
-    );
+        .map_err(local)?;
     if !decision.allowed {
-        hub.audit(
-            hub.event(AuditKind::PolicyDecision, decision.reason.clone())
-                .with_bucket(bucket)
-                .with_key(key)
-                .with_peer(peer)
-                .with_allowed(false)
-                .with_rule(format!("{:?}", decision.rule))
-                .with_bytes(version.size),
-        )
-        .await;
         return Ok(Sent::Refused(decision.reason));
     }
     // A grant with volume caps is accounted at one hub for the whole network (the hub that

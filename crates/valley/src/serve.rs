@@ -217,6 +217,20 @@ async fn shutdown_signal() {
     }
 }
 
+/// A version found at `holder`, as the S3 front names it.
+fn remote(
+    bucket: &str,
+    key: &str,
+    (holder, version): (String, valley_store::record::ObjectVersion),
+) -> valley_s3::RemoteVersion {
+    valley_s3::RemoteVersion {
+        holder,
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        version,
+    }
+}
+
 /// The S3 front's view of the network: residency checks and bucket creation notices.
 struct HubGate(Arc<valley_replicate::Hub>);
 
@@ -248,12 +262,7 @@ impl valley_s3::NetworkGate for HubGate {
             .0
             .find_elsewhere(bucket, key, version_id)
             .await?
-            .map(|(holder, version)| valley_s3::RemoteVersion {
-                holder,
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                version,
-            }))
+            .map(|found| remote(bucket, key, found)))
     }
 
     async fn newer_elsewhere(
@@ -266,12 +275,7 @@ impl valley_s3::NetworkGate for HubGate {
             .0
             .newer_elsewhere(bucket, key, local)
             .await?
-            .map(|(holder, version)| valley_s3::RemoteVersion {
-                holder,
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                version,
-            }))
+            .map(|found| remote(bucket, key, found)))
     }
 
     async fn read_elsewhere(
