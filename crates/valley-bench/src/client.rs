@@ -1,7 +1,9 @@
-//! A minimal S3 client: rusty-s3 presigns each request (SigV4, query-string auth, unsigned
-//! payload), hyper 1 sends it over a pooled HTTP/1.1 connection.
+//! A minimal S3 client: each request is signed in its `Authorization` header ([`crate::sigv4`],
+//! unsigned payload) and sent by hyper 1 over a pooled HTTP/1.1 connection; rusty-s3 parses
+//! ListObjectsV2 responses.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -13,12 +15,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use md5::{Digest, Md5};
-use rusty_s3::actions::{CreateBucket, DeleteObject, GetObject, HeadObject, ListObjectsV2, PutObject, S3Action};
-use rusty_s3::{Bucket, Credentials, UrlStyle};
+use rusty_s3::actions::ListObjectsV2;
 use url::Url;
 
-/// How long a presigned URL stays valid; each request is signed just before it is sent.
-const SIGN_FOR: Duration = Duration::from_secs(600);
+use crate::sigv4::{self, Signer};
 
 /// Refuses any endpoint that is not on this machine's loopback: this tool only loads local servers.
 pub fn loopback_endpoint(endpoint: &str) -> Result<Url> {
@@ -40,57 +40,44 @@ pub fn loopback_endpoint(endpoint: &str) -> Result<Url> {
     Ok(url)
 }
 
-/// One bucket on one endpoint; cheap to clone (the connection pool is shared).
+/// One bucket on one endpoint; cheap to clone (the connection pool and signer are shared).
 #[derive(Clone)]
 pub struct S3 {
     http: Client<HttpConnector, Full<Bytes>>,
-    endpoint: Url,
-    region: String,
-    bucket: Bucket,
-    creds: Credentials,
+    /// `host:port`, as sent in `Host` and signed.
+    host: String,
+    bucket: String,
+    signer: Arc<Signer>,
     timeout: Duration,
 }
 
 impl S3 {
-    pub fn new(
-        endpoint: Url,
-        region: &str,
-        bucket: &str,
-        creds: Credentials,
-        pool: usize,
-        timeout: Duration,
-    ) -> Result<Self> {
+    pub fn new(endpoint: &Url, bucket: &str, signer: Signer, pool: usize, timeout: Duration) -> Result<Self> {
+        let host = match (endpoint.host_str(), endpoint.port_or_known_default()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            _ => bail!("endpoint {endpoint} has no host"),
+        };
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
         let http = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(pool)
             .pool_idle_timeout(Duration::from_secs(30))
             .build(conn);
-        let bucket_obj = Bucket::new(endpoint.clone(), UrlStyle::Path, bucket.to_owned(), region.to_owned())
-            .map_err(|e| anyhow!("bucket {bucket}: {e}"))?;
         Ok(Self {
             http,
-            endpoint,
-            region: region.to_owned(),
-            bucket: bucket_obj,
-            creds,
+            host,
+            bucket: bucket.to_owned(),
+            signer: Arc::new(signer),
             timeout,
         })
     }
 
     /// The same endpoint and connection pool, another bucket.
-    pub fn with_bucket(&self, bucket: &str) -> Result<Self> {
-        let bucket_obj = Bucket::new(
-            self.endpoint.clone(),
-            UrlStyle::Path,
-            bucket.to_owned(),
-            self.region.clone(),
-        )
-        .map_err(|e| anyhow!("bucket {bucket}: {e}"))?;
-        Ok(Self {
-            bucket: bucket_obj,
+    pub fn with_bucket(&self, bucket: &str) -> Self {
+        Self {
+            bucket: bucket.to_owned(),
             ..self.clone()
-        })
+        }
     }
 
     pub fn with_timeout(&self, timeout: Duration) -> Self {
@@ -101,13 +88,24 @@ impl S3 {
     }
 
     pub fn bucket_name(&self) -> &str {
-        self.bucket.name()
+        &self.bucket
     }
 
-    async fn send(&self, method: Method, url: Url, body: Bytes) -> Result<Response<Incoming>> {
+    /// Signs and sends one request for `key` (or the bucket) with the canonical `query`.
+    async fn send(&self, method: Method, key: Option<&str>, query: &str, body: Bytes) -> Result<Response<Incoming>> {
+        let path = sigv4::encode_path(&self.bucket, key);
+        let signed = self.signer.sign(method.as_str(), &self.host, &path, query);
+        let uri = if query.is_empty() {
+            format!("http://{}{path}", self.host)
+        } else {
+            format!("http://{}{path}?{query}", self.host)
+        };
         let req = Request::builder()
             .method(method)
-            .uri(url.as_str())
+            .uri(uri)
+            .header("x-amz-date", signed.amz_date)
+            .header("x-amz-content-sha256", sigv4::UNSIGNED_PAYLOAD)
+            .header(hyper::header::AUTHORIZATION, signed.authorization)
             .body(Full::new(body))
             .context("building request")?;
         self.http.request(req).await.context("sending request")
@@ -123,9 +121,8 @@ impl S3 {
 
     /// Creates the bucket; an existing bucket owned by us is fine.
     pub async fn create_bucket(&self) -> Result<()> {
-        let url = CreateBucket::new(&self.bucket, &self.creds).sign(SIGN_FOR);
         self.timed("create bucket", async {
-            let resp = self.send(Method::PUT, url, Bytes::new()).await?;
+            let resp = self.send(Method::PUT, None, "", Bytes::new()).await?;
             let status = resp.status();
             let text = read_text(resp).await?;
             if status.is_success() || (status == StatusCode::CONFLICT && text.contains("BucketAlreadyOwnedByYou")) {
@@ -138,9 +135,8 @@ impl S3 {
     }
 
     pub async fn put(&self, key: &str, body: Bytes) -> Result<()> {
-        let url = PutObject::new(&self.bucket, Some(&self.creds), key).sign(SIGN_FOR);
         self.timed("PUT", async {
-            let resp = self.send(Method::PUT, url, body).await?;
+            let resp = self.send(Method::PUT, Some(key), "", body).await?;
             expect_ok(resp).await?;
             Ok(())
         })
@@ -149,9 +145,8 @@ impl S3 {
 
     /// Downloads an object, discarding its bytes; returns its size and, if asked, its MD5.
     pub async fn get(&self, key: &str, want_md5: bool) -> Result<(u64, Option<String>)> {
-        let url = GetObject::new(&self.bucket, Some(&self.creds), key).sign(SIGN_FOR);
         self.timed("GET", async {
-            let resp = self.send(Method::GET, url, Bytes::new()).await?;
+            let resp = self.send(Method::GET, Some(key), "", Bytes::new()).await?;
             let mut body = expect_ok(resp).await?.into_body();
             let mut n = 0u64;
             let mut hasher = want_md5.then(Md5::new);
@@ -170,9 +165,8 @@ impl S3 {
 
     /// HEAD; `Ok(None)` for 404, else the Content-Length.
     pub async fn head(&self, key: &str) -> Result<Option<u64>> {
-        let url = HeadObject::new(&self.bucket, Some(&self.creds), key).sign(SIGN_FOR);
         self.timed("HEAD", async {
-            let resp = self.send(Method::HEAD, url, Bytes::new()).await?;
+            let resp = self.send(Method::HEAD, Some(key), "", Bytes::new()).await?;
             if resp.status() == StatusCode::NOT_FOUND {
                 return Ok(None);
             }
@@ -189,9 +183,8 @@ impl S3 {
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {
-        let url = DeleteObject::new(&self.bucket, Some(&self.creds), key).sign(SIGN_FOR);
         self.timed("DELETE", async {
-            let resp = self.send(Method::DELETE, url, Bytes::new()).await?;
+            let resp = self.send(Method::DELETE, Some(key), "", Bytes::new()).await?;
             expect_ok(resp).await?;
             Ok(())
         })
@@ -205,17 +198,17 @@ impl S3 {
         token: Option<&str>,
         max_keys: usize,
     ) -> Result<(Vec<String>, Option<String>)> {
-        let mut action = ListObjectsV2::new(&self.bucket, Some(&self.creds));
-        action.with_max_keys(max_keys);
+        let max_keys = max_keys.to_string();
+        let mut pairs = vec![("list-type", "2"), ("max-keys", max_keys.as_str())];
         if let Some(s) = start_after {
-            action.with_start_after(s.to_owned());
+            pairs.push(("start-after", s));
         }
         if let Some(t) = token {
-            action.with_continuation_token(t.to_owned());
+            pairs.push(("continuation-token", t));
         }
-        let url = action.sign(SIGN_FOR);
+        let query = sigv4::canonical_query(&pairs);
         self.timed("LIST", async {
-            let resp = self.send(Method::GET, url, Bytes::new()).await?;
+            let resp = self.send(Method::GET, None, &query, Bytes::new()).await?;
             let text = read_text(expect_ok(resp).await?).await?;
             let parsed = ListObjectsV2::parse_response(&text)
                 .map_err(|e| anyhow!("parsing ListObjectsV2 response: {e}: {}", snippet(&text)))?;

@@ -10,6 +10,7 @@
 
 mod client;
 mod scenarios;
+mod sigv4;
 mod stats;
 
 use std::path::PathBuf;
@@ -145,15 +146,8 @@ fn run(cli: Cli) -> Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async {
-        let creds = rusty_s3::Credentials::new(cli.access_key.clone(), cli.secret_key.clone());
-        let s3 = client::S3::new(
-            endpoint,
-            &cli.region,
-            &cli.bucket,
-            creds,
-            256,
-            Duration::from_secs(cli.timeout.max(1)),
-        )?;
+        let signer = sigv4::Signer::new(&cli.access_key, &cli.secret_key, &cli.region);
+        let s3 = client::S3::new(&endpoint, &cli.bucket, signer, 256, Duration::from_secs(cli.timeout.max(1)))?;
         let phases = match &cli.scenario {
             Scenario::Large(a) => scenarios::large(&s3, a).await?,
             Scenario::Small(a) => scenarios::small(&s3, a).await?,

@@ -171,7 +171,7 @@ pub async fn list(s3: &S3, a: &ListArgs) -> Result<Vec<Phase>> {
         "--page-size and --pages must be positive"
     );
     ensure!(a.keys >= a.page_size as u64, "--keys must be at least --page-size");
-    let s3 = s3.with_bucket(&a.list_bucket)?.with_timeout(Duration::from_secs(60));
+    let s3 = s3.with_bucket(&a.list_bucket).with_timeout(Duration::from_secs(60));
     s3.create_bucket().await?;
     let mut phases = Vec::new();
 
