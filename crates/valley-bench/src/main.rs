@@ -147,7 +147,13 @@ fn run(cli: Cli) -> Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async {
         let signer = sigv4::Signer::new(&cli.access_key, &cli.secret_key, &cli.region);
-        let s3 = client::S3::new(&endpoint, &cli.bucket, signer, 256, Duration::from_secs(cli.timeout.max(1)))?;
+        let s3 = client::S3::new(
+            &endpoint,
+            &cli.bucket,
+            signer,
+            256,
+            Duration::from_secs(cli.timeout.max(1)),
+        )?;
         let phases = match &cli.scenario {
             Scenario::Large(a) => scenarios::large(&s3, a).await?,
             Scenario::Small(a) => scenarios::small(&s3, a).await?,

@@ -175,7 +175,11 @@ mod tests {
     fn encodes_like_sigv4() {
         assert_eq!(encode_path("b", Some("a b/c+d~")), "/b/a%20b/c%2Bd~");
         assert_eq!(
-            canonical_query(&[("start-after", "k/1"), ("list-type", "2"), ("continuation-token", "a=+")]),
+            canonical_query(&[
+                ("start-after", "k/1"),
+                ("list-type", "2"),
+                ("continuation-token", "a=+")
+            ]),
             "continuation-token=a%3D%2B&list-type=2&start-after=k%2F1"
         );
     }

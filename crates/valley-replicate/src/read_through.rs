@@ -113,7 +113,7 @@ pub(crate) async fn serve_read(
     release(hub, reader, &bucket, &key, len).await?;
     let stream = hub
         .catalog
-        .read(&version, start, len)
+        .read(&bucket, &key, &version, start, len)
         .await
         .map_err(|e| store_reply(&e))?;
     hub.audit(

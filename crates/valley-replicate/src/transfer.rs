@@ -244,7 +244,11 @@ async fn send_whole(
     kind: TransferKind,
 ) -> Result<(), PeerError> {
     let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
-    let stream = hub.catalog.read(version, 0, version.size).await.map_err(local)?;
+    let stream = hub
+        .catalog
+        .read(bucket, key, version, 0, version.size)
+        .await
+        .map_err(local)?;
     hub.client
         .call(
             http::Method::PUT,
@@ -347,7 +351,11 @@ async fn send_chunk(
     // The chunk's MD5 goes ahead of it, so the receiver refuses a damaged chunk at once; the
     // second read comes from the page cache.
     let mut md5 = Md5::new();
-    let mut stream = hub.catalog.read(version, offset, len).await.map_err(local)?;
+    let mut stream = hub
+        .catalog
+        .read(bucket, key, version, offset, len)
+        .await
+        .map_err(local)?;
     while let Some(piece) = stream.next().await {
         md5.update(&piece.map_err(|e| PeerError::Unreachable(format!("local read: {e}")))?);
     }
@@ -366,7 +374,11 @@ async fn send_chunk(
     );
     let mut last = None;
     for _ in 0..CHUNK_ATTEMPTS {
-        let stream = hub.catalog.read(version, offset, len).await.map_err(local)?;
+        let stream = hub
+            .catalog
+            .read(bucket, key, version, offset, len)
+            .await
+            .map_err(local)?;
         let result = hub
             .client
             .call(

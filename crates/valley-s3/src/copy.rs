@@ -134,7 +134,7 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
     let algorithm = checksum_algorithm_for(input.checksum_algorithm.clone(), &source.version);
     let stream = s
         .catalog
-        .read(&source.version, 0, source.version.size)
+        .read(&source.bucket, &source.key, &source.version, 0, source.version.size)
         .await
         .map_err(s3_err)?;
     let ingested = body::ingest_stream(s.catalog.blobs().as_ref(), stream, algorithm, true).await?;

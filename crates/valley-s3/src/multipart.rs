@@ -186,7 +186,11 @@ pub async fn upload_part_copy(
             "A part may be at most {PART_SIZE_BYTES_MAX} bytes."
         ));
     }
-    let stream = s.catalog.read(&source.version, offset, len).await.map_err(s3_err)?;
+    let stream = s
+        .catalog
+        .read(&source.bucket, &source.key, &source.version, offset, len)
+        .await
+        .map_err(s3_err)?;
     let algorithm = upload.checksum_algorithm.clone().map(ChecksumAlgorithm::from);
     let ingested = body::ingest_stream(s.catalog.blobs().as_ref(), stream, algorithm, false).await?;
     let ObjectData::Blobs(mut blobs) = ingested.data else {

@@ -211,7 +211,11 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
         None => (0, version.size),
     };
     let stream = match &found {
-        Found::Here(v) => s.catalog.read(v, start, len).await.map_err(s3_err)?,
+        Found::Here(v) => s
+            .catalog
+            .read(&input.bucket, &input.key, v, start, len)
+            .await
+            .map_err(s3_err)?,
         Found::Elsewhere(remote) => match &s.gate {
             Some(gate) => gate
                 .read_elsewhere(remote, start, len)

@@ -224,12 +224,37 @@ pub(crate) fn find_version(
     }
 }
 
+/// Stores `version` under its raw table key. Non-empty inline bytes go to the inline-data
+/// table under the same key and the record says [`ObjectData::InlineApart`]; `version` itself is
+/// left as it was. The one way a version row is written.
+pub(crate) fn put_version_row(txn: &mut dyn WriteTxn, raw: &[u8], version: &mut ObjectVersion) {
+    if let ObjectData::Inline(bytes) = &version.data
+        && !bytes.is_empty()
+    {
+        txn.put(Table::InlineData, raw, bytes);
+        let data = std::mem::replace(&mut version.data, ObjectData::InlineApart);
+        txn.put(Table::Versions, raw, &encode(version));
+        version.data = data;
+    } else {
+        txn.put(Table::Versions, raw, &encode(version));
+    }
+}
+
+/// Removes the row of `version` (and its inline bytes, if kept apart). The one way a version
+/// row is removed.
+pub(crate) fn remove_version_row(txn: &mut dyn WriteTxn, raw: &[u8], version: &ObjectVersion) {
+    txn.delete(Table::Versions, raw);
+    if version.data == ObjectData::InlineApart {
+        txn.delete(Table::InlineData, raw);
+    }
+}
+
 /// Removes the null version of a key, if any, returning the blobs it held.
 fn remove_null_version(txn: &mut dyn WriteTxn, bucket: &str, key: &str) -> StoreResult<Vec<BlobRef>> {
     let mut freed = Vec::new();
     for (raw, version) in versions_of(txn, bucket, key)? {
         if version.version_id.is_none() {
-            txn.delete(Table::Versions, &raw);
+            remove_version_row(txn, &raw, &version);
             freed.extend_from_slice(version.data.blobs());
         }
     }
@@ -259,11 +284,7 @@ fn insert_version(
     if let Some(hook) = &ctx.hook {
         hook.on_local_version(txn, bucket, key, &version)?;
     }
-    txn.put(
-        Table::Versions,
-        &keys::version_key(bucket, key, stamp),
-        &encode(&version),
-    );
+    put_version_row(txn, &keys::version_key(bucket, key, stamp), &mut version);
     Ok((version, freed))
 }
 
@@ -274,7 +295,7 @@ pub(crate) fn apply_replica_in(
     ctx: &WriteCtx,
     bucket: &str,
     key: &str,
-    version: ObjectVersion,
+    mut version: ObjectVersion,
 ) -> StoreResult<(ReplicaOutcome, Vec<BlobRef>)> {
     load_bucket(txn, bucket)?;
     ctx.clock.observe(valley_types::Hlc(version.hlc));
@@ -296,11 +317,11 @@ pub(crate) fn apply_replica_in(
             return Ok((ReplicaOutcome::Superseded, version.data.blobs().to_vec()));
         }
         if let Some((old_raw, old)) = current {
-            txn.delete(Table::Versions, &old_raw);
+            remove_version_row(txn, &old_raw, &old);
             freed.extend_from_slice(old.data.blobs());
         }
     }
-    txn.put(Table::Versions, &raw, &encode(&version));
+    put_version_row(txn, &raw, &mut version);
     Ok((ReplicaOutcome::Applied, freed))
 }
 
@@ -566,7 +587,7 @@ impl Catalog {
                         if let Some(hook) = &ctx.hook {
                             hook.on_local_delete(txn, &bucket, &key, &version)?;
                         }
-                        txn.delete(Table::Versions, &raw);
+                        remove_version_row(txn, &raw, &version);
                         bury_version(txn, &bucket, &key, version.stamp());
                         let outcome = DeleteOutcome {
                             version_id: Some(id),
@@ -629,15 +650,22 @@ impl Catalog {
                     return Err(StoreError::DeleteMarker(key));
                 }
                 version.tags = tags;
-                txn.put(Table::Versions, &raw, &encode(&version));
+                put_version_row(txn, &raw, &mut version);
                 Ok(version.version_id)
             })
         })
         .await
     }
 
-    /// The bytes `offset..offset + len` of a stored version.
-    pub async fn read(&self, version: &ObjectVersion, offset: u64, len: u64) -> StoreResult<ByteStream> {
+    /// The bytes `offset..offset + len` of a stored version of `key`.
+    pub async fn read(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &ObjectVersion,
+        offset: u64,
+        len: u64,
+    ) -> StoreResult<ByteStream> {
         let end = offset
             .checked_add(len)
             .filter(|end| *end <= version.size)
@@ -645,15 +673,30 @@ impl Catalog {
                 what: "read range",
                 detail: format!("{len} bytes from {offset} of a {}-byte object", version.size),
             })?;
+        let inline_range = |bytes: bytes::Bytes| {
+            if bytes.len() as u64 >= end {
+                Ok(bytes.slice(offset as usize..end as usize))
+            } else {
+                Err(StoreError::Corrupt {
+                    what: "inline object",
+                    detail: format!("holds {} bytes, record says {}", bytes.len(), version.size),
+                })
+            }
+        };
         match &version.data {
             ObjectData::Inline(bytes) => {
-                let slice =
-                    bytes::Bytes::copy_from_slice(bytes.get(offset as usize..end as usize).ok_or_else(|| {
-                        StoreError::Corrupt {
-                            what: "inline object",
-                            detail: format!("holds {} bytes, record says {}", bytes.len(), version.size),
-                        }
-                    })?);
+                let slice = inline_range(bytes::Bytes::copy_from_slice(bytes))?;
+                Ok(Box::pin(futures::stream::iter([Ok(slice)])))
+            }
+            ObjectData::InlineApart => {
+                // A point read on the calling thread, like `object`.
+                let raw = keys::version_key(bucket, key, version.stamp());
+                let bytes = self
+                    .meta
+                    .snapshot()?
+                    .get(Table::InlineData, &raw)?
+                    .ok_or_else(|| StoreError::NoSuchKey(key.to_owned()))?;
+                let slice = inline_range(bytes::Bytes::from(bytes))?;
                 Ok(Box::pin(futures::stream::iter([Ok(slice)])))
             }
             ObjectData::Blobs(blobs) => {
@@ -749,7 +792,7 @@ impl Catalog {
                             }
                         };
                         if let Some((raw, v)) = target {
-                            txn.delete(Table::Versions, &raw);
+                            remove_version_row(txn, &raw, &v);
                             freed.extend_from_slice(v.data.blobs());
                             removed += 1;
                         }
@@ -779,7 +822,7 @@ impl Catalog {
                         for (raw, value) in &batch {
                             let version: ObjectVersion = decode("object version", value)?;
                             freed.extend_from_slice(version.data.blobs());
-                            txn.delete(Table::Versions, raw);
+                            remove_version_row(txn, raw, &version);
                         }
                         Ok((batch.len(), freed))
                     })

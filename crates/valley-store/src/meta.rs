@@ -32,10 +32,13 @@ pub enum Table {
     /// bucket `\0` key `\0` stamp `\0` chunk index (u32 BE) → `StagedChunk`: chunks of a
     /// replica received piecewise (so a cut transfer resumes), not yet an object version.
     Staging,
+    /// The same key as in `Versions` → the bytes of a small object stored inline
+    /// ([`crate::record::ObjectData::InlineApart`]).
+    InlineData,
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Buckets,
         Table::Versions,
         Table::Uploads,
@@ -44,6 +47,7 @@ impl Table {
         Table::Outbox,
         Table::Tombstones,
         Table::Staging,
+        Table::InlineData,
     ];
 
     #[must_use]
@@ -57,6 +61,7 @@ impl Table {
             Table::Outbox => "outbox",
             Table::Tombstones => "tombstones",
             Table::Staging => "staging",
+            Table::InlineData => "inline_data",
         }
     }
 }

@@ -36,6 +36,13 @@ pub enum ObjectData {
     Inline(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The concatenation of these blobs (one for a single PUT, one per part for multipart).
     Blobs(Vec<BlobRef>),
+    /// Small objects stored since the inline-data table: the bytes are the value of the same
+    /// key in [`crate::meta::Table::InlineData`]. Kept out of the version record so that the
+    /// versions tree holds metadata only and stays in the page cache: with a few kilobytes of
+    /// data in each record, HEAD, listings and version lookups paged the bytes of every object
+    /// through a cache they could not fit in. Only the catalog writes this variant; it hands
+    /// versions out with it, and [`crate::Catalog::read`] fetches the bytes.
+    InlineApart,
 }
 
 impl ObjectVersion {
@@ -71,7 +78,7 @@ impl ObjectData {
     #[must_use]
     pub fn blobs(&self) -> &[BlobRef] {
         match self {
-            ObjectData::Inline(_) => &[],
+            ObjectData::Inline(_) | ObjectData::InlineApart => &[],
             ObjectData::Blobs(blobs) => blobs,
         }
     }

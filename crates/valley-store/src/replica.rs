@@ -269,7 +269,7 @@ impl Catalog {
                         return Ok(None);
                     };
                     let v: ObjectVersion = decode("object version", &value)?;
-                    txn.delete(Table::Versions, &raw);
+                    crate::catalog::remove_version_row(txn, &raw, &v);
                     Ok(Some(v.data.blobs().to_vec()))
                 })
             })

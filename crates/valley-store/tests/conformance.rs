@@ -115,6 +115,7 @@ conformance!(
     replica_staged_chunks_resume_assemble_and_survive_collection,
     replica_deleted_versions_stay_deleted,
     replica_summaries_and_dropping_a_local_copy,
+    inline_bytes_live_apart_and_go_with_their_version,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -251,8 +252,18 @@ async fn put_inline_object(catalog: &Catalog, bucket: &str, key: &str, data: &[u
         .expect("put object")
 }
 
-async fn read_range(catalog: &Catalog, version: &ObjectVersion, offset: u64, len: u64) -> Vec<u8> {
-    let mut stream = catalog.read(version, offset, len).await.expect("read object");
+async fn read_range(
+    catalog: &Catalog,
+    bucket: &str,
+    key: &str,
+    version: &ObjectVersion,
+    offset: u64,
+    len: u64,
+) -> Vec<u8> {
+    let mut stream = catalog
+        .read(bucket, key, version, offset, len)
+        .await
+        .expect("read object");
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk.expect("object chunk"));
@@ -260,13 +271,13 @@ async fn read_range(catalog: &Catalog, version: &ObjectVersion, offset: u64, len
     out
 }
 
-async fn read_object(catalog: &Catalog, version: &ObjectVersion) -> Vec<u8> {
-    read_range(catalog, version, 0, version.size).await
+async fn read_object(catalog: &Catalog, bucket: &str, key: &str, version: &ObjectVersion) -> Vec<u8> {
+    read_range(catalog, bucket, key, version, 0, version.size).await
 }
 
 async fn latest_bytes(catalog: &Catalog, bucket: &str, key: &str) -> Vec<u8> {
     let version = catalog.object(bucket, key, None).await.expect("latest version");
-    read_object(catalog, &version).await
+    read_object(catalog, bucket, key, &version).await
 }
 
 async fn set_versioning(catalog: &Catalog, bucket: &str, versioning: Versioning) {
@@ -1014,8 +1025,8 @@ async fn unversioned_overwrite_and_delete_free_blobs(env: Env) {
     );
     let latest = catalog.object("b", "k", None).await.expect("latest");
     assert_eq!(latest, v2);
-    assert_eq!(read_object(&catalog, &latest).await, b"second!");
-    assert_eq!(read_range(&catalog, &latest, 2, 3).await, b"con");
+    assert_eq!(read_object(&catalog, "b", "k", &latest).await, b"second!");
+    assert_eq!(read_range(&catalog, "b", "k", &latest, 2, 3).await, b"con");
     assert!(latest.hlc > v1.hlc);
     assert_eq!(
         catalog.object("b", "k", Some("null")).await.expect("null").etag,
@@ -1100,7 +1111,7 @@ async fn versioning_enabled_versions_and_delete_markers(env: Env) {
     assert_eq!(catalog.object("v", "k", None).await.expect("latest"), v3);
     for (id, bytes) in ids.iter().zip([&b"one"[..], b"two", b"three"]) {
         let v = catalog.object("v", "k", Some(id)).await.expect("by id");
-        assert_eq!(read_object(&catalog, &v).await, bytes);
+        assert_eq!(read_object(&catalog, "v", "k", &v).await, bytes);
     }
     assert_err!(
         catalog.object("v", "k", Some("null")).await,
@@ -1125,7 +1136,13 @@ async fn versioning_enabled_versions_and_delete_markers(env: Env) {
     assert!(by_id.delete_marker);
     assert_eq!(blob_count(&catalog).await, 3, "a delete marker frees nothing");
     assert_eq!(
-        read_object(&catalog, &catalog.object("v", "k", Some(&ids[1])).await.expect("v2")).await,
+        read_object(
+            &catalog,
+            "v",
+            "k",
+            &catalog.object("v", "k", Some(&ids[1])).await.expect("v2")
+        )
+        .await,
         b"two"
     );
 
@@ -1890,7 +1907,7 @@ async fn multipart_complete(env: Env) {
     let latest = catalog.object(bucket, key, None).await.expect("latest");
     assert_eq!(latest, stored);
     assert!(
-        read_object(&catalog, &latest).await == whole,
+        read_object(&catalog, bucket, key, &latest).await == whole,
         "object bytes are the parts' concatenation"
     );
     for (offset, len) in [
@@ -1900,7 +1917,8 @@ async fn multipart_complete(env: Env) {
         (whole.len() as u64 - 1, 1),
     ] {
         assert!(
-            read_range(&catalog, &latest, offset, len).await == whole[offset as usize..(offset + len) as usize],
+            read_range(&catalog, bucket, key, &latest, offset, len).await
+                == whole[offset as usize..(offset + len) as usize],
             "range {offset}+{len} across part boundaries"
         );
     }
@@ -1943,7 +1961,7 @@ async fn multipart_complete(env: Env) {
         .expect("complete");
     let expected_etag = format!("{}-1", hex::encode(Md5::digest(Md5::digest(b"tiny"))));
     assert_eq!(small.etag, expected_etag);
-    assert_eq!(read_object(&catalog, &small).await, b"tiny");
+    assert_eq!(read_object(&catalog, bucket, key, &small).await, b"tiny");
     assert_eq!(
         blob_count(&catalog).await,
         1,
@@ -2107,12 +2125,12 @@ async fn collect_orphans_removes_only_unreferenced_blobs(env: Env) {
     assert!(!after.contains(&orphan1) && !after.contains(&orphan2));
     assert_eq!(latest_bytes(&catalog, "o", "plain").await, b"plain");
     let v = catalog.object("ov", "k", old.version_id.as_deref()).await.expect("old");
-    assert_eq!(read_object(&catalog, &v).await, b"old version");
+    assert_eq!(read_object(&catalog, "ov", "k", &v).await, b"old version");
     let stored = catalog
         .complete_upload("o", "mp", "u", vec![(1, md5_hex(b"open part"))], None)
         .await
         .expect("complete after collection");
-    assert_eq!(read_object(&catalog, &stored).await, b"open part");
+    assert_eq!(read_object(&catalog, "o", "mp", &stored).await, b"open part");
     assert_eq!(catalog.collect_orphans().await.expect("collect again"), 0);
     assert_eq!(blob_count(&catalog).await, 4);
 }
@@ -2294,10 +2312,10 @@ async fn redb_reopen_keeps_committed_data() {
             assert_eq!(catalog.object("d", "k", None).await.expect("latest"), v2);
         }
         let old = catalog.object("d", "k", v1.version_id.as_deref()).await.expect("v1");
-        assert_eq!(read_object(&catalog, &old).await, b"version one");
+        assert_eq!(read_object(&catalog, "d", "k", &old).await, b"version one");
         let stored_v2 = catalog.object("d", "k", v2.version_id.as_deref()).await.expect("v2");
         assert_eq!(stored_v2, v2);
-        assert_eq!(read_object(&catalog, &stored_v2).await, vec![9u8; 300_000]);
+        assert_eq!(read_object(&catalog, "d", "k", &stored_v2).await, vec![9u8; 300_000]);
         if round < 2 {
             let (parts, _) = catalog.list_parts("d", "mp", "u", 0, 10).await.expect("parts");
             assert_eq!(parts.len(), 1);
@@ -2331,4 +2349,90 @@ async fn redb_reopen_keeps_committed_data() {
         }
         drop(catalog);
     }
+}
+
+/// Rows in `table` (whole table).
+fn row_count(meta: &dyn MetaStore, table: Table) -> usize {
+    meta.snapshot()
+        .expect("snapshot")
+        .scan(table, &[], None, usize::MAX)
+        .expect("scan")
+        .len()
+}
+
+/// Small objects keep their bytes in the inline-data table, out of the version record; the
+/// row follows its version through overwrite, tagging, deletion by id and replicated deletes,
+/// and a record written before the table existed (bytes inside) still reads.
+async fn inline_bytes_live_apart_and_go_with_their_version(env: Env) {
+    let catalog = env.catalog();
+    catalog.create_bucket("i", None).await.expect("create");
+    let meta = env.meta.as_ref();
+
+    let stored = put_inline_object(&catalog, "i", "k", b"inline bytes").await;
+    assert_eq!(
+        stored.data,
+        ObjectData::Inline(b"inline bytes".to_vec()),
+        "the caller's version is unchanged"
+    );
+    let found = catalog.object("i", "k", None).await.expect("object");
+    assert_eq!(found.data, ObjectData::InlineApart, "the record holds no bytes");
+    assert_eq!(read_object(&catalog, "i", "k", &found).await, b"inline bytes");
+    assert_eq!(read_range(&catalog, "i", "k", &found, 7, 5).await, b"bytes");
+    assert_eq!(row_count(meta, Table::InlineData), 1);
+
+    // Tagging rewrites the record, not the bytes.
+    catalog
+        .set_object_tags("i", "k", None, vec![("t".into(), "1".into())])
+        .await
+        .expect("tag");
+    assert_eq!(latest_bytes(&catalog, "i", "k").await, b"inline bytes");
+
+    // An unversioned overwrite replaces the row; a delete removes it.
+    put_inline_object(&catalog, "i", "k", b"second").await;
+    assert_eq!(latest_bytes(&catalog, "i", "k").await, b"second");
+    assert_eq!(row_count(meta, Table::InlineData), 1);
+    // Reading a version whose row is gone is an error, never another object's bytes.
+    catalog.delete_object("i", "k", None).await.expect("delete");
+    assert_eq!(row_count(meta, Table::InlineData), 0);
+    assert!(matches!(
+        catalog.read("i", "k", &found, 0, found.size).await,
+        Err(StoreError::NoSuchKey(_))
+    ));
+
+    // Versioned: each version has its own bytes; deleting one by id removes only its row.
+    set_versioning(&catalog, "i", Versioning::Enabled).await;
+    let v1 = put_inline_object(&catalog, "i", "v", b"one").await;
+    let v2 = put_inline_object(&catalog, "i", "v", b"two").await;
+    assert_eq!(row_count(meta, Table::InlineData), 2);
+    catalog
+        .delete_object("i", "v", v1.version_id.as_deref())
+        .await
+        .expect("delete v1");
+    assert_eq!(row_count(meta, Table::InlineData), 1);
+    assert_eq!(latest_bytes(&catalog, "i", "v").await, b"two");
+    catalog
+        .apply_remote_deletes(vec![valley_store::RemoteDelete {
+            bucket: "i".into(),
+            key: "v".into(),
+            version_id: v2.version_id.clone(),
+            stamp: v2.stamp(),
+            newer_only: false,
+        }])
+        .await
+        .expect("remote delete");
+    assert_eq!(row_count(meta, Table::InlineData), 0);
+
+    // A record of the first format, bytes inside, written directly.
+    let mut legacy = version_of(ObjectData::Inline(b"legacy".to_vec()), 6, md5_hex(b"legacy"));
+    legacy.hlc = 42;
+    legacy.origin = "old".into();
+    let raw = valley_store::keys::version_key("i", "legacy", legacy.stamp());
+    let value = valley_store::codec::encode(&legacy);
+    run(meta, move |txn| {
+        txn.put(Table::Versions, &raw, &value);
+        Ok(())
+    })
+    .expect("write legacy record");
+    assert_eq!(latest_bytes(&catalog, "i", "legacy").await, b"legacy");
+    assert_eq!(row_count(meta, Table::InlineData), 0);
 }
