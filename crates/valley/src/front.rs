@@ -27,6 +27,49 @@ fn text(status: StatusCode, body: &'static str) -> Response<s3s::Body> {
     res
 }
 
+/// SigV4 takes the request time from `x-amz-date`, or from `Date` when there is no
+/// `x-amz-date` (botocore signs that way when a caller sets `Date`). s3s reads only
+/// `x-amz-date`, so a header-signed request without one gets it, converted from `Date`. The
+/// signature still covers the `Date` header exactly as sent (it is what `SignedHeaders` names),
+/// and the converted time is what the client put in its string to sign; a `Date` that is not
+/// an HTTP date is left for s3s to refuse.
+fn date_as_amz_date(headers: &mut http::HeaderMap) {
+    let header_signed = headers
+        .get(http::header::AUTHORIZATION)
+        .is_some_and(|a| a.as_bytes().starts_with(b"AWS4-HMAC-SHA256 "));
+    if !header_signed || headers.contains_key("x-amz-date") {
+        return;
+    }
+    let Some(t) = headers
+        .get(http::header::DATE)
+        .and_then(|d| d.to_str().ok())
+        .and_then(parse_date_header)
+    else {
+        return;
+    };
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let amz = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&amz) {
+        headers.insert("x-amz-date", value);
+    }
+}
+
+/// A `Date` header: RFC 2822 (what Python's `formatdate` writes, `-0000` for UTC) or any of
+/// HTTP's three date forms.
+fn parse_date_header(value: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822)
+        .ok()
+        .or_else(|| httpdate::parse_http_date(value).ok().map(time::OffsetDateTime::from))
+}
+
 #[derive(Clone)]
 pub struct S3Front {
     pub s3: S3Service,
@@ -38,7 +81,7 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
     type Error = s3s::HttpError;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         if req.uri().path() == HEALTH_PATH && matches!(*req.method(), Method::GET | Method::HEAD) {
             return Box::pin(async { Ok(text(StatusCode::OK, "ok\n")) });
         }
@@ -46,6 +89,7 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
         if let Some(refusal) = presign_refusal(req.uri().query(), &request_id) {
             return Box::pin(async move { Ok(refusal) });
         }
+        date_as_amz_date(req.headers_mut());
         let method = req.method().as_str().to_owned();
         let started = Instant::now();
         let metrics = self.metrics.clone();
@@ -181,4 +225,54 @@ fn presign_refusal(query: Option<&str>, request_id: &str) -> Option<Response<s3s
         res.headers_mut().insert("x-amz-request-id", id);
     }
     Some(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_header_becomes_amz_date_only_for_header_signed_requests() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::DATE, "Sat, 28 Nov 2026 22:24:17 -0000".parse().unwrap());
+        date_as_amz_date(&mut headers);
+        assert!(!headers.contains_key("x-amz-date"), "unsigned: left alone");
+
+        headers.insert(
+            http::header::AUTHORIZATION,
+            "AWS4-HMAC-SHA256 Credential=k/20261128/us-east-1/s3/aws4_request"
+                .parse()
+                .unwrap(),
+        );
+        for (date, amz) in [
+            ("Sat, 28 Nov 2026 22:24:17 -0000", "20261128T222417Z"),
+            ("Sat, 28 Nov 2026 22:24:17 GMT", "20261128T222417Z"),
+            ("Sat, 28 Nov 2026 23:24:17 +0100", "20261128T222417Z"),
+            ("Saturday, 28-Nov-26 22:24:17 GMT", "20261128T222417Z"),
+        ] {
+            headers.remove("x-amz-date");
+            headers.insert(http::header::DATE, date.parse().unwrap());
+            date_as_amz_date(&mut headers);
+            assert_eq!(
+                headers.get("x-amz-date").map(|v| v.to_str().unwrap()),
+                Some(amz),
+                "{date}"
+            );
+        }
+
+        headers.insert("x-amz-date", "20200101T000000Z".parse().unwrap());
+        date_as_amz_date(&mut headers);
+        assert_eq!(
+            headers["x-amz-date"], "20200101T000000Z",
+            "an x-amz-date is never replaced"
+        );
+
+        headers.remove("x-amz-date");
+        headers.insert(http::header::DATE, "yesterday".parse().unwrap());
+        date_as_amz_date(&mut headers);
+        assert!(
+            !headers.contains_key("x-amz-date"),
+            "not a date: left for s3s to refuse"
+        );
+    }
 }
