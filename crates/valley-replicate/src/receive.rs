@@ -445,7 +445,7 @@ async fn receive_chunk(hub: &Arc<Hub>, from: &str, query: &str, req: Request<Inc
             break;
         }
         md5::Digest::update(&mut digest, &chunk);
-        if let Err(e) = writer.write(&chunk).await {
+        if let Err(e) = writer.write(chunk).await {
             failure = Some(reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
             break;
         }
@@ -511,7 +511,7 @@ async fn take_body(hub: &Arc<Hub>, body: Incoming, version: &ObjectVersion) -> R
         match &mut writer {
             None => buffer.extend_from_slice(&chunk),
             Some(w) => {
-                if let Err(e) = w.write(&chunk).await {
+                if let Err(e) = w.write(chunk).await {
                     failure = Some(reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
                     break;
                 }

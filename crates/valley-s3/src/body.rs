@@ -173,11 +173,14 @@ async fn pump(
             Sink::Buffer(buf) if *size <= INLINE_OBJECT_BYTES_MAX => buf.extend_from_slice(&chunk),
             Sink::Buffer(buf) => {
                 let mut writer = blobs.create().await.map_err(internal)?;
-                writer.write(buf).await.map_err(internal)?;
-                writer.write(&chunk).await.map_err(internal)?;
+                writer
+                    .write(bytes::Bytes::from(std::mem::take(buf)))
+                    .await
+                    .map_err(internal)?;
+                writer.write(chunk).await.map_err(internal)?;
                 *sink = Sink::Blob(writer);
             }
-            Sink::Blob(writer) => writer.write(&chunk).await.map_err(internal)?,
+            Sink::Blob(writer) => writer.write(chunk).await.map_err(internal)?,
         }
     }
     Ok(())

@@ -37,7 +37,9 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send
 /// Receives a new blob's bytes.
 #[async_trait::async_trait]
 pub trait BlobWriter: Send {
-    async fn write(&mut self, chunk: &[u8]) -> io::Result<()>;
+    /// Appends `chunk`. It is taken by value so that a writer can keep it until it writes a
+    /// batch, and hand it to the kernel without copying it first.
+    async fn write(&mut self, chunk: bytes::Bytes) -> io::Result<()>;
     /// Makes the blob durable under its id. Until then a crash leaves no trace but a temporary
     /// file, removed at the next start.
     async fn finish(self: Box<Self>) -> io::Result<BlobId>;

@@ -31,8 +31,8 @@ struct MemBlobWriter {
 
 #[async_trait::async_trait]
 impl BlobWriter for MemBlobWriter {
-    async fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
-        self.buf.extend_from_slice(chunk);
+    async fn write(&mut self, chunk: bytes::Bytes) -> io::Result<()> {
+        self.buf.extend_from_slice(&chunk);
         Ok(())
     }
 

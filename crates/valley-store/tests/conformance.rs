@@ -184,7 +184,10 @@ fn md5_hex(data: &[u8]) -> String {
 async fn write_blob(blobs: &dyn BlobStore, data: &[u8]) -> BlobId {
     let mut writer = blobs.create().await.expect("create blob");
     for chunk in data.chunks(100_000) {
-        writer.write(chunk).await.expect("write blob");
+        writer
+            .write(bytes::Bytes::copy_from_slice(chunk))
+            .await
+            .expect("write blob");
     }
     writer.finish().await.expect("finish blob")
 }
@@ -778,7 +781,10 @@ async fn blob_write_finish_and_read_ranges(env: Env) {
     let mut at = 0;
     while at < data.len() {
         let n = rng.random_range(1..50_000).min(data.len() - at);
-        writer.write(&data[at..at + n]).await.expect("write");
+        writer
+            .write(bytes::Bytes::copy_from_slice(&data[at..at + n]))
+            .await
+            .expect("write");
         at += n;
     }
     let id = writer.finish().await.expect("finish");
@@ -864,9 +870,15 @@ async fn blob_list_shows_finished_blobs_only(env: Env) {
     };
 
     let mut unfinished = blobs.create().await.expect("create");
-    unfinished.write(b"never finished").await.expect("write");
+    unfinished
+        .write(bytes::Bytes::from_static(b"never finished"))
+        .await
+        .expect("write");
     let mut aborted = blobs.create().await.expect("create");
-    aborted.write(&vec![7u8; 3 * 1024 * 1024]).await.expect("write");
+    aborted
+        .write(bytes::Bytes::from(vec![7u8; 3 * 1024 * 1024]))
+        .await
+        .expect("write");
     let done1 = write_blob(blobs, b"one").await;
     let done2 = write_blob(blobs, b"two").await;
     assert_eq!(blob_set(blobs).await, BTreeSet::from([done1.clone(), done2.clone()]));
@@ -938,7 +950,7 @@ async fn bucket_lifecycle(env: Env) {
     let blobs_before = catalog.blobs().list().await.expect("list blobs").len();
     let part_blob = {
         let mut w = catalog.blobs().create().await.expect("blob");
-        w.write(b"part").await.expect("write");
+        w.write(bytes::Bytes::from_static(b"part")).await.expect("write");
         w.finish().await.expect("finish")
     };
     catalog
@@ -2296,7 +2308,10 @@ async fn redb_reopen_keeps_committed_data() {
     assert!(failed.is_err());
     // An unfinished blob: its temporary file is removed when the blob store is opened again.
     let mut unfinished = catalog.blobs().create().await.expect("create");
-    unfinished.write(b"torn").await.expect("write");
+    unfinished
+        .write(bytes::Bytes::from_static(b"torn"))
+        .await
+        .expect("write");
     drop(unfinished);
     drop(catalog);
 
