@@ -190,6 +190,10 @@ run_scenarios() { # label endpoint access secret [server pid]
     for args in "LARGE_ARGS[@]" "SMALL_ARGS[@]" "LIST_ARGS[@]"; do
         local a=("${!args}")
         local name=${a[0]}
+        # Every scenario starts on a settled disk: writeback left by the ceiling's 2 GiB of
+        # writes (or by the previous scenario, or the other server) would otherwise land on it.
+        sync
+        sleep 3
         log "$label: $name"
         "$BENCH" --endpoint "$ep" --access-key "$ak" --secret-key "$sk" --label "$label" \
             --json "$OUT/$label-$name.json" "${a[@]}" | tee -a "$OUT/$label.txt"

@@ -1120,6 +1120,17 @@ def test_fixes_found_by_s3_tests(s3, bucket):
     assert s3.head_object(Bucket=bucket, Key="k")["ResponseMetadata"]["HTTPHeaders"].get("x-amz-request-id")
     # B13: a Content-MD5 that is not 16 bytes is InvalidDigest, not BadDigest.
     expect_error(lambda: s3.put_object(Bucket=bucket, Key="m", Body=b"abc", ContentMD5="YWJj"), "InvalidDigest", 400)
+    # B13: so is an empty one (sent as a header, the way ceph's test does), and nothing is stored.
+
+    def empty_md5(params, **kwargs):
+        params["headers"]["Content-MD5"] = ""
+
+    s3.meta.events.register("before-call.s3.PutObject", empty_md5)
+    try:
+        expect_error(lambda: s3.put_object(Bucket=bucket, Key="m", Body=b"abc"), "InvalidDigest", 400)
+    finally:
+        s3.meta.events.unregister("before-call.s3.PutObject", empty_md5)
+    expect_error(lambda: s3.head_object(Bucket=bucket, Key="m"), "404", 404)
     # Encryption is not implemented: refused, never silently stored in the clear.
     expect_error(lambda: s3.put_object(Bucket=bucket, Key="e", Body=b"x", ServerSideEncryption="AES256"),
                  "NotImplemented", 501)

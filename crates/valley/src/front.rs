@@ -86,7 +86,9 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
             return Box::pin(async { Ok(text(StatusCode::OK, "ok\n")) });
         }
         let request_id = hex::encode_upper(rand::random::<[u8; 8]>());
-        if let Some(refusal) = presign_refusal(req.uri().query(), &request_id) {
+        if let Some(refusal) =
+            presign_refusal(req.uri().query(), &request_id).or_else(|| empty_md5_refusal(req.headers(), &request_id))
+        {
             return Box::pin(async move { Ok(refusal) });
         }
         date_as_amz_date(req.headers_mut());
@@ -212,11 +214,35 @@ fn presign_refusal(query: Option<&str>, request_id: &str) -> Option<Response<s3s
         Ok(_) => "X-Amz-Expires must be less than a week (in seconds) that is 604800",
         Err(_) => "X-Amz-Expires should be a number",
     };
+    Some(error_xml(
+        StatusCode::FORBIDDEN,
+        "AuthorizationQueryParametersError",
+        message,
+        request_id,
+    ))
+}
+
+/// An empty `Content-MD5` is an invalid digest (s3s passes it on as no header at all, and the
+/// upload would be taken unchecked).
+fn empty_md5_refusal(headers: &http::HeaderMap, request_id: &str) -> Option<Response<s3s::Body>> {
+    let value = headers.get("content-md5")?;
+    value.as_bytes().trim_ascii().is_empty().then(|| {
+        error_xml(
+            StatusCode::BAD_REQUEST,
+            "InvalidDigest",
+            "The Content-MD5 you specified was invalid.",
+            request_id,
+        )
+    })
+}
+
+/// An S3 error response, for refusals made before s3s sees the request.
+fn error_xml(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response<s3s::Body> {
     let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AuthorizationQueryParametersError</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
     );
     let mut res = Response::new(s3s::Body::from(body));
-    *res.status_mut() = StatusCode::FORBIDDEN;
+    *res.status_mut() = status;
     res.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/xml"),
@@ -224,7 +250,7 @@ fn presign_refusal(query: Option<&str>, request_id: &str) -> Option<Response<s3s
     if let Ok(id) = http::HeaderValue::from_str(request_id) {
         res.headers_mut().insert("x-amz-request-id", id);
     }
-    Some(res)
+    res
 }
 
 #[cfg(test)]
