@@ -955,6 +955,49 @@ def test_multipart_checksum_sha256(s3, bucket):
     assert body(s3.get_object(Bucket=bucket, Key="mc")) == b"".join(parts)
 
 
+@pytest.mark.parametrize("alg", ["CRC32", "CRC32C", "CRC64NVME"])
+def test_multipart_full_object_checksum(s3, bucket, alg):
+    """FULL_OBJECT multipart checksums (the only kind for CRC64NVME, the SDKs' default): the
+    object's checksum is the CRC of its whole bytes, combined from the parts' CRCs; a wrong one
+    on completion is BadDigest and completes nothing."""
+    parts = [rand(5 * MIB), rand(5 * MIB + 7), rand(1000)]
+    whole = b"".join(parts)
+    field = f"Checksum{alg}"
+    key = f"full-{alg}"
+    created = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm=alg, ChecksumType="FULL_OBJECT")
+    assert created["ChecksumType"] == "FULL_OBJECT", created
+    up = created["UploadId"]
+    done = []
+    for i, p in enumerate(parts):
+        r = s3.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=i + 1, Body=p, ChecksumAlgorithm=alg)
+        assert r[field] == _b64(CHECKSUMS[alg](p)), r
+        done.append({"PartNumber": i + 1, "ETag": r["ETag"], field: r[field]})
+    expected = _b64(CHECKSUMS[alg](whole))
+    wrong = _b64(CHECKSUMS[alg](whole + b"x"))
+    expect_error(lambda: s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up,
+                                                      MultipartUpload={"Parts": done}, **{field: wrong}),
+                 "BadDigest", 400)
+    expect_error(lambda: s3.head_object(Bucket=bucket, Key=key), "404", 404)
+    r = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": done},
+                                     **{field: expected})
+    assert r.get(field) == expected and r.get("ChecksumType") == "FULL_OBJECT", r
+    head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert head.get(field) == expected and head.get("ChecksumType") == "FULL_OBJECT", head
+    assert body(s3.get_object(Bucket=bucket, Key=key)) == whole
+
+
+def test_multipart_checksum_type_rules(s3, bucket):
+    """The algorithm/type pairs S3 refuses: SHA with FULL_OBJECT, CRC64NVME with COMPOSITE."""
+    for alg, kind in [("SHA256", "FULL_OBJECT"), ("SHA1", "FULL_OBJECT"), ("CRC64NVME", "COMPOSITE")]:
+        expect_error(lambda: s3.create_multipart_upload(Bucket=bucket, Key="k", ChecksumAlgorithm=alg,
+                                                        ChecksumType=kind), "InvalidRequest", 400)
+    # CRC64NVME without a type is full-object; CRC32 without one stays composite.
+    assert s3.create_multipart_upload(Bucket=bucket, Key="k", ChecksumAlgorithm="CRC64NVME")["ChecksumType"] \
+        == "FULL_OBJECT"
+    assert s3.create_multipart_upload(Bucket=bucket, Key="k", ChecksumAlgorithm="CRC32")["ChecksumType"] \
+        == "COMPOSITE"
+
+
 # --------------------------------------------------------------------------------------------
 # versioning
 

@@ -16,6 +16,7 @@ mod gate;
 mod listing;
 mod multipart;
 mod object;
+mod part_checksum;
 mod service;
 mod tags;
 

@@ -12,6 +12,7 @@ use crate::conditions::{Conditions, write_precondition};
 use crate::convert::{check_key, check_metadata, etag, format_http_date, metadata_pairs, s3_err, timestamp_of_unix_ns};
 use crate::copy;
 use crate::listing::max_keys;
+use crate::part_checksum;
 use crate::service::ValleyS3;
 use crate::tags;
 
@@ -58,9 +59,13 @@ pub async fn create(
         created_unix_ns: now_unix_ns(),
         headers,
         tags: tags::parse_header(input.tagging.as_deref())?,
-        checksum_algorithm: input.checksum_algorithm.as_ref().map(|a| a.as_str().to_owned()),
+        checksum_algorithm: part_checksum::stored_choice(
+            input.checksum_algorithm.as_ref(),
+            input.checksum_type.as_ref(),
+        )?,
     };
     let upload_id = upload.upload_id.clone();
+    let upload_choice = upload.clone();
     s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
     s.check_write(&input.bucket).await?;
     s.catalog
@@ -71,10 +76,7 @@ pub async fn create(
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
-        checksum_type: input
-            .checksum_algorithm
-            .as_ref()
-            .map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+        checksum_type: part_checksum::checksum_type(&upload_choice),
         checksum_algorithm: input.checksum_algorithm,
         ..Default::default()
     }))
@@ -91,10 +93,11 @@ pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Res
         .map_err(s3_err)?;
     s.check_write(&input.bucket).await?;
     let mut declared = Declared {
-        algorithm: input
-            .checksum_algorithm
-            .clone()
-            .or_else(|| upload.checksum_algorithm.clone().map(ChecksumAlgorithm::from)),
+        algorithm: input.checksum_algorithm.clone().or_else(|| {
+            upload
+                .checksum_algorithm_name()
+                .map(|a| ChecksumAlgorithm::from(a.to_owned()))
+        }),
         crc32: input.checksum_crc32.clone(),
         crc32c: input.checksum_crc32c.clone(),
         sha1: input.checksum_sha1.clone(),
@@ -191,7 +194,9 @@ pub async fn upload_part_copy(
         .read(&source.bucket, &source.key, &source.version, offset, len)
         .await
         .map_err(s3_err)?;
-    let algorithm = upload.checksum_algorithm.clone().map(ChecksumAlgorithm::from);
+    let algorithm = upload
+        .checksum_algorithm_name()
+        .map(|a| ChecksumAlgorithm::from(a.to_owned()));
     let ingested = body::ingest_stream(s.catalog.blobs().as_ref(), stream, algorithm, false).await?;
     let ObjectData::Blobs(mut blobs) = ingested.data else {
         return Err(crate::convert::internal("a part was kept inline"));
@@ -252,9 +257,15 @@ pub async fn list_parts(s: &ValleyS3, req: S3Request<ListPartsInput>) -> S3Resul
             display_name: s.owner().display_name,
         }),
         storage_class: Some(StorageClass::from(
-            upload.headers.storage_class.unwrap_or_else(|| "STANDARD".into()),
+            upload
+                .headers
+                .storage_class
+                .clone()
+                .unwrap_or_else(|| "STANDARD".into()),
         )),
-        checksum_algorithm: upload.checksum_algorithm.map(ChecksumAlgorithm::from),
+        checksum_algorithm: upload
+            .checksum_algorithm_name()
+            .map(|a| ChecksumAlgorithm::from(a.to_owned())),
         parts: Some(
             parts
                 .into_iter()
@@ -294,7 +305,7 @@ pub async fn complete(
     if chosen.is_empty() {
         return Err(s3_error!(MalformedXML, "You must specify at least one part."));
     }
-    let checksums = match composite_checksum(s, &input.bucket, &input.key, &input.upload_id, &chosen).await {
+    let checksums = match upload_checksum(s, &input.bucket, &input.key, &input.upload_id, &chosen).await {
         Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchUpload => {
             return completed_before(s, &input.bucket, &input.key, &chosen)
                 .await
@@ -396,7 +407,9 @@ pub async fn list_uploads(
                     storage_class: Some(StorageClass::from(
                         u.headers.storage_class.clone().unwrap_or_else(|| "STANDARD".into()),
                     )),
-                    checksum_algorithm: u.checksum_algorithm.clone().map(ChecksumAlgorithm::from),
+                    checksum_algorithm: u
+                        .checksum_algorithm_name()
+                        .map(|a| ChecksumAlgorithm::from(a.to_owned())),
                     ..Default::default()
                 });
             }
@@ -427,76 +440,6 @@ pub async fn list_uploads(
         encoding_type: input.encoding_type,
         ..Default::default()
     }))
-}
-
-/// S3's composite checksum of a multipart object: the upload's algorithm applied to the
-/// concatenated binary checksums of the chosen parts, then `-N`. Empty when the upload named no
-/// algorithm or a part lacks its checksum.
-async fn composite_checksum(
-    s: &ValleyS3,
-    bucket: &str,
-    key: &str,
-    upload_id: &str,
-    chosen: &[(u32, String)],
-) -> S3Result<Checksums> {
-    use s3s::crypto::Checksum as _;
-    let upload = s.catalog.upload(bucket, key, upload_id).await.map_err(s3_err)?;
-    let Some(algorithm) = upload.checksum_algorithm else {
-        return Ok(Checksums::default());
-    };
-    let (parts, _) = s
-        .catalog
-        .list_parts(bucket, key, upload_id, 0, PART_NUMBER_MAX as usize)
-        .await
-        .map_err(s3_err)?;
-    let by_number: std::collections::HashMap<u32, &PartRecord> = parts.iter().map(|(n, p)| (*n, p)).collect();
-    let mut joined = Vec::new();
-    for (number, _) in chosen {
-        let Some(part) = by_number.get(number) else {
-            return Ok(Checksums::default());
-        };
-        let c = &part.checksums;
-        let encoded = match algorithm.as_str() {
-            ChecksumAlgorithm::CRC32 => &c.crc32,
-            ChecksumAlgorithm::CRC32C => &c.crc32c,
-            ChecksumAlgorithm::SHA1 => &c.sha1,
-            ChecksumAlgorithm::SHA256 => &c.sha256,
-            ChecksumAlgorithm::CRC64NVME => &c.crc64nvme,
-            _ => return Ok(Checksums::default()),
-        };
-        let Some(raw) = encoded.as_deref().and_then(crate::body::base64_decode) else {
-            return Ok(Checksums::default());
-        };
-        joined.extend_from_slice(&raw);
-    }
-    let digest: Vec<u8> = match algorithm.as_str() {
-        ChecksumAlgorithm::CRC32 => s3s::crypto::Crc32::checksum(&joined).as_ref().to_vec(),
-        ChecksumAlgorithm::CRC32C => s3s::crypto::Crc32c::checksum(&joined).as_ref().to_vec(),
-        ChecksumAlgorithm::SHA1 => s3s::crypto::Sha1::checksum(&joined).as_ref().to_vec(),
-        ChecksumAlgorithm::SHA256 => s3s::crypto::Sha256::checksum(&joined).as_ref().to_vec(),
-        ChecksumAlgorithm::CRC64NVME => s3s::crypto::Crc64Nvme::checksum(&joined).as_ref().to_vec(),
-        _ => return Ok(Checksums::default()),
-    };
-    let value = {
-        use base64::Engine;
-        format!(
-            "{}-{}",
-            base64::engine::general_purpose::STANDARD.encode(digest),
-            chosen.len()
-        )
-    };
-    let mut sums = Checksums {
-        composite: true,
-        ..Checksums::default()
-    };
-    match algorithm.as_str() {
-        ChecksumAlgorithm::CRC32 => sums.crc32 = Some(value),
-        ChecksumAlgorithm::CRC32C => sums.crc32c = Some(value),
-        ChecksumAlgorithm::SHA1 => sums.sha1 = Some(value),
-        ChecksumAlgorithm::SHA256 => sums.sha256 = Some(value),
-        _ => sums.crc64nvme = Some(value),
-    }
-    Ok(sums)
 }
 
 /// A retried CompleteMultipartUpload (its first answer lost): the upload is gone, but if the
@@ -539,4 +482,33 @@ fn complete_output(
         checksum_type: sums.checksum_type,
         ..Default::default()
     }
+}
+
+/// The checksum a multipart object gets on completion from its chosen parts' checksums (see
+/// [`part_checksum`]); none when the upload named no algorithm or a part lacks its checksum.
+async fn upload_checksum(
+    s: &ValleyS3,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    chosen: &[(u32, String)],
+) -> S3Result<Checksums> {
+    let upload = s.catalog.upload(bucket, key, upload_id).await.map_err(s3_err)?;
+    if upload.checksum_algorithm.is_none() {
+        return Ok(Checksums::default());
+    }
+    let (parts, _) = s
+        .catalog
+        .list_parts(bucket, key, upload_id, 0, PART_NUMBER_MAX as usize)
+        .await
+        .map_err(s3_err)?;
+    let by_number: std::collections::HashMap<u32, &PartRecord> = parts.iter().map(|(n, p)| (*n, p)).collect();
+    let Some(in_order) = chosen
+        .iter()
+        .map(|(number, _)| by_number.get(number).copied())
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(Checksums::default());
+    };
+    Ok(part_checksum::of_parts(&upload, &in_order))
 }

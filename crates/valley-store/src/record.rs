@@ -140,7 +140,31 @@ pub struct UploadRecord {
     pub created_unix_ns: u64,
     pub headers: ObjectHeaders,
     pub tags: Vec<(String, String)>,
+    /// The upload's checksum algorithm (`CRC32`, `SHA256`, …), followed by
+    /// [`FULL_OBJECT_SUFFIX`] when the object's checksum covers its whole bytes rather than its
+    /// parts' checksums. A suffix rather than a field, so that records of format 1 keep their
+    /// meaning (composite, the only kind before).
     pub checksum_algorithm: Option<String>,
+}
+
+/// See [`UploadRecord::checksum_algorithm`].
+pub const FULL_OBJECT_SUFFIX: &str = "/FULL_OBJECT";
+
+impl UploadRecord {
+    /// The checksum algorithm's name, without the full-object mark.
+    #[must_use]
+    pub fn checksum_algorithm_name(&self) -> Option<&str> {
+        let stored = self.checksum_algorithm.as_deref()?;
+        Some(stored.strip_suffix(FULL_OBJECT_SUFFIX).unwrap_or(stored))
+    }
+
+    /// Whether the completed object gets a full-object checksum.
+    #[must_use]
+    pub fn full_object_checksum(&self) -> bool {
+        self.checksum_algorithm
+            .as_deref()
+            .is_some_and(|a| a.ends_with(FULL_OBJECT_SUFFIX))
+    }
 }
 
 /// One uploaded part.
