@@ -984,6 +984,12 @@ def test_multipart_full_object_checksum(s3, bucket, alg):
     head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     assert head.get(field) == expected and head.get("ChecksumType") == "FULL_OBJECT", head
     assert body(s3.get_object(Bucket=bucket, Key=key)) == whole
+    # Each part keeps its own checksum: a partNumber read and GetObjectAttributes report it.
+    second = s3.get_object(Bucket=bucket, Key=key, PartNumber=2, ChecksumMode="ENABLED")
+    assert second.get(field) == done[1][field] and second.get("ChecksumType") == "FULL_OBJECT", second
+    assert body(second) == parts[1]
+    attrs = s3.get_object_attributes(Bucket=bucket, Key=key, ObjectAttributes=["ObjectParts"])
+    assert [p.get(field) for p in attrs["ObjectParts"]["Parts"]] == [d[field] for d in done], attrs
 
 
 def test_multipart_checksum_type_rules(s3, bucket):

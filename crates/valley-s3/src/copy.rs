@@ -150,6 +150,7 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
         checksums: ingested.checksums,
         tags: object_tags,
         part_sizes: Vec::new(),
+        part_checksums: Vec::new(),
     };
     let stored = s
         .catalog

@@ -79,6 +79,7 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
         checksums: ingested.checksums,
         tags: object_tags,
         part_sizes: Vec::new(),
+        part_checksums: Vec::new(),
     };
     let precondition = write_precondition(input.if_match, input.if_none_match);
     let stored = s
@@ -165,6 +166,15 @@ async fn lookup(s: &ValleyS3, bucket: &str, key: &str, version_id: Option<&str>)
     Ok(found)
 }
 
+/// The checksums of part `n` (1-based) of a multipart object, typed as the object's checksum is
+/// (S3 reports a part's checksum with the object's checksum type); `None` when not kept.
+fn part_checksums(version: &ObjectVersion, n: i32) -> Option<valley_store::record::Checksums> {
+    let index = usize::try_from(n).ok()?.checked_sub(1)?;
+    let mut sums = version.part_checksums.get(index)?.clone();
+    sums.composite = version.checksums.composite;
+    Some(sums)
+}
+
 /// The byte range a GET (or HEAD) asks for, from `Range` or `partNumber`.
 fn select_range(
     version: &ObjectVersion,
@@ -224,8 +234,12 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
             None => return Err(s3_error!(InternalError, "no network to read through")),
         },
     };
-    let whole = range.is_none();
-    let sums = checksum_fields(&version.checksums, whole && input.checksum_mode.is_some());
+    // A range has no checksum; a part of a multipart object has its own, when it was kept.
+    let stored = match input.part_number {
+        Some(n) if !version.part_sizes.is_empty() => part_checksums(version, n),
+        _ => range.is_none().then(|| version.checksums.clone()),
+    };
+    let sums = checksum_fields(&stored.unwrap_or_default(), input.checksum_mode.is_some());
     let h = &version.headers;
     Ok(S3Response::new(GetObjectOutput {
         body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream))),
@@ -273,7 +287,11 @@ pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3R
     .check_read(&version.etag, version.hlc)?;
     let range = select_range(version, input.range.as_ref(), input.part_number)?;
     let len = range.as_ref().map_or(version.size, |r| r.end - r.start);
-    let sums = checksum_fields(&version.checksums, input.checksum_mode.is_some());
+    let stored = match input.part_number {
+        Some(n) if !version.part_sizes.is_empty() => part_checksums(version, n).unwrap_or_default(),
+        _ => version.checksums.clone(),
+    };
+    let sums = checksum_fields(&stored, input.checksum_mode.is_some());
     let h = &version.headers;
     Ok(S3Response::new(HeadObjectOutput {
         content_length: i64::try_from(len).ok(),
@@ -421,10 +439,17 @@ pub async fn attributes(
             .enumerate()
             .skip(marker)
             .take(max)
-            .map(|(i, size)| ObjectPart {
-                part_number: i32::try_from(i + 1).ok(),
-                size: i64::try_from(*size).ok(),
-                ..Default::default()
+            .map(|(i, size)| {
+                let sums = version.part_checksums.get(i).cloned().unwrap_or_default();
+                ObjectPart {
+                    part_number: i32::try_from(i + 1).ok(),
+                    size: i64::try_from(*size).ok(),
+                    checksum_crc32: sums.crc32,
+                    checksum_crc32c: sums.crc32c,
+                    checksum_sha1: sums.sha1,
+                    checksum_sha256: sums.sha256,
+                    checksum_crc64nvme: sums.crc64nvme,
+                }
             })
             .collect();
         let last = marker + parts.len();

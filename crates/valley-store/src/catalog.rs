@@ -178,7 +178,7 @@ pub(crate) fn versions_of(txn: &dyn ReadTxn, bucket: &str, key: &str) -> StoreRe
         let mut next = last.0.clone();
         next.push(0);
         for (raw, value) in batch {
-            out.push((raw, decode("object version", &value)?));
+            out.push((raw, ObjectVersion::from_record(&value)?));
         }
         cursor = next;
     }
@@ -195,7 +195,7 @@ pub(crate) fn latest_of(txn: &dyn ReadTxn, bucket: &str, key: &str) -> StoreResu
     first
         .into_iter()
         .next()
-        .map(|(_, value)| decode("object version", &value))
+        .map(|(_, value)| ObjectVersion::from_record(&value))
         .transpose()
 }
 
@@ -217,7 +217,7 @@ pub(crate) fn find_version(
     let raw = keys::version_key(bucket, key, stamp);
     match txn.get(Table::Versions, &raw)? {
         Some(value) => {
-            let version: ObjectVersion = decode("object version", &value)?;
+            let version: ObjectVersion = ObjectVersion::from_record(&value)?;
             Ok((version.version_id.as_deref() == Some(version_id)).then_some((raw, version)))
         }
         None => Ok(None),
@@ -233,10 +233,10 @@ pub(crate) fn put_version_row(txn: &mut dyn WriteTxn, raw: &[u8], version: &mut 
     {
         txn.put(Table::InlineData, raw, bytes);
         let data = std::mem::replace(&mut version.data, ObjectData::InlineApart);
-        txn.put(Table::Versions, raw, &encode(version));
+        txn.put(Table::Versions, raw, &version.to_record());
         version.data = data;
     } else {
-        txn.put(Table::Versions, raw, &encode(version));
+        txn.put(Table::Versions, raw, &version.to_record());
     }
 }
 
@@ -525,7 +525,7 @@ impl Catalog {
             let snapshot = meta.snapshot()?;
             snapshot
                 .get(Table::Versions, &keys::version_key(&bucket, &key, stamp))?
-                .map(|raw| decode("object version", &raw))
+                .map(|raw| ObjectVersion::from_record(&raw))
                 .transpose()
         })
         .await
@@ -820,7 +820,7 @@ impl Catalog {
                         let batch = txn.scan(Table::Versions, &start, Some(&end), 256)?;
                         let mut freed = Vec::new();
                         for (raw, value) in &batch {
-                            let version: ObjectVersion = decode("object version", value)?;
+                            let version: ObjectVersion = ObjectVersion::from_record(value)?;
                             freed.extend_from_slice(version.data.blobs());
                             remove_version_row(txn, raw, &version);
                         }
@@ -851,7 +851,7 @@ impl Catalog {
                 let mut next = last.0.clone();
                 next.push(0);
                 for (_, value) in &batch {
-                    let v: ObjectVersion = decode("object version", value)?;
+                    let v: ObjectVersion = ObjectVersion::from_record(value)?;
                     if !v.delete_marker {
                         objects += 1;
                         bytes += v.size;
@@ -1095,7 +1095,7 @@ impl Catalog {
                         next.push(0);
                         for (_, value) in batch {
                             if table == Table::Versions {
-                                let v: ObjectVersion = decode("object version", &value)?;
+                                let v: ObjectVersion = ObjectVersion::from_record(&value)?;
                                 newest_hlc = newest_hlc.max(v.hlc);
                                 referenced.extend(v.data.blobs().iter().map(|b| b.id.clone()));
                             } else if table == Table::Parts {
@@ -1165,6 +1165,7 @@ fn assemble(
     let mut md5_of_md5s = Md5::new();
     let mut blobs = Vec::with_capacity(chosen.len());
     let mut part_sizes = Vec::with_capacity(chosen.len());
+    let mut part_checksums = Vec::new();
     let mut size = 0u64;
     for (index, (number, etag)) in chosen.iter().enumerate() {
         let part = by_number
@@ -1188,6 +1189,9 @@ fn assemble(
         md5_of_md5s.update(&digest);
         blobs.push(part.blob.clone());
         part_sizes.push(part.size);
+        if upload.checksum_algorithm.is_some() {
+            part_checksums.push(part.checksums.clone());
+        }
         size += part.size;
     }
     Ok(ObjectVersion {
@@ -1202,5 +1206,6 @@ fn assemble(
         checksums: Default::default(),
         tags: upload.tags.clone(),
         part_sizes,
+        part_checksums,
     })
 }

@@ -9,12 +9,21 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{StoreError, StoreResult};
 
-/// The format every record is written in today.
+/// The format every record is written in today, except object versions.
 pub const FORMAT_V1: u8 = 1;
+/// Object versions since they carry their parts' checksums
+/// ([`crate::record::ObjectVersion::to_record`]); format-1 versions still decode.
+pub const FORMAT_V2: u8 = 2;
 
 #[must_use]
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_V1];
+    encode_as(FORMAT_V1, record)
+}
+
+/// `record` in postcard after the format byte `format`.
+#[must_use]
+pub fn encode_as<T: Serialize>(format: u8, record: &T) -> Vec<u8> {
+    let mut out = vec![format];
     // Serializing owned, plain data into a Vec cannot fail: no I/O, no size limit.
     let body = postcard::to_stdvec(record).unwrap_or_default();
     out.extend_from_slice(&body);
@@ -22,8 +31,13 @@ pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
 }
 
 pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> StoreResult<T> {
+    decode_as(what, FORMAT_V1, bytes)
+}
+
+/// Decodes a record that must be in `format`.
+pub fn decode_as<T: DeserializeOwned>(what: &'static str, format: u8, bytes: &[u8]) -> StoreResult<T> {
     match bytes.split_first() {
-        Some((&FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|e| StoreError::Corrupt {
+        Some((&found, body)) if found == format => postcard::from_bytes(body).map_err(|e| StoreError::Corrupt {
             what,
             detail: e.to_string(),
         }),

@@ -61,6 +61,7 @@ impl ObjectVersion {
             checksums: Checksums::default(),
             tags: Vec::new(),
             part_sizes: Vec::new(),
+            part_checksums: Vec::new(),
         }
     }
 
@@ -131,6 +132,63 @@ pub struct ObjectVersion {
     pub tags: Vec<(String, String)>,
     /// Sizes of the parts of a multipart object, for `partNumber` reads; empty otherwise.
     pub part_sizes: Vec<u64>,
+    /// The checksums of the parts of a multipart object uploaded with a checksum algorithm, in
+    /// part order, for `partNumber` reads and GetObjectAttributes; empty otherwise. New in
+    /// format 2 (`serde(default)`: hubs that do not send it on the wire send none).
+    #[serde(default)]
+    pub part_checksums: Vec<Checksums>,
+}
+
+/// [`ObjectVersion`] as format 1 stored it (before `part_checksums`), decoded and converted.
+#[derive(Deserialize)]
+struct ObjectVersionV1 {
+    version_id: Option<String>,
+    hlc: u64,
+    origin: String,
+    delete_marker: bool,
+    size: u64,
+    etag: String,
+    data: ObjectData,
+    headers: ObjectHeaders,
+    checksums: Checksums,
+    tags: Vec<(String, String)>,
+    part_sizes: Vec<u64>,
+}
+
+impl From<ObjectVersionV1> for ObjectVersion {
+    fn from(v: ObjectVersionV1) -> Self {
+        Self {
+            version_id: v.version_id,
+            hlc: v.hlc,
+            origin: v.origin,
+            delete_marker: v.delete_marker,
+            size: v.size,
+            etag: v.etag,
+            data: v.data,
+            headers: v.headers,
+            checksums: v.checksums,
+            tags: v.tags,
+            part_sizes: v.part_sizes,
+            part_checksums: Vec::new(),
+        }
+    }
+}
+
+impl ObjectVersion {
+    /// The stored form: format byte 2, then the version in postcard.
+    #[must_use]
+    pub fn to_record(&self) -> Vec<u8> {
+        crate::codec::encode_as(crate::codec::FORMAT_V2, self)
+    }
+
+    /// Reads a stored version of either format.
+    pub fn from_record(bytes: &[u8]) -> crate::error::StoreResult<Self> {
+        const WHAT: &str = "object version";
+        match bytes.first() {
+            Some(&crate::codec::FORMAT_V1) => crate::codec::decode::<ObjectVersionV1>(WHAT, bytes).map(Self::from),
+            _ => crate::codec::decode_as(WHAT, crate::codec::FORMAT_V2, bytes),
+        }
+    }
 }
 
 /// An open multipart upload.
@@ -180,7 +238,6 @@ pub struct PartRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{decode, encode};
 
     fn sample_version() -> ObjectVersion {
         ObjectVersion {
@@ -199,6 +256,7 @@ mod tests {
             checksums: Checksums::default(),
             tags: vec![("t".into(), "1".into())],
             part_sizes: vec![],
+            part_checksums: vec![],
         }
     }
 
@@ -209,15 +267,29 @@ mod tests {
     #[test]
     fn format_1_object_version_still_decodes() {
         let golden = hex::decode(OBJECT_VERSION_V1_HEX).expect("golden hex");
-        let decoded: ObjectVersion = decode("object version", &golden).expect("decodes");
+        let decoded = ObjectVersion::from_record(&golden).expect("decodes");
         assert_eq!(decoded, sample_version());
-        assert_eq!(encode(&sample_version()), golden);
+    }
+
+    /// Golden bytes of format 2 (format 1 plus the parts' checksums), written today.
+    const OBJECT_VERSION_V2_HEX: &str = "0201103030303030303030303030303030303101056c6f63616c00032039303031353039383363643234666230643639363366376432386531376637320003616263010a746578742f706c61696e0000000000000001016b01760000000000000101740131000101084141414141413d3d0000000000";
+
+    #[test]
+    fn format_2_object_version_round_trips() {
+        let mut version = sample_version();
+        version.part_checksums = vec![Checksums {
+            crc32: Some("AAAAAA==".into()),
+            ..Checksums::default()
+        }];
+        let golden = hex::decode(OBJECT_VERSION_V2_HEX).expect("golden hex");
+        assert_eq!(version.to_record(), golden);
+        assert_eq!(ObjectVersion::from_record(&golden).expect("decodes"), version);
     }
 
     #[test]
     fn unknown_format_is_refused_not_misread() {
-        let mut bytes = encode(&sample_version());
-        bytes[0] = 2;
-        assert!(decode::<ObjectVersion>("object version", &bytes).is_err());
+        let mut bytes = sample_version().to_record();
+        bytes[0] = 3;
+        assert!(ObjectVersion::from_record(&bytes).is_err());
     }
 }
