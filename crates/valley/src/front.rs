@@ -62,6 +62,43 @@ fn date_as_amz_date(headers: &mut http::HeaderMap) {
     }
 }
 
+/// GetObjectAttributes answers with the ETag unquoted (unlike every other S3 response, and
+/// clients compare it as such); s3s always quotes ETags, so the small XML body of a successful
+/// answer is rewritten here.
+async fn unquote_attribute_etag(response: Response<s3s::Body>) -> Response<s3s::Body> {
+    use http_body_util::BodyExt;
+    if !response.status().is_success() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(collected) = body.collect().await else {
+        parts.status = StatusCode::INTERNAL_SERVER_ERROR;
+        return Response::from_parts(parts, s3s::Body::empty());
+    };
+    let xml = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
+    let rewritten = unquote_etag_element(&xml);
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, s3s::Body::from(rewritten))
+}
+
+/// `<ETag>"v"</ETag>` (quotes raw or as `&quot;`) → `<ETag>v</ETag>`, first element only.
+fn unquote_etag_element(xml: &str) -> String {
+    let (open, close) = ("<ETag>", "</ETag>");
+    let (Some(start), Some(end)) = (xml.find(open), xml.find(close)) else {
+        return xml.to_owned();
+    };
+    let inner_start = start + open.len();
+    if end < inner_start {
+        return xml.to_owned();
+    }
+    let inner = &xml[inner_start..end];
+    let bare = ["\"", "&quot;", "&#34;"]
+        .iter()
+        .find_map(|q| inner.strip_prefix(q).and_then(|i| i.strip_suffix(q)))
+        .unwrap_or(inner);
+    format!("{}{bare}{}", &xml[..inner_start], &xml[end..])
+}
+
 /// A `Date` header: RFC 2822 (what Python's `formatdate` writes, `-0000` for UTC) or any of
 /// HTTP's three date forms.
 fn parse_date_header(value: &str) -> Option<time::OffsetDateTime> {
@@ -92,6 +129,11 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
             return Box::pin(async move { Ok(refusal) });
         }
         date_as_amz_date(req.headers_mut());
+        let object_attributes = *req.method() == Method::GET
+            && req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "attributes" || p.starts_with("attributes=")));
         let method = req.method().as_str().to_owned();
         let started = Instant::now();
         let metrics = self.metrics.clone();
@@ -99,6 +141,9 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
         let response = hyper::service::Service::call(&self.s3, req);
         Box::pin(async move {
             let mut result = response.await;
+            if object_attributes && let Ok(r) = result {
+                result = Ok(unquote_attribute_etag(r).await);
+            }
             metrics.requests_in_flight.dec();
             if let Ok(r) = &mut result
                 && let Ok(id) = http::HeaderValue::from_str(&request_id)
@@ -256,6 +301,21 @@ fn error_xml(status: StatusCode, code: &str, message: &str, request_id: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attribute_etag_loses_its_quotes() {
+        for quoted in ["<ETag>\"abc-2\"</ETag>", "<ETag>&quot;abc-2&quot;</ETag>"] {
+            let xml = format!(
+                "<?xml?><GetObjectAttributesResponse>{quoted}<ObjectSize>3</ObjectSize></GetObjectAttributesResponse>"
+            );
+            assert_eq!(
+                unquote_etag_element(&xml),
+                "<?xml?><GetObjectAttributesResponse><ETag>abc-2</ETag><ObjectSize>3</ObjectSize></GetObjectAttributesResponse>"
+            );
+        }
+        let without = "<GetObjectAttributesResponse><ObjectSize>3</ObjectSize></GetObjectAttributesResponse>";
+        assert_eq!(unquote_etag_element(without), without);
+    }
 
     #[test]
     fn date_header_becomes_amz_date_only_for_header_signed_requests() {
