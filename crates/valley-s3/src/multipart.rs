@@ -65,7 +65,7 @@ pub async fn create(
         )?,
     };
     let upload_id = upload.upload_id.clone();
-    let upload_choice = upload.clone();
+    let checksum_type = part_checksum::checksum_type(&upload);
     s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
     s.check_write(&input.bucket).await?;
     s.catalog
@@ -76,7 +76,7 @@ pub async fn create(
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
-        checksum_type: part_checksum::checksum_type(&upload_choice),
+        checksum_type,
         checksum_algorithm: input.checksum_algorithm,
         ..Default::default()
     }))
@@ -93,11 +93,10 @@ pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Res
         .map_err(s3_err)?;
     s.check_write(&input.bucket).await?;
     let mut declared = Declared {
-        algorithm: input.checksum_algorithm.clone().or_else(|| {
-            upload
-                .checksum_algorithm_name()
-                .map(|a| ChecksumAlgorithm::from(a.to_owned()))
-        }),
+        algorithm: input
+            .checksum_algorithm
+            .clone()
+            .or_else(|| part_checksum::algorithm(&upload)),
         crc32: input.checksum_crc32.clone(),
         crc32c: input.checksum_crc32c.clone(),
         sha1: input.checksum_sha1.clone(),
@@ -194,9 +193,7 @@ pub async fn upload_part_copy(
         .read(&source.bucket, &source.key, &source.version, offset, len)
         .await
         .map_err(s3_err)?;
-    let algorithm = upload
-        .checksum_algorithm_name()
-        .map(|a| ChecksumAlgorithm::from(a.to_owned()));
+    let algorithm = part_checksum::algorithm(&upload);
     let ingested = body::ingest_stream(s.catalog.blobs().as_ref(), stream, algorithm, false).await?;
     let ObjectData::Blobs(mut blobs) = ingested.data else {
         return Err(crate::convert::internal("a part was kept inline"));
@@ -263,9 +260,7 @@ pub async fn list_parts(s: &ValleyS3, req: S3Request<ListPartsInput>) -> S3Resul
                 .clone()
                 .unwrap_or_else(|| "STANDARD".into()),
         )),
-        checksum_algorithm: upload
-            .checksum_algorithm_name()
-            .map(|a| ChecksumAlgorithm::from(a.to_owned())),
+        checksum_algorithm: part_checksum::algorithm(&upload),
         parts: Some(
             parts
                 .into_iter()
@@ -407,9 +402,7 @@ pub async fn list_uploads(
                     storage_class: Some(StorageClass::from(
                         u.headers.storage_class.clone().unwrap_or_else(|| "STANDARD".into()),
                     )),
-                    checksum_algorithm: u
-                        .checksum_algorithm_name()
-                        .map(|a| ChecksumAlgorithm::from(a.to_owned())),
+                    checksum_algorithm: part_checksum::algorithm(u),
                     ..Default::default()
                 });
             }

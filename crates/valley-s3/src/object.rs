@@ -166,13 +166,25 @@ async fn lookup(s: &ValleyS3, bucket: &str, key: &str, version_id: Option<&str>)
     Ok(found)
 }
 
-/// The checksums of part `n` (1-based) of a multipart object, typed as the object's checksum is
-/// (S3 reports a part's checksum with the object's checksum type); `None` when not kept.
-fn part_checksums(version: &ObjectVersion, n: i32) -> Option<valley_store::record::Checksums> {
-    let index = usize::try_from(n).ok()?.checked_sub(1)?;
-    let mut sums = version.part_checksums.get(index)?.clone();
-    sums.composite = version.checksums.composite;
-    Some(sums)
+/// The checksums a GET or HEAD reports: part `n`'s for a `partNumber` read of a multipart
+/// object (typed as the object's checksum is, as S3 does; none when not kept), none for a read
+/// that is not `whole`, else the object's.
+fn reported_checksums(
+    version: &ObjectVersion,
+    part_number: Option<i32>,
+    whole: bool,
+) -> valley_store::record::Checksums {
+    let part = |n: i32| {
+        let index = usize::try_from(n).ok()?.checked_sub(1)?;
+        let mut sums = version.part_checksums.get(index)?.clone();
+        sums.composite = version.checksums.composite;
+        Some(sums)
+    };
+    match part_number {
+        Some(n) if !version.part_sizes.is_empty() => part(n).unwrap_or_default(),
+        _ if whole => version.checksums.clone(),
+        _ => Default::default(),
+    }
 }
 
 /// The byte range a GET (or HEAD) asks for, from `Range` or `partNumber`.
@@ -235,11 +247,8 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
         },
     };
     // A range has no checksum; a part of a multipart object has its own, when it was kept.
-    let stored = match input.part_number {
-        Some(n) if !version.part_sizes.is_empty() => part_checksums(version, n),
-        _ => range.is_none().then(|| version.checksums.clone()),
-    };
-    let sums = checksum_fields(&stored.unwrap_or_default(), input.checksum_mode.is_some());
+    let stored = reported_checksums(version, input.part_number, range.is_none());
+    let sums = checksum_fields(&stored, input.checksum_mode.is_some());
     let h = &version.headers;
     Ok(S3Response::new(GetObjectOutput {
         body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream))),
@@ -287,10 +296,7 @@ pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3R
     .check_read(&version.etag, version.hlc)?;
     let range = select_range(version, input.range.as_ref(), input.part_number)?;
     let len = range.as_ref().map_or(version.size, |r| r.end - r.start);
-    let stored = match input.part_number {
-        Some(n) if !version.part_sizes.is_empty() => part_checksums(version, n).unwrap_or_default(),
-        _ => version.checksums.clone(),
-    };
+    let stored = reported_checksums(version, input.part_number, true);
     let sums = checksum_fields(&stored, input.checksum_mode.is_some());
     let h = &version.headers;
     Ok(S3Response::new(HeadObjectOutput {

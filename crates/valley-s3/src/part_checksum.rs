@@ -53,6 +53,13 @@ pub fn stored_choice(
     }))
 }
 
+/// The checksum algorithm an upload named, if any.
+pub fn algorithm(upload: &UploadRecord) -> Option<ChecksumAlgorithm> {
+    upload
+        .checksum_algorithm_name()
+        .map(|name| ChecksumAlgorithm::from(name.to_owned()))
+}
+
 /// The checksum type an upload reports, if it has a checksum.
 pub fn checksum_type(upload: &UploadRecord) -> Option<ChecksumType> {
     upload.checksum_algorithm.as_ref()?;

@@ -217,7 +217,7 @@ pub(crate) fn find_version(
     let raw = keys::version_key(bucket, key, stamp);
     match txn.get(Table::Versions, &raw)? {
         Some(value) => {
-            let version: ObjectVersion = ObjectVersion::from_record(&value)?;
+            let version = ObjectVersion::from_record(&value)?;
             Ok((version.version_id.as_deref() == Some(version_id)).then_some((raw, version)))
         }
         None => Ok(None),
@@ -820,7 +820,7 @@ impl Catalog {
                         let batch = txn.scan(Table::Versions, &start, Some(&end), 256)?;
                         let mut freed = Vec::new();
                         for (raw, value) in &batch {
-                            let version: ObjectVersion = ObjectVersion::from_record(value)?;
+                            let version = ObjectVersion::from_record(value)?;
                             freed.extend_from_slice(version.data.blobs());
                             remove_version_row(txn, raw, &version);
                         }
@@ -851,7 +851,7 @@ impl Catalog {
                 let mut next = last.0.clone();
                 next.push(0);
                 for (_, value) in &batch {
-                    let v: ObjectVersion = ObjectVersion::from_record(value)?;
+                    let v = ObjectVersion::from_record(value)?;
                     if !v.delete_marker {
                         objects += 1;
                         bytes += v.size;
@@ -1095,7 +1095,7 @@ impl Catalog {
                         next.push(0);
                         for (_, value) in batch {
                             if table == Table::Versions {
-                                let v: ObjectVersion = ObjectVersion::from_record(&value)?;
+                                let v = ObjectVersion::from_record(&value)?;
                                 newest_hlc = newest_hlc.max(v.hlc);
                                 referenced.extend(v.data.blobs().iter().map(|b| b.id.clone()));
                             } else if table == Table::Parts {

@@ -149,7 +149,7 @@ pub fn list_objects(txn: &dyn ReadTxn, bucket: &str, query: &ListQuery) -> Store
                 return Ok(Step::Skip);
             }
             previous_key = Some(key.to_owned());
-            let version: ObjectVersion = ObjectVersion::from_record(value)?;
+            let version = ObjectVersion::from_record(value)?;
             if version.delete_marker {
                 return Ok(Step::Skip);
             }
@@ -196,7 +196,7 @@ pub fn list_versions(
             // The first version met of a key is its newest, unless the walk resumed inside it.
             let is_latest = previous_key.as_deref() != Some(key) && resumed_key.as_deref() != Some(key);
             previous_key = Some(key.to_owned());
-            let version: ObjectVersion = ObjectVersion::from_record(value)?;
+            let version = ObjectVersion::from_record(value)?;
             Ok(Step::Emit(ListItem::Entry(
                 key.to_owned(),
                 VersionEntry { version, is_latest },

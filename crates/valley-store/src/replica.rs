@@ -52,7 +52,7 @@ impl Catalog {
                     let Some((key, _)) = keys::parse_version_key(&bucket, raw) else {
                         continue;
                     };
-                    let v: ObjectVersion = ObjectVersion::from_record(value)?;
+                    let v = ObjectVersion::from_record(value)?;
                     out.push(VersionSummary {
                         key: key.to_owned(),
                         hlc: v.hlc,
@@ -268,7 +268,7 @@ impl Catalog {
                     let Some(value) = txn.get(Table::Versions, &raw)? else {
                         return Ok(None);
                     };
-                    let v: ObjectVersion = ObjectVersion::from_record(&value)?;
+                    let v = ObjectVersion::from_record(&value)?;
                     crate::catalog::remove_version_row(txn, &raw, &v);
                     Ok(Some(v.data.blobs().to_vec()))
                 })
