@@ -4,7 +4,7 @@
 #   scripts/bench.sh [--quick] [--out DIR]
 #                    [--peer-endpoint URL --peer-access-key K --peer-secret-key S
 #                     [--peer-name NAME] [--peer-pid PID]]
-#                    [--valley-bin PATH] [--no-build]
+#                    [--valley-bin PATH] [--no-build] [--tls]
 #
 # 1. builds valley and valley-bench (release); with --valley-bin, uses that valley binary
 #    instead (e.g. one built from a given commit) and builds only valley-bench; --no-build
@@ -17,6 +17,8 @@
 #    and CPU time from /proc before stopping it;
 # 4. with --peer-endpoint, runs the same scenarios against that server (loopback only) and
 #    prints valley/peer ratios. --peer-pid lets it read the peer's peak RSS too.
+#    With --tls instead, the "peer" is the same valley binary serving HTTPS (a certificate
+#    made by `valley cert init`): the ratios are plain HTTP over TLS, the cost of TLS.
 #
 # --quick uses small counts (finishes in under two minutes). Results (JSON, logs, summary)
 # go to --out (default target/bench/<UTC time>). This is a measuring tool, never a CI gate:
@@ -35,6 +37,7 @@ PEER_NAME="peer"
 PEER_PID=""
 VALLEY=""
 BUILD=1
+TLS=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -46,6 +49,7 @@ while [ $# -gt 0 ]; do
         --peer-pid) PEER_PID=$2; shift ;;
         --valley-bin) VALLEY=$(realpath "$2"); shift ;;
         --no-build) BUILD=0 ;;
+        --tls) TLS=1 ;;
         -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -54,6 +58,14 @@ done
 if [ -n "$PEER_ENDPOINT" ] && { [ -z "$PEER_AK" ] || [ -z "$PEER_SK" ]; }; then
     echo "bench.sh: --peer-endpoint needs --peer-access-key and --peer-secret-key" >&2
     exit 2
+fi
+
+if [ "$TLS" = 1 ] && [ -n "$PEER_ENDPOINT" ]; then
+    echo "bench.sh: --tls compares valley with itself over TLS; --peer-endpoint with another server: pick one" >&2
+    exit 2
+fi
+if [ "$TLS" = 1 ]; then
+    PEER_NAME="valley-tls"
 fi
 
 if [ "$QUICK" = 1 ]; then
@@ -232,6 +244,39 @@ wait "$VALLEY_PID" 2>/dev/null || true
 VALLEY_PID=""
 cat "$OUT/valley-proc.txt" >&2
 
+# ---------------------------------------------------------------- valley over TLS
+if [ "$TLS" = 1 ]; then
+    # The same binary and scenarios over HTTPS (a certificate from `valley cert init` for a
+    # one-hub topology), in the peer's column: the summary's ratio is TLS's cost.
+    cat > "$WORK/one-hub.toml" <<TOML
+[[hub]]
+id = "bench"
+jurisdiction = "CN"
+role = "east"
+lat = 30.0
+lon = 110.0
+failure_domain = "bench"
+TOML
+    "$VALLEY" cert init --topology "$WORK/one-hub.toml" --out "$WORK/certs" > /dev/null
+    export BENCH_CA="$WORK/certs/ca.pem"
+    S3_PORT=$(free_port)
+    ADMIN_PORT=$(free_port)
+    log "starting valley with TLS on 127.0.0.1:$S3_PORT (data $WORK/valley-tls)"
+    VALLEY_ACCESS_KEY=$VALLEY_AK VALLEY_SECRET_KEY=$VALLEY_SK VALLEY_LOG=warn \
+        "$VALLEY" serve --data "$WORK/valley-tls" --listen "127.0.0.1:$S3_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT" \
+        --tls-cert "$WORK/certs/bench/cert.pem" --tls-key "$WORK/certs/bench/key.pem" > "$OUT/valley-tls.log" 2>&1 &
+    PEER_PID=$!
+    VALLEY_PID=$PEER_PID
+    for _ in $(seq 100); do
+        curl -fs --cacert "$BENCH_CA" "https://127.0.0.1:$S3_PORT/_valley/health" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    curl -fs --cacert "$BENCH_CA" "https://127.0.0.1:$S3_PORT/_valley/health" >/dev/null
+    PEER_ENDPOINT="https://127.0.0.1:$S3_PORT"
+    PEER_AK=$VALLEY_AK
+    PEER_SK=$VALLEY_SK
+fi
+
 # ---------------------------------------------------------------- peer
 if [ -n "$PEER_ENDPOINT" ]; then
     run_scenarios "$PEER_NAME" "$PEER_ENDPOINT" "$PEER_AK" "$PEER_SK" "$PEER_PID"
@@ -241,6 +286,11 @@ if [ -n "$PEER_ENDPOINT" ]; then
             echo "peer_cpu_secs=$(cpu_secs "$PEER_PID")"
         } > "$OUT/peer-proc.txt"
         cat "$OUT/peer-proc.txt" >&2
+    fi
+    if [ "$TLS" = 1 ]; then
+        kill "$PEER_PID"
+        wait "$PEER_PID" 2>/dev/null || true
+        VALLEY_PID=""
     fi
 fi
 echo "uptime_end=$(uptime)" >> "$OUT/machine.txt"

@@ -242,7 +242,7 @@ _SESSION_LOCK = threading.Lock()
 
 
 def make_client(endpoint: str, access_key: str, secret_key: str, *, addressing_style: str = "path",
-                **config_kwargs):
+                verify=None, **config_kwargs):
     cfg = dict(
         signature_version="s3v4",
         s3={"addressing_style": addressing_style},
@@ -264,6 +264,7 @@ def make_client(endpoint: str, access_key: str, secret_key: str, *, addressing_s
             aws_secret_access_key=secret_key,
             region_name=REGION,
             config=Config(**cfg),
+            verify=verify,
         )
 
 

@@ -12,7 +12,13 @@ def test_demo_runs_the_example_network_and_places_every_copy_lawfully(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    assert "All hubs are up." in out
+    assert "All hubs are up; they talk over mutual TLS" in out
+    # The network runs on mutual TLS: the CA pinned in the topology, every endpoint https, and
+    # each hub served TLS on both ports.
+    topology = (tmp_path / "demo" / "network.toml").read_text()
+    assert "[tls]" in topology and "ca_sha256" in topology and '"http://' not in topology
+    for log in (tmp_path / "demo").glob("*.log"):
+        assert 'scheme="https"' in log.read_text(), log
     assert "HTTP 403" in out and "only in jurisdictions [CN]" in out
     assert "Every copy is where its policy allows" in out
     # cn-personal: two CN hubs in different failure domains; nothing in HK or EU.

@@ -177,27 +177,18 @@ def test_forged_and_misconfigured_peers_are_refused(net, tmp_path):
     cn_personal_bucket(net, bucket)
     tag = marker()
     peer = net.admin_endpoint("frankfurt")
-    # A request without the network secret.
+    # A request without the network secret (and without a client certificate).
     ATTACKS["attempts"] += 1
-    r = requests.put(f"{peer}/_valley/peer/v1/object?bucket={bucket}&key=x", data=tag, timeout=5)
+    r = requests.put(f"{peer}/_valley/peer/v1/object?bucket={bucket}&key=x", data=tag, timeout=5, verify=str(net.ca))
     assert r.status_code == 401
     # A sender that knows the secret but loaded a different topology (one where Frankfurt is
     # "CN"): refused for the topology mismatch before anything is read.
-    rogue = tmp_path / "rogue.toml"
-    rogue.write_text(net.topology_text({"frankfurt": "CN"}))
-    from network import NETWORK_SECRET
     ATTACKS["attempts"] += 1
-    sys_time = str(int(time.time()))
-    import hmac as _hmac
     path = f"/_valley/peer/v1/object?bucket={bucket}&key=x"
-    sig = _hmac.new(NETWORK_SECRET.encode(), f"PUT\n{path}\nzhangjiakou\n{sys_time}".encode(), hashlib.sha256).hexdigest()
-    r = requests.put(peer + path, data=tag, timeout=5, headers={
-        "x-valley-identity": "zhangjiakou", "x-valley-time": sys_time, "x-valley-signature": sig,
-        "x-valley-topology": "0" * 64})
+    r = net.peer_call("PUT", "frankfurt", path, body=None, topology="0" * 64, headers={"__data__": tag})
     assert r.status_code == 409, r.text
-    # A peer with the right topology and secret pushing a CN-only replica anyway: the receiver
-    # decides residency itself and refuses.
-    topo_hash = net.status("zhangjiakou")["topology"]
+    # A peer with the right topology, secret and certificate pushing a CN-only replica anyway:
+    # the receiver decides residency itself and refuses.
     ATTACKS["attempts"] += 1
     import base64, json
     version = {"version_id": None, "hlc": time.time_ns(), "origin": "zhangjiakou", "delete_marker": False,
@@ -207,47 +198,48 @@ def test_forged_and_misconfigured_peers_are_refused(net, tmp_path):
                            "website_redirect_location": None, "storage_class": None, "user_metadata": []},
                "checksums": {"crc32": None, "crc32c": None, "sha1": None, "sha256": None, "crc64nvme": None,
                              "composite": False}, "tags": [], "part_sizes": []}
-    r = requests.put(peer + path, data=tag, timeout=5, headers={
-        "x-valley-identity": "zhangjiakou", "x-valley-time": sys_time, "x-valley-signature": sig,
-        "x-valley-topology": topo_hash, "x-valley-version": base64.b64encode(json.dumps(version).encode()).decode()})
+    encoded_version = base64.b64encode(json.dumps(version).encode()).decode()
+    r = net.peer_call("PUT", "frankfurt", path, body=None,
+                      headers={"x-valley-version": encoded_version, "__data__": tag})
     assert r.status_code == 403, r.text
     assert "only in jurisdictions [CN]" in r.text
-    encoded_version = base64.b64encode(json.dumps(version).encode()).decode()
-
-    def signed(method, endpoint, path, identity="zhangjiakou", **headers):
-        now = str(int(time.time()))
-        signature = _hmac.new(NETWORK_SECRET.encode(), f"{method}\n{path}\n{identity}\n{now}".encode(),
-                              hashlib.sha256).hexdigest()
-        return {"x-valley-identity": identity, "x-valley-time": now, "x-valley-signature": signature,
-                "x-valley-topology": topo_hash, **headers}
-
     # The same push as a resumable chunked transfer: neither the stage call nor a chunk may
     # leave a byte at Frankfurt.
     ATTACKS["attempts"] += 1
     path = f"/_valley/peer/v1/stage?bucket={bucket}&key=x"
-    r = requests.post(peer + path, timeout=5, headers=signed("POST", peer, path, **{"x-valley-version": encoded_version}))
+    r = net.peer_call("POST", "frankfurt", path, headers={"x-valley-version": encoded_version})
     assert r.status_code == 403, r.text
     ATTACKS["attempts"] += 1
     path = f"/_valley/peer/v1/chunk?bucket={bucket}&key=x&hlc={version['hlc']}&origin=zhangjiakou&index=0"
-    r = requests.put(peer + path, data=tag, timeout=5, headers=signed(
-        "PUT", peer, path, **{"x-valley-chunk-md5": hashlib.md5(tag).hexdigest()}))
+    r = net.peer_call("PUT", "frankfurt", path, body=None,
+                      headers={"x-valley-chunk-md5": hashlib.md5(tag).hexdigest(), "__data__": tag})
     assert r.status_code == 403, r.text
-    # Frankfurt (or anyone claiming to be it) asking a CN holder to read the data through:
-    # the holder decides for itself and refuses.
+    # Frankfurt asking a CN holder to read the data through: the holder decides for itself
+    # and refuses.
     net.s3("zhangjiakou").put_object(Bucket=bucket, Key="held", Body=tag)
-    holder = net.admin_endpoint("zhangjiakou")
     ATTACKS["attempts"] += 1
     path = f"/_valley/peer/v1/stat?bucket={bucket}&key=held"
-    r = requests.get(holder + path, timeout=5, headers=signed("GET", holder, path, identity="frankfurt"))
+    r = net.peer_call("GET", "zhangjiakou", path, as_hub="frankfurt")
     assert r.status_code == 403, r.text
     ATTACKS["attempts"] += 1
     held = net.s3("zhangjiakou").head_object(Bucket=bucket, Key="held")
     # The exact version, as an allowed CN hub learns it; then asked for by "frankfurt".
-    allowed = requests.get(holder + path, timeout=5, headers=signed("GET", holder, path, identity="gui-an"))
+    allowed = net.peer_call("GET", "zhangjiakou", path, as_hub="gui-an")
     assert allowed.status_code == 200, allowed.text
     hlc = json.loads(base64.b64decode(allowed.content))["hlc"]
     read_path = f"/_valley/peer/v1/read?bucket={bucket}&key=held&hlc={hlc}&origin=zhangjiakou&start=0&len={len(tag)}"
-    r = requests.get(holder + read_path, timeout=5, headers=signed("GET", holder, read_path, identity="frankfurt"))
+    r = net.peer_call("GET", "zhangjiakou", read_path, as_hub="frankfurt")
+    assert r.status_code == 403, r.text
+    assert tag not in r.content
+    # Frankfurt (holding the secret) signing as the CN hub gui-an, with its own certificate:
+    # a peer is who its certificate says, so the call is refused before it is read.
+    ATTACKS["attempts"] += 1
+    r = net.peer_call("GET", "zhangjiakou", read_path, as_hub="gui-an", cert_of="frankfurt")
+    assert r.status_code == 403, r.text
+    assert "certificate of hub" in r.text
+    assert tag not in r.content
+    ATTACKS["attempts"] += 1
+    r = net.peer_call("GET", "zhangjiakou", read_path, as_hub="gui-an", cert_of=None)
     assert r.status_code == 403, r.text
     assert tag not in r.content
     # And a client reading it at Frankfurt: AccessDenied naming the rule, nothing stored.

@@ -128,7 +128,7 @@ def test_long_partition_then_heal_converges(wan):
         assert link["lag_seconds"] > 0
         row = next(b for b in status["buckets"] if b["bucket"] == bucket)
         assert row["backlog_entries"] >= 43 and row["lag_seconds"] > 0
-        metrics = requests.get(f"{wan.admin_endpoint('zhangjiakou')}/metrics", timeout=5).text
+        metrics = wan.get(f"{wan.admin_endpoint('zhangjiakou')}/metrics", timeout=5).text
         gauge = next(line for line in metrics.splitlines()
                      if line.startswith('valley_replication_link_backlog_entries{peer="gui-an"}'))
         assert int(gauge.split()[-1]) >= 43

@@ -132,7 +132,7 @@ def test_a_hub_lost_for_good_has_its_copies_recreated(cn3):
     wait_for(lambda: own_holdings(net, "wuhu", bucket) == len(bodies), what="copies re-created at wuhu")
     status = net.status("zhangjiakou")
     assert any(h["id"] == "gui-an" and h["lost"] for h in status["hubs"])
-    metrics = requests.get(f"{net.admin_endpoint('zhangjiakou')}/metrics", timeout=5).text
+    metrics = net.get(f"{net.admin_endpoint('zhangjiakou')}/metrics", timeout=5).text
     assert 'valley_replication_peer_lost{peer="gui-an"} 1' in metrics
     repaired = [line for line in metrics.splitlines()
                 if line.startswith('valley_replication_link_repaired_versions{peer="wuhu"}')]

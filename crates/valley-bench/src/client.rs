@@ -12,11 +12,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use md5::{Digest, Md5};
 use rusty_s3::actions::ListObjectsV2;
 use url::Url;
+use valley_tls::PeerConnector;
 
 use crate::sigv4::{self, Signer};
 
@@ -25,8 +25,8 @@ pub fn loopback_endpoint(endpoint: &str) -> Result<Url> {
     let url: Url = endpoint
         .parse()
         .with_context(|| format!("endpoint {endpoint:?} is not a URL"))?;
-    if url.scheme() != "http" {
-        bail!("endpoint {endpoint}: only plain http is supported");
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("endpoint {endpoint}: only http and https are supported");
     }
     let ok = match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
@@ -43,7 +43,7 @@ pub fn loopback_endpoint(endpoint: &str) -> Result<Url> {
 /// One bucket on one endpoint; cheap to clone (the connection pool and signer are shared).
 #[derive(Clone)]
 pub struct S3 {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<PeerConnector, Full<Bytes>>,
     /// `host:port`, as sent in `Host` and signed.
     host: String,
     bucket: String,
@@ -52,13 +52,27 @@ pub struct S3 {
 }
 
 impl S3 {
-    pub fn new(endpoint: &Url, bucket: &str, signer: Signer, pool: usize, timeout: Duration) -> Result<Self> {
+    /// A client of `endpoint`; an https one is verified against `ca` (the system's roots when
+    /// none is given).
+    pub fn new(
+        endpoint: &Url,
+        ca: Option<&std::path::Path>,
+        bucket: &str,
+        signer: Signer,
+        pool: usize,
+        timeout: Duration,
+    ) -> Result<Self> {
         let host = match (endpoint.host_str(), endpoint.port_or_known_default()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             _ => bail!("endpoint {endpoint} has no host"),
         };
-        let mut conn = HttpConnector::new();
-        conn.set_nodelay(true);
+        // The same connector for both schemes (TCP_NODELAY either way).
+        let conn = if endpoint.scheme() == "https" {
+            let config = valley_tls::cli_client_config(ca).context("TLS configuration")?;
+            PeerConnector::new(Arc::new(config), valley_tls::NameMode::UrlHost)?
+        } else {
+            valley_tls::plain_connector()?
+        };
         let http = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(pool)
             .pool_idle_timeout(Duration::from_secs(30))

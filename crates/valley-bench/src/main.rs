@@ -23,9 +23,13 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "valley-bench", version, about, long_about = None)]
 pub struct Cli {
-    /// S3 endpoint; must be a loopback address (http://127.0.0.1:PORT).
+    /// S3 endpoint; must be a loopback address (http://127.0.0.1:PORT, or https with --ca).
     #[arg(long, env = "BENCH_ENDPOINT", default_value = "http://127.0.0.1:9000")]
     pub endpoint: String,
+
+    /// CA certificate (PEM) an https endpoint's certificate is verified against.
+    #[arg(long, env = "BENCH_CA", value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
 
     #[arg(long, env = "BENCH_ACCESS_KEY")]
     pub access_key: String,
@@ -149,6 +153,7 @@ fn run(cli: Cli) -> Result<()> {
         let signer = sigv4::Signer::new(&cli.access_key, &cli.secret_key, &cli.region);
         let s3 = client::S3::new(
             &endpoint,
+            cli.ca.as_deref(),
             &cli.bucket,
             signer,
             256,

@@ -71,6 +71,10 @@ impl PlacementPolicy {
         if self.copies == 0 {
             return Err("copies must be at least 1".into());
         }
+        let hubs = topology.hubs().count();
+        if self.copies as usize > hubs {
+            return Err(format!("copies {} is more than the network's {hubs} hubs", self.copies));
+        }
         let known = topology.jurisdictions();
         for j in &self.jurisdictions {
             if !known.contains(&j.as_str()) {
@@ -154,7 +158,8 @@ pub fn place_avoiding(
     };
     candidates.sort_by_key(|h| rank(h));
     let wanted = policy.copies as usize;
-    let mut chosen: Vec<&Hub> = Vec::with_capacity(wanted);
+    // `copies` comes from a policy record (a peer's, too): never reserve more than can be placed.
+    let mut chosen: Vec<&Hub> = Vec::with_capacity(wanted.min(candidates.len()));
     for hub in candidates {
         if chosen.len() == wanted {
             break;

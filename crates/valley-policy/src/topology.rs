@@ -94,9 +94,20 @@ pub struct Link {
     pub replication_limit_mbit: Option<f64>,
 }
 
+/// `[tls]`: how hubs know each other. Every hub's certificate is issued by the network CA this
+/// pins (by the SHA-256 of its DER certificate) and names the hub as `<id>.hub.valley`; a peer
+/// is the hub its verified certificate names.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPin {
+    pub ca_sha256: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTopology {
+    #[serde(default)]
+    tls: Option<toml::Spanned<TlsPin>>,
     #[serde(default)]
     hub: Vec<toml::Spanned<Hub>>,
     #[serde(default)]
@@ -107,6 +118,7 @@ struct RawTopology {
 pub struct Topology {
     hubs: BTreeMap<String, Hub>,
     links: Vec<Link>,
+    tls: Option<TlsPin>,
     hash: String,
 }
 
@@ -176,21 +188,39 @@ impl Topology {
                     message: format!("link joins hub {:?} to itself", link.a),
                 });
             }
-            if !(0.0..1.0).contains(&link.loss)
-                || link.rtt_ms < 0.0
-                || link.bandwidth_mbit <= 0.0
-                || link.replication_limit_mbit.is_some_and(|m| m <= 0.0 || !m.is_finite())
-            {
+            let figures_ok = (0.0..1.0).contains(&link.loss)
+                && (0.0..f64::INFINITY).contains(&link.rtt_ms)
+                && link.bandwidth_mbit > 0.0
+                && link.bandwidth_mbit.is_finite()
+                && link.replication_limit_mbit.is_none_or(|m| m > 0.0 && m.is_finite());
+            if !figures_ok {
                 return Err(TopologyError::Invalid {
                     line,
-                    message: "link needs rtt_ms >= 0, bandwidth_mbit > 0, 0 <= loss < 1 and replication_limit_mbit > 0"
+                    message: "link needs finite rtt_ms >= 0, bandwidth_mbit > 0, 0 <= loss < 1 and replication_limit_mbit > 0"
                         .into(),
                 });
             }
             links.push(link);
         }
-        let hash = canonical_hash(&hubs, &links);
-        Ok(Self { hubs, links, hash })
+        let tls = match raw.tls {
+            None => None,
+            Some(spanned) => {
+                let line = line_of(source, spanned.span().start);
+                let pin = spanned.into_inner();
+                let hex_ok = pin.ca_sha256.len() == 64 && pin.ca_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+                if !hex_ok {
+                    return Err(TopologyError::Invalid {
+                        line,
+                        message: "[tls] ca_sha256 must be the 64 hex digits of the network CA's SHA-256".into(),
+                    });
+                }
+                Some(TlsPin {
+                    ca_sha256: pin.ca_sha256.to_ascii_lowercase(),
+                })
+            }
+        };
+        let hash = canonical_hash(&hubs, &links, tls.as_ref());
+        Ok(Self { hubs, links, tls, hash })
     }
 
     /// Hex SHA-256 of the canonical form: equal for files that declare the same network.
@@ -202,6 +232,12 @@ impl Topology {
     #[must_use]
     pub fn hub(&self, id: &str) -> Option<&Hub> {
         self.hubs.get(id)
+    }
+
+    /// The network CA's pin, when hubs talk over mutual TLS.
+    #[must_use]
+    pub fn tls(&self) -> Option<&TlsPin> {
+        self.tls.as_ref()
     }
 
     /// Hubs in id order.
@@ -232,8 +268,12 @@ impl Topology {
     }
 }
 
-fn canonical_hash(hubs: &BTreeMap<String, Hub>, links: &[Link]) -> String {
+fn canonical_hash(hubs: &BTreeMap<String, Hub>, links: &[Link], tls: Option<&TlsPin>) -> String {
     let mut text = String::new();
+    // Absent, it adds nothing: topologies without TLS keep the hash they had.
+    if let Some(pin) = tls {
+        let _ = writeln!(text, "tls|{}", pin.ca_sha256);
+    }
     for h in hubs.values() {
         let _ = writeln!(
             text,

@@ -7,13 +7,16 @@ use futures::TryStreamExt;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use valley_tls::PeerConnector;
 
 use crate::auth;
 
 /// Longest wait for a small request (control, delete, hello).
 const SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest a pooled connection is kept unused: under the servers' idle timeout, so a request is
+/// not sent on a connection the server is closing.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Slowest transfer rate tolerated before an object transfer is abandoned and retried.
 const TRANSFER_BYTES_PER_SEC_MIN: u64 = 64 * 1024;
 
@@ -35,7 +38,7 @@ pub enum PeerError {
 
 #[derive(Clone)]
 pub struct PeerClient {
-    http: Client<HttpConnector, Body>,
+    http: Client<PeerConnector, Body>,
     secret: std::sync::Arc<Vec<u8>>,
     identity: String,
     topology_hash: String,
@@ -50,13 +53,31 @@ pub fn streaming(stream: valley_store::ByteStream) -> Body {
     BodyExt::boxed_unsync(StreamBody::new(stream.map_ok(Frame::data)))
 }
 
-impl PeerClient {
+/// A request's body, as its signature covers it.
+pub enum Payload {
+    /// Hashed into the signature (control records, deletes, every small body).
+    Bytes(Bytes),
+    /// Streamed unhashed: only for bodies a signed header binds end to end (an object's bytes
+    /// by the ETag and size in `x-valley-version`, a chunk's by `x-valley-chunk-md5`).
+    Checked(valley_store::ByteStream),
+}
+
+impl Payload {
     #[must_use]
-    pub fn new(secret: Vec<u8>, identity: String, topology_hash: String) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let http = Client::builder(TokioExecutor::new()).build(connector);
+    pub fn empty() -> Self {
+        Payload::Bytes(Bytes::new())
+    }
+}
+
+impl PeerClient {
+    /// A client signing with `secret` as `identity`, dialling through `connector` (TLS with
+    /// the server's identity checked, or plain HTTP; see `valley_tls`).
+    #[must_use]
+    pub fn new(secret: Vec<u8>, identity: String, topology_hash: String, connector: PeerConnector) -> Self {
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector);
         Self {
             http,
             secret: std::sync::Arc::new(secret),
@@ -72,7 +93,7 @@ impl PeerClient {
         endpoint: &str,
         path_and_query: &str,
         headers: &[(&str, String)],
-        body: Body,
+        body: Payload,
         bytes_hint: u64,
     ) -> Result<Bytes, PeerError> {
         let timeout = SMALL_REQUEST_TIMEOUT + Duration::from_secs(bytes_hint / TRANSFER_BYTES_PER_SEC_MIN);
@@ -97,21 +118,40 @@ impl PeerClient {
         endpoint: &str,
         path_and_query: &str,
         headers: &[(&str, String)],
-        body: Body,
+        body: Payload,
     ) -> Result<http::Response<hyper::body::Incoming>, PeerError> {
-        let time = auth::unix_now();
-        let signature = auth::sign(&self.secret, method.as_str(), path_and_query, &self.identity, time);
-        let mut builder = http::Request::builder()
+        let bad = |e: String| PeerError::Unreachable(format!("cannot build the request: {e}"));
+        let mut map = http::HeaderMap::new();
+        map.insert(
+            auth::HEADER_TOPOLOGY,
+            http::HeaderValue::from_str(&self.topology_hash).map_err(|e| bad(e.to_string()))?,
+        );
+        for (name, value) in headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(e.to_string()))?;
+            map.insert(
+                name,
+                http::HeaderValue::from_str(value).map_err(|e| bad(e.to_string()))?,
+            );
+        }
+        let (content_sha256, body) = match body {
+            Payload::Bytes(bytes) => (auth::sha256_hex(&bytes), full(bytes)),
+            Payload::Checked(stream) => (auth::STREAMING_CHECKED.to_owned(), streaming(stream)),
+        };
+        auth::sign_request(
+            &self.secret,
+            method.as_str(),
+            path_and_query,
+            &self.identity,
+            &content_sha256,
+            &mut map,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        let mut request = http::Request::builder()
             .method(method)
             .uri(format!("{}{}", endpoint.trim_end_matches('/'), path_and_query))
-            .header(auth::HEADER_IDENTITY, &self.identity)
-            .header(auth::HEADER_TIME, time.to_string())
-            .header(auth::HEADER_SIGNATURE, signature)
-            .header(auth::HEADER_TOPOLOGY, &self.topology_hash);
-        for (name, value) in headers {
-            builder = builder.header(*name, value);
-        }
-        let request = builder.body(body).map_err(|e| PeerError::Unreachable(e.to_string()))?;
+            .body(body)
+            .map_err(|e| bad(e.to_string()))?;
+        *request.headers_mut() = map;
         let response = self
             .http
             .request(request)

@@ -84,6 +84,10 @@ pub struct Hub {
     reservations: Mutex<(std::collections::HashSet<String>, std::collections::VecDeque<String>)>,
     /// Wakes anti-entropy early (a hub lost or back, a policy changed, a link healed).
     pub(crate) repair_wake: Arc<tokio::sync::Notify>,
+    /// Signatures of peer calls already taken (a replayed call is refused).
+    pub(crate) replays: crate::auth::ReplayGuard,
+    /// Refused unauthenticated calls: counted, audited once per interval.
+    pub refusals: crate::refusals::RefusalLimiter,
 }
 
 /// The hook to install in the catalog before building the [`Hub`] (they share `wake`).
@@ -95,6 +99,43 @@ pub fn outbox_hook(id: &str, topology: Arc<Topology>, wake: Arc<tokio::sync::Not
     })
 }
 
+/// The connector to every peer: over mutual TLS when the topology pins a network CA (each peer
+/// endpoint must then be `https`, and the server must prove it is the hub of that endpoint),
+/// plain HTTP otherwise.
+fn peer_connector(
+    topology: &Topology,
+    tls: Option<&valley_tls::PeerTls>,
+) -> Result<valley_tls::PeerConnector, HubError> {
+    let invalid = |e: valley_tls::TlsError| HubError::Invalid(e.to_string());
+    match (topology.tls(), tls) {
+        (None, None) => valley_tls::plain_connector().map_err(invalid),
+        (None, Some(_)) => Err(HubError::Invalid(
+            "TLS certificates were given but the topology pins no network CA ([tls] ca_sha256)".into(),
+        )),
+        (Some(_), None) => Err(HubError::Invalid(
+            "the topology pins a network CA ([tls]): this hub needs --tls-cert, --tls-key and --tls-ca".into(),
+        )),
+        (Some(_), Some(tls)) => {
+            let mut map = std::collections::HashMap::new();
+            for hub in topology.hubs() {
+                let endpoint = hub.peer_endpoint.as_deref().unwrap_or("");
+                let uri: http::Uri = endpoint.parse().map_err(|_| {
+                    HubError::Invalid(format!("hub {:?}: peer_endpoint {endpoint:?} is not a URL", hub.id))
+                })?;
+                if uri.scheme_str() != Some("https") {
+                    return Err(HubError::Invalid(format!(
+                        "hub {:?}: the topology pins a network CA, so its peer_endpoint must be https, not {endpoint:?}",
+                        hub.id
+                    )));
+                }
+                let authority = uri.authority().map(ToString::to_string).unwrap_or_default();
+                map.insert(authority, hub.id.clone());
+            }
+            tls.connector(map).map_err(invalid)
+        }
+    }
+}
+
 impl Hub {
     /// `catalog` must carry the hook from [`outbox_hook`] built with the same `wake`.
     pub fn open(
@@ -102,6 +143,7 @@ impl Hub {
         topology: Arc<Topology>,
         catalog: Catalog,
         network_secret: Vec<u8>,
+        tls: Option<&valley_tls::PeerTls>,
         wake: Arc<tokio::sync::Notify>,
         data_dir: &Path,
     ) -> Result<Self, HubError> {
@@ -117,7 +159,13 @@ impl Hub {
             }
         }
         let audit = Arc::new(AuditLog::open(data_dir.join("audit.log"))?);
-        let client = PeerClient::new(network_secret.clone(), id.to_owned(), topology.hash().to_owned());
+        let connector = peer_connector(&topology, tls)?;
+        let client = PeerClient::new(
+            network_secret.clone(),
+            id.to_owned(),
+            topology.hash().to_owned(),
+            connector,
+        );
         let links = topology
             .hubs()
             .filter(|h| h.id != id)
@@ -162,6 +210,8 @@ impl Hub {
             chunk_slots,
             reservations: Mutex::new(Default::default()),
             repair_wake: Arc::new(tokio::sync::Notify::new()),
+            replays: crate::auth::ReplayGuard::new(),
+            refusals: crate::refusals::RefusalLimiter::new(),
         })
     }
 
@@ -759,7 +809,7 @@ impl Hub {
                 &endpoint,
                 &path,
                 &[],
-                crate::client::full(Vec::new()),
+                crate::client::Payload::empty(),
                 0,
             )
             .await
@@ -788,7 +838,7 @@ impl Hub {
                 &endpoint,
                 &path,
                 &headers,
-                crate::client::full(body),
+                crate::client::Payload::Bytes(body.into()),
                 0,
             )
             .await?;

@@ -10,9 +10,12 @@
 //! - [`repair`]: anti-entropy, re-creating copies of lost hubs, tiering.
 //! - [`transfer`]: sending one version (chunked, resumable, rate-limited, audited).
 //! - [`receive`] and [`wire`]: the peer protocol.
-//! - [`auth`] and [`client`]: signed requests between hubs.
+//! - [`auth`] and [`client`]: signed requests between hubs; [`refusals`]: auditing refused
+//!   calls without letting a stranger grow the log; [`body_timeout`]: bodies that must keep
+//!   arriving.
 
 pub mod auth;
+pub mod body_timeout;
 pub mod client;
 pub mod control;
 pub mod core;
@@ -22,6 +25,7 @@ pub mod link;
 pub mod outbox;
 pub mod read_through;
 pub mod receive;
+pub mod refusals;
 pub mod repair;
 pub mod transfer;
 pub mod wire;

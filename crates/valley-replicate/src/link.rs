@@ -273,7 +273,14 @@ async fn post_json(hub: &Hub, endpoint: &str, route: &str, body: &impl serde::Se
     let path = format!("{}{route}", wire::PREFIX);
     let headers = [("content-type", "application/json".to_owned())];
     hub.client
-        .call(http::Method::POST, endpoint, &path, &headers, client::full(body), 0)
+        .call(
+            http::Method::POST,
+            endpoint,
+            &path,
+            &headers,
+            client::Payload::Bytes(body.into()),
+            0,
+        )
         .await?;
     Ok(())
 }

@@ -289,7 +289,7 @@ impl Hub {
         let response = tokio::time::timeout(
             STAT_TIMEOUT * 4,
             self.client
-                .open(http::Method::GET, &endpoint, &path, &[], client::full(Vec::new())),
+                .open(http::Method::GET, &endpoint, &path, &[], client::Payload::empty()),
         )
         .await
         .map_err(|_| format!("hub {holder} did not answer"))?

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use valley_audit::AuditKind;
 use valley_policy::TransferKind;
@@ -14,6 +13,7 @@ use valley_store::{ReplicaOutcome, StoreError};
 use valley_types::limits::INLINE_OBJECT_BYTES_MAX;
 
 use crate::auth;
+use crate::body_timeout::TimedBody;
 use crate::client;
 use crate::control::{self, ControlChange};
 use crate::hub::Hub;
@@ -51,37 +51,81 @@ fn store_status(e: &StoreError) -> StatusCode {
     }
 }
 
-/// Handles a request under [`wire::PREFIX`].
-pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<client::Body> {
-    let from = match authenticate(&hub, &req).await {
+/// Handles a request under [`wire::PREFIX`]; `peer_hub` is the hub the connection's verified
+/// client certificate names.
+pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>, peer_hub: Option<&str>) -> Response<client::Body> {
+    let from = match authenticate(&hub, &req, peer_hub).await {
         Ok(from) => from,
         Err(r) => return r.map(client::full),
     };
     let route = req.uri().path().strip_prefix(wire::PREFIX).unwrap_or("").to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
-    if req.method() == http::Method::GET && route == "read" {
-        return match read_through::serve_read(&hub, &from, &query).await {
+    let (parts, body) = req.into_parts();
+    let body = TimedBody::new(body);
+    let streamed = from.content_sha256 == auth::STREAMING_CHECKED;
+    match (&parts.method, route.as_str()) {
+        // Bodies bound end to end by a signed header (the version's ETag and size, the
+        // chunk's MD5) may stream; every other body is read whole and checked by its hash.
+        (&http::Method::PUT, "object") if streamed => {
+            return receive_object(&hub, &from.identity, &query, &parts.headers, Some(body))
+                .await
+                .map(client::full);
+        }
+        (&http::Method::PUT, "chunk") if streamed => {
+            return receive_chunk(&hub, &from.identity, &query, &parts.headers, body)
+                .await
+                .map(client::full);
+        }
+        _ => {}
+    }
+    let body = match auth::read_body(body, &from, JSON_BODY_BYTES_MAX).await {
+        Ok(body) => body,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()).map(client::full),
+    };
+    if parts.method == http::Method::GET && route == "read" {
+        return match read_through::serve_read(&hub, &from.identity, &query).await {
             Ok(r) => r,
             Err(r) => r.map(client::full),
         };
     }
-    dispatch(hub, from, &route, &query, req).await.map(client::full)
+    dispatch(hub, from.identity, &route, &query, &parts, body)
+        .await
+        .map(client::full)
 }
 
-/// Checks the caller's signature, topology and membership; answers who it is.
-async fn authenticate(hub: &Arc<Hub>, req: &Request<Incoming>) -> Result<String, Response<Bytes>> {
+/// A refusal of a call nobody vouches for: counted, audited at most once per interval, answered.
+async fn refuse_stranger(
+    hub: &Arc<Hub>,
+    kind: &'static str,
+    status: StatusCode,
+    why: String,
+    peer: Option<&str>,
+) -> Response<Bytes> {
+    if let Some(detail) = hub.refusals.note(kind, &why) {
+        let mut event = hub.event(AuditKind::RefusedRequest, detail).with_allowed(false);
+        if let Some(peer) = peer {
+            event = event.with_peer(peer);
+        }
+        hub.audit(event).await;
+    }
+    reply(status, why)
+}
+
+/// Checks the caller's signature, freshness, topology and membership; answers who it is and
+/// what its signature vouches for.
+async fn authenticate(
+    hub: &Arc<Hub>,
+    req: &Request<Incoming>,
+    peer_hub: Option<&str>,
+) -> Result<auth::Verified, Response<Bytes>> {
     let path_and_query = req.uri().path_and_query().map_or("", |p| p.as_str()).to_owned();
-    let from = match auth::verify(&hub.secret, req.method().as_str(), &path_and_query, req.headers()) {
-        Ok(identity) => identity,
+    let verified = match auth::verify(&hub.secret, req.method().as_str(), &path_and_query, req.headers()) {
+        Ok(verified) => verified,
         Err(why) => {
-            hub.audit(
-                hub.event(AuditKind::RefusedRequest, format!("peer request refused: {why}"))
-                    .with_allowed(false),
-            )
-            .await;
-            return Err(reply(StatusCode::UNAUTHORIZED, why));
+            return Err(refuse_stranger(hub, "signature", StatusCode::UNAUTHORIZED, why.to_string(), None).await);
         }
     };
+    let from = verified.identity.clone();
     let their_topology = req
         .headers()
         .get(auth::HEADER_TOPOLOGY)
@@ -93,26 +137,54 @@ async fn authenticate(hub: &Arc<Hub>, req: &Request<Incoming>) -> Result<String,
             hub.id,
             hub.topology.hash()
         );
-        hub.audit(
-            hub.event(AuditKind::RefusedRequest, why.clone())
-                .with_peer(&from)
-                .with_allowed(false),
-        )
-        .await;
-        return Err(reply(StatusCode::CONFLICT, why));
+        return Err(refuse_stranger(hub, "topology", StatusCode::CONFLICT, why, Some(&from)).await);
     }
-    if hub.topology.hub(&from).is_none() {
-        return Err(reply(
-            StatusCode::FORBIDDEN,
-            format!("{from:?} is not a hub of this network"),
-        ));
+    if hub.topology.hub(&from).is_none() || from == hub.id {
+        let why = format!("{from:?} is not another hub of this network");
+        return Err(refuse_stranger(hub, "stranger", StatusCode::FORBIDDEN, why, None).await);
     }
-    Ok(from)
+    // In a network with TLS a peer is who its certificate says: the shared secret alone
+    // does not let one hub speak as another.
+    if hub.topology.tls().is_some() && peer_hub != Some(from.as_str()) {
+        let why = match peer_hub {
+            None => format!("a call signed as hub {from:?} came without a client certificate"),
+            Some(cert) => format!("a call signed as hub {from:?} came with the certificate of hub {cert:?}"),
+        };
+        return Err(refuse_stranger(hub, "certificate", StatusCode::FORBIDDEN, why, Some(&from)).await);
+    }
+    if let Err(why) = hub.replays.admit(&verified) {
+        let status = if why == auth::AuthError::Busy {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        return Err(refuse_stranger(hub, "replay", status, why.to_string(), Some(&from)).await);
+    }
+    Ok(verified)
 }
 
-async fn dispatch(hub: Arc<Hub>, from: String, route: &str, query: &str, req: Request<Incoming>) -> Response<Bytes> {
-    let (route, query) = (route.to_owned(), query.to_owned());
-    match (req.method().clone(), route.as_str()) {
+/// Refuses a timestamp from `from` that is implausibly far ahead of this hub's clock (it would
+/// win last-writer-wins over every honest write); audited.
+async fn check_hlc(hub: &Arc<Hub>, from: &str, what: &str, hlc: u64) -> Result<(), Response<Bytes>> {
+    if valley_types::hlc::plausible(hlc) {
+        return Ok(());
+    }
+    let why = format!(
+        "{what} from {from} carries a timestamp ({hlc}) more than {}s ahead of this hub's clock: refused",
+        valley_types::hlc::AHEAD_OF_WALL_CLOCK_MAX_NANOS / 1_000_000_000
+    );
+    Err(refuse_stranger(hub, "clock", StatusCode::BAD_REQUEST, why, Some(from)).await)
+}
+
+async fn dispatch(
+    hub: Arc<Hub>,
+    from: String,
+    route: &str,
+    query: &str,
+    parts: &http::request::Parts,
+    body: Bytes,
+) -> Response<Bytes> {
+    match (parts.method.clone(), route) {
         (http::Method::GET, "hello") => json(&wire::Hello {
             hub: hub.id.clone(),
             topology: hub.topology.hash().to_owned(),
@@ -127,10 +199,13 @@ async fn dispatch(hub: Arc<Hub>, from: String, route: &str, query: &str, req: Re
             Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         },
         (http::Method::POST, "control") => {
-            let change: ControlChange = match read_json(req).await {
+            let change: ControlChange = match parse_json(&body) {
                 Ok(c) => c,
                 Err(r) => return r,
             };
+            if let Err(r) = check_hlc(&hub, &from, "control record", change.hlc()).await {
+                return r;
+            }
             match hub.receive_control(&from, change).await {
                 Ok(applied) => json(&wire::Outcome {
                     outcome: if applied { "applied" } else { "superseded" }.into(),
@@ -139,10 +214,15 @@ async fn dispatch(hub: Arc<Hub>, from: String, route: &str, query: &str, req: Re
             }
         }
         (http::Method::POST, "deletes") => {
-            let messages: Vec<wire::DeleteMessage> = match read_json(req).await {
+            let messages: Vec<wire::DeleteMessage> = match parse_json(&body) {
                 Ok(m) => m,
                 Err(r) => return r,
             };
+            if let Some(m) = messages.iter().max_by_key(|m| m.hlc)
+                && let Err(r) = check_hlc(&hub, &from, "delete", m.hlc).await
+            {
+                return r;
+            }
             let batch = messages
                 .into_iter()
                 .map(|m| valley_store::RemoteDelete {
@@ -163,14 +243,16 @@ async fn dispatch(hub: Arc<Hub>, from: String, route: &str, query: &str, req: Re
                 Err(e) => reply(store_status(&e), e.to_string()),
             }
         }
-        (http::Method::PUT, "object") => receive_object(&hub, &from, &query, req).await,
-        (http::Method::GET, "stat") => read_through::serve_stat(&hub, &from, &query).await,
+        (http::Method::PUT, "object") if body.is_empty() => {
+            receive_object(&hub, &from, query, &parts.headers, None).await
+        }
+        (http::Method::GET, "stat") => read_through::serve_stat(&hub, &from, query).await,
         (http::Method::GET, "control-digest") => match crate::repair::control_digest(&hub).await {
             Ok(d) => reply(StatusCode::OK, d),
             Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         },
         (http::Method::POST, "digest") => {
-            let request: wire::DigestRequest = match read_json(req).await {
+            let request: wire::DigestRequest = match parse_json(&body) {
                 Ok(r) => r,
                 Err(r) => return r,
             };
@@ -183,7 +265,7 @@ async fn dispatch(hub: Arc<Hub>, from: String, route: &str, query: &str, req: Re
             }
         }
         (http::Method::POST, "grant-use") => {
-            let request: wire::GrantUse = match read_json(req).await {
+            let request: wire::GrantUse = match parse_json(&body) {
                 Ok(r) => r,
                 Err(r) => return r,
             };
@@ -197,20 +279,19 @@ async fn dispatch(hub: Arc<Hub>, from: String, route: &str, query: &str, req: Re
                 Err(why) => reply(StatusCode::FORBIDDEN, why),
             }
         }
-        (http::Method::POST, "stage") => stage(&hub, &from, &query, &req).await,
-        (http::Method::PUT, "chunk") => receive_chunk(&hub, &from, &query, req).await,
+        (http::Method::POST, "stage") => stage(&hub, &from, query, &parts.headers).await,
+        (http::Method::PUT, "object" | "chunk") => reply(
+            StatusCode::BAD_REQUEST,
+            "an object or chunk body is streamed and checked end to end (x-valley-content-sha256: streaming-checked)",
+        ),
         _ => reply(StatusCode::NOT_FOUND, "no such peer call"),
     }
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Response<Bytes>> {
-    let limited = http_body_util::Limited::new(req.into_body(), JSON_BODY_BYTES_MAX);
-    let bytes = limited
-        .collect()
-        .await
-        .map_err(|e| reply(StatusCode::BAD_REQUEST, format!("reading body: {e}")))?
-        .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| reply(StatusCode::BAD_REQUEST, format!("malformed body: {e}")))
+// The error is the answer to send; it is built once per refused call, so its size is no cost.
+#[allow(clippy::result_large_err)]
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Response<Bytes>> {
+    serde_json::from_slice(bytes).map_err(|e| reply(StatusCode::BAD_REQUEST, format!("malformed body: {e}")))
 }
 
 /// The transfer kind named in the query (replication when absent).
@@ -259,12 +340,11 @@ async fn admit(
 /// The version named by `x-valley-version`, and the bucket and key from the query.
 // The error is the answer to send; it is built once per refused call, so its size is no cost.
 #[allow(clippy::result_large_err)]
-fn version_call(query: &str, req: &Request<Incoming>) -> Result<(String, String, ObjectVersion), Response<Bytes>> {
+fn version_call(query: &str, headers: &http::HeaderMap) -> Result<(String, String, ObjectVersion), Response<Bytes>> {
     let (Some(bucket), Some(key)) = (wire::query_param(query, "bucket"), wire::query_param(query, "key")) else {
         return Err(reply(StatusCode::BAD_REQUEST, "bucket and key are required"));
     };
-    let header = req
-        .headers()
+    let header = headers
         .get(wire::HEADER_VERSION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
@@ -273,30 +353,49 @@ fn version_call(query: &str, req: &Request<Incoming>) -> Result<(String, String,
     Ok((bucket, key, version))
 }
 
-async fn receive_object(hub: &Arc<Hub>, from: &str, query: &str, req: Request<Incoming>) -> Response<Bytes> {
-    let (bucket, key, version) = match version_call(query, &req) {
+/// A version arriving whole (`body`) or as the commit of its staged chunks (no body).
+async fn receive_object(
+    hub: &Arc<Hub>,
+    from: &str,
+    query: &str,
+    headers: &http::HeaderMap,
+    body: Option<TimedBody<Incoming>>,
+) -> Response<Bytes> {
+    let (bucket, key, version) = match version_call(query, headers) {
         Ok(v) => v,
         Err(r) => return r,
     };
+    if let Err(r) = check_hlc(hub, from, "version", version.hlc).await {
+        return r;
+    }
     let kind = kind_of(query);
     if let Err(r) = admit(hub, from, kind, &bucket, &key, version.size).await {
         return r;
     }
-    let staged = req.headers().contains_key(wire::HEADER_STAGED);
+    let staged = headers.contains_key(wire::HEADER_STAGED);
     let size = version.size;
-    let applied = if staged {
-        if let Err(r) = check_staged(hub, &bucket, &key, &version).await {
-            return r;
+    let applied = if let Some(body) = body {
+        if staged {
+            return reply(StatusCode::BAD_REQUEST, "a staged commit carries no body");
         }
-        hub.catalog.apply_staged_replica(&bucket, &key, version).await
-    } else {
-        let data = match take_body(hub, req.into_body(), &version).await {
+        let data = match take_body(hub, body, &version).await {
             Ok(data) => data,
             Err(r) => return r,
         };
         let mut version = version;
         version.data = data;
         hub.catalog.apply_replica(&bucket, &key, version).await
+    } else {
+        if !staged {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                "a version without a body must be a staged commit",
+            );
+        }
+        if let Err(r) = check_staged(hub, &bucket, &key, &version).await {
+            return r;
+        }
+        hub.catalog.apply_staged_replica(&bucket, &key, version).await
     };
     match applied {
         Ok(outcome) => {
@@ -359,11 +458,14 @@ async fn check_staged(hub: &Arc<Hub>, bucket: &str, key: &str, version: &ObjectV
 }
 
 /// Starts or resumes a chunked transfer: says which chunks are here already.
-async fn stage(hub: &Arc<Hub>, from: &str, query: &str, req: &Request<Incoming>) -> Response<Bytes> {
-    let (bucket, key, version) = match version_call(query, req) {
+async fn stage(hub: &Arc<Hub>, from: &str, query: &str, headers: &http::HeaderMap) -> Response<Bytes> {
+    let (bucket, key, version) = match version_call(query, headers) {
         Ok(v) => v,
         Err(r) => return r,
     };
+    if let Err(r) = check_hlc(hub, from, "version", version.hlc).await {
+        return r;
+    }
     if let Err(r) = admit(hub, from, kind_of(query), &bucket, &key, version.size).await {
         return r;
     }
@@ -385,7 +487,13 @@ async fn stage(hub: &Arc<Hub>, from: &str, query: &str, req: &Request<Incoming>)
 }
 
 /// One chunk of a chunked transfer: checked against its MD5, made durable, staged.
-async fn receive_chunk(hub: &Arc<Hub>, from: &str, query: &str, req: Request<Incoming>) -> Response<Bytes> {
+async fn receive_chunk(
+    hub: &Arc<Hub>,
+    from: &str,
+    query: &str,
+    headers: &http::HeaderMap,
+    body: TimedBody<Incoming>,
+) -> Response<Bytes> {
     let param = |name| wire::query_param(query, name);
     let (Some(bucket), Some(key), Some(hlc), Some(origin), Some(index)) = (
         param("bucket"),
@@ -399,16 +507,17 @@ async fn receive_chunk(hub: &Arc<Hub>, from: &str, query: &str, req: Request<Inc
             "bucket, key, hlc, origin and index are required",
         );
     };
-    let Some(md5) = req
-        .headers()
+    if let Err(r) = check_hlc(hub, from, "chunk", hlc).await {
+        return r;
+    }
+    let Some(md5) = headers
         .get(wire::HEADER_CHUNK_MD5)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
     else {
         return reply(StatusCode::BAD_REQUEST, "x-valley-chunk-md5 is required");
     };
-    let declared = req
-        .headers()
+    let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
@@ -426,7 +535,7 @@ async fn receive_chunk(hub: &Arc<Hub>, from: &str, query: &str, req: Request<Inc
     };
     let mut digest = <md5::Md5 as md5::Digest>::new();
     let mut received = 0u64;
-    let mut stream = http_body_util::BodyStream::new(req.into_body());
+    let mut stream = http_body_util::BodyStream::new(body);
     let mut failure = None;
     while let Some(frame) = stream.next().await {
         let chunk = match frame {
@@ -475,7 +584,11 @@ async fn receive_chunk(hub: &Arc<Hub>, from: &str, query: &str, req: Request<Inc
 }
 
 /// Streams a replica's bytes into the store, checking length and ETag end to end.
-async fn take_body(hub: &Arc<Hub>, body: Incoming, version: &ObjectVersion) -> Result<ObjectData, Response<Bytes>> {
+async fn take_body(
+    hub: &Arc<Hub>,
+    body: TimedBody<Incoming>,
+    version: &ObjectVersion,
+) -> Result<ObjectData, Response<Bytes>> {
     let blobs = hub.catalog.blobs().clone();
     let mut check = EtagCheck::new(&version.part_sizes);
     let mut received = 0u64;

@@ -258,7 +258,7 @@ async fn send_whole(
                 (wire::HEADER_VERSION, wire::encode_version(version)),
                 ("content-length", version.size.to_string()),
             ],
-            client::streaming(throttle(stream, route.limit.clone())),
+            client::Payload::Checked(throttle(stream, route.limit.clone())),
             version.size,
         )
         .await?;
@@ -283,7 +283,7 @@ async fn send_chunked(
                 &route.endpoint,
                 &path,
                 &[(wire::HEADER_VERSION, header.clone())],
-                client::full(Vec::new()),
+                client::Payload::empty(),
                 0,
             )
             .await?;
@@ -325,7 +325,7 @@ async fn send_chunked(
             &route.endpoint,
             &object_call_path(bucket, key, kind),
             &[(wire::HEADER_VERSION, header), (wire::HEADER_STAGED, "1".to_owned())],
-            client::full(Vec::new()),
+            client::Payload::empty(),
             // The receiver reads the staged chunks back to check the ETag: allow for that.
             version.size / 8,
         )
@@ -389,7 +389,7 @@ async fn send_chunk(
                     (wire::HEADER_CHUNK_MD5, digest.clone()),
                     ("content-length", len.to_string()),
                 ],
-                client::streaming(throttle(stream, route.limit.clone())),
+                client::Payload::Checked(throttle(stream, route.limit.clone())),
                 len,
             )
             .await;

@@ -199,6 +199,11 @@ where
             SignatureDoesNotMatch,
             "The request signature we calculated does not match the signature you provided (chunk signature)."
         )),
+        // The front cuts off bodies that stall or crawl; its error text starts with the code.
+        Some(Err(e)) if e.to_string().contains("RequestTimeout:") => Err(s3_error!(
+            RequestTimeout,
+            "Your socket connection to the server was not read from or written to within the timeout period."
+        )),
         Some(Err(e)) => Err(s3_error!(IncompleteBody, "Reading the request body failed: {e}")),
     }
 }

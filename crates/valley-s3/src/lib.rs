@@ -7,7 +7,7 @@
 //! Its s3s types stay inside this crate, so an s3s upgrade touches only it.
 
 mod auth;
-mod body;
+pub mod body;
 mod bucket;
 mod conditions;
 mod convert;

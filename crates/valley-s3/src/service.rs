@@ -111,6 +111,14 @@ impl S3 for ValleyS3 {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        // A signed request without a region was signed with SigV2: the front refuses those in
+        // headers and queries; a form POST (which s3s turns into a PUT) is seen only here.
+        if req.credentials.is_some() && req.region.is_none() {
+            return Err(s3s::s3_error!(
+                InvalidRequest,
+                "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
+            ));
+        }
         object::put(self, req).await
     }
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {

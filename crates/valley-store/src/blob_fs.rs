@@ -74,6 +74,18 @@ struct FsBlobWriter {
     in_flight: Option<tokio::task::JoinHandle<(std::fs::File, io::Result<()>)>>,
     batch: Vec<Bytes>,
     batch_bytes: usize,
+    /// Renamed into place: the temporary file is gone, and must not be removed on drop.
+    finished: bool,
+}
+
+/// A writer dropped unfinished (its request's future was dropped: the client went away
+/// mid-body) removes its temporary file at once, instead of leaving it until the next start.
+impl Drop for FsBlobWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
+    }
 }
 
 impl FsBlobWriter {
@@ -140,12 +152,13 @@ impl BlobWriter for FsBlobWriter {
         })
         .await
         .map_err(io::Error::other)??;
-        Ok(self.id)
+        self.finished = true;
+        Ok(self.id.clone())
     }
 
     async fn abort(mut self: Box<Self>) {
         let _ = self.settle().await;
-        drop(self.file);
+        drop(self.file.take());
         let _ = fs::remove_file(&self.tmp_path).await;
     }
 }
@@ -171,6 +184,7 @@ impl BlobStore for FsBlobs {
             in_flight: None,
             batch: Vec::new(),
             batch_bytes: 0,
+            finished: false,
         }))
     }
 
@@ -233,4 +247,30 @@ where
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("tmp")).map_or(0, Iterator::count)
+    }
+
+    #[tokio::test]
+    async fn a_writer_dropped_unfinished_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = FsBlobs::open(dir.path()).unwrap();
+        let mut writer = blobs.create().await.unwrap();
+        writer.write(Bytes::from(vec![7u8; 3 << 20])).await.unwrap();
+        assert_eq!(tmp_files(dir.path()), 1);
+        drop(writer);
+        assert_eq!(tmp_files(dir.path()), 0, "the dropped writer's file is gone");
+
+        let mut writer = blobs.create().await.unwrap();
+        writer.write(Bytes::from_static(b"kept")).await.unwrap();
+        let id = writer.finish().await.unwrap();
+        assert_eq!(tmp_files(dir.path()), 0);
+        assert!(blobs.path_of(&id).unwrap().exists(), "a finished blob stays");
+    }
 }

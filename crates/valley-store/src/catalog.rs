@@ -1027,6 +1027,47 @@ impl Catalog {
         Ok(())
     }
 
+    /// Aborts every multipart upload created before `cutoff_unix_ns`: an abandoned upload's
+    /// parts hold disk until someone aborts it, and clients crash. Answers how many were aborted.
+    pub async fn expire_uploads(&self, cutoff_unix_ns: u64) -> StoreResult<usize> {
+        let mut expired = 0;
+        for (bucket, _) in self.list_buckets().await? {
+            let b = bucket.clone();
+            let stale: Vec<(String, String)> = self
+                .blocking(move |meta, _| {
+                    let snapshot = meta.snapshot()?;
+                    let (mut cursor, end) = (keys::bucket_prefix(&b), keys::bucket_end(&b));
+                    let mut stale = Vec::new();
+                    loop {
+                        let batch = snapshot.scan(Table::Uploads, &cursor, Some(&end), 1024)?;
+                        let Some(last) = batch.last() else { break };
+                        let mut next = last.0.clone();
+                        next.push(0);
+                        for (raw_key, value) in batch {
+                            let upload: UploadRecord = decode("upload", &value)?;
+                            if upload.created_unix_ns < cutoff_unix_ns
+                                && let Some((key, id)) = keys::parse_upload_key(&b, &raw_key)
+                            {
+                                stale.push((key.to_owned(), id.to_owned()));
+                            }
+                        }
+                        cursor = next;
+                    }
+                    Ok(stale)
+                })
+                .await?;
+            for (key, upload_id) in stale {
+                match self.abort_upload(&bucket, &key, &upload_id).await {
+                    // Completed or aborted meanwhile: nothing left to expire.
+                    Ok(()) => expired += 1,
+                    Err(StoreError::NoSuchUpload(_) | StoreError::NoSuchBucket(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(expired)
+    }
+
     // ---- listing ----
 
     pub async fn list_objects(&self, bucket: &str, query: ListQuery) -> StoreResult<ListPage<ObjectVersion>> {

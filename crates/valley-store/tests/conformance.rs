@@ -111,6 +111,7 @@ conformance!(
     list_versions_pages_every_version_once,
     multipart_complete,
     multipart_abort_and_list_uploads,
+    multipart_uploads_older_than_the_cutoff_expire,
     collect_orphans_removes_only_unreferenced_blobs,
     replica_staged_chunks_resume_assemble_and_survive_collection,
     replica_deleted_versions_stay_deleted,
@@ -1764,6 +1765,37 @@ fn upload_record(upload_id: &str) -> UploadRecord {
         tags: vec![("team".into(), "storage".into())],
         checksum_algorithm: None,
     }
+}
+
+async fn multipart_uploads_older_than_the_cutoff_expire(env: Env) {
+    let catalog = env.catalog();
+    for bucket in ["old", "mixed"] {
+        catalog.create_bucket(bucket, None).await.expect("bucket");
+    }
+    let at = |id: &str, ns: u64| UploadRecord {
+        created_unix_ns: ns,
+        ..upload_record(id)
+    };
+    catalog.create_upload("old", "k", at("u1", 100)).await.expect("create");
+    catalog
+        .create_upload("mixed", "a/b", at("u2", 150))
+        .await
+        .expect("create");
+    catalog
+        .create_upload("mixed", "a/b", at("u3", 300))
+        .await
+        .expect("create");
+    put_part(&catalog, "old", "k", "u1", 1, b"abandoned").await;
+    put_part(&catalog, "mixed", "a/b", "u2", 1, b"abandoned too").await;
+    put_part(&catalog, "mixed", "a/b", "u3", 1, b"in progress").await;
+    assert_eq!(blob_count(&catalog).await, 3);
+    assert_eq!(catalog.expire_uploads(200).await.expect("expire"), 2);
+    // The parts of the expired uploads are gone; the newer upload and its part stay.
+    assert_eq!(blob_count(&catalog).await, 1);
+    assert_err!(catalog.upload("old", "k", "u1").await, StoreError::NoSuchUpload(_));
+    assert_err!(catalog.upload("mixed", "a/b", "u2").await, StoreError::NoSuchUpload(_));
+    catalog.upload("mixed", "a/b", "u3").await.expect("kept");
+    assert_eq!(catalog.expire_uploads(200).await.expect("again"), 0);
 }
 
 /// Writes a part's blob and records it; returns its ETag.

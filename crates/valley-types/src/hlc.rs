@@ -55,6 +55,19 @@ impl HlcClock {
     }
 }
 
+/// Farthest a timestamp from elsewhere may be ahead of this hub's wall clock. A hub's clock runs
+/// at most as far ahead as the fastest wall clock of the network, and peers' clocks are held
+/// within five minutes of each other (signed calls outside that are refused), so a timestamp
+/// ten minutes ahead is forged or from a broken clock: taken, it would win last-writer-wins
+/// against every honest write for as long as it is ahead.
+pub const AHEAD_OF_WALL_CLOCK_MAX_NANOS: u64 = 600 * 1_000_000_000;
+
+/// Whether a timestamp received from elsewhere is plausible: not too far ahead of our clock.
+#[must_use]
+pub fn plausible(seen: u64) -> bool {
+    seen <= wall_nanos().saturating_add(AHEAD_OF_WALL_CLOCK_MAX_NANOS)
+}
+
 fn wall_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use valley_policy::{Basis, Grant, PlacementPolicy};
@@ -18,6 +17,8 @@ pub struct AdminApi {
     pub hub: Option<Arc<Hub>>,
     pub access_key: String,
     pub secret_key: String,
+    /// Signatures of admin calls already taken: a captured call cannot be sent again.
+    pub replays: auth::ReplayGuard,
 }
 
 fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
@@ -127,15 +128,18 @@ pub struct VerifyOutcome {
 impl AdminApi {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Bytes> {
         let path_and_query = req.uri().path_and_query().map_or("", |p| p.as_str()).to_owned();
-        match auth::verify(
+        let verified = match auth::verify(
             self.secret_key.as_bytes(),
             req.method().as_str(),
             &path_and_query,
             req.headers(),
         ) {
-            Ok(identity) if identity == self.access_key => {}
+            Ok(verified) if verified.identity == self.access_key => verified,
             Ok(_) => return reply(StatusCode::FORBIDDEN, "unknown access key"),
-            Err(why) => return reply(StatusCode::UNAUTHORIZED, why),
+            Err(why) => return reply(StatusCode::UNAUTHORIZED, why.to_string()),
+        };
+        if let Err(why) = self.replays.admit(&verified) {
+            return reply(StatusCode::UNAUTHORIZED, why.to_string());
         }
         let Some(hub) = self.hub.clone() else {
             return reply(
@@ -145,8 +149,20 @@ impl AdminApi {
         };
         let route = req.uri().path().strip_prefix(PREFIX).unwrap_or("").to_owned();
         let query = req.uri().query().unwrap_or("").to_owned();
+        let method = req.method().clone();
+        // Every admin body is small and signed by its hash: read and checked before routing.
+        let body = match auth::read_body(
+            valley_replicate::body_timeout::TimedBody::new(req.into_body()),
+            &verified,
+            BODY_BYTES_MAX,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(why) => return reply(StatusCode::BAD_REQUEST, why.to_string()),
+        };
         let param = |name: &str| wire::query_param(&query, name);
-        match (req.method().clone(), route.as_str()) {
+        match (method, route.as_str()) {
             (Method::GET, "policy") => {
                 let Some(bucket) = param("bucket") else {
                     return reply(StatusCode::BAD_REQUEST, "bucket is required");
@@ -159,10 +175,6 @@ impl AdminApi {
             (Method::PUT, "policy") => {
                 let Some(bucket) = param("bucket") else {
                     return reply(StatusCode::BAD_REQUEST, "bucket is required");
-                };
-                let body = match read_body(req).await {
-                    Ok(b) => b,
-                    Err(r) => return r,
                 };
                 let policy: PlacementPolicy = match std::str::from_utf8(&body)
                     .map_err(|e| e.to_string())
@@ -181,10 +193,6 @@ impl AdminApi {
                 Err(e) => hub_error(&e),
             },
             (Method::POST, "grants") => {
-                let body = match read_body(req).await {
-                    Ok(b) => b,
-                    Err(r) => return r,
-                };
                 let request: GrantRequest = match serde_json::from_slice(&body) {
                     Ok(r) => r,
                     Err(e) => return reply(StatusCode::BAD_REQUEST, format!("malformed grant: {e}")),
@@ -258,14 +266,6 @@ pub fn verify_outcome(report: &valley_audit::VerifyReport) -> VerifyOutcome {
             detail: report.to_string(),
         },
     }
-}
-
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Bytes>> {
-    http_body_util::Limited::new(req.into_body(), BODY_BYTES_MAX)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|e| reply(StatusCode::BAD_REQUEST, format!("reading body: {e}")))
 }
 
 fn grant_of(r: GrantRequest) -> Result<Grant, String> {

@@ -53,6 +53,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Certificates for a network's mutual TLS.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
     /// Start the whole example network on loopback, write sample data and show where every
     /// copy went.
     Demo(DemoArgs),
@@ -100,6 +105,43 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     pub log_json: bool,
+
+    /// TLS certificate (PEM) for both ports; reloaded when the file changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) for --tls-cert; reloaded when the file changes.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The network CA (PEM): verifies the certificates peers present and is presented to them.
+    /// Its SHA-256 must be the one the topology's [tls] ca_sha256 pins.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Allow plain HTTP on a listener that is not on loopback (credentials and data would
+    /// cross the network readable by anyone on the path).
+    #[arg(long)]
+    pub insecure_http: bool,
+
+    /// Most connections open at once on each port.
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+
+    /// Most connections open at once from one client address on the S3 port (the admin port,
+    /// which peers share, allows as many as --max-connections).
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_client: u64,
+
+    /// Seconds a connection may stay silent: from accept until its first request, a tenth of
+    /// this (at least 5 s); between requests, all of it.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..))]
+    pub idle_timeout: u64,
+
+    /// Seconds after which a multipart upload still neither completed nor aborted is aborted
+    /// and its parts freed (default: 7 days).
+    #[arg(long, value_name = "SECS", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub multipart_expiry_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,6 +272,22 @@ pub enum AuditCommand {
         /// Read a log file directly instead of asking the hub.
         #[arg(long)]
         file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Make a network CA and a certificate for every hub of a topology (for operators who
+    /// have no CA of their own): DIR/ca.pem, DIR/ca-key.pem and DIR/<hub>/{cert,key}.pem.
+    /// Each hub's certificate names it as <id>.hub.valley, plus the hosts of its endpoints,
+    /// localhost and 127.0.0.1. Prints the [tls] table to add to the topology.
+    Init {
+        /// The network's topology file.
+        #[arg(long, value_name = "FILE")]
+        topology: PathBuf,
+        /// Where to write the certificates (must not hold any yet).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 

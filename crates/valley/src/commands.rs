@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use valley_policy::{PlacementPolicy, Tiering};
-use valley_replicate::client::{PeerClient, PeerError, full};
+use valley_replicate::client::{Payload, PeerClient, PeerError};
 
 use crate::admin::{GrantRequest, PREFIX, StatusReport, VerifyOutcome};
 use crate::cli::{AuditCommand, BucketCommand, GrantAddArgs, GrantCommand, HubCommand, PolicyCommand, PolicySetArgs};
@@ -22,20 +22,36 @@ impl AdminClient {
         let (Some(access), Some(secret)) = (access, secret) else {
             bail!("set VALLEY_ACCESS_KEY and VALLEY_SECRET_KEY to the hub's root credentials");
         };
-        Ok(Self::new(base, &access, &secret))
+        Self::new(base, &access, &secret)
     }
 
-    pub fn new(base: &str, access: &str, secret: &str) -> Self {
-        Self {
-            client: PeerClient::new(secret.as_bytes().to_vec(), access.to_owned(), String::new()),
+    /// A client of the admin API at `base`; an `https` one is verified against the CA in
+    /// `VALLEY_CA` (the network CA), or the system's trust store.
+    pub fn new(base: &str, access: &str, secret: &str) -> anyhow::Result<Self> {
+        let ca = std::env::var_os("VALLEY_CA")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from);
+        Self::with_ca(base, access, secret, ca.as_deref())
+    }
+
+    /// A client of the admin API at `base`, verifying an `https` one against `ca`.
+    pub fn with_ca(base: &str, access: &str, secret: &str, ca: Option<&Path>) -> anyhow::Result<Self> {
+        let connector = if base.starts_with("https://") {
+            let config = valley_tls::cli_client_config(ca).context("TLS for the admin API")?;
+            valley_tls::PeerConnector::new(std::sync::Arc::new(config), valley_tls::NameMode::UrlHost)?
+        } else {
+            valley_tls::plain_connector()?
+        };
+        Ok(Self {
+            client: PeerClient::new(secret.as_bytes().to_vec(), access.to_owned(), String::new(), connector),
             base: base.trim_end_matches('/').to_owned(),
-        }
+        })
     }
 
     pub async fn call(&self, method: http::Method, route: &str, body: Vec<u8>) -> anyhow::Result<Bytes> {
         let path = format!("{PREFIX}{route}");
         self.client
-            .call(method, &self.base, &path, &[], full(body), 0)
+            .call(method, &self.base, &path, &[], Payload::Bytes(body.into()), 0)
             .await
             .map_err(|e| match e {
                 PeerError::Unreachable(why) => {

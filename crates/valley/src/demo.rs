@@ -12,9 +12,9 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use valley_policy::Topology;
+use valley_tls::PeerConnector;
 
 use crate::admin::StatusReport;
 use crate::cli::DemoArgs;
@@ -36,7 +36,7 @@ impl Drop for Hubs {
 }
 
 struct S3 {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<PeerConnector, Full<Bytes>>,
     creds: rusty_s3::Credentials,
 }
 
@@ -107,9 +107,25 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         None => std::env::temp_dir().join(format!("valley-demo-{}", hex::encode(rand::random::<[u8; 4]>()))),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let topology = Topology::parse(NETWORK).map_err(|e| anyhow::anyhow!("example network: {e}"))?;
+    let example = Topology::parse(NETWORK).map_err(|e| anyhow::anyhow!("example network: {e}"))?;
+    // Every hub gets a certificate from a network CA made for this run, pinned in the topology:
+    // hubs talk over mutual TLS, and clients verify the hubs against the CA.
+    let specs: Vec<valley_tls::HubCertSpec> = example
+        .hubs()
+        .map(|h| valley_tls::HubCertSpec {
+            id: h.id.clone(),
+            extra_names: vec!["127.0.0.1".into(), "localhost".into()],
+        })
+        .collect();
+    let certs = valley_tls::init_network(&specs, &dir.join("certs")).context("making the demo's certificates")?;
+    let network = format!(
+        "[tls]\nca_sha256 = \"{}\"\n\n{}",
+        certs.ca_fingerprint,
+        NETWORK.replace("\"http://", "\"https://")
+    );
+    let topology = Topology::parse(&network).map_err(|e| anyhow::anyhow!("example network with TLS: {e}"))?;
     let topology_path = dir.join("network.toml");
-    std::fs::write(&topology_path, NETWORK)?;
+    std::fs::write(&topology_path, &network)?;
     let access = format!("DEMO{}", hex::encode_upper(rand::random::<[u8; 6]>()));
     let secret = hex::encode(rand::random::<[u8; 20]>());
     let network_secret = hex::encode(rand::random::<[u8; 20]>());
@@ -125,8 +141,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let listen = host_port(hub.s3_endpoint.as_deref())?;
         let admin = host_port(hub.peer_endpoint.as_deref())?;
         let log = std::fs::File::create(dir.join(format!("{}.log", hub.id)))?;
+        let (_, cert, key) = certs
+            .hubs
+            .iter()
+            .find(|(id, _, _)| *id == hub.id)
+            .context("a certificate for every hub")?;
         let child = Command::new(&exe)
             .arg("serve")
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .arg("--tls-ca")
+            .arg(&certs.ca_pem)
             .args(["--hub", &hub.id])
             .arg("--topology")
             .arg(&topology_path)
@@ -147,6 +174,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     runtime.block_on(walk_through(
         &topology,
         &dir,
+        &certs.ca_pem,
         &access,
         &secret,
         &mut hubs,
@@ -156,7 +184,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 fn host_port(endpoint: Option<&str>) -> anyhow::Result<String> {
     let endpoint = endpoint.context("every hub of the example network names its endpoints")?;
-    Ok(endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned())
+    Ok(endpoint
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned())
 }
 
 fn endpoint<'t>(topology: &'t Topology, hub: &str, peer: bool) -> &'t str {
@@ -172,8 +204,15 @@ fn endpoint<'t>(topology: &'t Topology, hub: &str, peer: bool) -> &'t str {
         .unwrap_or("")
 }
 
-async fn wait_healthy(topology: &Topology, hubs: &mut Hubs, dir: &Path) -> anyhow::Result<()> {
-    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+/// An HTTPS client that trusts the demo's network CA.
+fn https_client(ca: &Path) -> anyhow::Result<Client<PeerConnector, Full<Bytes>>> {
+    let config = valley_tls::cli_client_config(Some(ca))?;
+    let connector = PeerConnector::new(std::sync::Arc::new(config), valley_tls::NameMode::UrlHost)?;
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+async fn wait_healthy(topology: &Topology, hubs: &mut Hubs, dir: &Path, ca: &Path) -> anyhow::Result<()> {
+    let http = https_client(ca)?;
     let started = Instant::now();
     for hub in topology.hubs() {
         let url = format!("{}{}", endpoint(topology, &hub.id, false), crate::front::HEALTH_PATH);
@@ -243,18 +282,22 @@ const BUCKETS: [DemoBucket; 4] = [
 async fn walk_through(
     topology: &Topology,
     dir: &Path,
+    ca: &Path,
     access: &str,
     secret: &str,
     hubs: &mut Hubs,
     keep_running: bool,
 ) -> anyhow::Result<()> {
-    wait_healthy(topology, hubs, dir).await?;
-    println!("All hubs are up.\n");
+    wait_healthy(topology, hubs, dir, ca).await?;
+    println!(
+        "All hubs are up; they talk over mutual TLS (certificates in {}).\n",
+        dir.join("certs").display()
+    );
     let s3 = S3 {
-        http: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+        http: https_client(ca)?,
         creds: rusty_s3::Credentials::new(access, secret),
     };
-    let admin_of = |hub: &str| AdminClient::new(endpoint(topology, hub, true), access, secret);
+    let admin_of = |hub: &str| AdminClient::with_ca(endpoint(topology, hub, true), access, secret, Some(ca));
 
     let grant = crate::admin::GrantRequest {
         id: Some("cn-eu-scc-1".into()),
@@ -267,7 +310,7 @@ async fn walk_through(
         volume_cap_bytes: Some(1 << 30),
         volume_cap_individuals: Some(100_000),
     };
-    admin_of("yrd-demo-zone")
+    admin_of("yrd-demo-zone")?
         .call(http::Method::POST, "grants", serde_json::to_vec(&grant)?)
         .await?;
     println!("Recorded grant cn-eu-scc-1: CN -> EU, personal-info, standard contract, until 2027-06-30.");
@@ -275,7 +318,7 @@ async fn walk_through(
     for b in &BUCKETS {
         s3.create_bucket(endpoint(topology, b.created_at, false), b.name)
             .await?;
-        admin_of(b.created_at)
+        admin_of(b.created_at)?
             .call(
                 http::Method::PUT,
                 &format!("policy?bucket={}", b.name),
@@ -316,7 +359,7 @@ async fn walk_through(
     }
 
     println!("\nWaiting for replication to finish…");
-    let asker = admin_of("zhangjiakou");
+    let asker = admin_of("zhangjiakou")?;
     let started = Instant::now();
     let report = loop {
         let body = asker.call(http::Method::GET, "status", Vec::new()).await?;

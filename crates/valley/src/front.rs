@@ -12,7 +12,10 @@ use s3s::S3Result;
 use s3s::host::{S3Host, VirtualHost};
 use s3s::service::S3Service;
 
+use valley_replicate::body_timeout::TimedBody;
+
 use crate::metrics::{MethodLabel, Metrics, RequestLabels};
+use crate::{aws_chunked, s3_checks};
 
 /// Health path on the S3 port. Bucket names cannot start with `_`, so it never shadows a bucket.
 pub const HEALTH_PATH: &str = "/_valley/health";
@@ -111,6 +114,25 @@ fn parse_date_header(value: &str) -> Option<time::OffsetDateTime> {
 pub struct S3Front {
     pub s3: S3Service,
     pub metrics: Arc<Metrics>,
+    /// Regions a SigV4 signature may be scoped to.
+    pub regions: Arc<[String]>,
+}
+
+/// Counts a request in flight for as long as it is: dropped with the request's future, also
+/// when the client goes away mid-request (the gauge would leak otherwise).
+struct InFlight(Arc<Metrics>);
+
+impl InFlight {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.requests_in_flight.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.requests_in_flight.dec();
+    }
 }
 
 impl hyper::service::Service<Request<Incoming>> for S3Front {
@@ -123,12 +145,13 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
             return Box::pin(async { Ok(text(StatusCode::OK, "ok\n")) });
         }
         let request_id = hex::encode_upper(rand::random::<[u8; 8]>());
-        if let Some(refusal) =
-            presign_refusal(req.uri().query(), &request_id).or_else(|| empty_md5_refusal(req.headers(), &request_id))
+        if let Some((status, code, message)) =
+            s3_checks::refusal(req.method(), req.uri().query(), req.headers(), &self.regions)
         {
-            return Box::pin(async move { Ok(refusal) });
+            return Box::pin(async move { Ok(s3_checks::error_xml(status, code, &message, &request_id)) });
         }
         date_as_amz_date(req.headers_mut());
+        let delete_objects = s3_checks::is_delete_objects(req.method(), req.uri().query());
         let object_attributes = *req.method() == Method::GET
             && req
                 .uri()
@@ -137,14 +160,38 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
         let method = req.method().as_str().to_owned();
         let started = Instant::now();
         let metrics = self.metrics.clone();
-        metrics.requests_in_flight.inc();
-        let response = hyper::service::Service::call(&self.s3, req);
+        let s3 = self.s3.clone();
         Box::pin(async move {
-            let mut result = response.await;
+            let in_flight = InFlight::new(metrics.clone());
+            let (parts, body) = req.into_parts();
+            let body = TimedBody::new(body);
+            let body_read = body.read_to_end();
+            let body = if delete_objects {
+                match s3_checks::checked_delete_objects_body(&parts.headers, body).await {
+                    Ok(bytes) => s3s::Body::from(bytes),
+                    Err((status, code, message)) => {
+                        return Ok(s3_checks::error_xml(status, code, &message, &request_id));
+                    }
+                }
+            } else if let Some(declared) = aws_chunked::declared_length(&parts.headers) {
+                s3s::Body::http_body(aws_chunked::FramingChecked::new(body, declared))
+            } else {
+                s3s::Body::http_body(body)
+            };
+            let mut result = s3.call(Request::from_parts(parts, body)).await;
             if object_attributes && let Ok(r) = result {
                 result = Ok(unquote_attribute_etag(r).await);
             }
-            metrics.requests_in_flight.dec();
+            if let Ok(r) = result {
+                result = Ok(s3_checks::unknown_operation_as_405(r, &request_id).await);
+            }
+            drop(in_flight);
+            if let Ok(r) = &mut result
+                && !body_read.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                r.headers_mut()
+                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
             if let Ok(r) = &mut result
                 && let Ok(id) = http::HeaderValue::from_str(&request_id)
             {
@@ -173,6 +220,27 @@ pub struct AdminFront {
     pub metrics: Arc<Metrics>,
     pub admin: Arc<crate::admin::AdminApi>,
     pub hub: Option<Arc<valley_replicate::Hub>>,
+    /// The hub the connection's verified client certificate names, if any.
+    pub peer_hub: Option<String>,
+    /// When set (`VALLEY_METRICS_TOKEN`), `/metrics` answers only `Authorization: Bearer <it>`:
+    /// the metrics name buckets and peers.
+    pub metrics_token: Option<Arc<str>>,
+}
+
+/// Whether a `/metrics` request may read the metrics.
+fn metrics_allowed(token: Option<&str>, headers: &http::HeaderMap) -> bool {
+    let Some(token) = token else { return true };
+    let presented = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    presented.len() == token.len()
+        && presented
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 fn from_bytes(r: Response<bytes::Bytes>) -> Response<s3s::Body> {
@@ -188,11 +256,13 @@ impl hyper::service::Service<Request<Incoming>> for AdminFront {
         let metrics = self.metrics.clone();
         let admin = self.admin.clone();
         let hub = self.hub.clone();
+        let peer_hub = self.peer_hub.clone();
+        let metrics_token = self.metrics_token.clone();
         Box::pin(async move {
             let path = req.uri().path();
             if path.starts_with(valley_replicate::wire::PREFIX) {
                 return Ok(match hub {
-                    Some(hub) => valley_replicate::receive::handle(hub, req)
+                    Some(hub) => valley_replicate::receive::handle(hub, req, peer_hub.as_deref())
                         .await
                         .map(s3s::Body::http_body_unsync),
                     None => text(StatusCode::NOT_FOUND, "this hub runs alone: it takes no peer calls\n"),
@@ -202,6 +272,17 @@ impl hyper::service::Service<Request<Incoming>> for AdminFront {
                 return Ok(from_bytes(admin.handle(req).await));
             }
             Ok(match (req.method(), req.uri().path()) {
+                (&Method::GET, "/metrics") if !metrics_allowed(metrics_token.as_deref(), req.headers()) => {
+                    let mut res = text(
+                        StatusCode::UNAUTHORIZED,
+                        "metrics need Authorization: Bearer <VALLEY_METRICS_TOKEN>\n",
+                    );
+                    res.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static("Bearer realm=\"valley-metrics\""),
+                    );
+                    res
+                }
                 (&Method::GET, "/metrics") => {
                     if let Some(hub) = &hub {
                         metrics.observe_network(hub).await;
@@ -246,61 +327,20 @@ impl S3Host for VirtualHosts {
     }
 }
 
-/// Longest validity of a presigned URL, as S3 allows: seven days.
-const PRESIGNED_EXPIRES_SECS_MAX: i64 = 604_800;
-
-/// S3 refuses a presigned URL whose `X-Amz-Expires` is negative, malformed or over seven days
-/// (s3s only checks that the URL has not expired).
-fn presign_refusal(query: Option<&str>, request_id: &str) -> Option<Response<s3s::Body>> {
-    let value = query?.split('&').find_map(|pair| pair.strip_prefix("X-Amz-Expires="))?;
-    let message = match value.parse::<i64>() {
-        Ok(secs) if (0..=PRESIGNED_EXPIRES_SECS_MAX).contains(&secs) => return None,
-        Ok(secs) if secs < 0 => "X-Amz-Expires must be non-negative",
-        Ok(_) => "X-Amz-Expires must be less than a week (in seconds) that is 604800",
-        Err(_) => "X-Amz-Expires should be a number",
-    };
-    Some(error_xml(
-        StatusCode::FORBIDDEN,
-        "AuthorizationQueryParametersError",
-        message,
-        request_id,
-    ))
-}
-
-/// An empty `Content-MD5` is an invalid digest (s3s passes it on as no header at all, and the
-/// upload would be taken unchecked).
-fn empty_md5_refusal(headers: &http::HeaderMap, request_id: &str) -> Option<Response<s3s::Body>> {
-    let value = headers.get("content-md5")?;
-    value.as_bytes().trim_ascii().is_empty().then(|| {
-        error_xml(
-            StatusCode::BAD_REQUEST,
-            "InvalidDigest",
-            "The Content-MD5 you specified was invalid.",
-            request_id,
-        )
-    })
-}
-
-/// An S3 error response, for refusals made before s3s sees the request.
-fn error_xml(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response<s3s::Body> {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
-    );
-    let mut res = Response::new(s3s::Body::from(body));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/xml"),
-    );
-    if let Ok(id) = http::HeaderValue::from_str(request_id) {
-        res.headers_mut().insert("x-amz-request-id", id);
-    }
-    res
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_need_the_token_when_one_is_set() {
+        let mut headers = http::HeaderMap::new();
+        assert!(metrics_allowed(None, &headers));
+        assert!(!metrics_allowed(Some("s3cret"), &headers));
+        headers.insert(http::header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        assert!(metrics_allowed(Some("s3cret"), &headers));
+        headers.insert(http::header::AUTHORIZATION, "Bearer s3cre".parse().unwrap());
+        assert!(!metrics_allowed(Some("s3cret"), &headers));
+    }
 
     #[test]
     fn attribute_etag_loses_its_quotes() {

@@ -4,12 +4,16 @@
 //! is one line on stderr and a non-zero exit.
 
 mod admin;
+mod aws_chunked;
+mod certs;
 mod cli;
 mod commands;
 mod credentials;
 mod demo;
 mod front;
+mod listener;
 mod metrics;
+mod s3_checks;
 mod serve;
 
 use clap::Parser;
@@ -19,6 +23,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Demo(args) => demo::run(args),
+        cli::Command::Cert { command } => certs::run(command),
         command => run_admin(&cli.admin, command),
     };
     match result {
@@ -43,7 +48,7 @@ fn run_admin(admin: &str, command: cli::Command) -> anyhow::Result<()> {
         let client = if needs_hub {
             commands::AdminClient::from_env(admin)?
         } else {
-            commands::AdminClient::new(admin, "-", "-")
+            commands::AdminClient::new(admin, "-", "-")?
         };
         match command {
             cli::Command::Bucket { command } => commands::bucket(&client, command).await,
@@ -51,7 +56,9 @@ fn run_admin(admin: &str, command: cli::Command) -> anyhow::Result<()> {
             cli::Command::Status { json } => commands::status(&client, json).await,
             cli::Command::Hub { command } => commands::hub(&client, command).await,
             cli::Command::Audit { command } => commands::audit(&client, command).await,
-            cli::Command::Serve(_) | cli::Command::Demo(_) => unreachable!("handled in main"),
+            cli::Command::Serve(_) | cli::Command::Demo(_) | cli::Command::Cert { .. } => {
+                unreachable!("handled in main")
+            }
         }
     })
 }

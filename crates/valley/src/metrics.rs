@@ -23,6 +23,13 @@ pub struct BucketLabel {
     pub bucket: String,
 }
 
+/// A listener (`s3`, `admin`) and what happened to a connection on it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabel {
+    pub listener: String,
+    pub reason: String,
+}
+
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,6 +52,9 @@ pub struct Metrics {
     pub bucket_backlog_entries: Family<BucketLabel, Gauge>,
     pub bucket_backlog_bytes: Family<BucketLabel, Gauge>,
     pub bucket_lag_seconds: Family<BucketLabel, FloatGauge>,
+    pub connections_open: Family<ConnectionLabel, Gauge>,
+    pub connections_refused: Family<ConnectionLabel, Counter>,
+    pub peer_calls_refused: Gauge,
 }
 
 impl Metrics {
@@ -130,8 +140,29 @@ impl Metrics {
             "Age of the oldest undelivered entry, per bucket",
             bucket_lag_seconds.clone(),
         );
+        let connections_open = Family::<ConnectionLabel, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "Connections open, per listener",
+            connections_open.clone(),
+        );
+        let connections_refused = Family::<ConnectionLabel, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at accept (listener or client cap, failed TLS handshake) and failed accepts",
+            connections_refused.clone(),
+        );
+        let peer_calls_refused = Gauge::default();
+        registry.register(
+            "peer_calls_refused",
+            "Peer calls refused before being served (bad signature, replay, stranger, implausible clock), since start",
+            peer_calls_refused.clone(),
+        );
         Self {
             registry,
+            connections_open,
+            connections_refused,
+            peer_calls_refused,
             link_backlog_entries,
             link_backlog_bytes,
             link_lag_seconds,
@@ -150,6 +181,8 @@ impl Metrics {
 
     /// Refreshes the replication gauges from the hub's outbox and links.
     pub async fn observe_network(&self, hub: &valley_replicate::Hub) {
+        self.peer_calls_refused
+            .set(i64::try_from(hub.refusals.total()).unwrap_or(i64::MAX));
         for link in hub.link_status().await {
             let label = PeerLabel {
                 peer: link.peer.clone(),

@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
@@ -16,15 +14,66 @@ use valley_store::{Catalog, FsBlobs, RedbMeta};
 
 use crate::cli::ServeArgs;
 use crate::front::{AdminFront, S3Front, VirtualHosts};
+use crate::listener::{Limits, Listener};
 use crate::metrics::Metrics;
+
+/// The TLS material of a hub, checked at start.
+struct TlsFiles {
+    server: valley_tls::ServerTls,
+    /// For the admin port: also verifies the certificates clients (peers) present.
+    admin: valley_tls::ServerTls,
+    peer: Option<valley_tls::PeerTls>,
+}
+
+/// Loads `--tls-*`; checks the network CA against the topology's pin.
+fn load_tls(args: &ServeArgs, pin: Option<&valley_policy::TlsPin>) -> anyhow::Result<Option<TlsFiles>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        if pin.is_some() {
+            anyhow::bail!("the topology pins a network CA ([tls]): this hub needs --tls-cert, --tls-key and --tls-ca");
+        }
+        return Ok(None);
+    };
+    let server = valley_tls::ServerTls::load(cert, key, None)?;
+    let (admin, peer) = match (&args.tls_ca, pin) {
+        (Some(ca), Some(pin)) => {
+            let fingerprint = valley_tls::pem_fingerprint(ca)?;
+            if fingerprint != pin.ca_sha256 {
+                anyhow::bail!(
+                    "--tls-ca {} has SHA-256 {fingerprint}, but the topology pins {}",
+                    ca.display(),
+                    pin.ca_sha256
+                );
+            }
+            (
+                valley_tls::ServerTls::load(cert, key, Some(ca))?,
+                Some(valley_tls::PeerTls::load(ca, cert, key)?),
+            )
+        }
+        (None, Some(_)) => anyhow::bail!("the topology pins a network CA ([tls]): give it with --tls-ca"),
+        (Some(ca), None) => (valley_tls::ServerTls::load(cert, key, Some(ca))?, None),
+        (None, None) => (server.clone(), None),
+    };
+    Ok(Some(TlsFiles { server, admin, peer }))
+}
+
+/// Plain HTTP off loopback needs --insecure-http.
+fn check_plain_http(args: &ServeArgs, tls: bool) -> anyhow::Result<()> {
+    if tls || args.insecure_http {
+        return Ok(());
+    }
+    for (flag, addr) in [("--listen", args.listen), ("--admin-listen", args.admin_listen)] {
+        if !addr.ip().is_loopback() {
+            anyhow::bail!(
+                "{flag} {addr} is not on loopback: serve it with TLS (--tls-cert, --tls-key), or pass --insecure-http to serve plain HTTP anyway"
+            );
+        }
+    }
+    Ok(())
+}
 
 /// s3s logs every refused client request at ERROR; those are the client's errors, not the
 /// hub's, so they stay out of the default log (VALLEY_LOG=info,s3s=debug brings them back).
 const DEFAULT_LOG_FILTER: &str = "info,s3s::ops=off,s3s::service=off";
-/// Longest wait for a client's request headers (slowloris defence).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most headers in one request.
-const REQUEST_HEADERS_MAX: usize = 128;
 /// Longest wait for in-flight requests at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -49,6 +98,8 @@ fn init_tracing(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a person at a terminal, not in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -68,6 +119,7 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         )
     })?;
     let mut catalog = Catalog::new(Arc::new(meta), Arc::new(blobs));
+    let mut pin = None;
     let network = match (&args.hub, &args.topology) {
         (Some(id), Some(path)) => {
             let text =
@@ -76,6 +128,7 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
                 valley_policy::Topology::parse(&text)
                     .map_err(|e| anyhow::anyhow!("topology {}: {e}", path.display()))?,
             );
+            pin = topology.tls().cloned();
             let secret = std::env::var("VALLEY_NETWORK_SECRET")
                 .ok()
                 .filter(|s| !s.is_empty())
@@ -89,6 +142,8 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         }
         _ => None,
     };
+    let tls = load_tls(&args, pin.as_ref())?;
+    check_plain_http(&args, tls.is_some())?;
     let metrics = Arc::new(Metrics::new());
     let removed = catalog
         .collect_orphans()
@@ -106,6 +161,7 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
                 topology.clone(),
                 catalog.clone(),
                 secret.into_bytes(),
+                tls.as_ref().and_then(|t| t.peer.as_ref()),
                 wake,
                 &args.data,
             )
@@ -125,6 +181,7 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         }
         None => None,
     };
+    spawn_upload_expiry(catalog.clone(), Duration::from_secs(args.multipart_expiry_secs));
     let s3 = {
         let mut api = ValleyS3::new(catalog, args.region.clone(), credentials.access_key.clone());
         if let Some(hub) = &hub {
@@ -143,55 +200,94 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(config))));
         builder.build()
     };
+    let open_files = crate::listener::raise_open_file_limit();
+    // Both ports at their caps, plus files for the stores, must fit under the open-file limit.
+    let fitting = usize::try_from(open_files.saturating_sub(256) / 2)
+        .unwrap_or(usize::MAX)
+        .max(16);
+    let connections_max = usize::try_from(args.max_connections).unwrap_or(usize::MAX).min(fitting);
+    if connections_max < usize::try_from(args.max_connections).unwrap_or(usize::MAX) {
+        warn!(
+            open_files,
+            connections_max, "the open-file limit lowers --max-connections"
+        );
+    }
+    let idle = Duration::from_secs(args.idle_timeout);
+    let s3_limits = Limits {
+        connections_max,
+        per_client_max: usize::try_from(args.max_connections_per_client).unwrap_or(usize::MAX),
+        first_request_timeout: (idle / 10).max(Duration::from_secs(5)),
+        idle_timeout: idle,
+    };
+    // Peers share the admin port and may all sit behind one address (one NAT, one loopback).
+    let admin_limits = Limits {
+        per_client_max: connections_max,
+        ..s3_limits
+    };
     let s3_listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let admin_listener = TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {} (admin)", args.admin_listen))?;
-    info!(s3 = %s3_listener.local_addr()?, admin = %admin_listener.local_addr()?, data = %args.data.display(), "valley hub serving");
+    let s3_listener = Listener::new(
+        "s3",
+        s3_listener,
+        tls.as_ref().map(|t| t.server.clone()),
+        s3_limits,
+        metrics.clone(),
+    );
+    let admin_listener = Listener::new(
+        "admin",
+        admin_listener,
+        tls.as_ref().map(|t| t.admin.clone()),
+        admin_limits,
+        metrics.clone(),
+    );
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(s3 = %s3_listener.local_addr()?, admin = %admin_listener.local_addr()?, scheme, data = %args.data.display(), "valley hub serving");
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut connections = ConnBuilder::new(TokioExecutor::new());
-    connections
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_headers(REQUEST_HEADERS_MAX);
+    // The hub's own region last: refusals name it as the one expected.
+    let mut regions = vec!["us-east-1".to_owned()];
+    if args.region != "us-east-1" {
+        regions.push(args.region.clone());
+    }
     let front = S3Front {
         s3,
         metrics: metrics.clone(),
+        regions: regions.into(),
     };
     let admin_api = Arc::new(crate::admin::AdminApi {
         hub: hub.clone(),
         access_key: credentials.access_key.clone(),
         secret_key: credentials.secret_key.clone(),
+        replays: valley_replicate::auth::ReplayGuard::new(),
     });
     let admin = AdminFront {
         metrics,
         admin: admin_api,
         hub,
+        peer_hub: None,
+        metrics_token: std::env::var("VALLEY_METRICS_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(Arc::from),
     };
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
-            accepted = s3_listener.accept() => match accepted {
-                Ok((socket, _)) => {
-                    let _ = socket.set_nodelay(true);
-                    let conn = connections.serve_connection(TokioIo::new(socket), front.clone()).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move { let _ = conn.await; });
-                }
-                Err(e) => warn!(error = %e, "accepting an S3 connection failed"),
-            },
-            accepted = admin_listener.accept() => match accepted {
-                Ok((socket, _)) => {
-                    let conn = connections.serve_connection(TokioIo::new(socket), admin.clone()).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move { let _ = conn.await; });
-                }
-                Err(e) => warn!(error = %e, "accepting an admin connection failed"),
-            },
+            admitted = s3_listener.accept() => {
+                let front = front.clone();
+                s3_listener.serve(admitted, graceful.watcher(), move |_| front);
+            }
+            admitted = admin_listener.accept() => {
+                let admin = admin.clone();
+                admin_listener.serve(admitted, graceful.watcher(), move |info| AdminFront {
+                    peer_hub: info.peer_hub,
+                    ..admin
+                });
+            }
             () = &mut shutdown => break,
         }
     }
@@ -201,6 +297,30 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         () = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("in-flight requests did not finish in time"),
     }
     Ok(())
+}
+
+/// Aborts abandoned multipart uploads: every `expiry / 3` (at most hourly), those older than
+/// `expiry`.
+fn spawn_upload_expiry(catalog: Catalog, expiry: Duration) {
+    let every = (expiry / 3).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    tokio::spawn(async move {
+        loop {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let cutoff = u64::try_from(now.saturating_sub(expiry).as_nanos()).unwrap_or(u64::MAX);
+            match catalog.expire_uploads(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    aborted = n,
+                    older_than_secs = expiry.as_secs(),
+                    "abandoned multipart uploads aborted"
+                ),
+                Err(e) => warn!(error = %e, "expiring abandoned multipart uploads failed"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
 }
 
 async fn shutdown_signal() {
