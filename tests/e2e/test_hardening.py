@@ -19,7 +19,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import shutil
 import socket
+import subprocess
 import time
 import urllib.parse
 import uuid
@@ -30,7 +33,7 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ACCESS_KEY, SECRET_KEY, ValleyServer, make_client
+from conftest import ACCESS_KEY, SECRET_KEY, ValleyServer, free_port, make_client, valley_bin
 from network import NETWORK_SECRET, Network, sign_peer_call, wait_for
 from test_sigv4_streaming import Signer
 
@@ -448,3 +451,66 @@ def test_refused_peer_calls_are_counted_but_cannot_flood_the_audit_log(pair):
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="k", Body=b"v")
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+
+
+# ---- TLS on the ports ---------------------------------------------------------------------------
+
+def one_hub_certs(tmp_path, name: str):
+    topology = tmp_path / f"{name}.toml"
+    topology.write_text('[[hub]]\nid = "solo"\njurisdiction = "CN"\nrole = "east"\nlat = 30.0\nlon = 110.0\n'
+                        'failure_domain = "solo"\n')
+    out = tmp_path / name
+    made = subprocess.run([str(valley_bin()), "cert", "init", "--topology", str(topology), "--out", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    return out
+
+
+def test_plain_http_off_loopback_needs_insecure_http(tmp_path):
+    run = subprocess.run([str(valley_bin()), "serve", "--data", str(tmp_path / "d"), "--listen", "0.0.0.0:0",
+                          "--admin-listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=30,
+                         env={"VALLEY_ACCESS_KEY": ACCESS_KEY, "VALLEY_SECRET_KEY": SECRET_KEY, "PATH": "/usr/bin"})
+    assert run.returncode != 0
+    assert "--insecure-http" in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_the_certificate_is_reloaded_when_its_files_change(tmp_path):
+    first, second = one_hub_certs(tmp_path, "first"), one_hub_certs(tmp_path, "second")
+    live = tmp_path / "live"
+    live.mkdir()
+    for f in ("cert.pem", "key.pem"):
+        shutil.copy(first / "solo" / f, live / f)
+    # Started by hand: the harness's health check speaks plain HTTP.
+    port = free_port()
+    env = dict(os.environ, VALLEY_ACCESS_KEY=ACCESS_KEY, VALLEY_SECRET_KEY=SECRET_KEY)
+    proc = subprocess.Popen([str(valley_bin()), "serve", "--data", str(tmp_path / "hub-data"),
+                             "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{free_port()}",
+                             "--tls-cert", str(live / "cert.pem"), "--tls-key", str(live / "key.pem")],
+                            env=env, stdout=open(tmp_path / "hub.log", "wb"), stderr=subprocess.STDOUT)
+    try:
+        url = f"https://127.0.0.1:{port}/_valley/health"
+        wait_for(lambda: _ok(url, first / "ca.pem"), timeout=20, what="TLS hub up")
+        # Plain HTTP on a TLS port is not served.
+        with pytest.raises(requests.RequestException):
+            requests.get(f"http://127.0.0.1:{port}/_valley/health", timeout=2)
+        # Rotate: a certificate from another CA replaces the files; new connections get it.
+        for f in ("cert.pem", "key.pem"):
+            shutil.copy(second / "solo" / f, live / f)
+        wait_for(lambda: _ok(url, second / "ca.pem"), timeout=10, what="the new certificate served")
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(url, verify=str(first / "ca.pem"), timeout=2)
+        # A broken file keeps the last good pair serving.
+        (live / "cert.pem").write_text("not a certificate")
+        time.sleep(1.5)
+        assert _ok(url, second / "ca.pem")
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def _ok(url: str, ca) -> bool:
+    try:
+        return requests.get(url, verify=str(ca), timeout=2).status_code == 200
+    except requests.RequestException:
+        return False

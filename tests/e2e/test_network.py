@@ -271,6 +271,62 @@ def test_a_policy_that_stops_allowing_a_hub_removes_its_copies(net):
         net.s3("hong-kong").get_object(Bucket=bucket, Key="k")
 
 
+def test_a_policy_narrowed_to_a_hub_that_is_down_loses_nothing(net):
+    bucket = "narrow-" + uuid.uuid4().hex[:8]
+    s3 = net.s3("zhangjiakou")
+    s3.create_bucket(Bucket=bucket)
+    net.cli("zhangjiakou", "bucket", "policy", "set", bucket, "--hubs", "zhangjiakou,gui-an", "--copies", "2")
+    time.sleep(0.5)
+    bodies = {f"k{i}": os.urandom(3000 + i * 10_000) for i in range(5)}
+    for key, body in bodies.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    wait_for(lambda: net.holdings("zhangjiakou", bucket).get("gui-an") == 5, what="both copies")
+    net.kill("wuhu")
+    try:
+        # Narrowed (by mistake, say) to a hub that is down: nothing can move, so nothing goes.
+        net.cli("zhangjiakou", "bucket", "policy", "set", bucket, "--hubs", "wuhu", "--copies", "1")
+        time.sleep(4)
+        holdings = net.holdings("zhangjiakou", bucket)
+        assert holdings.get("zhangjiakou") == 5 and holdings.get("gui-an") == 5, holdings
+        status = net.cli("zhangjiakou", "status").stdout
+        assert "STRANDED" in status, status
+        metrics = net.get(f"{net.admin_endpoint('zhangjiakou')}/metrics", timeout=5).text
+        assert f'valley_replication_stranded_versions{{bucket="{bucket}"}} 5' in metrics
+    finally:
+        net.start("wuhu")
+    # Once the allowed hub is back it receives every copy, and only then are the others dropped.
+    wait_for(lambda: net.holdings("zhangjiakou", bucket).get("wuhu") == 5, timeout=90, what="copies at wuhu")
+    wait_for(lambda: not ({"zhangjiakou", "gui-an"} & set(net.holdings("wuhu", bucket))), timeout=90,
+             what="stranded copies dropped after the hand-off")
+    for key, body in bodies.items():
+        assert get_bytes(net, "wuhu", bucket, key) == body
+
+
+def test_stranded_copies_are_purged_only_by_the_operator(net):
+    bucket = "purge-" + uuid.uuid4().hex[:8]
+    s3 = net.s3("zhangjiakou")
+    s3.create_bucket(Bucket=bucket)
+    net.cli("zhangjiakou", "bucket", "policy", "set", bucket, "--hubs", "zhangjiakou", "--copies", "1")
+    time.sleep(0.5)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"stranded bytes")
+    # Nothing is stranded while the policy allows the hub: the purge is refused.
+    refused = net.cli("zhangjiakou", "bucket", "purge-stranded", bucket, check=False)
+    assert refused.returncode != 0 and "nothing of it is stranded" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    # Moved to a hub of another jurisdiction that classified data may not go to (no grant
+    # covers the class): it cannot move, so it stays until the operator purges it.
+    net.cli("zhangjiakou", "bucket", "policy", "set", bucket, "--hubs", "frankfurt", "--copies", "1",
+            "--classification", "health-records")
+    time.sleep(3)
+    assert net.holdings("zhangjiakou", bucket).get("zhangjiakou") == 1
+    assert net.holdings("zhangjiakou", bucket).get("frankfurt") is None
+    purged = net.cli("zhangjiakou", "bucket", "purge-stranded", bucket)
+    assert "purged 1 stranded versions" in purged.stdout
+    assert "zhangjiakou" not in net.holdings("zhangjiakou", bucket)
+    assert "operator purged 1 stranded versions" in net.cli("zhangjiakou", "audit", "show", "--bucket", bucket,
+                                                            "--json").stdout
+
+
 def test_a_hub_killed_mid_replication_catches_up_after_restart(net):
     bucket = "restart-" + uuid.uuid4().hex[:8]
     net.s3("zhangjiakou").create_bucket(Bucket=bucket)

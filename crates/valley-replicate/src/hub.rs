@@ -697,8 +697,9 @@ impl Hub {
         Ok(applied)
     }
 
-    /// A policy that no longer allows this hub strands its copies here: remove them. A policy
-    /// or hub-state change may move copies: start a repair round.
+    /// A policy or hub-state change may move copies: start a repair round. (A policy that no
+    /// longer allows this hub strands its copies here; the round hands them to the hubs that
+    /// now should hold them and drops them only once those do.)
     async fn after_control_change(self: &Arc<Self>, change: &ControlChange) {
         if matches!(change, ControlChange::Policy { .. } | ControlChange::HubState { .. }) {
             self.repair_wake.notify_one();
@@ -713,34 +714,52 @@ impl Hub {
                 tracing::error!(bucket, error = %e, "applying a bucket's versioning failed");
             }
         }
-        let ControlChange::Policy { bucket, record } = change else {
-            return;
+    }
+
+    /// Versions held here of buckets whose policy no longer allows this hub, per bucket:
+    /// (bucket, versions, bytes). They stay until they are handed off or purged.
+    pub async fn stranded(&self) -> Result<Vec<(String, u64, u64)>, HubError> {
+        let Some(me) = self.topology.hub(&self.id) else {
+            return Ok(Vec::new());
         };
-        let Some(me) = self.topology.hub(&self.id) else { return };
-        if record.policy.allows(me) {
-            return;
-        }
-        let hub = self.clone();
-        let bucket = bucket.clone();
-        tokio::spawn(async move {
-            match hub.catalog.purge_bucket_data(&bucket).await {
-                Ok(removed) if removed > 0 => {
-                    let detail = format!(
-                        "removed {removed} stranded versions of bucket {bucket:?}: the policy no longer allows hub {}",
-                        hub.id
-                    );
-                    tracing::info!("{detail}");
-                    hub.audit(
-                        hub.event(AuditKind::PolicyDecision, detail)
-                            .with_bucket(bucket)
-                            .with_allowed(false),
-                    )
-                    .await;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(bucket, error = %e, "removing stranded data failed"),
+        let mut out = Vec::new();
+        for (bucket, policy) in self.policies().await? {
+            if policy.allows(me) {
+                continue;
             }
-        });
+            let summaries = self.catalog.version_summaries(&bucket).await?;
+            if !summaries.is_empty() {
+                let bytes = summaries.iter().map(|s| s.size).sum();
+                out.push((bucket, summaries.len() as u64, bytes));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The operator's explicit removal of `bucket`'s stranded copies at this hub (those whose
+    /// new hubs could not take them); audited. Refused while the policy allows this hub.
+    pub async fn purge_stranded(&self, bucket: &str) -> Result<usize, HubError> {
+        let policy = self.policy(bucket).await?;
+        if self.topology.hub(&self.id).is_some_and(|me| policy.allows(me)) {
+            return Err(HubError::Invalid(format!(
+                "bucket {bucket:?} may be held at hub {}: nothing of it is stranded here",
+                self.id
+            )));
+        }
+        let removed = self.catalog.purge_bucket_data(bucket).await?;
+        self.audit(
+            self.event(
+                AuditKind::PolicyDecision,
+                format!(
+                    "operator purged {removed} stranded versions of bucket {bucket:?}: the policy no longer allows hub {}",
+                    self.id
+                ),
+            )
+            .with_bucket(bucket)
+            .with_allowed(false),
+        )
+        .await;
+        Ok(removed)
     }
 
     /// Whether this hub may take a client's write into `bucket`: `Err` names the rule.

@@ -266,14 +266,15 @@ async fn round(hub: &Arc<Hub>) -> Result<(), HubError> {
         .await?
     };
     for (bucket, policy) in hub.policies().await? {
-        if !policy.allows(me) {
-            continue;
-        }
         let summaries = hub.catalog.version_summaries(&bucket).await?;
         if summaries.is_empty() {
             continue;
         }
         let mut placement = Placement::new(&hub.topology, &policy, &lost);
+        if !policy.allows(me) {
+            hand_off(hub, &bucket, &summaries, &mut placement, HandOff::Stranded).await;
+            continue;
+        }
         for peer in &idle_peers {
             let mine = shared_items(&summaries, &mut placement, &hub.id, peer);
             if mine.is_empty() {
@@ -295,7 +296,7 @@ async fn round(hub: &Arc<Hub>) -> Result<(), HubError> {
                 Err(e) => tracing::debug!(peer, bucket, error = %e, "anti-entropy with peer failed"),
             }
         }
-        tier_out(hub, &bucket, &summaries, &mut placement).await;
+        hand_off(hub, &bucket, &summaries, &mut placement, HandOff::Tiering).await;
     }
     if let Err(e) = hub.catalog.expire_staged(STAGED_MAX_AGE_MS).await {
         tracing::warn!(error = %e, "expiring staged chunks failed");
@@ -356,12 +357,33 @@ async fn repair_pair(hub: &Arc<Hub>, peer: &str, bucket: &str, mine: &[(ItemId, 
     Ok(sent)
 }
 
-/// Moves versions that aged into the tiering rule off this hub when it is no longer among
-/// their hubs: each is sent to every hub that should now hold it, and dropped here only once
-/// all of them have it.
-async fn tier_out(hub: &Arc<Hub>, bucket: &str, summaries: &[VersionSummary], placement: &mut Placement<'_>) {
+/// Why copies leave this hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HandOff {
+    /// They aged into the bucket's tiering rule and this hub is no longer among their hubs.
+    Tiering,
+    /// The bucket's policy no longer allows this hub at all.
+    Stranded,
+}
+
+/// Moves copies off this hub once they are no longer meant to be here: each is sent to every
+/// hub that should now hold it, and dropped here only once all of them have it. A copy with
+/// nowhere to go (its new hubs down, lost, or refusing it) stays, and a stranded one is shown by
+/// `valley status` and `/metrics` until it can move or an operator purges it: no policy change,
+/// mistaken or forged, removes the last copies of anything.
+async fn hand_off(
+    hub: &Arc<Hub>,
+    bucket: &str,
+    summaries: &[VersionSummary],
+    placement: &mut Placement<'_>,
+    why: HandOff,
+) {
+    let kind = match why {
+        HandOff::Tiering => TransferKind::Tiering,
+        HandOff::Stranded => TransferKind::Migration,
+    };
     for s in summaries {
-        if !placement.tiered(s.hlc) {
+        if why == HandOff::Tiering && !placement.tiered(s.hlc) {
             continue;
         }
         let targets = placement.targets(s).to_vec();
@@ -370,7 +392,7 @@ async fn tier_out(hub: &Arc<Hub>, bucket: &str, summaries: &[VersionSummary], pl
         }
         let mut all_hold = true;
         for t in &targets {
-            match transfer::send_version(hub, t, bucket, &s.key, s.hlc, &s.origin, TransferKind::Tiering).await {
+            match transfer::send_version(hub, t, bucket, &s.key, s.hlc, &s.origin, kind).await {
                 Ok(Sent::Delivered | Sent::Nothing) => {}
                 Ok(Sent::Refused(_)) | Err(_) => all_hold = false,
             }
@@ -384,11 +406,15 @@ async fn tier_out(hub: &Arc<Hub>, bucket: &str, summaries: &[VersionSummary], pl
         };
         match hub.catalog.drop_local_copy(bucket, &s.key, stamp).await {
             Ok(true) => {
+                let what = match why {
+                    HandOff::Tiering => "tiering",
+                    HandOff::Stranded => "stranded by the policy",
+                };
                 hub.audit(
                     hub.event(
                         AuditKind::Transfer,
                         format!(
-                            "tiering: copy of {:?} moved to [{}]; dropped here",
+                            "{what}: copy of {:?} held at [{}]; dropped here",
                             s.key,
                             targets.join(", ")
                         ),
@@ -401,7 +427,7 @@ async fn tier_out(hub: &Arc<Hub>, bucket: &str, summaries: &[VersionSummary], pl
                 .await;
             }
             Ok(false) => {}
-            Err(e) => tracing::error!(bucket, key = s.key, error = %e, "dropping a tiered copy failed"),
+            Err(e) => tracing::error!(bucket, key = s.key, error = %e, "dropping a copy handed off failed"),
         }
     }
 }

@@ -93,7 +93,8 @@ pub struct Holder {
     pub hub: String,
     pub objects: u64,
     pub bytes: u64,
-    /// The policy forbids this hub: it must not hold the bucket's data (removal pending).
+    /// The policy forbids this hub: its copies are stranded, kept until the hubs the policy
+    /// allows hold them (then dropped) or an operator purges them.
     pub forbidden: bool,
 }
 
@@ -216,6 +217,21 @@ impl AdminApi {
                 }
             }
             (Method::GET, "status") => json(&status(&hub).await),
+            (Method::POST, "purge-stranded") => {
+                let Some(bucket) = param("bucket") else {
+                    return reply(StatusCode::BAD_REQUEST, "bucket is required");
+                };
+                match hub.purge_stranded(&bucket).await {
+                    Ok(removed) => reply(
+                        StatusCode::OK,
+                        format!(
+                            "purged {removed} stranded versions of bucket {bucket} at hub {}",
+                            hub.id
+                        ),
+                    ),
+                    Err(e) => hub_error(&e),
+                }
+            }
             (Method::POST, "hub-state") => {
                 let (Some(id), Some(lost)) = (param("hub"), param("lost")) else {
                     return reply(StatusCode::BAD_REQUEST, "hub and lost are required");

@@ -165,6 +165,10 @@ pub enum BucketCommand {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Remove, at the hub --admin names, the copies of a bucket its policy no longer allows
+    /// there and that could not be handed to the hubs it does allow (audited). Hubs keep such
+    /// copies until then: no policy change removes the last copies of anything on its own.
+    PurgeStranded { bucket: String },
 }
 
 #[derive(Debug, Subcommand)]

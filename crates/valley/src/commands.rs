@@ -68,7 +68,20 @@ fn q(value: &str) -> String {
 }
 
 pub async fn bucket(admin: &AdminClient, command: BucketCommand) -> anyhow::Result<()> {
-    let BucketCommand::Policy { command } = command;
+    let command = match command {
+        BucketCommand::Policy { command } => command,
+        BucketCommand::PurgeStranded { bucket } => {
+            let body = admin
+                .call(
+                    http::Method::POST,
+                    &format!("purge-stranded?bucket={}", q(&bucket)),
+                    Vec::new(),
+                )
+                .await?;
+            println!("{}", String::from_utf8_lossy(&body).trim());
+            return Ok(());
+        }
+    };
     match command {
         PolicyCommand::Show { bucket } => {
             let body = admin
@@ -291,7 +304,7 @@ pub fn print_status(report: &StatusReport) {
         println!("  {} — {rule}{lag}", b.bucket);
         for h in &b.holders {
             let flag = if h.forbidden {
-                "  <-- NOT ALLOWED (removal pending)"
+                "  <-- STRANDED: not allowed here; kept until the allowed hubs hold it (or `valley bucket purge-stranded`)"
             } else {
                 ""
             };

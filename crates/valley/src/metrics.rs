@@ -55,6 +55,8 @@ pub struct Metrics {
     pub connections_open: Family<ConnectionLabel, Gauge>,
     pub connections_refused: Family<ConnectionLabel, Counter>,
     pub peer_calls_refused: Gauge,
+    pub stranded_versions: Family<BucketLabel, Gauge>,
+    pub stranded_bytes: Family<BucketLabel, Gauge>,
 }
 
 impl Metrics {
@@ -158,8 +160,22 @@ impl Metrics {
             "Peer calls refused before being served (bad signature, replay, stranger, implausible clock), since start",
             peer_calls_refused.clone(),
         );
+        let stranded_versions = Family::<BucketLabel, Gauge>::default();
+        registry.register(
+            "replication_stranded_versions",
+            "Versions held here of a bucket whose policy no longer allows this hub (kept until handed off or purged)",
+            stranded_versions.clone(),
+        );
+        let stranded_bytes = Family::<BucketLabel, Gauge>::default();
+        registry.register(
+            "replication_stranded_bytes",
+            "Bytes of those versions",
+            stranded_bytes.clone(),
+        );
         Self {
             registry,
+            stranded_versions,
+            stranded_bytes,
             connections_open,
             connections_refused,
             peer_calls_refused,
@@ -199,6 +215,17 @@ impl Metrics {
             self.link_repaired
                 .get_or_create(&label)
                 .set(i64::try_from(link.repaired_versions).unwrap_or(i64::MAX));
+        }
+        self.stranded_versions.clear();
+        self.stranded_bytes.clear();
+        for (bucket, versions, bytes) in hub.stranded().await.unwrap_or_default() {
+            let label = BucketLabel { bucket };
+            self.stranded_versions
+                .get_or_create(&label)
+                .set(i64::try_from(versions).unwrap_or(i64::MAX));
+            self.stranded_bytes
+                .get_or_create(&label)
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
         self.bucket_backlog_entries.clear();
         self.bucket_backlog_bytes.clear();
