@@ -253,6 +253,61 @@ def test_forged_and_misconfigured_peers_are_refused(net, tmp_path):
     assert "topology mismatch" in net.cli("frankfurt", "audit", "show", "--json").stdout
 
 
+def test_a_server_side_copy_cannot_carry_data_where_its_origin_forbids(net):
+    source = "cn-pi-src-" + uuid.uuid4().hex[:8]
+    cn_personal_bucket(net, source)
+    s3 = net.s3("zhangjiakou")
+    tag = marker()
+    small = tag + os.urandom(20_000)
+    big = tag + os.urandom(6 << 20)
+    s3.put_object(Bucket=source, Key="data/o2", Body=small)
+    s3.put_object(Bucket=source, Key="data/big", Body=big)
+    # The bucket: a CN hub and Frankfurt, two copies, unclassified.
+    opened = "open-" + uuid.uuid4().hex[:8]
+    s3.create_bucket(Bucket=opened)
+    net.cli("zhangjiakou", "bucket", "policy", "set", opened, "--hubs", "zhangjiakou,frankfurt", "--copies", "2")
+    time.sleep(0.5)
+    ATTACKS["attempts"] += 1
+    with pytest.raises(ClientError) as refused:
+        s3.copy_object(Bucket=opened, Key="x", CopySource={"Bucket": source, "Key": "data/o2"})
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert "frankfurt" in refused.value.response["Error"]["Message"]
+    assert "only in jurisdictions [CN]" in refused.value.response["Error"]["Message"]
+    ATTACKS["attempts"] += 1
+    upload = s3.create_multipart_upload(Bucket=opened, Key="y")["UploadId"]
+    with pytest.raises(ClientError) as refused:
+        s3.upload_part_copy(Bucket=opened, Key="y", UploadId=upload, PartNumber=1,
+                            CopySource={"Bucket": source, "Key": "data/big"})
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    s3.abort_multipart_upload(Bucket=opened, Key="y", UploadId=upload)
+    # A destination within what the source allows: the copies work as S3 says.
+    within = "cn-copy-" + uuid.uuid4().hex[:8]
+    s3.create_bucket(Bucket=within)
+    net.cli("zhangjiakou", "bucket", "policy", "set", within, "--jurisdictions", "CN", "--copies", "2")
+    time.sleep(0.5)
+    s3.copy_object(Bucket=within, Key="x", CopySource={"Bucket": source, "Key": "data/o2"})
+    assert get_bytes(net, "zhangjiakou", within, "x") == small
+    upload = s3.create_multipart_upload(Bucket=within, Key="y")["UploadId"]
+    part = s3.upload_part_copy(Bucket=within, Key="y", UploadId=upload, PartNumber=1,
+                               CopySource={"Bucket": source, "Key": "data/big"})
+    s3.complete_multipart_upload(Bucket=within, Key="y", UploadId=upload, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": part["CopyPartResult"]["ETag"]}]})
+    assert get_bytes(net, "zhangjiakou", within, "y") == big
+    # Widening the destination afterwards cannot take the copies abroad: it is held to its
+    # source's residency (and classification) from the copy on.
+    ATTACKS["attempts"] += 1
+    net.cli("zhangjiakou", "bucket", "policy", "set", within, "--jurisdictions", "CN,HK,EU", "--copies", "5")
+    time.sleep(1)
+    s3.put_object(Bucket=within, Key="after-widening", Body=tag + b"new")
+    shown = net.cli("zhangjiakou", "bucket", "policy", "show", within).stdout
+    assert "personal-info" in shown and "frankfurt" not in shown, shown
+    wait_for(lambda: net.holdings("zhangjiakou", within).get("zhangjiakou") == 3, what="copies placed")
+    time.sleep(3)
+    assert not ({"hong-kong", "frankfurt"} & set(net.holdings("zhangjiakou", within)))
+    assert_no_trace(net, ["frankfurt", "hong-kong"], tag)
+    assert "copy refused" in net.cli("zhangjiakou", "audit", "show", "--bucket", source, "--json").stdout
+
+
 def test_a_policy_that_stops_allowing_a_hub_removes_its_copies(net):
     bucket = "shrink-" + uuid.uuid4().hex[:8]
     net.s3("zhangjiakou").create_bucket(Bucket=bucket)

@@ -17,6 +17,9 @@ pub enum TransferKind {
     ReadThrough,
     Migration,
     QueryResult,
+    /// A server-side copy (CopyObject, UploadPartCopy) of one bucket's data into another: the
+    /// source's policy decides, for every hub the destination's policy allows.
+    Copy,
 }
 
 impl TransferKind {
@@ -29,6 +32,7 @@ impl TransferKind {
             TransferKind::ReadThrough => "read-through",
             TransferKind::Migration => "migration",
             TransferKind::QueryResult => "query-result",
+            TransferKind::Copy => "copy",
         }
     }
 }

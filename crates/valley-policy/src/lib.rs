@@ -6,13 +6,16 @@
 //! - [`placement`]: a bucket's placement policy and where its copies go.
 //! - [`grant`]: recorded legal bases for cross-border flows.
 //! - [`decide`]: the single function every transfer passes through.
+//! - [`floor`]: what a bucket's data may never exceed after a copy brought another's in.
 
 pub mod decide;
+pub mod floor;
 pub mod grant;
 pub mod placement;
 pub mod topology;
 
 pub use decide::{Decision, Rule, Transfer, TransferKind, decide};
+pub use floor::Floor;
 pub use grant::{Basis, Grant};
 pub use placement::{PlacementPolicy, Tiering, place, place_avoiding};
 pub use topology::{Hub, Link, Role, TlsPin, Topology, TopologyError};

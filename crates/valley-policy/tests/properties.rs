@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use valley_policy::{
-    Basis, Grant, PlacementPolicy, Role, Tiering, Topology, Transfer, TransferKind, day_of, decide, place,
+    Basis, Floor, Grant, PlacementPolicy, Role, Tiering, Topology, Transfer, TransferKind, day_of, decide, place,
     place_avoiding,
 };
 
@@ -340,4 +340,113 @@ fn an_expired_grant_stops_the_flow_and_says_so() {
     t.today = day_of("2027-07-01").unwrap();
     let d = decide(&net, std::slice::from_ref(&grant), &t);
     assert!(!d.allowed && d.reason.contains("expired on 2027-06-30"), "{}", d.reason);
+}
+
+/// What a copy (CopyObject or UploadPartCopy) at `at` of `source`'s data into a bucket under
+/// `dest` is decided as, the way the hub decides it: every hub the destination allows must be
+/// one the source's policy and grants allow the data to go to.
+fn copy_allowed(
+    net: &Topology,
+    grants: &[Grant],
+    source: &PlacementPolicy,
+    dest: &PlacementPolicy,
+    at: &str,
+    today: i64,
+) -> bool {
+    net.hubs().filter(|h| dest.allows(h)).all(|h| {
+        decide(
+            net,
+            grants,
+            &Transfer {
+                kind: TransferKind::Copy,
+                bucket: "src",
+                policy: source,
+                from: at,
+                to: &h.id,
+                bytes: 0,
+                individuals: 0,
+                today,
+            },
+        )
+        .allowed
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Random histories of copies (object or part: decided alike), chains of copies, policy
+    /// edits of every bucket and grants that expire or are revoked: no placement and no allowed
+    /// transfer of any bucket holding copied data ever reaches a hub the policy of the data's
+    /// origin bucket forbids.
+    #[test]
+    fn copied_data_never_reaches_a_hub_its_origin_forbids(
+        origin_policy in arb_policy(),
+        steps in proptest::collection::vec((0usize..3, arb_policy(), 0usize..12, any::<bool>()), 1..12),
+        grants in proptest::collection::vec(arb_grant(), 0..4),
+        day in 20_000i64..21_000,
+        kind in arb_kind(),
+    ) {
+        let net = network();
+        let ids = hub_ids();
+        // Bucket 0 is the origin; buckets 1 and 2 start empty. holds[b]: bucket b holds origin
+        // data; floors[b]: its floors.
+        let mut policies = vec![origin_policy.clone(), arb_default(), arb_default()];
+        let mut floors: Vec<Vec<Floor>> = vec![Vec::new(), Vec::new(), Vec::new()];
+        let mut holds = [true, false, false];
+        for (target, new_policy, at, is_copy) in steps {
+            let effective = |b: usize, policies: &Vec<PlacementPolicy>, floors: &Vec<Vec<Floor>>| {
+                policies[b].within_floors(&floors[b], &net)
+            };
+            if is_copy && target != 0 {
+                // Copy from a bucket holding origin data (the origin, or a copy of it) into target.
+                let from = if holds[3 - target] && target != 3 - target { 3 - target } else { 0 };
+                let source = effective(from, &policies, &floors);
+                let at = &ids[at];
+                if source.allows(net.hub(at).unwrap()) {
+                    let dest = effective(target, &policies, &floors);
+                    if copy_allowed(&net, &grants, &source, &dest, at, day) {
+                        let floor = Floor::of("src", &source, &net);
+                        floors[target].push(floor);
+                        holds[target] = true;
+                    }
+                }
+            } else if target != 0 {
+                policies[target] = new_policy;
+            }
+            // The property, after every step: every bucket that holds origin data is placed
+            // and may send only within what the origin's policy allows.
+            for (b, _) in holds.iter().enumerate().filter(|(_, held)| **held) {
+                let eff = effective(b, &policies, &floors);
+                for origin in &ids {
+                    if let Ok(hubs) = place(&eff, &net, origin, false) {
+                        for h in hubs {
+                            prop_assert!(origin_policy.allows(net.hub(&h).unwrap()), "bucket {} placed on {}", b, h);
+                        }
+                    }
+                }
+                for to in &ids {
+                    let d = decide(&net, &grants, &Transfer {
+                        kind, bucket: "b", policy: &eff, from: &ids[0], to, bytes: 1, individuals: 0, today: day,
+                    });
+                    if d.allowed {
+                        prop_assert!(origin_policy.allows(net.hub(to).unwrap()), "bucket {} may send to {}", b, to);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A new bucket's policy at some hub: its jurisdiction, one copy (here: CN).
+fn arb_default() -> PlacementPolicy {
+    PlacementPolicy {
+        jurisdictions: vec!["CN".into()],
+        hubs: Vec::new(),
+        copies: 1,
+        distinct_failure_domains: false,
+        home_hub: None,
+        classifications: Vec::new(),
+        tiering: None,
+    }
 }

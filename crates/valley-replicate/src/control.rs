@@ -5,13 +5,14 @@
 //! debugging) in the metadata store's control table.
 
 use serde::{Deserialize, Serialize};
-use valley_policy::{Grant, PlacementPolicy};
+use valley_policy::{Floor, Grant, PlacementPolicy};
 use valley_store::{ReadTxn, StoreError, StoreResult, Table, WriteTxn};
 
 const POLICY_PREFIX: &str = "policy/";
 const GRANT_PREFIX: &str = "grant/";
 const HUB_PREFIX: &str = "hub/";
 const VERSIONING_PREFIX: &str = "versioning/";
+const FLOOR_PREFIX: &str = "floor/";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRecord {
@@ -52,6 +53,16 @@ pub struct VersioningRecord {
     pub origin: String,
 }
 
+/// A residency floor a copy set on a bucket (see `valley_policy::floor`). Floors merge by
+/// narrowing, not last-writer-wins: whatever order hubs learn two floors of the same source in,
+/// they hold their intersection (stamped with the newer of the two).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloorRecord {
+    pub floor: Floor,
+    pub hlc: u64,
+    pub origin: String,
+}
+
 /// A control-plane change as it travels between hubs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -60,6 +71,7 @@ pub enum ControlChange {
     Grant { record: GrantRecord },
     HubState { hub: String, record: HubStateRecord },
     Versioning { bucket: String, record: VersioningRecord },
+    Floor { bucket: String, record: FloorRecord },
 }
 
 impl ControlChange {
@@ -73,6 +85,10 @@ impl ControlChange {
             ControlChange::Versioning { bucket, record } => {
                 format!("versioning/{bucket}@{}@{}", record.hlc, record.origin)
             }
+            ControlChange::Floor { bucket, record } => format!(
+                "floor/{bucket}/{}@{}@{}",
+                record.floor.source_bucket, record.hlc, record.origin
+            ),
         }
     }
 
@@ -83,6 +99,7 @@ impl ControlChange {
             ControlChange::Grant { record } => record.hlc,
             ControlChange::HubState { record, .. } => record.hlc,
             ControlChange::Versioning { record, .. } => record.hlc,
+            ControlChange::Floor { record, .. } => record.hlc,
         }
     }
 }
@@ -196,6 +213,43 @@ pub fn put_hub_state(txn: &mut dyn WriteTxn, hub: &str, record: &HubStateRecord)
     Ok(true)
 }
 
+fn floor_key(bucket: &str, source: &str) -> String {
+    format!("{FLOOR_PREFIX}{bucket}/{source}")
+}
+
+/// The floors of `bucket`, one per source bucket copied from.
+pub fn load_floors(txn: &dyn ReadTxn, bucket: &str) -> StoreResult<Vec<FloorRecord>> {
+    scan_prefix(txn, &format!("{FLOOR_PREFIX}{bucket}/"))?
+        .into_iter()
+        .map(|(_, v)| serde_json::from_slice(&v).map_err(|e| corrupt("floor record", e)))
+        .collect()
+}
+
+/// Stores `record` narrowed by what is stored already; returns whether anything changed.
+pub fn put_floor(txn: &mut dyn WriteTxn, bucket: &str, record: &FloorRecord) -> StoreResult<bool> {
+    let key = floor_key(bucket, &record.floor.source_bucket);
+    let merged = match txn.get(Table::Control, key.as_bytes())? {
+        None => record.clone(),
+        Some(raw) => {
+            let old: FloorRecord = serde_json::from_slice(&raw).map_err(|e| corrupt("floor record", e))?;
+            let floor = old.floor.narrowed(&record.floor);
+            let (hlc, origin) = if newer((record.hlc, &record.origin), (old.hlc, &old.origin)) {
+                (record.hlc, record.origin.clone())
+            } else {
+                (old.hlc, old.origin.clone())
+            };
+            let merged = FloorRecord { floor, hlc, origin };
+            if merged == old {
+                return Ok(false);
+            }
+            merged
+        }
+    };
+    let raw = serde_json::to_vec(&merged).map_err(|e| corrupt("floor record", e))?;
+    txn.put(Table::Control, key.as_bytes(), &raw);
+    Ok(true)
+}
+
 /// Every control record held, as the changes that would recreate it elsewhere.
 pub fn all_changes(txn: &dyn ReadTxn) -> StoreResult<Vec<ControlChange>> {
     let mut out: Vec<ControlChange> = all_policies(txn)?
@@ -216,6 +270,11 @@ pub fn all_changes(txn: &dyn ReadTxn) -> StoreResult<Vec<ControlChange>> {
         let record = serde_json::from_slice(&raw).map_err(|e| corrupt("versioning record", e))?;
         out.push(ControlChange::Versioning { bucket, record });
     }
+    for (key, raw) in scan_prefix(txn, FLOOR_PREFIX)? {
+        let record = serde_json::from_slice(&raw).map_err(|e| corrupt("floor record", e))?;
+        let bucket = key.split('/').next().unwrap_or_default().to_owned();
+        out.push(ControlChange::Floor { bucket, record });
+    }
     Ok(out)
 }
 
@@ -226,6 +285,7 @@ pub fn apply(txn: &mut dyn WriteTxn, change: &ControlChange) -> StoreResult<bool
         ControlChange::Grant { record } => put_grant(txn, record),
         ControlChange::HubState { hub, record } => put_hub_state(txn, hub, record),
         ControlChange::Versioning { bucket, record } => put_versioning(txn, bucket, record),
+        ControlChange::Floor { bucket, record } => put_floor(txn, bucket, record),
     }
 }
 

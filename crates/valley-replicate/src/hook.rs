@@ -18,13 +18,31 @@ pub fn effective_policy(
     hub: &str,
     bucket: &str,
 ) -> StoreResult<PlacementPolicy> {
-    if let Some(record) = load_policy(txn, bucket)? {
-        return Ok(record.policy);
-    }
-    let me = topology
-        .hub(hub)
-        .ok_or_else(|| StoreError::Meta(format!("hub {hub:?} is not in the topology")))?;
-    Ok(PlacementPolicy::local_default(me))
+    let policy = match load_policy(txn, bucket)? {
+        Some(record) => record.policy,
+        None => {
+            let me = topology
+                .hub(hub)
+                .ok_or_else(|| StoreError::Meta(format!("hub {hub:?} is not in the topology")))?;
+            PlacementPolicy::local_default(me)
+        }
+    };
+    held_to_floors(txn, topology, bucket, &policy)
+}
+
+/// `policy` held to the floors copies set on `bucket`: data copied in never goes further than
+/// its origin allowed, whatever the bucket's own policy says.
+pub fn held_to_floors(
+    txn: &dyn ReadTxn,
+    topology: &Topology,
+    bucket: &str,
+    policy: &PlacementPolicy,
+) -> StoreResult<PlacementPolicy> {
+    let floors: Vec<valley_policy::Floor> = crate::control::load_floors(txn, bucket)?
+        .into_iter()
+        .map(|r| r.floor)
+        .collect();
+    Ok(policy.within_floors(&floors, topology))
 }
 
 pub fn today() -> valley_policy::Day {

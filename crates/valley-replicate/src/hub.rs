@@ -215,6 +215,15 @@ impl Hub {
         })
     }
 
+    /// Drops every cached policy (a policy or floor changed); reads racing with this are not
+    /// cached, by the generation count.
+    fn invalidate_policy_cache(&self) {
+        if let Ok(mut cache) = self.policy_cache.lock() {
+            cache.0 += 1;
+            cache.1.clear();
+        }
+    }
+
     /// The bandwidth limit on transfers to `peer`, if its link has one.
     pub(crate) fn rate_limit(&self, peer: &str) -> Option<Arc<RateLimit>> {
         self.rate_limits.get(peer).cloned()
@@ -373,6 +382,72 @@ impl Hub {
         .await?;
         self.audit(self.event(AuditKind::PolicyChange, detail).with_bucket(bucket))
             .await;
+        Ok(())
+    }
+
+    /// A server-side copy of `source_bucket`'s data (object `key`) into `dest_bucket` at this
+    /// hub, decided before a byte moves: for every hub the destination's policy allows (held to
+    /// its floors), the source's policy and grants must allow the source's data there (the
+    /// engine decides a transfer of kind `copy` from this hub to each). `Err` names the rule
+    /// (audited). When allowed, the destination takes on the source's floor, so no later policy
+    /// change of the destination carries the copy further.
+    pub async fn check_copy(self: &Arc<Self>, source_bucket: &str, key: &str, dest_bucket: &str) -> Result<(), String> {
+        if source_bucket == dest_bucket {
+            return Ok(());
+        }
+        let internal = |e: StoreError| e.to_string();
+        let source = self.effective_policy(source_bucket).await.map_err(internal)?;
+        let dest = self.effective_policy(dest_bucket).await.map_err(internal)?;
+        for hub in self.topology.hubs().filter(|h| dest.allows(h)) {
+            let decision = self
+                .judge(
+                    valley_policy::TransferKind::Copy,
+                    source_bucket,
+                    key,
+                    &source,
+                    &self.id,
+                    &hub.id,
+                    0,
+                )
+                .await
+                .map_err(internal)?;
+            if !decision.allowed {
+                return Err(format!(
+                    "copy of {source_bucket}/{key} into bucket {dest_bucket:?} refused: its policy allows hub {}, and {}",
+                    hub.id, decision.reason
+                ));
+            }
+        }
+        let floor = valley_policy::Floor::of(source_bucket, &source, &self.topology);
+        let record = control::FloorRecord {
+            floor,
+            hlc: self.clock.now().0,
+            origin: self.id.clone(),
+        };
+        let unchanged = {
+            let (bucket, record) = (dest_bucket.to_owned(), record.clone());
+            self.read(move |txn| {
+                Ok(control::load_floors(txn, &bucket)?
+                    .iter()
+                    .any(|old| old.floor.narrowed(&record.floor) == old.floor))
+            })
+            .await
+            .map_err(internal)?
+        };
+        if !unchanged {
+            let detail = format!(
+                "bucket {dest_bucket:?} holds data copied from {source_bucket:?}: held from now on to hubs [{}]",
+                record.floor.hubs.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+            self.publish(ControlChange::Floor {
+                bucket: dest_bucket.to_owned(),
+                record,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            self.audit(self.event(AuditKind::PolicyChange, detail).with_bucket(dest_bucket))
+                .await;
+        }
         Ok(())
     }
 
@@ -686,6 +761,15 @@ impl Hub {
                     ),
                     None,
                 ),
+                ControlChange::Floor { bucket, record } => (
+                    AuditKind::PolicyChange,
+                    format!(
+                        "bucket {bucket:?} holds data copied from {:?} (learned from {from}): held to hubs [{}]",
+                        record.floor.source_bucket,
+                        record.floor.hubs.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                    Some(bucket.clone()),
+                ),
             };
             let mut event = self.event(kind, detail).with_peer(from);
             if let Some(b) = bucket {
@@ -701,7 +785,11 @@ impl Hub {
     /// longer allows this hub strands its copies here; the round hands them to the hubs that
     /// now should hold them and drops them only once those do.)
     async fn after_control_change(self: &Arc<Self>, change: &ControlChange) {
-        if matches!(change, ControlChange::Policy { .. } | ControlChange::HubState { .. }) {
+        if matches!(
+            change,
+            ControlChange::Policy { .. } | ControlChange::HubState { .. } | ControlChange::Floor { .. }
+        ) {
+            self.invalidate_policy_cache();
             self.repair_wake.notify_one();
         }
         if let ControlChange::Versioning { bucket, record } = change {
@@ -949,14 +1037,20 @@ impl Hub {
         })
     }
 
-    /// Every bucket's policy as this hub knows it.
+    /// Every bucket's policy as this hub knows it, held to the bucket's floors.
     pub async fn policies(&self) -> Result<Vec<(String, PlacementPolicy)>, HubError> {
+        let topology = self.topology.clone();
         Ok(self
-            .read(control::all_policies)
-            .await?
-            .into_iter()
-            .filter(|(_, r)| !r.deleted)
-            .map(|(b, r)| (b, r.policy))
-            .collect())
+            .read(move |txn| {
+                let mut out = Vec::new();
+                for (bucket, record) in control::all_policies(txn)? {
+                    if !record.deleted {
+                        let policy = crate::hook::held_to_floors(txn, &topology, &bucket, &record.policy)?;
+                        out.push((bucket, policy));
+                    }
+                }
+                Ok(out)
+            })
+            .await?)
     }
 }

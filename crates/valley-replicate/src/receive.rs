@@ -314,11 +314,16 @@ async fn admit(
     bytes: u64,
 ) -> Result<(), Response<Bytes>> {
     let record = {
-        let b = bucket.to_owned();
-        hub.read(move |txn| control::load_policy(txn, &b)).await
+        let (b, topology) = (bucket.to_owned(), hub.topology.clone());
+        hub.read(move |txn| {
+            control::load_policy(txn, &b)?
+                .map(|r| crate::hook::held_to_floors(txn, &topology, &b, &r.policy))
+                .transpose()
+        })
+        .await
     };
     let policy = match record {
-        Ok(Some(record)) => record.policy,
+        Ok(Some(policy)) => policy,
         Ok(None) => {
             return Err(reply(
                 StatusCode::NOT_FOUND,

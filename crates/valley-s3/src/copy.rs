@@ -130,6 +130,7 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
     };
     s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
     s.check_write(&input.bucket).await?;
+    s.check_copy(&source, &input.bucket).await?;
 
     let algorithm = checksum_algorithm_for(input.checksum_algorithm.clone(), &source.version);
     let stream = s

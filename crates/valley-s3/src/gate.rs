@@ -16,6 +16,10 @@ pub trait NetworkGate: Send + Sync + 'static {
     /// Whether this hub may take a client's data for `bucket`; `Err` names the residency rule
     /// (answered as AccessDenied, before any byte is stored).
     async fn check_write(&self, bucket: &str) -> Result<(), String>;
+    /// Whether this hub may copy `source_bucket`'s object `key` into `dest_bucket` (the
+    /// source's policy decides, for every hub the destination allows); `Err` names the rule.
+    /// When allowed, the destination is held to the source's residency from then on.
+    async fn check_copy(&self, source_bucket: &str, key: &str, dest_bucket: &str) -> Result<(), String>;
     /// A client created `bucket` here.
     async fn bucket_created(&self, bucket: &str);
     /// A client set `bucket`'s versioning here (already applied to the local bucket).

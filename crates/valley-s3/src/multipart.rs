@@ -181,6 +181,7 @@ pub async fn upload_part_copy(
         if_unmodified_since: input.copy_source_if_unmodified_since.clone(),
     };
     let source = copy::resolve(s, &input.copy_source, &conditions).await?;
+    s.check_copy(&source, &input.bucket).await?;
     let (offset, len) = copy_range(input.copy_source_range.as_deref(), source.version.size)?;
     if len > PART_SIZE_BYTES_MAX {
         return Err(s3_error!(

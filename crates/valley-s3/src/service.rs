@@ -45,6 +45,18 @@ impl ValleyS3 {
         }
     }
 
+    /// Refuses, as AccessDenied naming the rule, a server-side copy that would take the
+    /// source's data where its policy forbids (decided before a byte is read).
+    pub(crate) async fn check_copy(&self, source: &crate::copy::Source, dest_bucket: &str) -> s3s::S3Result<()> {
+        match &self.gate {
+            Some(gate) => gate
+                .check_copy(&source.bucket, &source.key, dest_bucket)
+                .await
+                .map_err(|why| s3s::s3_error!(AccessDenied, "{why}")),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) async fn bucket_created(&self, bucket: &str) {
         if let Some(gate) = &self.gate {
             gate.bucket_created(bucket).await;

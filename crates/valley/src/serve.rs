@@ -360,6 +360,10 @@ impl valley_s3::NetworkGate for HubGate {
         self.0.check_write(bucket).await
     }
 
+    async fn check_copy(&self, source_bucket: &str, key: &str, dest_bucket: &str) -> Result<(), String> {
+        self.0.check_copy(source_bucket, key, dest_bucket).await
+    }
+
     async fn bucket_created(&self, bucket: &str) {
         if let Err(e) = self.0.bucket_created(bucket).await {
             tracing::error!(bucket, error = %e, "recording a new bucket's policy failed");
