@@ -46,6 +46,8 @@ pub struct S3 {
     http: Client<PeerConnector, Full<Bytes>>,
     /// `host:port`, as sent in `Host` and signed.
     host: String,
+    /// `http` or `https`.
+    scheme: &'static str,
     bucket: String,
     signer: Arc<Signer>,
     timeout: Duration,
@@ -79,6 +81,7 @@ impl S3 {
             .build(conn);
         Ok(Self {
             http,
+            scheme: if endpoint.scheme() == "https" { "https" } else { "http" },
             host,
             bucket: bucket.to_owned(),
             signer: Arc::new(signer),
@@ -110,9 +113,9 @@ impl S3 {
         let path = sigv4::encode_path(&self.bucket, key);
         let signed = self.signer.sign(method.as_str(), &self.host, &path, query);
         let uri = if query.is_empty() {
-            format!("http://{}{path}", self.host)
+            format!("{}://{}{path}", self.scheme, self.host)
         } else {
-            format!("http://{}{path}?{query}", self.host)
+            format!("{}://{}{path}?{query}", self.scheme, self.host)
         };
         let req = Request::builder()
             .method(method)

@@ -199,7 +199,11 @@ impl Listener {
             .clone();
         tokio::spawn(async move {
             gauge.inc();
-            let Admitted { socket, _slot, _client } = admitted;
+            let Admitted {
+                socket,
+                _slot,
+                _client: client_slot,
+            } = admitted;
             let _ = socket.set_nodelay(true);
             let activity = Arc::new(Activity::new());
             let watched = Watched {
@@ -212,6 +216,7 @@ impl Listener {
                 .max_headers(REQUEST_HEADERS_MAX);
             match acceptor {
                 None => {
+                    let _client_slot = client_slot;
                     let service = Tracked {
                         inner: make(ConnectionInfo { peer_hub: None }),
                         activity: activity.clone(),
@@ -227,6 +232,11 @@ impl Listener {
                         return;
                     };
                     let peer_hub = valley_tls::peer_hub(tls.get_ref().1);
+                    if peer_hub.is_some() {
+                        // A hub proved by its certificate counts against the listener's cap
+                        // only: the per-address cap is for strangers (hubs may share one).
+                        drop(client_slot);
+                    }
                     let service = Tracked {
                         inner: make(ConnectionInfo { peer_hub }),
                         activity: activity.clone(),

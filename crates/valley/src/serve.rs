@@ -74,6 +74,9 @@ fn check_plain_http(args: &ServeArgs, tls: bool) -> anyhow::Result<()> {
 /// s3s logs every refused client request at ERROR; those are the client's errors, not the
 /// hub's, so they stay out of the default log (VALLEY_LOG=info,s3s=debug brings them back).
 const DEFAULT_LOG_FILTER: &str = "info,s3s::ops=off,s3s::service=off";
+/// Connections one address may hold open on a TLS admin port without a hub's certificate
+/// (operators' CLIs, strangers) — handshakes in progress included.
+const ADMIN_STRANGERS_PER_CLIENT_MAX: usize = 64;
 /// Longest wait for in-flight requests at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -220,8 +223,15 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         idle_timeout: idle,
     };
     // Peers share the admin port and may all sit behind one address (one NAT, one loopback).
+    // With TLS, a connection whose certificate proves a hub leaves the per-address count after
+    // its handshake, so strangers get a small per-address cap; without TLS hubs cannot be told
+    // apart from strangers, and the cap is the listener's.
     let admin_limits = Limits {
-        per_client_max: connections_max,
+        per_client_max: if tls.is_some() {
+            ADMIN_STRANGERS_PER_CLIENT_MAX.min(connections_max)
+        } else {
+            connections_max
+        },
         ..s3_limits
     };
     let s3_listener = TcpListener::bind(args.listen)
