@@ -438,15 +438,7 @@ proptest! {
     }
 }
 
-/// A new bucket's policy at some hub: its jurisdiction, one copy (here: CN).
+/// A new bucket's policy at a CN hub: its jurisdiction, one copy.
 fn arb_default() -> PlacementPolicy {
-    PlacementPolicy {
-        jurisdictions: vec!["CN".into()],
-        hubs: Vec::new(),
-        copies: 1,
-        distinct_failure_domains: false,
-        home_hub: None,
-        classifications: Vec::new(),
-        tiering: None,
-    }
+    PlacementPolicy::local_default(network().hub("zhangjiakou").expect("a CN hub"))
 }
