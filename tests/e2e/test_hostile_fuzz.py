@@ -4,7 +4,8 @@ Every request is unauthenticated or wrongly signed, and malformed in some way: g
 long / `..` / percent-garbage / NUL paths, duplicate and oversized headers, conflicting
 Content-Length and Transfer-Encoding, truncated bodies, SigV4- and SigV2-shaped Authorization
 values with random fields, S3 sub-resource queries, broken XML, broken aws-chunked framing.
-The hub must stay healthy, never answer 5xx other than 503, never answer 2xx to a mutating
+The hub must stay healthy, never answer 5xx other than 503 (and 501 NotImplemented, S3's own
+answer for a feature the hub does not offer, e.g. ?website), never answer 2xx to a mutating
 method, and afterwards every stored object must read back unchanged, with no bucket or object
 created and no bucket setting changed.
 
@@ -510,7 +511,12 @@ def check_objects(s3, bucket: str, digests: dict[str, str]) -> list[str]:
 
 def verdict(req: Req, status: int | None, answer: bytes) -> tuple[str, str] | None:
     """What is wrong with this answer, if anything: (known failure name or "", problem)."""
-    if status is not None and status >= 500 and status != 503:
+    # 501 NotImplemented names a feature the hub does not offer (S3's code for it); an operation
+    # nobody can route is 405, and a 501 saying "Unknown operation" is a failure. (A HEAD
+    # answer has no body: the hub maps unroutable HEADs to 405 before the body is dropped.)
+    named = b"<Code>NotImplemented</Code>" in answer and b"Unknown operation" not in answer
+    not_offered = status == 501 and (named or req.method == b"HEAD")
+    if status is not None and status >= 500 and status != 503 and not not_offered:
         for name, (code, marker, _) in KNOWN_FAILING.items():
             # A HEAD answer has no body to name its code: the status alone says it.
             if status == code and (marker in answer or req.method == b"HEAD"):
