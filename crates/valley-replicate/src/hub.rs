@@ -88,7 +88,14 @@ pub struct Hub {
     pub(crate) replays: crate::auth::ReplayGuard,
     /// Refused unauthenticated calls: counted, audited once per interval.
     pub refusals: crate::refusals::RefusalLimiter,
+    /// Chunked transfers whose commit call got no answer (a cut): if the next attempt finds
+    /// the peer holding the version, that commit happened and is recorded then. In memory: a
+    /// restart in between loses only the sender's record of such a transfer. Bounded.
+    unanswered_commits: Mutex<std::collections::HashSet<String>>,
 }
+
+/// Most unanswered commits remembered (each is one large transfer being retried).
+const UNANSWERED_COMMITS_MAX: usize = 100_000;
 
 /// The hook to install in the catalog before building the [`Hub`] (they share `wake`).
 pub fn outbox_hook(id: &str, topology: Arc<Topology>, wake: Arc<tokio::sync::Notify>) -> Arc<OutboxHook> {
@@ -212,7 +219,22 @@ impl Hub {
             repair_wake: Arc::new(tokio::sync::Notify::new()),
             replays: crate::auth::ReplayGuard::new(),
             refusals: crate::refusals::RefusalLimiter::new(),
+            unanswered_commits: Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// A chunked transfer's commit call went unanswered.
+    pub(crate) fn note_unanswered_commit(&self, transfer: String) {
+        if let Ok(mut set) = self.unanswered_commits.lock()
+            && set.len() < UNANSWERED_COMMITS_MAX
+        {
+            set.insert(transfer);
+        }
+    }
+
+    /// Whether `transfer`'s commit went unanswered before (forgotten as it is answered).
+    pub(crate) fn confirm_unanswered_commit(&self, transfer: &str) -> bool {
+        self.unanswered_commits.lock().is_ok_and(|mut set| set.remove(transfer))
     }
 
     /// Drops every cached policy (a policy or floor changed); reads racing with this are not

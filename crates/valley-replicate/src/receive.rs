@@ -379,7 +379,10 @@ async fn receive_object(
     }
     let staged = headers.contains_key(wire::HEADER_STAGED);
     let size = version.size;
-    let applied = if let Some(body) = body {
+    // The bytes are taken in under the request; the commit and its audit record run as one task
+    // of their own, so a connection cut mid-commit (the request's future dropped) can neither
+    // lose the record of a transfer that happened nor record one that did not.
+    let commit = if let Some(body) = body {
         if staged {
             return reply(StatusCode::BAD_REQUEST, "a staged commit carries no body");
         }
@@ -389,7 +392,7 @@ async fn receive_object(
         };
         let mut version = version;
         version.data = data;
-        hub.catalog.apply_replica(&bucket, &key, version).await
+        Commit::Whole(version)
     } else {
         if !staged {
             return reply(
@@ -400,27 +403,44 @@ async fn receive_object(
         if let Err(r) = check_staged(hub, &bucket, &key, &version).await {
             return r;
         }
-        hub.catalog.apply_staged_replica(&bucket, &key, version).await
+        Commit::Staged(version)
     };
-    match applied {
-        Ok(outcome) => {
-            if outcome == ReplicaOutcome::Applied {
+    let task = {
+        let (hub, bucket, key, from) = (hub.clone(), bucket.clone(), key.clone(), from.to_owned());
+        tokio::spawn(async move {
+            let applied = match commit {
+                Commit::Whole(version) => hub.catalog.apply_replica(&bucket, &key, version).await,
+                Commit::Staged(version) => hub.catalog.apply_staged_replica(&bucket, &key, version).await,
+            };
+            if matches!(applied, Ok(ReplicaOutcome::Applied)) {
                 hub.audit(
                     hub.event(AuditKind::Transfer, format!("{} received from {from}", kind.as_str()))
                         .with_bucket(&bucket)
                         .with_key(&key)
-                        .with_peer(from)
+                        .with_peer(&from)
                         .with_allowed(true)
                         .with_bytes(size),
                 )
                 .await;
             }
-            json(&wire::Outcome {
-                outcome: format!("{outcome:?}").to_lowercase(),
-            })
-        }
-        Err(e) => reply(store_status(&e), e.to_string()),
+            applied
+        })
+    };
+    match task.await {
+        Ok(Ok(outcome)) => json(&wire::Outcome {
+            outcome: format!("{outcome:?}").to_lowercase(),
+        }),
+        Ok(Err(e)) => reply(store_status(&e), e.to_string()),
+        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// What a received version's commit takes in.
+enum Commit {
+    /// Bytes received whole with the call.
+    Whole(ObjectVersion),
+    /// Chunks staged by earlier calls.
+    Staged(ObjectVersion),
 }
 
 /// Reads the staged chunks of `version` back through the ETag check; on a mismatch they are

@@ -117,6 +117,7 @@ pub fn throttle(stream: ByteStream, limit: Option<Arc<RateLimit>>) -> ByteStream
 
 /// How to reach one peer: its endpoint, its link's bandwidth limit and stream slots.
 struct Route {
+    peer: String,
     endpoint: String,
     limit: Option<Arc<RateLimit>>,
     slots: Arc<tokio::sync::Semaphore>,
@@ -192,6 +193,7 @@ pub async fn send_version(
         }
     }
     let route = Route {
+        peer: peer.to_owned(),
         endpoint,
         limit: hub.rate_limit(peer),
         slots: hub.chunk_slots(peer),
@@ -292,8 +294,15 @@ async fn send_chunked(
             message: format!("malformed stage answer: {e}"),
         })?
     };
+    let id = transfer_id(bucket, key, version, &route.peer);
     if state.done {
-        return Ok(Sent::Nothing);
+        // The peer holds it. If our own commit call went out and its answer was lost (a cut),
+        // the transfer happened: it is recorded now, once. Otherwise another hub delivered it.
+        return Ok(if hub.confirm_unanswered_commit(&id) {
+            Sent::Delivered
+        } else {
+            Sent::Nothing
+        });
     }
     let chunks = version.size.div_ceil(chunk_bytes(version.size));
     let missing: Vec<u32> = (0..chunks)
@@ -319,7 +328,8 @@ async fn send_chunked(
     if let Some(e) = failure {
         return Err(e);
     }
-    hub.client
+    let committed = hub
+        .client
         .call(
             http::Method::PUT,
             &route.endpoint,
@@ -329,8 +339,16 @@ async fn send_chunked(
             // The receiver reads the staged chunks back to check the ETag: allow for that.
             version.size / 8,
         )
-        .await?;
-    Ok(Sent::Delivered)
+        .await;
+    match committed {
+        Ok(_) => Ok(Sent::Delivered),
+        // No answer: the commit may have happened; the next attempt finds out (`confirm_…`).
+        Err(e @ PeerError::Unreachable(_)) => {
+            hub.note_unanswered_commit(id);
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn send_chunk(
