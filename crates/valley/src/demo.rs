@@ -420,11 +420,15 @@ async fn walk_through(
 
     println!("\nEvery copy is where its policy allows; each decision is in the hubs' audit logs:");
     println!(
-        "  VALLEY_ACCESS_KEY={access} VALLEY_SECRET_KEY={secret} valley --admin {} audit show --bucket cn-eu-contracts",
+        "  VALLEY_CA={} VALLEY_ACCESS_KEY={access} VALLEY_SECRET_KEY={secret} valley --admin {} audit show --bucket cn-eu-contracts",
+        ca.display(),
         endpoint(topology, "yrd-demo-zone", true)
     );
     if keep_running {
-        println!("\nThe network keeps running (Ctrl-C stops it). S3 endpoints:");
+        println!(
+            "\nThe network keeps running (Ctrl-C stops it). S3 endpoints (HTTPS; trust {}):",
+            ca.display()
+        );
         for hub in topology.hubs() {
             println!("  {:<14} {}", hub.id, endpoint(topology, &hub.id, false));
         }
