@@ -446,12 +446,15 @@ impl Hub {
             hlc: self.clock.now().0,
             origin: self.id.clone(),
         };
+        // A floor of the same source that is already as narrow needs no new record (every copy
+        // would publish one otherwise); a floor of another source is never taken for it.
         let unchanged = {
             let (bucket, record) = (dest_bucket.to_owned(), record.clone());
             self.read(move |txn| {
-                Ok(control::load_floors(txn, &bucket)?
-                    .iter()
-                    .any(|old| old.floor.narrowed(&record.floor) == old.floor))
+                Ok(control::load_floors(txn, &bucket)?.iter().any(|old| {
+                    old.floor.source_bucket == record.floor.source_bucket
+                        && old.floor.narrowed(&record.floor) == old.floor
+                }))
             })
             .await
             .map_err(internal)?

@@ -88,8 +88,7 @@ fn xml_too_large(method: &Method, query: Option<&str>, headers: &http::HeaderMap
     if length <= valley_types::limits::XML_BODY_BYTES_MAX as u64 {
         return None;
     }
-    let names = query?.split('&').map(|p| p.split('=').next().unwrap_or(""));
-    let mut names = names.peekable();
+    let mut names = query?.split('&').map(|p| p.split('=').next().unwrap_or(""));
     let document = names.any(|n| DOCUMENT_SUBRESOURCES.contains(&n) || (*method == Method::POST && n == "uploadId"));
     document.then(|| {
         (
