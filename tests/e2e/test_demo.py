@@ -28,3 +28,7 @@ def test_demo_runs_the_example_network_and_places_every_copy_lawfully(tmp_path):
     # Read-through: a CN hub without a copy serves it; Frankfurt refuses to.
     assert 'HTTP 200: {"bucket":"cn-personal","n":0}' in out
     assert "HTTP 403: read-through refused" in out
+    # The residency report of the bucket that crosses a border, made at one hub, verified at
+    # another against every hub's audit chain.
+    assert "Residency report of cn-eu-contracts" in out and "under grant cn-eu-scc-1" in out, out[-3000:]
+    assert "Verified at zhangjiakou: report of bucket \"cn-eu-contracts\" verified" in out, out[-3000:]

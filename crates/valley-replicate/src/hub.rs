@@ -334,6 +334,13 @@ impl Hub {
             .await
     }
 
+    /// `policy` held to `bucket`'s floors: what the hubs would place the bucket by.
+    pub(crate) async fn held_to_floors(&self, bucket: &str, policy: &PlacementPolicy) -> StoreResult<PlacementPolicy> {
+        let (topology, bucket, policy) = (self.topology.clone(), bucket.to_owned(), policy.clone());
+        self.read(move |txn| crate::hook::held_to_floors(txn, &topology, &bucket, &policy))
+            .await
+    }
+
     /// The policy engine's decision on moving `bytes` of `bucket`'s data (object `key`) from
     /// hub `from` to hub `to` under `policy` and the grants this hub knows. A refusal is
     /// audited here, naming the other hub.
@@ -929,6 +936,25 @@ impl Hub {
 
     /// A GET of the peer API of `peer` (`route` under the peer prefix), for status views.
     pub async fn peer_get(&self, peer: &str, route: &str) -> Result<bytes::Bytes, crate::client::PeerError> {
+        self.peer_get_hinted(peer, route, 0).await
+    }
+
+    /// [`Hub::peer_get`] for answers that may be large and slow to compute (residency
+    /// evidence: a bucket's versions and audit records), with a timeout to match.
+    pub(crate) async fn peer_get_large(
+        &self,
+        peer: &str,
+        route: &str,
+    ) -> Result<bytes::Bytes, crate::client::PeerError> {
+        self.peer_get_hinted(peer, route, 16 << 20).await
+    }
+
+    async fn peer_get_hinted(
+        &self,
+        peer: &str,
+        route: &str,
+        bytes_hint: u64,
+    ) -> Result<bytes::Bytes, crate::client::PeerError> {
         let endpoint = self
             .topology
             .hub(peer)
@@ -942,7 +968,7 @@ impl Hub {
                 &path,
                 &[],
                 crate::client::Payload::empty(),
-                0,
+                bytes_hint,
             )
             .await
     }

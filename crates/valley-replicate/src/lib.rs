@@ -8,6 +8,7 @@
 //! - [`link`]: the per-peer workers that ship the outbox.
 //! - [`read_through`]: serving reads of versions held at other hubs.
 //! - [`repair`]: anti-entropy, re-creating copies of lost hubs, tiering.
+//! - [`residency`]: residency reports, their verification, and dry-runs of policy changes.
 //! - [`transfer`]: sending one version (chunked, resumable, rate-limited, audited).
 //! - [`receive`] and [`wire`]: the peer protocol.
 //! - [`auth`] and [`client`]: signed requests between hubs; [`refusals`]: auditing refused
@@ -27,6 +28,7 @@ pub mod read_through;
 pub mod receive;
 pub mod refusals;
 pub mod repair;
+pub mod residency;
 pub mod transfer;
 pub mod wire;
 

@@ -247,6 +247,23 @@ async fn dispatch(
             receive_object(&hub, &from, query, &parts.headers, None).await
         }
         (http::Method::GET, "stat") => read_through::serve_stat(&hub, &from, query).await,
+        (http::Method::GET, "residency") => {
+            let Some(bucket) = wire::query_param(query, "bucket") else {
+                return reply(StatusCode::BAD_REQUEST, "bucket is required");
+            };
+            let audit = wire::query_param(query, "audit").as_deref() == Some("1");
+            let anchor = match wire::query_param(query, "anchor") {
+                None => None,
+                Some(a) => match crate::residency::evidence::parse_anchor(&a) {
+                    Some(anchor) => Some(anchor),
+                    None => return reply(StatusCode::BAD_REQUEST, "anchor is SEQ:HASH"),
+                },
+            };
+            match crate::residency::local_evidence(&hub, &bucket, audit, anchor).await {
+                Ok(evidence) => json(&evidence),
+                Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
         (http::Method::GET, "control-digest") => match crate::repair::control_digest(&hub).await {
             Ok(d) => reply(StatusCode::OK, d),
             Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -379,6 +396,7 @@ async fn receive_object(
     }
     let staged = headers.contains_key(wire::HEADER_STAGED);
     let size = version.size;
+    let tag = crate::residency::version_tag(version.hlc, &version.origin);
     // The bytes are taken in under the request; the commit and its audit record run as one task
     // of their own, so a connection cut mid-commit (the request's future dropped) can neither
     // lose the record of a transfer that happened nor record one that did not.
@@ -414,12 +432,15 @@ async fn receive_object(
             };
             if matches!(applied, Ok(ReplicaOutcome::Applied)) {
                 hub.audit(
-                    hub.event(AuditKind::Transfer, format!("{} received from {from}", kind.as_str()))
-                        .with_bucket(&bucket)
-                        .with_key(&key)
-                        .with_peer(&from)
-                        .with_allowed(true)
-                        .with_bytes(size),
+                    hub.event(
+                        AuditKind::Transfer,
+                        format!("{} received from {from} {tag}", kind.as_str()),
+                    )
+                    .with_bucket(&bucket)
+                    .with_key(&key)
+                    .with_peer(&from)
+                    .with_allowed(true)
+                    .with_bytes(size),
                 )
                 .await;
             }

@@ -210,7 +210,12 @@ pub async fn send_version(
     let mut event = hub
         .event(
             AuditKind::Transfer,
-            format!("{} to {peer}: {}", past_tense(kind), decision.reason),
+            format!(
+                "{} to {peer}: {} {}",
+                past_tense(kind),
+                decision.reason,
+                crate::residency::version_tag(version.hlc, &version.origin)
+            ),
         )
         .with_bucket(bucket)
         .with_key(key)

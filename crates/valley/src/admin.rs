@@ -12,6 +12,9 @@ use valley_replicate::{Hub, HubError, LinkStatus, auth, wire};
 
 pub const PREFIX: &str = "/_valley/admin/v1/";
 const BODY_BYTES_MAX: usize = 1024 * 1024;
+/// A residency report sent back to be verified may be large (a version entry is a few hundred
+/// bytes); only the operator, whose signature is checked first, can send one.
+const REPORT_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 pub struct AdminApi {
     pub hub: Option<Arc<Hub>>,
@@ -21,20 +24,20 @@ pub struct AdminApi {
     pub replays: auth::ReplayGuard,
 }
 
-fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
+pub(crate) fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
     let mut r = Response::new(body.into());
     *r.status_mut() = status;
     r
 }
 
-fn json(value: &impl Serialize) -> Response<Bytes> {
+pub(crate) fn json(value: &impl Serialize) -> Response<Bytes> {
     match serde_json::to_vec_pretty(value) {
         Ok(body) => reply(StatusCode::OK, body),
         Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
-fn hub_error(e: &HubError) -> Response<Bytes> {
+pub(crate) fn hub_error(e: &HubError) -> Response<Bytes> {
     let status = match e {
         HubError::Invalid(_) => StatusCode::BAD_REQUEST,
         HubError::NotFound(_) | HubError::Store(valley_store::StoreError::NoSuchBucket(_)) => StatusCode::NOT_FOUND,
@@ -155,7 +158,11 @@ impl AdminApi {
         let body = match auth::read_body(
             valley_replicate::body_timeout::TimedBody::new(req.into_body()),
             &verified,
-            BODY_BYTES_MAX,
+            if route == "residency-verify" {
+                REPORT_BYTES_MAX
+            } else {
+                BODY_BYTES_MAX
+            },
         )
         .await
         {
@@ -177,12 +184,9 @@ impl AdminApi {
                 let Some(bucket) = param("bucket") else {
                     return reply(StatusCode::BAD_REQUEST, "bucket is required");
                 };
-                let policy: PlacementPolicy = match std::str::from_utf8(&body)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| toml::from_str(t).map_err(|e| e.to_string()))
-                {
+                let policy = match policy_of_body(&body) {
                     Ok(p) => p,
-                    Err(e) => return reply(StatusCode::BAD_REQUEST, format!("malformed policy: {e}")),
+                    Err(why) => return malformed(why),
                 };
                 match hub.set_policy(&bucket, policy).await {
                     Ok(()) => reply(StatusCode::OK, "ok"),
@@ -242,6 +246,9 @@ impl AdminApi {
                     Err(e) => hub_error(&e),
                 }
             }
+            (Method::GET, "residency-report") => crate::admin_residency::report(&hub, &query).await,
+            (Method::POST, "residency-verify") => crate::admin_residency::verify(&hub, &body).await,
+            (Method::POST, "policy-dry-run") => crate::admin_residency::dry_run(&hub, &query, &body).await,
             (Method::GET, "audit") => {
                 let filter = valley_audit::Filter {
                     bucket: param("bucket"),
@@ -267,6 +274,18 @@ impl AdminApi {
             _ => reply(StatusCode::NOT_FOUND, "no such admin call"),
         }
     }
+}
+
+/// A policy sent as a TOML body, or what is wrong with it (answered 400 by [`malformed`]).
+pub(crate) fn policy_of_body(body: &[u8]) -> Result<PlacementPolicy, String> {
+    std::str::from_utf8(body)
+        .map_err(|e| e.to_string())
+        .and_then(|t| toml::from_str(t).map_err(|e| e.to_string()))
+        .map_err(|e| format!("malformed policy: {e}"))
+}
+
+pub(crate) fn malformed(why: String) -> Response<Bytes> {
+    reply(StatusCode::BAD_REQUEST, why)
 }
 
 pub fn verify_outcome(report: &valley_audit::VerifyReport) -> VerifyOutcome {

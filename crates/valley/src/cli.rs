@@ -53,6 +53,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Where a bucket's data is, why it may be there, and the audit records that put it there.
+    Residency {
+        #[command(subcommand)]
+        command: ResidencyCommand,
+    },
     /// Certificates for a network's mutual TLS.
     Cert {
         #[command(subcommand)]
@@ -210,6 +215,33 @@ pub struct PolicySetArgs {
     /// …into hubs of this role (east or west).
     #[arg(long, requires = "tier_after_days")]
     pub tier_role: Option<String>,
+    /// Change nothing: print what the change would copy where, remove where, which grants it
+    /// needs, and whether it would strand data.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: print JSON.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResidencyCommand {
+    /// For every version of BUCKET network-wide: the hubs holding a copy, the jurisdiction and
+    /// failure domain of each, the rule (and grant) that allows it there, and the audit records
+    /// of the transfers that put it there; a summary on top.
+    Report {
+        bucket: String,
+        /// Print the report as JSON (what `valley residency verify` checks).
+        #[arg(long)]
+        json: bool,
+        /// The copies whose arrival was recorded by this time (RFC 3339, e.g.
+        /// 2026-12-01T00:00:00Z, or Unix seconds).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Re-check a JSON report against the hubs and their audit chains; exits non-zero naming
+    /// the first claim that cannot be confirmed.
+    Verify { report: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

@@ -49,9 +49,19 @@ impl AdminClient {
     }
 
     pub async fn call(&self, method: http::Method, route: &str, body: Vec<u8>) -> anyhow::Result<Bytes> {
+        self.call_hinted(method, route, body, 0).await
+    }
+
+    /// [`AdminClient::call`] for answers that gather from every hub and may be large and slow
+    /// (residency reports and their checks), with a timeout to match.
+    pub async fn call_large(&self, method: http::Method, route: &str, body: Vec<u8>) -> anyhow::Result<Bytes> {
+        self.call_hinted(method, route, body, 64 << 20).await
+    }
+
+    async fn call_hinted(&self, method: http::Method, route: &str, body: Vec<u8>, hint: u64) -> anyhow::Result<Bytes> {
         let path = format!("{PREFIX}{route}");
         self.client
-            .call(method, &self.base, &path, &[], Payload::Bytes(body.into()), 0)
+            .call(method, &self.base, &path, &[], Payload::Bytes(body.into()), hint)
             .await
             .map_err(|e| match e {
                 PeerError::Unreachable(why) => {
@@ -63,7 +73,7 @@ impl AdminClient {
     }
 }
 
-fn q(value: &str) -> String {
+pub(crate) fn q(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
@@ -91,8 +101,12 @@ pub async fn bucket(admin: &AdminClient, command: BucketCommand) -> anyhow::Resu
         }
         PolicyCommand::Set(args) => {
             let bucket = args.bucket.clone();
+            let (dry_run, as_json) = (args.dry_run, args.json);
             let policy = policy_from_args(args)?;
             let text = toml::to_string(&policy).context("encoding the policy")?;
+            if dry_run {
+                return crate::residency_commands::dry_run(admin, &bucket, text, as_json).await;
+            }
             admin
                 .call(
                     http::Method::PUT,

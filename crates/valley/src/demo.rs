@@ -245,6 +245,53 @@ async fn wait_healthy(topology: &Topology, hubs: &mut Hubs, dir: &Path, ca: &Pat
     Ok(())
 }
 
+/// The residency report of the bucket that crosses a border, made at one hub and verified at
+/// another against every hub's audit chain.
+async fn residency_walk(maker: &AdminClient, checker: &AdminClient) -> anyhow::Result<()> {
+    let body = maker
+        .call_large(http::Method::GET, "residency-report?bucket=cn-eu-contracts", Vec::new())
+        .await?;
+    let report: valley_replicate::residency::Report = serde_json::from_slice(&body)?;
+    let s = &report.summary;
+    let per: Vec<String> = s
+        .copies_per_jurisdiction
+        .iter()
+        .map(|(j, n)| format!("{n} in {j}"))
+        .collect();
+    let grants: std::collections::BTreeSet<&str> = report
+        .versions
+        .iter()
+        .flat_map(|v| v.copies.iter().filter_map(|c| c.grant.as_ref().map(|g| g.id.as_str())))
+        .collect();
+    let records: usize = report
+        .versions
+        .iter()
+        .flat_map(|v| v.copies.iter().map(|c| c.records.len()))
+        .sum();
+    println!(
+        "\nResidency report of cn-eu-contracts (made at frankfurt): {} versions, {} copies ({}), cross-border copies under grant {}, {records} audit records cited.",
+        s.versions,
+        s.copies,
+        per.join(", "),
+        grants.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    if s.copies_not_allowed > 0 {
+        bail!(
+            "the report finds {} copies the policy does not allow",
+            s.copies_not_allowed
+        );
+    }
+    let answer = checker
+        .call_large(http::Method::POST, "residency-verify", body.to_vec())
+        .await?;
+    let check: crate::admin_residency::ReportCheck = serde_json::from_slice(&answer)?;
+    if !check.ok {
+        bail!("the residency report did not verify: {}", check.detail);
+    }
+    println!("Verified at zhangjiakou: {}", check.detail);
+    Ok(())
+}
+
 struct DemoBucket {
     name: &'static str,
     created_at: &'static str,
@@ -417,6 +464,8 @@ async fn walk_through(
     if status != 403 {
         bail!("the residency rule did not hold for a read: HTTP {status}");
     }
+
+    residency_walk(&admin_of("frankfurt")?, &admin_of("zhangjiakou")?).await?;
 
     println!("\nEvery copy is where its policy allows; each decision is in the hubs' audit logs:");
     println!(

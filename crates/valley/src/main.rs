@@ -4,6 +4,7 @@
 //! is one line on stderr and a non-zero exit.
 
 mod admin;
+mod admin_residency;
 mod aws_chunked;
 mod certs;
 mod cli;
@@ -13,6 +14,7 @@ mod demo;
 mod front;
 mod listener;
 mod metrics;
+mod residency_commands;
 mod s3_checks;
 mod serve;
 
@@ -56,6 +58,7 @@ fn run_admin(admin: &str, command: cli::Command) -> anyhow::Result<()> {
             cli::Command::Status { json } => commands::status(&client, json).await,
             cli::Command::Hub { command } => commands::hub(&client, command).await,
             cli::Command::Audit { command } => commands::audit(&client, command).await,
+            cli::Command::Residency { command } => residency_commands::run(&client, command).await,
             cli::Command::Serve(_) | cli::Command::Demo(_) | cli::Command::Cert { .. } => {
                 unreachable!("handled in main")
             }

@@ -1,0 +1,255 @@
+"""Residency you can prove: `valley residency report` lists every copy of a bucket network-wide
+with the rule, the grant and the audit records behind it; `valley residency verify` re-checks a
+report against the hubs and their audit chains and names the first claim it cannot confirm; and
+`valley bucket policy set --dry-run` says what a change would do, which the change then does."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+
+import pytest
+
+from network import Network, wait_for
+
+GRANT = "scc-cn-eu-1"
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    network = Network(tmp_path_factory.mktemp("residency"))
+    network.start_all()
+    network.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification", "personal-info",
+                "--basis", "standard-contract", "--reference", "CAC-SC-2026-0042", "--expires", "2099-12-31",
+                "--id", GRANT)
+    yield network
+    network.stop_all()
+
+
+@pytest.fixture(scope="module")
+def cross_border(net):
+    """A bucket whose personal information lives at zhangjiakou and, under the grant, Frankfurt."""
+    bucket = "cn-eu-" + uuid.uuid4().hex[:8]
+    net.s3("zhangjiakou").create_bucket(Bucket=bucket)
+    net.cli("zhangjiakou", "bucket", "policy", "set", bucket, "--hubs", "zhangjiakou,frankfurt", "--copies", "2",
+            "--classification", "personal-info")
+    wait_for(lambda: all("personal-info" in net.cli(h, "bucket", "policy", "show", bucket, check=False).stdout
+                         for h in net.hubs), what="policy everywhere")
+    bodies = {f"data/o{i}": os.urandom(1000 + 40_000 * i) for i in range(3)}
+    for key, body in bodies.items():
+        net.s3("zhangjiakou").put_object(Bucket=bucket, Key=key, Body=body)
+    wait_for(lambda: net.holdings("zhangjiakou", bucket).get("frankfurt") == 3, what="copies in frankfurt")
+    net.wait_idle("zhangjiakou")
+    return bucket, bodies
+
+
+def report_of(net, hub, bucket, *extra) -> dict:
+    return json.loads(net.cli(hub, "residency", "report", bucket, "--json", *extra).stdout)
+
+
+def audit_hashes(net, hub) -> dict[int, str]:
+    records = json.loads(net.cli(hub, "audit", "show", "--json").stdout)
+    return {r["seq"]: r["hash"] for r in records}
+
+
+def test_the_report_lists_every_copy_with_its_rule_grant_and_audit_records(net, cross_border):
+    bucket, bodies = cross_border
+    # Asked at a hub that holds none of it: the report is network-wide.
+    report = report_of(net, "gui-an", bucket)
+    assert report["format"] == "valley-residency-report/1"
+    summary = report["summary"]
+    assert summary["objects"] == 3 and summary["versions"] == 3, summary
+    assert summary["bytes"] == sum(len(b) for b in bodies.values())
+    assert summary["copies"] == 6 and summary["copies_per_jurisdiction"] == {"CN": 3, "EU": 3}, summary
+    assert summary["versions_short_of_policy"] == 0 and summary["copies_not_allowed"] == 0
+    hashes = {hub: audit_hashes(net, hub) for hub in ("zhangjiakou", "frankfurt")}
+    for version in report["versions"]:
+        copies = {c["hub"]: c for c in version["copies"]}
+        assert set(copies) == {"zhangjiakou", "frankfurt"}, version
+        home, abroad = copies["zhangjiakou"], copies["frankfurt"]
+        assert home["allowed"] and home["rule"] == "policy-allows" and home["records"] == []
+        assert abroad["allowed"] and abroad["rule"] == "grant-covers" and abroad["jurisdiction"] == "EU"
+        assert abroad["grant"]["id"] == GRANT and abroad["grant"]["reference"] == "CAC-SC-2026-0042"
+        assert abroad["grant"]["basis"] == "standard-contract" and abroad["grant"]["expires"] == "2099-12-31"
+        # The sender's and the receiver's record of this very version, each in its hub's chain.
+        assert {r["hub"] for r in abroad["records"]} == {"zhangjiakou", "frankfurt"}, abroad["records"]
+        for record in abroad["records"]:
+            assert hashes[record["hub"]][record["seq"]] == record["hash"]
+    text = net.cli("gui-an", "residency", "report", bucket).stdout
+    assert f"by grant {GRANT} (standard-contract" in text and "copies per jurisdiction: CN 3, EU 3" in text
+
+
+def test_a_report_verifies_and_any_edit_is_named(net, cross_border, tmp_path):
+    bucket, _ = cross_border
+    report = report_of(net, "frankfurt", bucket)
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    # Verified at another hub than the one that made it.
+    ok = net.cli("wuhu", "residency", "verify", str(path))
+    assert "verified: 3 versions, 6 copies, 6 audit records" in ok.stdout, ok.stdout
+
+    def edited(change, expected: str):
+        doc = json.loads(json.dumps(report))
+        change(doc)
+        bad = tmp_path / f"edited-{uuid.uuid4().hex[:6]}.json"
+        bad.write_text(json.dumps(doc))
+        result = net.cli("wuhu", "residency", "verify", str(bad), check=False)
+        assert result.returncode != 0, f"an edited report verified: {expected}"
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], result.stderr
+
+    def hide_frankfurt(doc):
+        # The copy abroad left out, and the summary made to agree: the hubs still hold it.
+        for v in doc["versions"]:
+            v["copies"] = [c for c in v["copies"] if c["hub"] != "frankfurt"]
+        doc["summary"].update(copies=3, copies_per_jurisdiction={"CN": 3}, versions_short_of_policy=3)
+
+    def forge_hash(doc):
+        copy = next(c for c in doc["versions"][0]["copies"] if c["hub"] == "frankfurt")
+        copy["records"][0]["hash"] = "0" * 64
+
+    def move_copy(doc):
+        copy = next(c for c in doc["versions"][1]["copies"] if c["hub"] == "frankfurt")
+        copy.update(hub="hong-kong", jurisdiction="HK", failure_domain="hong-kong")
+        doc["summary"].update(copies_per_jurisdiction={"CN": 3, "EU": 2, "HK": 1}, versions_short_of_policy=1)
+
+    def shrink_bytes(doc):
+        doc["summary"]["bytes"] -= 1
+
+    def claim_other_grant(doc):
+        copy = next(c for c in doc["versions"][2]["copies"] if c["hub"] == "frankfurt")
+        copy["grant"]["reference"] = "NEVER-SIGNED"
+
+    def relax_policy(doc):
+        doc["policy"]["hubs"] = []
+
+    edited(hide_frankfurt, "which the report does not list")
+    edited(forge_hash, "the report says " + "0" * 64)
+    edited(move_copy, "the copy of version")
+    edited(shrink_bytes, "the summary claims bytes")
+    edited(claim_other_grant, f"grant {GRANT} as the report describes it")
+    edited(relax_policy, "the bucket's policy is now")
+
+    # Not a report at all: one line, non-zero, the file named.
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text('{"format": "valley-residency-report/1", "bucket": 7}')
+    result = net.cli("wuhu", "residency", "verify", str(garbage), check=False)
+    assert result.returncode != 0 and "not a residency report" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    missing = net.cli("wuhu", "residency", "report", "no-such-bucket-" + uuid.uuid4().hex[:6], check=False)
+    assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+
+
+def test_a_report_of_a_past_time_shows_what_had_arrived_by_then(net):
+    bucket = "past-" + uuid.uuid4().hex[:8]
+    net.s3("zhangjiakou").create_bucket(Bucket=bucket)
+    net.cli("zhangjiakou", "bucket", "policy", "set", bucket, "--hubs", "zhangjiakou,gui-an", "--copies", "2")
+    time.sleep(0.5)
+    net.s3("zhangjiakou").put_object(Bucket=bucket, Key="early", Body=b"early bytes")
+    wait_for(lambda: net.holdings("zhangjiakou", bucket).get("gui-an") == 1, what="early copy")
+    time.sleep(1.5)
+    between = int(time.time())
+    time.sleep(1.5)
+    net.s3("zhangjiakou").put_object(Bucket=bucket, Key="late", Body=b"late bytes")
+    wait_for(lambda: net.holdings("zhangjiakou", bucket).get("gui-an") == 2, what="late copy")
+    then = report_of(net, "wuhu", bucket, "--at", str(between))
+    assert [v["key"] for v in then["versions"]] == ["early"], then["versions"]
+    assert then["summary"]["copies"] == 2
+    now = report_of(net, "wuhu", bucket)
+    assert sorted(v["key"] for v in now["versions"]) == ["early", "late"]
+    before = report_of(net, "wuhu", bucket, "--at", "2020-01-01T00:00:00Z")
+    assert before["versions"] == [] and before["summary"]["copies"] == 0
+    bad = net.cli("wuhu", "residency", "report", bucket, "--at", "yesterday", check=False)
+    assert bad.returncode != 0 and "RFC 3339" in bad.stderr
+
+
+def test_verify_catches_a_hub_that_rewrote_its_audit_chain(net, tmp_path):
+    bucket = "rewrite-" + uuid.uuid4().hex[:8]
+    net.s3("zhangjiakou").create_bucket(Bucket=bucket)
+    net.cli("zhangjiakou", "bucket", "policy", "set", bucket, "--hubs", "zhangjiakou,wuhu", "--copies", "2")
+    time.sleep(0.5)
+    net.s3("zhangjiakou").put_object(Bucket=bucket, Key="k", Body=os.urandom(5000))
+    wait_for(lambda: net.holdings("zhangjiakou", bucket).get("wuhu") == 1, what="copy at wuhu")
+    report = report_of(net, "zhangjiakou", bucket)
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    net.cli("gui-an", "residency", "verify", str(path))
+    # wuhu drops the newest records of its chain (the record of the copy's arrival among them):
+    # still a valid chain on its own, but no longer the one the report anchored.
+    net.kill("wuhu")
+    try:
+        log = net.data_dir("wuhu") / "audit.log"
+        lines = log.read_bytes().splitlines(keepends=True)
+        received = [i for i, line in enumerate(lines) if bucket.encode() in line and b"received from" in line]
+        assert received, "wuhu recorded no arrival"
+        log.write_bytes(b"".join(lines[:received[0]]))
+    finally:
+        net.start("wuhu")
+    result = net.cli("gui-an", "residency", "verify", str(path), check=False)
+    assert result.returncode != 0, result.stdout
+    assert "wuhu's audit chain does not hold the head the report names" in result.stderr, result.stderr
+
+
+def test_a_dry_run_says_what_the_change_then_does(net, tmp_path):
+    bucket = "plan-" + uuid.uuid4().hex[:8]
+    s3 = net.s3("zhangjiakou")
+    s3.create_bucket(Bucket=bucket)
+    net.cli("zhangjiakou", "bucket", "policy", "set", bucket, "--hubs", "zhangjiakou,gui-an", "--copies", "2")
+    time.sleep(0.5)
+    sizes = [2000 + 7000 * i for i in range(4)]
+    for i, size in enumerate(sizes):
+        s3.put_object(Bucket=bucket, Key=f"k{i}", Body=os.urandom(size))
+    wait_for(lambda: net.holdings("zhangjiakou", bucket).get("gui-an") == 4, what="both copies")
+    net.wait_idle("zhangjiakou")
+    policy_before = net.cli("zhangjiakou", "bucket", "policy", "show", bucket).stdout
+
+    # Moving the bucket from zhangjiakou to wuhu: four copies to wuhu, four dropped at zhangjiakou.
+    change = ("--hubs", "gui-an,wuhu", "--copies", "2")
+    plan = json.loads(net.cli("gui-an", "bucket", "policy", "set", bucket, *change, "--dry-run", "--json").stdout)
+    assert plan["copies"] == [{"hub": "wuhu", "versions": 4, "bytes": sum(sizes)}], plan
+    assert plan["removals"] == [{"hub": "zhangjiakou", "versions": 4, "bytes": sum(sizes)}], plan
+    assert plan["stranded"] == [] and not plan["strands"] and plan["refused"] == [] and plan["grants"] == []
+    text = net.cli("gui-an", "bucket", "policy", "set", bucket, *change, "--dry-run").stdout
+    assert "dry run: nothing changed" in text and "strands data: no" in text
+    # Nothing changed.
+    time.sleep(2)
+    assert net.cli("zhangjiakou", "bucket", "policy", "show", bucket).stdout == policy_before
+    assert net.holdings("zhangjiakou", bucket) == {"zhangjiakou": 4, "gui-an": 4}
+
+    # The real change does exactly that.
+    net.cli("gui-an", "bucket", "policy", "set", bucket, *change)
+    wait_for(lambda: net.holdings("zhangjiakou", bucket) == {"gui-an": 4, "wuhu": 4}, timeout=90,
+             what="the planned copies and removals")
+    status = net.status("wuhu")
+    row = next(b for b in status["buckets"] if b["bucket"] == bucket)
+    assert {h["hub"]: h["bytes"] for h in row["holders"]} == {"gui-an": sum(sizes), "wuhu": sum(sizes)}
+
+    # Sent to Frankfurt with a classification no grant covers: every copy refused, the data
+    # stranded where it is (nothing would be removed).
+    refused = json.loads(net.cli("gui-an", "bucket", "policy", "set", bucket, "--hubs", "frankfurt", "--copies", "1",
+                                 "--classification", "health-records", "--dry-run", "--json").stdout)
+    assert refused["copies"] == [] and refused["removals"] == [], refused
+    assert [r["hub"] for r in refused["refused"]] == ["frankfurt"] and refused["refused"][0]["versions"] == 4
+    assert {s["hub"] for s in refused["stranded"]} == {"gui-an", "wuhu"} and refused["strands"]
+    # Under the grant, the same move to Frankfurt for personal information draws on it.
+    granted = json.loads(net.cli("gui-an", "bucket", "policy", "set", bucket, "--hubs", "frankfurt", "--copies", "1",
+                                 "--classification", "personal-info", "--dry-run", "--json").stdout)
+    assert granted["copies"] == [{"hub": "frankfurt", "versions": 4, "bytes": sum(sizes)}], granted
+    assert [(g["from"], g["to"], g["grant"], g["bytes"]) for g in granted["grants"]] == \
+        [("CN", "EU", GRANT, sum(sizes))], granted["grants"]
+    assert net.holdings("zhangjiakou", bucket) == {"gui-an": 4, "wuhu": 4}
+
+    # Bad input: one line, non-zero, nothing changed.
+    unknown = net.cli("gui-an", "bucket", "policy", "set", "no-such-" + uuid.uuid4().hex[:6], "--hubs", "wuhu",
+                      "--dry-run", check=False)
+    assert unknown.returncode != 0 and len(unknown.stderr.strip().splitlines()) == 1
+    bad_file = tmp_path / "bad.toml"
+    bad_file.write_text("copies = 'two'\n")
+    malformed = net.cli("gui-an", "bucket", "policy", "set", bucket, "--file", str(bad_file), "--dry-run",
+                        check=False)
+    assert malformed.returncode != 0 and "bad.toml" in malformed.stderr
+    invalid = net.cli("gui-an", "bucket", "policy", "set", bucket, "--hubs", "atlantis", "--dry-run", check=False)
+    assert invalid.returncode != 0 and "atlantis" in invalid.stderr
+    assert net.holdings("zhangjiakou", bucket) == {"gui-an": 4, "wuhu": 4}
