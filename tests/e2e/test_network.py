@@ -421,6 +421,30 @@ def test_deletes_and_overwrites_replicate_last_writer_wins(net):
             client.get_object(Bucket=bucket, Key="gone")
 
 
+def test_delete_markers_and_null_version_deletes_replicate(net):
+    """Found by the replication simulation: a delete marker was refused by every receiver (its
+    empty ETag checked against the empty body) and retried for ever."""
+    bucket = "markers-" + uuid.uuid4().hex[:8]
+    a, b = net.s3("zhangjiakou"), net.s3("gui-an")
+    a.create_bucket(Bucket=bucket)
+    net.cli("zhangjiakou", "bucket", "policy", "set", bucket, "--hubs", "zhangjiakou,gui-an", "--copies", "2")
+    a.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    time.sleep(0.5)
+    first = a.put_object(Bucket=bucket, Key="k", Body=b"kept as a noncurrent version")["VersionId"]
+    wait_for(lambda: net.holdings("zhangjiakou", bucket).get("gui-an") == 1, what="the version at gui-an")
+    marker = a.delete_object(Bucket=bucket, Key="k")
+    assert marker["DeleteMarker"] is True
+    # The marker reaches gui-an: the backlog drains, and gui-an serves the key as deleted.
+    status = net.wait_idle("zhangjiakou", timeout=20)
+    assert sum(l["backlog_entries"] for l in status["links"]) == 0, status["links"]
+    versions = b.list_object_versions(Bucket=bucket, Prefix="k")
+    assert [m["VersionId"] for m in versions.get("DeleteMarkers", [])] == [marker["VersionId"]], versions
+    assert [v["VersionId"] for v in versions["Versions"]] == [first]
+    with pytest.raises(ClientError):
+        b.get_object(Bucket=bucket, Key="k")
+    assert b.get_object(Bucket=bucket, Key="k", VersionId=first)["Body"].read() == b"kept as a noncurrent version"
+
+
 def test_status_and_audit_verify(net):
     status = net.status("gui-an")
     assert {h["id"] for h in status["hubs"]} == set(net.hubs)

@@ -5,6 +5,8 @@ report against the hubs and their audit chains and names the first claim it cann
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import time
@@ -19,7 +21,8 @@ GRANT = "scc-cn-eu-1"
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    network = Network(tmp_path_factory.mktemp("residency"))
+    # Signed audit heads every second (60 s by default), so the tests need not wait.
+    network = Network(tmp_path_factory.mktemp("residency"), serve_args=("--audit-head-interval", "1"))
     network.start_all()
     network.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification", "personal-info",
                 "--basis", "standard-contract", "--reference", "CAC-SC-2026-0042", "--expires", "2099-12-31",
@@ -253,3 +256,97 @@ def test_a_dry_run_says_what_the_change_then_does(net, tmp_path):
     invalid = net.cli("gui-an", "bucket", "policy", "set", bucket, "--hubs", "atlantis", "--dry-run", check=False)
     assert invalid.returncode != 0 and "atlantis" in invalid.stderr
     assert net.holdings("zhangjiakou", bucket) == {"gui-an": 4, "wuhu": 4}
+
+
+# ---- signed audit chain heads ----------------------------------------------------------------
+
+ORDER = ["v", "seq", "time_unix_ms", "hub", "kind", "bucket", "key", "peer", "grant", "allowed", "rule", "bytes",
+         "detail", "prev"]
+
+
+def recorded_heads(net, at_hub: str, of_hub: str) -> list[dict]:
+    records = json.loads(net.cli(at_hub, "audit", "show", "--json").stdout)
+    return [json.loads(r["detail"]) for r in records if r["kind"] == "peer-head" and r["peer"] == of_hub]
+
+
+def peer_line(output: str, hub: str) -> str:
+    return next((line for line in output.splitlines() if line.strip().startswith(f"peer {hub} ")), "")
+
+
+def rewrite_from(log, seq: int):
+    """Edits record `seq` of a chain and recomputes every hash after it, as a hub that can write
+    its own file could: the chain verifies on its own."""
+    lines = log.read_text(encoding="utf-8").splitlines()
+    prev = "0" * 64
+    out = []
+    for line in lines:
+        r = json.loads(line)
+        if r["seq"] == seq:
+            r["detail"] = "nothing happened here"
+        if r["seq"] >= seq:
+            r["prev"] = prev
+            canonical = json.dumps({k: r[k] for k in ORDER}, separators=(",", ":"), ensure_ascii=False)
+            r["hash"] = hashlib.sha256(canonical.encode()).hexdigest()
+            line = canonical[:-1] + f',"hash":"{r["hash"]}"}}'
+        prev = r["hash"]
+        out.append(line)
+    log.write_text("\n".join(out) + "\n", encoding="utf-8")
+
+
+def test_each_hub_records_its_peers_signed_heads(net):
+    wait_for(lambda: recorded_heads(net, "zhangjiakou", "hong-kong"), what="a signed head of hong-kong recorded")
+    head = recorded_heads(net, "zhangjiakou", "hong-kong")[-1]
+    assert head["scheme"] == 0x0807 and len(base64.b64decode(head["signature"])) == 64  # Ed25519
+    result = net.cli("zhangjiakou", "audit", "verify", check=False)
+    line = peer_line(result.stdout, "hong-kong")
+    assert " ok " in line and "holds all" in line, result.stdout
+
+
+def test_a_forged_signed_head_is_refused(net):
+    path = "/_valley/peer/v1/head"
+    head = {"v": 1, "hub": "frankfurt", "seq": 1, "hash": "ab" * 32, "time_unix_ms": int(time.time() * 1000),
+            "scheme": 0x0807, "signature": base64.b64encode(b"x" * 64).decode(),
+            "cert": base64.b64encode(b"not a certificate").decode()}
+    r = net.peer_call("POST", "zhangjiakou", path, as_hub="frankfurt", body=json.dumps(head).encode())
+    assert r.status_code == 403 and "signed audit head from frankfurt refused" in r.text, r.text
+    # A head of another hub, even with that hub's real certificate, is not frankfurt's to send.
+    real = recorded_heads(net, "zhangjiakou", "hong-kong")
+    cert = next(h["cert"] for h in real if h.get("cert"))
+    head.update(hub="hong-kong", cert=cert)
+    r = net.peer_call("POST", "zhangjiakou", path, as_hub="frankfurt", body=json.dumps(head).encode())
+    assert r.status_code == 400, r.text
+    assert not [h for h in recorded_heads(net, "zhangjiakou", "frankfurt") if h["hash"] == "ab" * 32]
+
+
+def test_peers_catch_a_hub_that_rewrites_or_shortens_its_chain(net):
+    # hong-kong recomputes its chain from a record before the newest head it signed.
+    wait_for(lambda: recorded_heads(net, "gui-an", "hong-kong"), what="a head of hong-kong at gui-an")
+    signed = max(h["seq"] for h in recorded_heads(net, "gui-an", "hong-kong"))
+    net.kill("hong-kong")
+    try:
+        log = net.data_dir("hong-kong") / "audit.log"
+        rewrite_from(log, max(1, signed - 2))
+        # On its own the rewritten chain verifies: only the heads it signed give it away.
+        assert net.cli("hong-kong", "audit", "verify", "--file", str(log)).returncode == 0
+    finally:
+        net.start("hong-kong")
+    result = net.cli("gui-an", "audit", "verify", check=False)
+    assert result.returncode != 0, result.stdout
+    assert "REWRITTEN" in peer_line(result.stdout, "hong-kong"), result.stdout
+    assert "hong-kong" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+    # frankfurt drops all but its first two records: a valid chain, far shorter than signed.
+    wait_for(lambda: recorded_heads(net, "wuhu", "frankfurt"), what="a head of frankfurt at wuhu")
+    assert max(h["seq"] for h in recorded_heads(net, "wuhu", "frankfurt")) > 10
+    net.kill("frankfurt")
+    try:
+        log = net.data_dir("frankfurt") / "audit.log"
+        lines = log.read_bytes().splitlines(keepends=True)
+        log.write_bytes(b"".join(lines[:2]))
+    finally:
+        net.start("frankfurt")
+    result = net.cli("wuhu", "audit", "verify", check=False)
+    assert result.returncode != 0 and "REWRITTEN" in peer_line(result.stdout, "frankfurt"), result.stdout
+    # The restarted hub's next head contradicts the one recorded: that is recorded too, signed.
+    wait_for(lambda: any(h.get("contradicts") for h in recorded_heads(net, "wuhu", "frankfurt")),
+             what="the contradiction recorded")

@@ -39,16 +39,20 @@ pub enum AuditKind {
     GrantChange,
     /// A read or write of tenant data.
     Access,
+    /// A peer's signed audit chain head, as this hub received and checked it: the record that
+    /// lets this hub (or anyone holding its chain) later detect the peer rewriting its own.
+    PeerHead,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 6] = [
+    pub const ALL: [AuditKind; 7] = [
         AuditKind::PolicyDecision,
         AuditKind::Transfer,
         AuditKind::RefusedRequest,
         AuditKind::PolicyChange,
         AuditKind::GrantChange,
         AuditKind::Access,
+        AuditKind::PeerHead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +63,7 @@ impl AuditKind {
             AuditKind::PolicyChange => "policy-change",
             AuditKind::GrantChange => "grant-change",
             AuditKind::Access => "access",
+            AuditKind::PeerHead => "peer-head",
         }
     }
 }

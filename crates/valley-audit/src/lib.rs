@@ -104,4 +104,6 @@ pub use event::{AuditEvent, AuditKind, DETAIL_TRUNCATION_MARKER, MAX_DETAIL_BYTE
 pub use log::AuditLog;
 pub use read::{Filter, MAX_LINE_BYTES, Records, read_filtered};
 pub use record::{AuditRecord, ChainHash, Head, RECORD_VERSION};
-pub use verify::{BadRecord, Problem, VerifiedLog, VerifyReport, verify_file, verify_file_anchored};
+pub use verify::{
+    BadRecord, Problem, VerifiedLog, VerifyReport, verify_file, verify_file_anchored, verify_file_anchors,
+};

@@ -96,16 +96,36 @@ impl fmt::Display for VerifyReport {
 /// Verifies the whole log at `path`, streaming it. `Err` only when the file cannot be read;
 /// damage and tampering are reported in the [`VerifyReport`].
 pub fn verify_file(path: impl AsRef<Path>) -> AuditResult<VerifyReport> {
-    verify(path.as_ref(), None)
+    verify(path.as_ref(), &std::collections::BTreeMap::new())
 }
 
 /// [`verify_file`], and also checks that the record with `anchor.seq` has `anchor.hash`: the
 /// only way to detect that the newest records were removed. `Head::EMPTY` anchors nothing.
 pub fn verify_file_anchored(path: impl AsRef<Path>, anchor: Head) -> AuditResult<VerifyReport> {
-    verify(path.as_ref(), Some(anchor))
+    verify_file_anchors(path, &[anchor])
 }
 
-fn verify(path: &Path, anchor: Option<Head>) -> AuditResult<VerifyReport> {
+/// [`verify_file_anchored`] for many heads at once (a peer's signed heads over time): every
+/// one must be in the file, with its hash. The first that is not is reported.
+pub fn verify_file_anchors(path: impl AsRef<Path>, anchors: &[Head]) -> AuditResult<VerifyReport> {
+    let mut wanted: std::collections::BTreeMap<u64, ChainHash> = std::collections::BTreeMap::new();
+    for anchor in anchors.iter().filter(|a| a.seq > 0) {
+        if let Some(other) = wanted.insert(anchor.seq, anchor.hash)
+            && other != anchor.hash
+        {
+            // Two heads of the same seq with different hashes: the chain forked.
+            return Ok(VerifyReport::Bad(BadRecord {
+                line: anchor.seq,
+                seq: Some(anchor.seq),
+                problem: Problem::AnchorMissing,
+                detail: format!("two heads at seq {}: {other} and {}", anchor.seq, anchor.hash),
+            }));
+        }
+    }
+    verify(path.as_ref(), &wanted)
+}
+
+fn verify(path: &Path, anchors: &std::collections::BTreeMap<u64, ChainHash>) -> AuditResult<VerifyReport> {
     let mut lines = LineReader::open(path)?;
     let mut head = Head::EMPTY;
     let mut unterminated_tail_bytes = 0;
@@ -159,20 +179,19 @@ fn verify(path: &Path, anchor: Option<Head>) -> AuditResult<VerifyReport> {
                 format!("expected seq {}, found {}", head.seq + 1, record.seq),
             );
         }
-        if let Some(anchor) = anchor
-            && anchor.seq == record.seq
-            && anchor.hash != record.hash
+        if let Some(anchored) = anchors.get(&record.seq)
+            && *anchored != record.hash
         {
-            let detail = format!("anchored hash {}, found {}", anchor.hash, record.hash);
+            let detail = format!("anchored hash {anchored}, found {}", record.hash);
             return bad(number, seq, Problem::AnchorMissing, detail);
         }
         head = record.head();
     }
-    if let Some(anchor) = anchor
-        && anchor.seq > head.seq
+    if let Some((&last, _)) = anchors.last_key_value()
+        && last > head.seq
     {
-        let detail = format!("anchored seq {} but the log ends at seq {}", anchor.seq, head.seq);
-        return bad(head.seq + 1, Some(anchor.seq), Problem::AnchorMissing, detail);
+        let detail = format!("anchored seq {last} but the log ends at seq {}", head.seq);
+        return bad(head.seq + 1, Some(last), Problem::AnchorMissing, detail);
     }
     Ok(VerifyReport::Ok(VerifiedLog {
         records: head.seq,

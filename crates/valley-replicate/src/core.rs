@@ -1,17 +1,13 @@
-//! The replicator's logic, free of I/O so that a seeded simulation can drive it through
-//! dropped, duplicated, reordered and delayed messages and crashes (`tests/simulation.rs`).
+//! The replicator's delivery logic, free of I/O so that a seeded simulation can drive it
+//! through dropped, duplicated, reordered and delayed messages and crashes
+//! (`tests/simulation.rs`, which runs it against real catalogs).
 //!
-//! Delivery is at-least-once from a durable outbox; receivers apply idempotently by
-//! last-writer-wins on `(hlc, origin hub)`, so redelivery, duplication and reordering are
-//! harmless and every replica converges on the same winner.
+//! Delivery is at-least-once from a durable outbox. Ordering versions is not done here: the
+//! receiving catalog applies each version idempotently by last-writer-wins on its stamp
+//! (`valley_store::Catalog::apply_replica`, `Catalog::apply_remote_deletes`), so redelivery,
+//! duplication and reordering are harmless and every replica converges on the same winner.
 
 use std::collections::{BTreeMap, BTreeSet};
-
-/// The order of versions across hubs: by HLC timestamp, then by origin hub id.
-#[must_use]
-pub fn supersedes(incoming: (u64, &str), existing: (u64, &str)) -> bool {
-    incoming > existing
-}
 
 /// Exponential backoff with full jitter: attempt n waits a uniform time in
 /// `[0, min(max, base * 2^n)]`. `entropy` is any random u64 (seeded in tests).
@@ -171,12 +167,5 @@ mod tests {
         assert!(q.take_due(wake - 1).is_empty());
         assert_eq!(q.take_due(wake), vec![2]);
         assert_eq!(q.attempts(2), Some(1));
-    }
-
-    #[test]
-    fn lww_orders_by_timestamp_then_origin() {
-        assert!(supersedes((2, "a"), (1, "z")));
-        assert!(supersedes((1, "b"), (1, "a")));
-        assert!(!supersedes((1, "a"), (1, "a")));
     }
 }

@@ -92,6 +92,8 @@ pub struct Hub {
     /// the peer holding the version, that commit happened and is recorded then. In memory: a
     /// restart in between loses only the sender's record of such a transfer. Bounded.
     unanswered_commits: Mutex<std::collections::HashSet<String>>,
+    /// Signing this hub's audit heads and checking its peers' (networks with TLS only).
+    head_signing: std::sync::OnceLock<crate::heads::HeadSigning>,
 }
 
 /// Most unanswered commits remembered (each is one large transfer being retried).
@@ -220,6 +222,7 @@ impl Hub {
             replays: crate::auth::ReplayGuard::new(),
             refusals: crate::refusals::RefusalLimiter::new(),
             unanswered_commits: Mutex::new(std::collections::HashSet::new()),
+            head_signing: std::sync::OnceLock::new(),
         })
     }
 
@@ -257,6 +260,22 @@ impl Hub {
             .get(peer)
             .cloned()
             .unwrap_or_else(|| Arc::new(tokio::sync::Semaphore::new(crate::transfer::LINK_STREAMS_DEFAULT)))
+    }
+
+    /// Signs this hub's audit heads with its certificate key and checks its peers' heads
+    /// against the network CA (call once, on a network with TLS, before [`crate::heads::start`]).
+    pub fn enable_signed_heads(&self, signing: crate::heads::HeadSigning) {
+        let _ = self.head_signing.set(signing);
+    }
+
+    pub(crate) fn head_signing(&self) -> Option<&crate::heads::HeadSigning> {
+        self.head_signing.get()
+    }
+
+    /// The newest durable record of this hub's audit chain.
+    #[must_use]
+    pub fn audit_head(&self) -> valley_audit::Head {
+        self.audit.head()
     }
 
     #[must_use]

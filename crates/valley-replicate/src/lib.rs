@@ -1,10 +1,11 @@
 //! Valley's hub network.
 //!
-//! - [`core`]: the delivery logic (link queues, backoff, last-writer-wins), free of I/O.
+//! - [`core`]: the delivery logic (link queues, backoff), free of I/O.
 //! - [`control`]: placement policies and grants, held by every hub.
 //! - [`outbox`]: what each peer is still owed, written with the change it ships.
 //! - [`hook`]: the catalog hook that refuses forbidden writes and fills the outbox.
 //! - [`hub`]: one hub's network state and control-plane operations.
+//! - [`heads`]: signed audit chain heads exchanged between hubs, and the check of peers' chains.
 //! - [`link`]: the per-peer workers that ship the outbox.
 //! - [`read_through`]: serving reads of versions held at other hubs.
 //! - [`repair`]: anti-entropy, re-creating copies of lost hubs, tiering.
@@ -20,6 +21,7 @@ pub mod body_timeout;
 pub mod client;
 pub mod control;
 pub mod core;
+pub mod heads;
 pub mod hook;
 pub mod hub;
 pub mod link;

@@ -247,6 +247,31 @@ async fn dispatch(
             receive_object(&hub, &from, query, &parts.headers, None).await
         }
         (http::Method::GET, "stat") => read_through::serve_stat(&hub, &from, query).await,
+        (http::Method::POST, "head") => {
+            let head: crate::heads::SignedHead = match parse_json(&body) {
+                Ok(h) => h,
+                Err(r) => return r,
+            };
+            use crate::heads::HeadRefusal;
+            match crate::heads::receive_head(&hub, &from, head).await {
+                Ok(outcome) => json(&wire::Outcome {
+                    outcome: outcome.into(),
+                }),
+                Err(HeadRefusal::NotSigning) => reply(
+                    StatusCode::CONFLICT,
+                    "this hub checks no signed heads (its network runs without TLS)",
+                ),
+                Err(HeadRefusal::Malformed(why)) => reply(StatusCode::BAD_REQUEST, why),
+                Err(HeadRefusal::BadSignature(why)) => {
+                    let why = format!("signed audit head from {from} refused: {why}");
+                    refuse_stranger(&hub, "head-signature", StatusCode::FORBIDDEN, why, Some(&from)).await
+                }
+            }
+        }
+        (http::Method::GET, "audit-chain") => match crate::heads::own_chain(&hub).await {
+            Ok(chain) => reply(StatusCode::OK, chain),
+            Err(why) => reply(StatusCode::PAYLOAD_TOO_LARGE, why),
+        },
         (http::Method::GET, "residency") => {
             let Some(bucket) = wire::query_param(query, "bucket") else {
                 return reply(StatusCode::BAD_REQUEST, "bucket is required");
@@ -677,23 +702,10 @@ async fn take_body(
             }
         }
     }
-    if failure.is_none() && received != version.size {
-        failure = Some(reply(
-            StatusCode::BAD_REQUEST,
-            format!("got {received} of {} bytes", version.size),
-        ));
-    }
-    if failure.is_none() {
-        let etag = check.finish();
-        if etag != version.etag {
-            failure = Some(reply(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "checksum mismatch: bytes hash to {etag}, the origin recorded {}",
-                    version.etag
-                ),
-            ));
-        }
+    if failure.is_none()
+        && let Err(why) = wire::check_body(version, received, &check.finish())
+    {
+        failure = Some(reply(StatusCode::BAD_REQUEST, why));
     }
     if let Some(response) = failure {
         if let Some(w) = writer {

@@ -166,6 +166,22 @@ pub struct Inventory {
     pub buckets: Vec<BucketHoldings>,
 }
 
+/// Whether `received` bytes hashing to `etag` (an [`EtagCheck`]'s answer) are the body of
+/// `version`, as the origin recorded it; `Err` says what differs. A delete marker carries no
+/// bytes and no ETag: only its size (0) is checked.
+pub fn check_body(version: &valley_store::record::ObjectVersion, received: u64, etag: &str) -> Result<(), String> {
+    if received != version.size {
+        return Err(format!("got {received} of {} bytes", version.size));
+    }
+    if !version.delete_marker && etag != version.etag {
+        return Err(format!(
+            "checksum mismatch: bytes hash to {etag}, the origin recorded {}",
+            version.etag
+        ));
+    }
+    Ok(())
+}
+
 /// Recomputes an S3 ETag while bytes stream past: plain MD5, or for a multipart object the MD5
 /// of its parts' MD5s with `-N`. Replication checks every transfer against the ETag the origin
 /// recorded, so a flipped bit anywhere on the way is caught end to end.

@@ -589,6 +589,12 @@ impl Catalog {
                         }
                         remove_version_row(txn, &raw, &version);
                         bury_version(txn, &bucket, &key, version.stamp());
+                        // The null version deleted by id: an older null version still on its
+                        // way from another hub must not come back here (the other hubs take
+                        // this delete as a null-version delete and raise the same tombstone).
+                        if version.version_id.is_none() {
+                            raise_tombstone(txn, &bucket, &key, version.stamp())?;
+                        }
                         let outcome = DeleteOutcome {
                             version_id: Some(id),
                             delete_marker: version.delete_marker,

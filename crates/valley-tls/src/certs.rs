@@ -217,12 +217,49 @@ fn make_leaf(
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(BACKDATE_HOURS);
     params.not_after = now + time::Duration::days(HUB_VALIDITY_DAYS);
-    let key = new_key(&format!("the key of hub {id}"))?;
+    let key = new_ed25519_key(&format!("the key of hub {id}"))?;
     let cert = params.signed_by(&key, issuer).map_err(|source| TlsError::Generate {
         what: format!("the certificate of hub {id}"),
         source,
     })?;
     Ok((cert, key))
+}
+
+/// An Ed25519 key (it also signs the hub's audit chain heads, see `signing`), kept as PKCS#8
+/// v1: ring writes v2 (with the public key), which OpenSSL 3.0 cannot read, so `openssl`,
+/// curl or Python could not use the hub's key file.
+fn new_ed25519_key(what: &str) -> Result<KeyPair, TlsError> {
+    let generated = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|source| TlsError::Generate {
+        what: what.to_string(),
+        source,
+    })?;
+    let v1 = ed25519_pkcs8_v1(&generated.serialize_der()).ok_or_else(|| TlsError::Generate {
+        what: what.to_string(),
+        source: rcgen::Error::CouldNotParseKeyPair,
+    })?;
+    KeyPair::try_from(v1.as_slice()).map_err(|source| TlsError::Generate {
+        what: what.to_string(),
+        source,
+    })
+}
+
+/// The PKCS#8 v1 form (RFC 8410) of an Ed25519 key given in ring's v2 form: the same seed.
+fn ed25519_pkcs8_v1(v2: &[u8]) -> Option<Vec<u8>> {
+    // SEQUENCE { INTEGER 1, AlgorithmIdentifier { id-Ed25519 }, OCTET STRING { OCTET STRING seed }, [1] public key }
+    const V2_BODY_PREFIX: [u8; 14] = [
+        0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+    ];
+    const V1_PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+    ];
+    let body = match v2 {
+        [0x30, len, body @ ..] if usize::from(*len) == body.len() => body,
+        _ => return None,
+    };
+    let seed = body.strip_prefix(&V2_BODY_PREFIX[..])?.get(..32)?;
+    let mut v1 = V1_PREFIX.to_vec();
+    v1.extend_from_slice(seed);
+    Some(v1)
 }
 
 fn new_key(what: &str) -> Result<KeyPair, TlsError> {

@@ -27,6 +27,7 @@ mod identity;
 mod pem;
 mod reload;
 mod server;
+mod signing;
 
 pub use certs::{CA_VALIDITY_DAYS, HUB_VALIDITY_DAYS, HubCertSpec, NetworkCerts, init_network, issue_hub_cert};
 pub use client::{PeerTls, cli_client_config, plain_connector};
@@ -39,5 +40,6 @@ pub use identity::{
 pub use pem::{load_certs, load_key, load_roots};
 pub use reload::RELOAD_CHECK_INTERVAL;
 pub use server::ServerTls;
+pub use signing::{HubSignatureCheck, HubSigner, Signed};
 /// Re-exported so callers name the same rustls and tokio-rustls versions as this crate.
 pub use {rustls, tokio_rustls};

@@ -127,6 +127,9 @@ pub struct VerifyOutcome {
     pub ok: bool,
     pub records: u64,
     pub detail: String,
+    /// Each peer's chain checked against the heads it signed and this hub recorded.
+    #[serde(default)]
+    pub peers: Vec<valley_replicate::heads::PeerChainCheck>,
 }
 
 impl AdminApi {
@@ -266,7 +269,14 @@ impl AdminApi {
             (Method::GET, "audit-verify") => {
                 let path = hub.audit_path().to_path_buf();
                 match tokio::task::spawn_blocking(move || valley_audit::verify_file(&path)).await {
-                    Ok(Ok(report)) => json(&verify_outcome(&report)),
+                    Ok(Ok(report)) => {
+                        let mut outcome = verify_outcome(&report);
+                        match valley_replicate::heads::check_peer_chains(&hub).await {
+                            Ok(peers) => outcome.peers = peers,
+                            Err(e) => return hub_error(&e),
+                        }
+                        json(&outcome)
+                    }
                     Ok(Err(e)) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                     Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                 }
@@ -294,11 +304,13 @@ pub fn verify_outcome(report: &valley_audit::VerifyReport) -> VerifyOutcome {
             ok: true,
             records: log.records,
             detail: report.to_string(),
+            peers: Vec::new(),
         },
         valley_audit::VerifyReport::Bad(_) => VerifyOutcome {
             ok: false,
             records: 0,
             detail: report.to_string(),
+            peers: Vec::new(),
         },
     }
 }

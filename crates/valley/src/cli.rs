@@ -147,6 +147,11 @@ pub struct ServeArgs {
     /// and its parts freed (default: 7 days).
     #[arg(long, value_name = "SECS", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(1..))]
     pub multipart_expiry_secs: u64,
+
+    /// Seconds between two signed heads of this hub's audit chain sent to every peer (on a
+    /// network with TLS), which record them.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub audit_head_interval: u64,
 }
 
 #[derive(Debug, Subcommand)]

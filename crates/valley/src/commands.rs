@@ -347,6 +347,20 @@ pub async fn audit(admin: &AdminClient, command: AuditCommand) -> anyhow::Result
                 bail!("audit chain broken: {}", outcome.detail);
             }
             println!("{}", outcome.detail);
+            for peer in &outcome.peers {
+                let state = match peer.ok {
+                    Some(true) => "ok",
+                    Some(false) => "REWRITTEN",
+                    None => "unchecked",
+                };
+                println!(
+                    "  peer {:<14} {state:<9} {} signed heads (newest seq {}): {}",
+                    peer.hub, peer.heads, peer.latest_seq, peer.detail
+                );
+            }
+            if let Some(bad) = outcome.peers.iter().find(|p| p.ok == Some(false)) {
+                bail!("{}", bad.detail);
+            }
         }
         AuditCommand::Show {
             bucket,

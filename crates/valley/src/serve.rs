@@ -170,6 +170,21 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
             )
             .map_err(|e| anyhow::anyhow!("cannot join the network as hub {id:?}: {e}"))?;
             let hub = Arc::new(hub);
+            // On a network with TLS, audit heads are signed with the certificate key and sent
+            // to every peer, which records them (so no hub can rewrite its chain unseen).
+            if let (Some(_), Some(cert), Some(key), Some(ca)) = (
+                tls.as_ref().and_then(|t| t.peer.as_ref()),
+                &args.tls_cert,
+                &args.tls_key,
+                &args.tls_ca,
+            ) {
+                let check = valley_tls::HubSignatureCheck::load(ca)?;
+                hub.enable_signed_heads(valley_replicate::heads::HeadSigning::new(
+                    valley_tls::HubSigner::new(cert, key),
+                    check,
+                ));
+                valley_replicate::heads::start(&hub, Duration::from_secs(args.audit_head_interval));
+            }
             valley_replicate::link::start(&hub);
             valley_replicate::repair::start(
                 &hub,
