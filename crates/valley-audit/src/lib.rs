@@ -67,8 +67,9 @@
 //!   chain is still a valid chain. Neither is a chain recomputed from some point on by someone
 //!   who can write the file: the hash has no secret. Both are caught by comparing with a head
 //!   recorded elsewhere. [`AuditLog::head`] gives the newest durable record's seq and hash;
-//!   the hub exports it (metrics, status, to its peers, to tenants), and
-//!   [`verify_file_anchored`] checks that an exported head is still in the file.
+//!   hubs sign it and send it to their peers, which record it (`peer-head` records), and
+//!   [`verify_file_anchored`] / [`verify_file_anchors`] check that recorded heads are still in
+//!   the file.
 //!
 //! # Durability, concurrency and crashes
 //!

@@ -11,7 +11,7 @@ use std::thread;
 
 use valley_audit::{
     AuditError, AuditEvent, AuditKind, AuditLog, AuditRecord, BadRecord, ChainHash, Filter, Head, MAX_FIELD_BYTES,
-    Problem, VerifyReport, read_filtered, verify_file, verify_file_anchored,
+    Problem, VerifyReport, read_filtered, verify_file, verify_file_anchored, verify_file_anchors,
 };
 
 fn event(i: u64) -> AuditEvent {
@@ -429,6 +429,42 @@ fn removing_the_newest_records_is_caught_only_against_an_anchored_head() {
     };
     assert_eq!((bad.line, bad.problem), (5, Problem::AnchorMissing), "{bad}");
     assert!(verify_file_anchored(&path, Head::EMPTY).expect("verify").is_ok());
+}
+
+#[test]
+fn many_anchors_are_checked_at_once_and_a_fork_between_them_is_named() {
+    let (_dir, path) = log_with(6);
+    let lines = read_lines(&path);
+    let heads: Vec<Head> = lines.iter().map(|l| parse(l).head()).collect();
+    // A peer's signed heads over time: all in the chain.
+    assert!(
+        verify_file_anchors(&path, &[heads[1], heads[3], heads[5]])
+            .expect("verify")
+            .is_ok()
+    );
+    // Rewritten from record 3 on: every head from there on is missed, the first one named.
+    let mut rewritten = lines[..2].to_vec();
+    let mut prev = parse(&lines[1]).hash;
+    for seq in 3..=6 {
+        let line = forged_line(seq, prev, "rewritten");
+        prev = parse(&line).hash;
+        rewritten.push(line);
+    }
+    write_lines(&path, &rewritten);
+    assert_eq!(verify_ok(&path).records, 6);
+    let VerifyReport::Bad(bad) = verify_file_anchors(&path, &[heads[0], heads[3], heads[5]]).expect("verify") else {
+        panic!("a rewritten chain must not match its heads");
+    };
+    assert_eq!((bad.seq, bad.problem), (Some(4), Problem::AnchorMissing), "{bad}");
+    // Two heads of one seq that differ: the chain forked, whatever the file holds.
+    let fork = Head {
+        seq: 2,
+        hash: ChainHash::ZERO,
+    };
+    let VerifyReport::Bad(bad) = verify_file_anchors(&path, &[heads[1], fork]).expect("verify") else {
+        panic!("a fork must be named");
+    };
+    assert!(bad.detail.contains("two heads at seq 2"), "{bad}");
 }
 
 // ---------------------------------------------------------------- readers
