@@ -31,4 +31,4 @@ def test_demo_runs_the_example_network_and_places_every_copy_lawfully(tmp_path):
     # The residency report of the bucket that crosses a border, made at one hub, verified at
     # another against every hub's audit chain.
     assert "Residency report of cn-eu-contracts" in out and "under grant cn-eu-scc-1" in out, out[-3000:]
-    assert "Verified at zhangjiakou: report of bucket \"cn-eu-contracts\" verified" in out, out[-3000:]
+    assert "Verified at yrd-demo-zone: report of bucket \"cn-eu-contracts\" verified" in out, out[-3000:]

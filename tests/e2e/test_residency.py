@@ -59,8 +59,8 @@ def audit_hashes(net, hub) -> dict[int, str]:
 
 def test_the_report_lists_every_copy_with_its_rule_grant_and_audit_records(net, cross_border):
     bucket, bodies = cross_border
-    # Asked at a hub that holds none of it: the report is network-wide.
-    report = report_of(net, "gui-an", bucket)
+    # Asked at frankfurt, the report is network-wide (it lists zhangjiakou's copies too).
+    report = report_of(net, "frankfurt", bucket)
     assert report["format"] == "valley-residency-report/1"
     summary = report["summary"]
     assert summary["objects"] == 3 and summary["versions"] == 3, summary
@@ -80,7 +80,7 @@ def test_the_report_lists_every_copy_with_its_rule_grant_and_audit_records(net, 
         assert {r["hub"] for r in abroad["records"]} == {"zhangjiakou", "frankfurt"}, abroad["records"]
         for record in abroad["records"]:
             assert hashes[record["hub"]][record["seq"]] == record["hash"]
-    text = net.cli("gui-an", "residency", "report", bucket).stdout
+    text = net.cli("zhangjiakou", "residency", "report", bucket).stdout
     assert f"by grant {GRANT} (standard-contract" in text and "copies per jurisdiction: CN 3, EU 3" in text
 
 
@@ -90,7 +90,7 @@ def test_a_report_verifies_and_any_edit_is_named(net, cross_border, tmp_path):
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report))
     # Verified at another hub than the one that made it.
-    ok = net.cli("wuhu", "residency", "verify", str(path))
+    ok = net.cli("zhangjiakou", "residency", "verify", str(path))
     assert "verified: 3 versions, 6 copies, 6 audit records" in ok.stdout, ok.stdout
 
     def edited(change, expected: str):
@@ -98,7 +98,7 @@ def test_a_report_verifies_and_any_edit_is_named(net, cross_border, tmp_path):
         change(doc)
         bad = tmp_path / f"edited-{uuid.uuid4().hex[:6]}.json"
         bad.write_text(json.dumps(doc))
-        result = net.cli("wuhu", "residency", "verify", str(bad), check=False)
+        result = net.cli("zhangjiakou", "residency", "verify", str(bad), check=False)
         assert result.returncode != 0, f"an edited report verified: {expected}"
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], result.stderr
@@ -138,10 +138,10 @@ def test_a_report_verifies_and_any_edit_is_named(net, cross_border, tmp_path):
     # Not a report at all: one line, non-zero, the file named.
     garbage = tmp_path / "garbage.json"
     garbage.write_text('{"format": "valley-residency-report/1", "bucket": 7}')
-    result = net.cli("wuhu", "residency", "verify", str(garbage), check=False)
+    result = net.cli("zhangjiakou", "residency", "verify", str(garbage), check=False)
     assert result.returncode != 0 and "not a residency report" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    missing = net.cli("wuhu", "residency", "report", "no-such-bucket-" + uuid.uuid4().hex[:6], check=False)
+    missing = net.cli("zhangjiakou", "residency", "report", "no-such-bucket-" + uuid.uuid4().hex[:6], check=False)
     assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
 
 
@@ -157,14 +157,14 @@ def test_a_report_of_a_past_time_shows_what_had_arrived_by_then(net):
     time.sleep(1.5)
     net.s3("zhangjiakou").put_object(Bucket=bucket, Key="late", Body=b"late bytes")
     wait_for(lambda: net.holdings("zhangjiakou", bucket).get("gui-an") == 2, what="late copy")
-    then = report_of(net, "wuhu", bucket, "--at", str(between))
+    then = report_of(net, "gui-an", bucket, "--at", str(between))
     assert [v["key"] for v in then["versions"]] == ["early"], then["versions"]
     assert then["summary"]["copies"] == 2
-    now = report_of(net, "wuhu", bucket)
+    now = report_of(net, "gui-an", bucket)
     assert sorted(v["key"] for v in now["versions"]) == ["early", "late"]
-    before = report_of(net, "wuhu", bucket, "--at", "2020-01-01T00:00:00Z")
+    before = report_of(net, "gui-an", bucket, "--at", "2020-01-01T00:00:00Z")
     assert before["versions"] == [] and before["summary"]["copies"] == 0
-    bad = net.cli("wuhu", "residency", "report", bucket, "--at", "yesterday", check=False)
+    bad = net.cli("gui-an", "residency", "report", bucket, "--at", "yesterday", check=False)
     assert bad.returncode != 0 and "RFC 3339" in bad.stderr
 
 
@@ -178,7 +178,7 @@ def test_verify_catches_a_hub_that_rewrote_its_audit_chain(net, tmp_path):
     report = report_of(net, "zhangjiakou", bucket)
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report))
-    net.cli("gui-an", "residency", "verify", str(path))
+    net.cli("wuhu", "residency", "verify", str(path))
     # wuhu drops the newest records of its chain (the record of the copy's arrival among them):
     # still a valid chain on its own, but no longer the one the report anchored.
     net.kill("wuhu")
@@ -190,7 +190,7 @@ def test_verify_catches_a_hub_that_rewrote_its_audit_chain(net, tmp_path):
         log.write_bytes(b"".join(lines[:received[0]]))
     finally:
         net.start("wuhu")
-    result = net.cli("gui-an", "residency", "verify", str(path), check=False)
+    result = net.cli("zhangjiakou", "residency", "verify", str(path), check=False)
     assert result.returncode != 0, result.stdout
     assert "wuhu's audit chain does not hold the head the report names" in result.stderr, result.stderr
 
@@ -336,7 +336,12 @@ def test_peers_catch_a_hub_that_rewrites_or_shortens_its_chain(net):
     assert "hong-kong" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
     # frankfurt drops all but its first two records: a valid chain, far shorter than signed.
-    wait_for(lambda: recorded_heads(net, "wuhu", "frankfurt"), what="a head of frankfurt at wuhu")
+    # Its chain names the cross-border bucket, which wuhu may not hold: wuhu records frankfurt's
+    # heads but does not get to read its chain; zhangjiakou (allowed) does.
+    wait_for(lambda: recorded_heads(net, "wuhu", "frankfurt") and recorded_heads(net, "zhangjiakou", "frankfurt"),
+             what="heads of frankfurt at wuhu and zhangjiakou")
+    before = net.cli("wuhu", "audit", "verify", check=False).stdout
+    assert "unchecked" in peer_line(before, "frankfurt") and "does not allow hub wuhu" in before, before
     assert max(h["seq"] for h in recorded_heads(net, "wuhu", "frankfurt")) > 10
     net.kill("frankfurt")
     try:
@@ -345,8 +350,29 @@ def test_peers_catch_a_hub_that_rewrites_or_shortens_its_chain(net):
         log.write_bytes(b"".join(lines[:2]))
     finally:
         net.start("frankfurt")
-    result = net.cli("wuhu", "audit", "verify", check=False)
+    result = net.cli("zhangjiakou", "audit", "verify", check=False)
     assert result.returncode != 0 and "REWRITTEN" in peer_line(result.stdout, "frankfurt"), result.stdout
-    # The restarted hub's next head contradicts the one recorded: that is recorded too, signed.
+    # The restarted hub's next head contradicts the one recorded: that is recorded too, signed,
+    # at every peer (wuhu included), and fails their check without reading the chain.
     wait_for(lambda: any(h.get("contradicts") for h in recorded_heads(net, "wuhu", "frankfurt")),
              what="the contradiction recorded")
+    result = net.cli("wuhu", "audit", "verify", check=False)
+    assert result.returncode != 0 and "its chain was shortened" in result.stderr, result.stdout + result.stderr
+
+
+def test_residency_evidence_stays_where_the_bucket_may_be(net, cross_border):
+    bucket, _ = cross_border
+    # Key names and sizes are the bucket's data too: a hub its policy does not allow neither
+    # gathers them nor is sent them.
+    refused = net.cli("hong-kong", "residency", "report", bucket, check=False)
+    assert refused.returncode != 0 and "ask one that is" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    dry = net.cli("wuhu", "bucket", "policy", "set", bucket, "--hubs", "zhangjiakou", "--dry-run", check=False)
+    assert dry.returncode != 0 and "ask one that is" in dry.stderr, dry.stderr
+    asked = net.peer_call("GET", "zhangjiakou", f"/_valley/peer/v1/residency?bucket={bucket}&audit=1",
+                          as_hub="hong-kong", body=b"")
+    assert asked.status_code == 403 and "data/o0" not in asked.text, asked.text
+    # zhangjiakou's chain names the objects it sent: hong-kong does not get to read it.
+    chain = net.peer_call("GET", "zhangjiakou", "/_valley/peer/v1/audit-chain", as_hub="hong-kong", body=b"")
+    assert chain.status_code == 403 and "names objects of bucket" in chain.text, chain.text
+    assert "data/o" not in chain.text

@@ -347,7 +347,8 @@ pub async fn check_peer_chains(hub: &Arc<Hub>) -> Result<Vec<PeerChainCheck>, Hu
     Ok(checks)
 }
 
-/// `Err`: the peer could not be asked; `Ok(Err)`: its chain fails the check.
+/// `Err`: the peer could not be asked (or would not show this hub its chain); `Ok(Err)`: its
+/// chain fails the check.
 async fn fetch_and_verify(hub: &Arc<Hub>, peer: &str, heads: &[Head]) -> Result<Result<String, String>, String> {
     let chain = hub
         .peer_get_large(peer, "audit-chain")
@@ -378,10 +379,14 @@ async fn fetch_and_verify(hub: &Arc<Hub>, peer: &str, heads: &[Head]) -> Result<
     .map_err(|e| e.to_string())?
 }
 
-/// This hub's chain, for a peer to check (at most [`CHAIN_BYTES_MAX`]).
-pub async fn own_chain(hub: &Arc<Hub>) -> Result<Vec<u8>, String> {
+/// This hub's chain, for peer `asker` to check (at most [`CHAIN_BYTES_MAX`]). Records name
+/// object keys, and a key is its bucket's data as much as its bytes (bucket names are not:
+/// policies, which name them, go to every hub). So the chain is shown only to a hub that every
+/// bucket with a key in it may be at (by the bucket's policy, held to its floors): checking a
+/// chain never carries a key where its bucket's data may not go. `Err` says why not.
+pub async fn own_chain(hub: &Arc<Hub>, asker: &str) -> Result<Vec<u8>, String> {
     let path = hub.audit_path().to_owned();
-    tokio::task::spawn_blocking(move || {
+    let chain = tokio::task::spawn_blocking(move || {
         let len = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
         if len > CHAIN_BYTES_MAX {
             return Err(format!(
@@ -391,5 +396,39 @@ pub async fn own_chain(hub: &Arc<Hub>) -> Result<Vec<u8>, String> {
         std::fs::read(&path).map_err(|e| e.to_string())
     })
     .await
-    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())??;
+    let buckets: std::collections::BTreeSet<String> = chain
+        .split(|b| *b == b'\n')
+        .filter_map(|line| {
+            let event = valley_audit::AuditRecord::from_line(line).ok()?.event;
+            event.key.as_ref()?;
+            event.bucket
+        })
+        .collect();
+    let Some(place) = hub.topology.hub(asker).cloned() else {
+        return Err(format!("{asker} is not a hub of this network"));
+    };
+    let topology = hub.topology.clone();
+    let barred = hub
+        .read(move |txn| {
+            for bucket in buckets {
+                let policy = match crate::control::load_policy(txn, &bucket)? {
+                    Some(record) => crate::hook::held_to_floors(txn, &topology, &bucket, &record.policy)?,
+                    // A bucket this hub knows no policy of: not shown.
+                    None => return Ok(Some(bucket)),
+                };
+                if !policy.allows(&place) {
+                    return Ok(Some(bucket));
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    match barred {
+        Some(bucket) => Err(format!(
+            "this hub's audit chain names objects of bucket {bucket:?}, whose policy does not allow hub {asker}: it is checked by hubs that bucket may be at"
+        )),
+        None => Ok(chain),
+    }
 }

@@ -268,9 +268,9 @@ async fn dispatch(
                 }
             }
         }
-        (http::Method::GET, "audit-chain") => match crate::heads::own_chain(&hub).await {
+        (http::Method::GET, "audit-chain") => match crate::heads::own_chain(&hub, &from).await {
             Ok(chain) => reply(StatusCode::OK, chain),
-            Err(why) => reply(StatusCode::PAYLOAD_TOO_LARGE, why),
+            Err(why) => reply(StatusCode::FORBIDDEN, why),
         },
         (http::Method::GET, "residency") => {
             let Some(bucket) = wire::query_param(query, "bucket") else {
@@ -284,6 +284,9 @@ async fn dispatch(
                     None => return reply(StatusCode::BAD_REQUEST, "anchor is SEQ:HASH"),
                 },
             };
+            if let Err(why) = crate::residency::evidence::may_see(&hub, &bucket, &from).await {
+                return reply(StatusCode::FORBIDDEN, why);
+            }
             match crate::residency::local_evidence(&hub, &bucket, audit, anchor).await {
                 Ok(evidence) => json(&evidence),
                 Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

@@ -133,6 +133,30 @@ pub async fn local_evidence(
     })
 }
 
+/// Whether hub `who` may see `bucket`'s evidence: its key names and sizes are the bucket's
+/// data as much as its bytes, so only a hub the bucket's policy (held to its floors) allows
+/// gathers or receives them. `Err` says why not.
+pub async fn may_see(hub: &Arc<Hub>, bucket: &str, who: &str) -> Result<(), String> {
+    let policy = hub.policy(bucket).await.map_err(|e| e.to_string())?;
+    let place = hub
+        .topology
+        .hub(who)
+        .ok_or_else(|| format!("{who} is not a hub of this network"))?;
+    if policy.allows(place) {
+        return Ok(());
+    }
+    let allowed: Vec<&str> = hub
+        .topology
+        .hubs()
+        .filter(|h| policy.allows(h))
+        .map(|h| h.id.as_str())
+        .collect();
+    Err(format!(
+        "the residency evidence of bucket {bucket:?} names its objects, which may be only at [{}]; hub {who} is not one of them: ask one that is",
+        allowed.join(", ")
+    ))
+}
+
 /// The peer call's query for [`local_evidence`].
 pub(crate) fn evidence_route(bucket: &str, audit: bool, anchor: Option<Head>) -> String {
     let mut params = vec![("bucket", bucket.to_owned()), ("audit", u8::from(audit).to_string())];
@@ -162,6 +186,7 @@ pub async fn gather(
     anchors: &BTreeMap<String, Head>,
 ) -> Result<Evidence, HubError> {
     let policy = hub.policy(bucket).await?;
+    may_see(hub, bucket, &hub.id).await.map_err(HubError::Invalid)?;
     let lost = hub.read(control::lost_hubs).await?;
     let grants = hub.grants().await?;
     let mut hubs = vec![local_evidence(hub, bucket, audit, anchors.get(&hub.id).copied()).await?];
