@@ -201,12 +201,19 @@ pub fn build_report(evidence: &Evidence, topology: &Topology, at_unix_ms: Option
             holders.entry(version).or_default().push(hub);
         }
     }
-    let records: Vec<&AuditRecord> = evidence
+    // Transfer records by the version they name (key, hlc, origin), so each copy finds its
+    // own in one lookup.
+    let mut records: std::collections::HashMap<(&str, u64, &str), Vec<&AuditRecord>> = std::collections::HashMap::new();
+    for r in evidence
         .hubs
         .iter()
         .flat_map(|h| h.transfers.iter())
         .filter(|r| r.time_unix_ms <= cutoff_ms)
-        .collect();
+    {
+        if let (Some(key), Some((hlc, origin))) = (r.event.key.as_deref(), tagged_version(&r.event.detail)) {
+            records.entry((key, hlc, origin)).or_default().push(r);
+        }
+    }
     let mut placement = Placement::new(topology, &evidence.policy, &evidence.lost);
     let mut versions = Vec::new();
     for (version, at) in holders {
@@ -224,7 +231,9 @@ pub fn build_report(evidence: &Evidence, topology: &Topology, at_unix_ms: Option
         let mut copies = Vec::new();
         for hub in at {
             let arrivals: Vec<RecordRef> = records
-                .iter()
+                .get(&(version.key.as_str(), version.hlc, version.origin.as_str()))
+                .into_iter()
+                .flatten()
                 .filter(|r| records_arrival(r, version, &hub.hub))
                 .map(|r| RecordRef::of(r))
                 .collect();

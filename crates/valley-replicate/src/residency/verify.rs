@@ -61,6 +61,18 @@ pub fn verify_report(report: &Report, evidence: &Evidence, topology: &Topology) 
         return Err(summary_difference(&report.summary, &recomputed));
     }
     check_hubs(report, evidence, topology)?;
+    // What each hub holds, for one lookup per claimed copy.
+    let held: BTreeMap<&str, BTreeSet<&HeldVersion>> = evidence
+        .hubs
+        .iter()
+        .map(|h| (h.hub.as_str(), h.versions.iter().collect()))
+        .collect();
+    // Each hub's transfer records by seq, for one lookup per cited record.
+    let by_seq: BTreeMap<&str, BTreeMap<u64, &valley_audit::AuditRecord>> = evidence
+        .hubs
+        .iter()
+        .map(|h| (h.hub.as_str(), h.transfers.iter().map(|r| (r.seq, r)).collect()))
+        .collect();
     let today = i64::try_from(report.at_unix_ms.unwrap_or(report.generated_unix_ms) / 86_400_000).unwrap_or(0);
     let mut claimed: BTreeSet<(String, HeldVersion)> = BTreeSet::new();
     let mut seen_versions = BTreeSet::new();
@@ -136,13 +148,13 @@ pub fn verify_report(report: &Report, evidence: &Evidence, topology: &Topology) 
             }
             for r in &c.records {
                 records += 1;
-                check_record(evidence, r, &version, &c.hub, &name)?;
+                check_record(evidence, &by_seq, r, &version, &c.hub, &name)?;
             }
             if live {
-                let holder = evidence
-                    .hub(&c.hub)
+                let holder = held
+                    .get(c.hub.as_str())
                     .ok_or_else(|| format!("cannot confirm the copy of {name} at {}: the hub did not answer", c.hub))?;
-                if !holder.versions.contains(&version) {
+                if !holder.contains(&version) {
                     return Err(format!(
                         "the copy of {name} ({} bytes) at {} is not held there",
                         v.size, c.hub
@@ -217,6 +229,7 @@ fn check_hubs(report: &Report, evidence: &Evidence, topology: &Topology) -> Resu
 
 fn check_record(
     evidence: &Evidence,
+    by_seq: &BTreeMap<&str, BTreeMap<u64, &valley_audit::AuditRecord>>,
     r: &super::report::RecordRef,
     version: &HeldVersion,
     hub: &str,
@@ -228,7 +241,7 @@ fn check_record(
             r.hub, r.seq, r.hub
         )
     })?;
-    let record = holder.transfers.iter().find(|t| t.seq == r.seq).ok_or_else(|| {
+    let record = by_seq.get(r.hub.as_str()).and_then(|m| m.get(&r.seq)).ok_or_else(|| {
         format!(
             "record {}#{} (the arrival of {name} at {hub}) is not a transfer record of bucket {:?} in {}'s audit chain",
             r.hub, r.seq, evidence.bucket, r.hub
