@@ -225,36 +225,7 @@ type ShipFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Settled> + 
 async fn ship_deletes(hub: &Arc<Hub>, peer: &str, entries: Vec<(u64, OutboxEntry)>) -> Settled {
     let messages: Vec<wire::DeleteMessage> = entries
         .iter()
-        .filter_map(|(_, e)| match &e.shipment {
-            Shipment::Delete {
-                bucket,
-                key,
-                version_id,
-                hlc,
-                origin,
-            } => Some(wire::DeleteMessage {
-                bucket: bucket.clone(),
-                key: key.clone(),
-                version_id: version_id.clone(),
-                hlc: *hlc,
-                origin: origin.clone(),
-                newer_only: false,
-            }),
-            Shipment::Newer {
-                bucket,
-                key,
-                hlc,
-                origin,
-            } => Some(wire::DeleteMessage {
-                bucket: bucket.clone(),
-                key: key.clone(),
-                version_id: None,
-                hlc: *hlc,
-                origin: origin.clone(),
-                newer_only: true,
-            }),
-            _ => None,
-        })
+        .filter_map(|(_, e)| e.shipment.delete_message())
         .collect();
     let endpoint = hub.topology.hub(peer).and_then(|h| h.peer_endpoint.clone());
     let result = match endpoint {

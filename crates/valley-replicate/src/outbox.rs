@@ -55,6 +55,41 @@ impl Shipment {
             Shipment::Control { .. } => None,
         }
     }
+
+    /// The message a delete or a newer-version notice travels as (`None` for the others).
+    #[must_use]
+    pub fn delete_message(&self) -> Option<crate::wire::DeleteMessage> {
+        match self {
+            Shipment::Delete {
+                bucket,
+                key,
+                version_id,
+                hlc,
+                origin,
+            } => Some(crate::wire::DeleteMessage {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                version_id: version_id.clone(),
+                hlc: *hlc,
+                origin: origin.clone(),
+                newer_only: false,
+            }),
+            Shipment::Newer {
+                bucket,
+                key,
+                hlc,
+                origin,
+            } => Some(crate::wire::DeleteMessage {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                version_id: None,
+                hlc: *hlc,
+                origin: origin.clone(),
+                newer_only: true,
+            }),
+            Shipment::Put { .. } | Shipment::Control { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

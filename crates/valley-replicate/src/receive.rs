@@ -225,16 +225,7 @@ async fn dispatch(
             }
             let batch = messages
                 .into_iter()
-                .map(|m| valley_store::RemoteDelete {
-                    stamp: valley_store::keys::Stamp {
-                        hlc: m.hlc,
-                        origin_tag: valley_store::keys::origin_tag(&m.origin),
-                    },
-                    bucket: m.bucket,
-                    key: m.key,
-                    version_id: m.version_id,
-                    newer_only: m.newer_only,
-                })
+                .map(wire::DeleteMessage::into_remote_delete)
                 .collect();
             match hub.catalog.apply_remote_deletes(batch).await {
                 Ok(applied) => json(&wire::Outcome {

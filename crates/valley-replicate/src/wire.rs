@@ -101,6 +101,23 @@ pub struct DeleteMessage {
     pub newer_only: bool,
 }
 
+impl DeleteMessage {
+    /// The delete as the receiving store applies it.
+    #[must_use]
+    pub fn into_remote_delete(self) -> valley_store::RemoteDelete {
+        valley_store::RemoteDelete {
+            stamp: valley_store::keys::Stamp {
+                hlc: self.hlc,
+                origin_tag: valley_store::keys::origin_tag(&self.origin),
+            },
+            bucket: self.bucket,
+            key: self.key,
+            version_id: self.version_id,
+            newer_only: self.newer_only,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outcome {
     pub outcome: String,

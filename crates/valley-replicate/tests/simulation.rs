@@ -53,9 +53,7 @@ use valley_replicate::outbox::{self, OutboxEntry, Shipment};
 use valley_replicate::wire::{self, DeleteMessage, EtagCheck};
 use valley_store::keys::{Stamp, origin_tag};
 use valley_store::record::{BlobRef, ObjectData, ObjectVersion, Versioning};
-use valley_store::{
-    Catalog, MemBlobs, MemMeta, MetaStore, RemoteDelete, StoreError, StoreResult, VersionHook, WriteTxn,
-};
+use valley_store::{Catalog, MemBlobs, MemMeta, MetaStore, StoreError, StoreResult, VersionHook, WriteTxn};
 use valley_types::limits::INLINE_OBJECT_BYTES_MAX;
 
 const HUBS: usize = 4;
@@ -395,36 +393,7 @@ impl Sim {
             // `link::ship_deletes`: one call for the batch.
             let messages = deletes
                 .iter()
-                .filter_map(|(_, shipment)| match shipment {
-                    Shipment::Delete {
-                        bucket,
-                        key,
-                        version_id,
-                        hlc,
-                        origin,
-                    } => Some(DeleteMessage {
-                        bucket: bucket.clone(),
-                        key: key.clone(),
-                        version_id: version_id.clone(),
-                        hlc: *hlc,
-                        origin: origin.clone(),
-                        newer_only: false,
-                    }),
-                    Shipment::Newer {
-                        bucket,
-                        key,
-                        hlc,
-                        origin,
-                    } => Some(DeleteMessage {
-                        bucket: bucket.clone(),
-                        key: key.clone(),
-                        version_id: None,
-                        hlc: *hlc,
-                        origin: origin.clone(),
-                        newer_only: true,
-                    }),
-                    _ => None,
-                })
+                .filter_map(|(_, shipment)| shipment.delete_message())
                 .collect();
             calls.push(Packet {
                 from,
@@ -523,19 +492,7 @@ async fn receive(hub: &Hub, body: Body) -> bool {
             {
                 return false;
             }
-            let batch = messages
-                .into_iter()
-                .map(|m| RemoteDelete {
-                    stamp: Stamp {
-                        hlc: m.hlc,
-                        origin_tag: origin_tag(&m.origin),
-                    },
-                    bucket: m.bucket,
-                    key: m.key,
-                    version_id: m.version_id,
-                    newer_only: m.newer_only,
-                })
-                .collect();
+            let batch = messages.into_iter().map(DeleteMessage::into_remote_delete).collect();
             hub.catalog
                 .apply_remote_deletes(batch)
                 .await
