@@ -103,16 +103,24 @@ def test_corrupted_bytes_are_caught_end_to_end_and_retransmitted(wan):
     assert audit.stdout.startswith("OK")
 
 
+def recovery_lines(net, hub) -> int:
+    return (net.workdir / f"{hub}.log").read_text(errors="replace").count("link works again")
+
+
 def test_cut_connections_are_retried(wan):
     proxy = wan.proxies["gui-an"]
     bucket = replicated_bucket(wan)
+    lines_before, started = recovery_lines(wan, "zhangjiakou"), time.time()
     proxy.command({"cmd": "set", "cut_probability": 0.5, "cut_after_bytes_max": 262_144})
     try:
-        digests = write_objects(wan, bucket, [1_000_000, 2_000_000, 10_000, 700_000])
+        digests = write_objects(wan, bucket, [1_000_000, 2_000_000, 10_000, 700_000] + [4096] * 100)
         time.sleep(3)
     finally:
         proxy.command({"cmd": "set", "cut_probability": 0.0})
     assert_replicated(wan, bucket, digests)
+    # Recoveries under cuts come many a second; the line saying so at most once per 10 s.
+    lines = recovery_lines(wan, "zhangjiakou") - lines_before
+    assert lines <= 2 + (time.time() - started) / 10, lines
 
 
 def test_long_partition_then_heal_converges(wan):
@@ -177,3 +185,12 @@ def test_every_transfer_is_audited_exactly_once_on_each_side_under_cuts(wan):
         assert sent.get(key) == 1, f"{key}: {sent.get(key, 0)} sender records"
         assert received.get(key) == 1, f"{key}: {received.get(key, 0)} receiver records"
     assert wan.cli("gui-an", "audit", "verify").stdout.startswith("OK")
+    # The residency report ties both records to each copy at gui-an, and verifies.
+    import json
+    report = json.loads(wan.cli("zhangjiakou", "residency", "report", bucket, "--json").stdout)
+    for version in report["versions"]:
+        copy = next(c for c in version["copies"] if c["hub"] == "gui-an")
+        assert sorted(r["hub"] for r in copy["records"]) == ["gui-an", "zhangjiakou"], version
+    path = wan.workdir / f"report-{bucket}.json"
+    path.write_text(json.dumps(report))
+    wan.cli("gui-an", "residency", "verify", str(path))

@@ -54,7 +54,7 @@ async fn run(hub: Arc<Hub>, peer: String) {
     let mut scan_now = true;
     // Whether deliveries have been failing for want of the peer: the first success after that
     // retries the whole backlog at once.
-    let mut failing = false;
+    let mut health = LinkHealth::default();
     loop {
         let now = now_unix_ms();
         if scan_now {
@@ -127,7 +127,7 @@ async fn run(hub: Arc<Hub>, peer: String) {
                 while let Some(Some(more)) = in_flight.next().now_or_never() {
                     finished.extend(more);
                 }
-                settle(&hub, &peer, &mut queue, &mut known, finished, &mut failing).await;
+                settle(&hub, &peer, &mut queue, &mut known, finished, &mut health).await;
             }
             () = hub.wake.notified() => scan_now = true,
             () = tokio::time::sleep(wait) => scan_now = true,
@@ -141,10 +141,10 @@ async fn settle(
     queue: &mut LinkQueue,
     known: &mut HashMap<u64, OutboxEntry>,
     finished: Settled,
-    failing: &mut bool,
+    health: &mut LinkHealth,
 ) {
     let now = now_unix_ms();
-    let was_down = *failing;
+    let was_down = health.failing;
     let mut recovered = false;
     let mut done = Vec::new();
     for (seq, entry, result) in finished {
@@ -171,7 +171,7 @@ async fn settle(
             }
             Err(e) => {
                 let unreachable = matches!(e, PeerError::Unreachable(_));
-                *failing |= unreachable;
+                health.failing |= unreachable;
                 let message = e.to_string();
                 hub.update_link(peer, |l| {
                     if unreachable {
@@ -186,8 +186,8 @@ async fn settle(
         }
     }
     if recovered {
-        *failing = false;
-        tracing::info!(peer, "link works again: retrying its backlog now");
+        health.failing = false;
+        health.recovered(peer);
         queue.retry_all_now(now);
     }
     if done.is_empty() {
@@ -214,6 +214,45 @@ async fn settle(
             for seq in done {
                 queue.fail(seq, now, rand::random());
             }
+        }
+    }
+}
+
+/// Shortest time between two "link works again" lines of one link: under a link cut every few
+/// seconds, recoveries come many a second, and each would be a line.
+const RECOVERY_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Whether deliveries have been failing for want of the peer (the first success after that
+/// retries the whole backlog at once), and the rate limit of the line that says so.
+#[derive(Debug, Default)]
+struct LinkHealth {
+    failing: bool,
+    last_logged: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl LinkHealth {
+    fn recovered(&mut self, peer: &str) {
+        let now = std::time::Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|t| now.duration_since(t) < RECOVERY_LOG_INTERVAL)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        let since = std::mem::take(&mut self.unlogged);
+        self.last_logged = Some(now);
+        if since == 0 {
+            tracing::info!(peer, "link works again: retrying its backlog now");
+        } else {
+            tracing::info!(
+                peer,
+                recoveries = since + 1,
+                "link works again ({} times in the last {} s): retrying its backlog now",
+                since + 1,
+                RECOVERY_LOG_INTERVAL.as_secs()
+            );
         }
     }
 }
@@ -282,5 +321,24 @@ async fn ship(hub: &Arc<Hub>, peer: &str, entry: &OutboxEntry) -> Result<Shipped
             Sent::Delivered | Sent::Nothing => Ok(Shipped::Delivered),
             Sent::Refused(why) => Ok(Shipped::Refused(why)),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recoveries_are_logged_at_most_once_per_interval_and_counted() {
+        let mut health = LinkHealth::default();
+        for _ in 0..100 {
+            health.recovered("peer");
+        }
+        // The first is logged; the 99 after it within the interval are counted for the next line.
+        assert_eq!(health.unlogged, 99);
+        let logged = health.last_logged.expect("logged once");
+        health.last_logged = Some(logged - RECOVERY_LOG_INTERVAL);
+        health.recovered("peer");
+        assert_eq!(health.unlogged, 0, "the next line reports the count and resets it");
     }
 }
