@@ -11,13 +11,14 @@
 //! UTF-8, one record per line, each line ended by `\n`:
 //!
 //! ```text
-//! {"v":1,"seq":1,"time_unix_ms":1736000000123,"hub":"cn-east-1","kind":"transfer","bucket":"sales",
+//! {"v":2,"seq":1,"time_unix_ms":1736000000123,"hub":"cn-east-1","kind":"transfer","bucket":"sales",
 //!  "key":"a.csv","peer":"cn-west-2","grant":null,"allowed":true,"rule":"residency:CN","bytes":1048576,
 //!  "detail":"replicate","prev":"0000…0000","hash":"…"}
 //! ```
 //! (shown wrapped; on disk it is one line).
 //!
-//! - `v`: the format version, [`RECORD_VERSION`] = 1. Readers refuse versions they do not know.
+//! - `v`: the format version: [`RECORD_VERSION`] = 2 for records written now; version 1
+//!   records (older logs) are read and verified too. Readers refuse versions they do not know.
 //! - `seq`: 1 for the first record, then +1 per record, no gaps.
 //! - `time_unix_ms`: wall-clock time of the append. Order is `seq`, not time.
 //! - `hub`, `kind` (kebab-case, see [`AuditKind`]), `detail`: strings.
@@ -28,35 +29,53 @@
 //!
 //! # Canonical form (what `hash` covers)
 //!
-//! The JSON object of every field except `hash`, written by [`AuditRecord::canonical`] in
-//! exactly this order: `v, seq, time_unix_ms, hub, kind, bucket, key, peer, grant, allowed,
-//! rule, bytes, detail, prev`, with
-//! - no whitespace anywhere (`{"v":1,"seq":…}`), absent optional fields as `null`;
+//! JSON objects written by [`AuditRecord::canonical`] with
+//! - no whitespace anywhere (`{"v":2,"seq":…}`), absent optional fields as `null`;
 //! - integers in plain decimal, booleans as `true`/`false`, hashes as lowercase hex strings;
 //! - strings with minimal escaping: `"` as `\"`, `\` as `\\`, U+0008, U+000C, U+000A, U+000D,
 //!   U+0009 as `\b \f \n \r \t`, other characters below U+0020 as `\u00xx` with lowercase hex,
 //!   every other character (including `/`, U+007F and all non-ASCII) as its UTF-8 bytes.
+//!
+//! Version 2: the *subject* is the object of the fields `bucket, key, peer, grant, allowed,
+//! rule, bytes, detail` in this order; the canonical form is the object of `v, seq,
+//! time_unix_ms, hub, kind, subject, prev`, where `subject` is the SHA-256 (hex) of the
+//! subject's form. Version 1: the canonical form is the object of every field but `hash`, in
+//! the order `v, seq, time_unix_ms, hub, kind, bucket, key, peer, grant, allowed, rule, bytes,
+//! detail, prev`.
 //!
 //! That is the output of ECMAScript `JSON.stringify` and of Python's
 //! `json.dumps(fields, separators=(",", ":"), ensure_ascii=False)` for the fields in that
 //! order, so a verifier in another language takes a few lines. In Python:
 //!
 //! ```text
-//! ORDER = ["v","seq","time_unix_ms","hub","kind","bucket","key","peer","grant",
-//!          "allowed","rule","bytes","detail","prev"]
+//! HEADER = ["v", "seq", "time_unix_ms", "hub", "kind"]
+//! SUBJECT = ["bucket", "key", "peer", "grant", "allowed", "rule", "bytes", "detail"]
+//! dumps = lambda fields: json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+//! sha = lambda text: hashlib.sha256(text.encode()).hexdigest()
 //! prev, seq = "0" * 64, 1
 //! for line in open(path, encoding="utf-8", newline="\n"):
 //!     r = json.loads(line)
-//!     canonical = json.dumps({k: r[k] for k in ORDER}, separators=(",", ":"), ensure_ascii=False)
-//!     assert hashlib.sha256(canonical.encode()).hexdigest() == r["hash"]
+//!     if r["v"] == 1:
+//!         canonical = dumps({k: r[k] for k in HEADER + SUBJECT + ["prev"]})
+//!     else:
+//!         subject = r.get("subject") or sha(dumps({k: r[k] for k in SUBJECT}))
+//!         canonical = dumps({**{k: r[k] for k in HEADER}, "subject": subject, "prev": r["prev"]})
+//!     assert sha(canonical) == r["hash"]
 //!     assert r["prev"] == prev and r["seq"] == seq
 //!     prev, seq = r["hash"], seq + 1
 //! ```
 //!
-//! A line on disk is the canonical form with `,"hash":"…"` inserted before the closing brace.
+//! A record may be shown *redacted* ([`AuditRecord::redacted`], version 2 only): its line then
+//! has `subject` (the hash) in place of the subject fields. It verifies and links exactly as
+//! the full record does, so a chain can be checked by someone who may not read what it is
+//! about (hubs check each other's chains this way, see valley-replicate's `heads`).
+//!
+//! A line on disk is every field, in the version 1 order above, with `,"hash":"…"` last (for
+//! version 1 that is the canonical form with the hash inserted before the closing brace).
 //! Verification parses the line and recomputes the canonical form from the parsed fields, so
 //! only a change of content, not of JSON spelling, counts as an edit; unknown fields are
-//! refused. The format is pinned by a golden test whose expected hash was computed in Python.
+//! refused. Both versions are pinned by golden tests whose expected hashes were computed in
+//! Python.
 //!
 //! # What the chain does and does not prove
 //!

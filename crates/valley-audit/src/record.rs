@@ -13,10 +13,17 @@ use sha2::{Digest, Sha256};
 
 use crate::event::{AuditEvent, AuditKind};
 
-/// The canonical form's version, the first field of every record and part of its hash. A
-/// change to the canonical form, the hash or the set of fields gets a new number; readers
-/// refuse numbers they do not know rather than guess.
-pub const RECORD_VERSION: u32 = 1;
+/// The canonical form's version of the records this crate writes, the first field of every
+/// record and part of its hash. A change to the canonical form, the hash or the set of fields
+/// gets a new number; readers refuse numbers they do not know rather than guess.
+///
+/// - 1: the hash covers every field.
+/// - 2: the hash covers the header fields and the SHA-256 of the subject fields (see
+///   [`AuditRecord::canonical`]), so a record can be shown [`AuditRecord::redacted`] — its
+///   subject withheld, its subject hash given — and a chain still verifies link by link.
+pub const RECORD_VERSION: u32 = 2;
+/// The versions this crate reads (a log begun under version 1 goes on under version 2).
+pub const RECORD_VERSIONS_READ: [u32; 2] = [1, 2];
 
 /// A SHA-256 digest, written as 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +103,8 @@ impl Head {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "WireRecord", try_from = "WireRecord")]
 pub struct AuditRecord {
+    /// The canonical form's version ([`RECORD_VERSION`] for records written now).
+    pub version: u32,
     /// Position in the log, from 1, without gaps.
     pub seq: u64,
     /// Wall-clock time of the append. Order is given by `seq`; the clock may step backwards.
@@ -105,32 +114,70 @@ pub struct AuditRecord {
     pub prev: ChainHash,
     /// SHA-256 of [`AuditRecord::canonical`].
     pub hash: ChainHash,
+    /// Set on a record shown redacted: the SHA-256 of its withheld subject (the event's
+    /// subject fields are then empty).
+    pub redacted_subject: Option<ChainHash>,
 }
 
 impl AuditRecord {
     /// Builds the record that follows `prev` and computes its hash; returns it with its line.
     pub(crate) fn seal(event: AuditEvent, seq: u64, time_unix_ms: u64, prev: ChainHash) -> (AuditRecord, String) {
         let mut record = AuditRecord {
+            version: RECORD_VERSION,
             seq,
             time_unix_ms,
             event,
             prev,
             hash: ChainHash::ZERO,
+            redacted_subject: None,
         };
-        let mut body = record.body();
-        body.push('}');
-        record.hash = ChainHash::of(body.as_bytes());
-        body.pop();
-        push_hash_and_close(&mut body, &record.hash);
-        (record, body)
+        record.hash = record.computed_hash();
+        let line = record.to_line();
+        (record, line)
     }
 
-    /// The exact bytes the hash covers: a one-line JSON object of every field but `hash`, in
-    /// the documented order.
+    /// The exact bytes the hash covers, a one-line JSON object:
+    /// - version 1: every field but `hash`, in the documented order;
+    /// - version 2: `v, seq, time_unix_ms, hub, kind, subject, prev`, where `subject` is the
+    ///   SHA-256 (hex) of [`AuditRecord::subject_canonical`].
     pub fn canonical(&self) -> String {
-        let mut body = self.body();
-        body.push('}');
-        body
+        if self.version == 1 {
+            let mut body = self.full_body();
+            body.push('}');
+            return body;
+        }
+        let mut out = String::with_capacity(256);
+        out.push('{');
+        let mut w = FieldWriter {
+            out: &mut out,
+            first: true,
+        };
+        self.header(&mut w);
+        w.string("subject", Some(&self.subject_hash().to_hex()));
+        w.string("prev", Some(&self.prev.to_hex()));
+        out.push('}');
+        out
+    }
+
+    /// The subject fields' canonical form (version 2): `bucket, key, peer, grant, allowed,
+    /// rule, bytes, detail`, written as in the rest of the record.
+    pub fn subject_canonical(&self) -> String {
+        let e = &self.event;
+        let mut out = String::with_capacity(128 + e.detail.len());
+        out.push('{');
+        let mut w = FieldWriter {
+            out: &mut out,
+            first: true,
+        };
+        Self::subject_fields(&mut w, e);
+        out.push('}');
+        out
+    }
+
+    /// The SHA-256 of the subject: given, for a redacted record; computed, for a full one.
+    pub fn subject_hash(&self) -> ChainHash {
+        self.redacted_subject
+            .unwrap_or_else(|| ChainHash::of(self.subject_canonical().as_bytes()))
     }
 
     /// The hash this record should carry, recomputed from its fields.
@@ -142,10 +189,42 @@ impl AuditRecord {
         self.computed_hash() == self.hash
     }
 
-    /// The record's line on disk, without the newline: the canonical form with `hash` added
-    /// as the last field.
+    /// The record with its subject withheld: header, subject hash, prev and hash only. It
+    /// verifies as the full record does, and links the chain the same, without saying which
+    /// bucket, object or peer it was about. `None` for a version 1 record, whose hash covers
+    /// the subject itself.
+    pub fn redacted(&self) -> Option<AuditRecord> {
+        if self.version == 1 {
+            return None;
+        }
+        let mut event = AuditEvent::new(self.event.hub.clone(), self.event.kind, String::new());
+        event.detail.clear();
+        Some(AuditRecord {
+            event,
+            redacted_subject: Some(self.subject_hash()),
+            ..self.clone()
+        })
+    }
+
+    /// The record's line on disk, without the newline: every field (version 1: the canonical
+    /// form) with `hash` added as the last; a redacted record's line has `subject` instead of
+    /// the subject fields.
     pub fn to_line(&self) -> String {
-        let mut body = self.body();
+        let mut body = match self.redacted_subject {
+            Some(subject) => {
+                let mut out = String::with_capacity(256);
+                out.push('{');
+                let mut w = FieldWriter {
+                    out: &mut out,
+                    first: true,
+                };
+                self.header(&mut w);
+                w.string("subject", Some(&subject.to_hex()));
+                w.string("prev", Some(&self.prev.to_hex()));
+                out
+            }
+            None => self.full_body(),
+        };
         push_hash_and_close(&mut body, &self.hash);
         body
     }
@@ -162,20 +241,15 @@ impl AuditRecord {
         }
     }
 
-    /// The canonical form without its closing brace.
-    fn body(&self) -> String {
-        let e = &self.event;
-        let mut out = String::with_capacity(256 + e.detail.len());
-        out.push('{');
-        let mut w = FieldWriter {
-            out: &mut out,
-            first: true,
-        };
-        w.number("v", u64::from(RECORD_VERSION));
+    fn header(&self, w: &mut FieldWriter<'_>) {
+        w.number("v", u64::from(self.version));
         w.number("seq", self.seq);
         w.number("time_unix_ms", self.time_unix_ms);
-        w.string("hub", Some(&e.hub));
-        w.string("kind", Some(e.kind.as_str()));
+        w.string("hub", Some(&self.event.hub));
+        w.string("kind", Some(self.event.kind.as_str()));
+    }
+
+    fn subject_fields(w: &mut FieldWriter<'_>, e: &AuditEvent) {
         w.string("bucket", e.bucket.as_deref());
         w.string("key", e.key.as_deref());
         w.string("peer", e.peer.as_deref());
@@ -184,6 +258,20 @@ impl AuditRecord {
         w.string("rule", e.rule.as_deref());
         w.optional_number("bytes", e.bytes);
         w.string("detail", Some(&e.detail));
+    }
+
+    /// Every field but `hash`, without the closing brace (version 1's canonical form, and the
+    /// line of a full record of either version).
+    fn full_body(&self) -> String {
+        let e = &self.event;
+        let mut out = String::with_capacity(256 + e.detail.len());
+        out.push('{');
+        let mut w = FieldWriter {
+            out: &mut out,
+            first: true,
+        };
+        self.header(&mut w);
+        Self::subject_fields(&mut w, e);
         w.string("prev", Some(&self.prev.to_hex()));
         out
     }
@@ -295,7 +383,11 @@ struct WireRecord {
     allowed: Option<bool>,
     rule: Option<String>,
     bytes: Option<u64>,
-    detail: String,
+    /// Absent only in a redacted record.
+    detail: Option<String>,
+    /// Only in a redacted record (version 2): the hash of the withheld subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<ChainHash>,
     prev: ChainHash,
     hash: ChainHash,
 }
@@ -304,13 +396,31 @@ impl TryFrom<WireRecord> for AuditRecord {
     type Error = String;
 
     fn try_from(w: WireRecord) -> Result<Self, Self::Error> {
-        if w.v != RECORD_VERSION {
+        if !RECORD_VERSIONS_READ.contains(&w.v) {
             return Err(format!(
-                "unsupported record version {} (this reader knows {RECORD_VERSION})",
+                "unsupported record version {} (this reader knows {RECORD_VERSIONS_READ:?})",
                 w.v
             ));
         }
+        let redacted_subject = match (w.subject, &w.detail) {
+            (None, Some(_)) => None,
+            (None, None) => return Err("missing field `detail`".into()),
+            (Some(_), _) if w.v == 1 => return Err("a version 1 record cannot be redacted".into()),
+            (Some(subject), None)
+                if w.bucket.is_none()
+                    && w.key.is_none()
+                    && w.peer.is_none()
+                    && w.grant.is_none()
+                    && w.allowed.is_none()
+                    && w.rule.is_none()
+                    && w.bytes.is_none() =>
+            {
+                Some(subject)
+            }
+            (Some(_), _) => return Err("a redacted record carries `subject` and no subject fields".into()),
+        };
         Ok(AuditRecord {
+            version: w.v,
             seq: w.seq,
             time_unix_ms: w.time_unix_ms,
             event: AuditEvent {
@@ -323,10 +433,11 @@ impl TryFrom<WireRecord> for AuditRecord {
                 allowed: w.allowed,
                 rule: w.rule,
                 bytes: w.bytes,
-                detail: w.detail,
+                detail: w.detail.unwrap_or_default(),
             },
             prev: w.prev,
             hash: w.hash,
+            redacted_subject,
         })
     }
 }
@@ -334,8 +445,9 @@ impl TryFrom<WireRecord> for AuditRecord {
 impl From<AuditRecord> for WireRecord {
     fn from(r: AuditRecord) -> Self {
         let e = r.event;
+        let redacted = r.redacted_subject.is_some();
         WireRecord {
-            v: RECORD_VERSION,
+            v: r.version,
             seq: r.seq,
             time_unix_ms: r.time_unix_ms,
             hub: e.hub,
@@ -347,7 +459,8 @@ impl From<AuditRecord> for WireRecord {
             allowed: e.allowed,
             rule: e.rule,
             bytes: e.bytes,
-            detail: e.detail,
+            detail: (!redacted).then_some(e.detail),
+            subject: r.redacted_subject,
             prev: r.prev,
             hash: r.hash,
         }
@@ -378,10 +491,20 @@ mod tests {
     /// The expected hash was computed independently of this crate, in Python:
     /// `hashlib.sha256(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode())`.
     #[test]
-    fn golden_record_hash_is_stable() {
+    fn golden_version_1_record_still_verifies() {
         let prev =
             ChainHash::from_hex("8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4").expect("hex");
-        let (record, line) = AuditRecord::seal(golden_event(), 42, 1_736_000_000_123, prev);
+        let mut record = AuditRecord {
+            version: 1,
+            seq: 42,
+            time_unix_ms: 1_736_000_000_123,
+            event: golden_event(),
+            prev,
+            hash: ChainHash::ZERO,
+            redacted_subject: None,
+        };
+        record.hash = record.computed_hash();
+        let line = record.to_line();
         let expected_canonical = concat!(
             r#"{"v":1,"seq":42,"time_unix_ms":1736000000123,"hub":"cn-east-1","kind":"policy-decision","#,
             r#""bucket":"sales","key":"2025/q1/report.csv","peer":"cn-west-2","grant":null,"allowed":true,"#,
@@ -396,6 +519,60 @@ mod tests {
         assert_eq!(line, record.to_line());
         assert!(line.starts_with(&expected_canonical[..expected_canonical.len() - 1]));
         assert!(line.ends_with(&format!(",\"hash\":\"{}\"}}", record.hash)));
+        // A version 1 line read back verifies, and cannot be redacted (its hash covers all).
+        let parsed = AuditRecord::from_line(line.as_bytes()).expect("a version 1 line parses");
+        assert!(parsed.version == 1 && parsed.hash_is_valid());
+        assert!(parsed.redacted().is_none());
+    }
+
+    /// Version 2, likewise pinned by hashes computed in Python: the subject's canonical form
+    /// hashed, then the header with that hash.
+    #[test]
+    fn golden_version_2_record_hash_is_stable_and_survives_redaction() {
+        let prev =
+            ChainHash::from_hex("8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4").expect("hex");
+        let (record, line) = AuditRecord::seal(golden_event(), 42, 1_736_000_000_123, prev);
+        assert_eq!(
+            record.subject_canonical(),
+            concat!(
+                r#"{"bucket":"sales","key":"2025/q1/report.csv","peer":"cn-west-2","grant":null,"allowed":true,"#,
+                r#""rule":"residency:CN","bytes":1048576,"detail":"replicate \"a\\b\"\n\tto cn-west-2 ✓\u0001"}"#
+            )
+        );
+        assert_eq!(
+            record.subject_hash().to_hex(),
+            "608dde5a5f20be34383553329d1bfeb84a282952be90863dd788d044f1e30c1e"
+        );
+        assert_eq!(
+            record.canonical(),
+            concat!(
+                r#"{"v":2,"seq":42,"time_unix_ms":1736000000123,"hub":"cn-east-1","kind":"policy-decision","#,
+                r#""subject":"608dde5a5f20be34383553329d1bfeb84a282952be90863dd788d044f1e30c1e","#,
+                r#""prev":"8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4"}"#
+            )
+        );
+        assert_eq!(
+            record.hash.to_hex(),
+            "7b4c389d509cafb21d738bbe71aaaf65242a5af13d10a38cc0dc2043010abd19"
+        );
+        // The full line carries every field; the redacted one none of the subject's.
+        assert!(line.contains(r#""key":"2025/q1/report.csv""#) && !line.contains("subject"));
+        let redacted = record.redacted().expect("version 2 redacts");
+        let shown = redacted.to_line();
+        assert!(!shown.contains("report.csv") && !shown.contains("sales") && !shown.contains("cn-west-2"));
+        assert!(shown.contains("608dde5a5f20be34383553329d1bfeb84a282952be90863dd788d044f1e30c1e"));
+        let parsed = AuditRecord::from_line(shown.as_bytes()).expect("a redacted line parses");
+        assert_eq!(parsed, redacted);
+        assert!(parsed.hash_is_valid() && parsed.head() == record.head());
+        // A redacted line with a subject field added, or a forged subject hash, fails.
+        let mixed = shown.replacen(r#""subject""#, r#""key":"x","subject""#, 1);
+        assert!(AuditRecord::from_line(mixed.as_bytes()).is_err());
+        let forged = shown.replacen("608dde", "708dde", 1);
+        assert!(
+            !AuditRecord::from_line(forged.as_bytes())
+                .expect("parses")
+                .hash_is_valid()
+        );
     }
 
     #[test]
@@ -427,9 +604,9 @@ mod tests {
         let (_, line) = AuditRecord::seal(golden_event(), 1, 0, ChainHash::ZERO);
         let extra = line.replacen("{", "{\"extra\":1,", 1);
         assert!(AuditRecord::from_line(extra.as_bytes()).is_err());
-        let v2 = line.replacen("\"v\":1", "\"v\":2", 1);
-        let err = AuditRecord::from_line(v2.as_bytes()).unwrap_err();
-        assert!(err.contains("unsupported record version 2"), "{err}");
+        let v3 = line.replacen("\"v\":2", "\"v\":3", 1);
+        let err = AuditRecord::from_line(v3.as_bytes()).unwrap_err();
+        assert!(err.contains("unsupported record version 3"), "{err}");
         let bad_hash = line.replacen("\"prev\":\"0", "\"prev\":\"x", 1);
         assert!(AuditRecord::from_line(bad_hash.as_bytes()).is_err());
     }

@@ -72,6 +72,8 @@ fn verify_bad(path: &Path) -> BadRecord {
 /// A record with a correct hash for whatever fields it is given, as a forger would make it.
 fn forged_line(seq: u64, prev: ChainHash, detail: &str) -> String {
     let mut record = AuditRecord {
+        version: valley_audit::RECORD_VERSION,
+        redacted_subject: None,
         seq,
         time_unix_ms: 1,
         event: AuditEvent::new("cn-east-1", AuditKind::Access, detail),
@@ -704,4 +706,32 @@ fn the_tail_is_found_across_read_chunks_with_worst_case_lines() {
     assert_eq!(log.head(), records[5].head());
     assert_eq!(log.append(worst(7)).expect("append").seq, 7);
     assert_eq!(verify_ok(&path).records, 7);
+}
+
+#[test]
+fn a_log_begun_under_version_1_goes_on_under_version_2_and_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = log_path(&dir);
+    let mut prev = ChainHash::ZERO;
+    let mut lines = Vec::new();
+    for seq in 1..=3 {
+        let mut record = AuditRecord {
+            version: 1,
+            redacted_subject: None,
+            seq,
+            time_unix_ms: 1,
+            event: event(seq),
+            prev,
+            hash: ChainHash::ZERO,
+        };
+        record.hash = record.computed_hash();
+        prev = record.hash;
+        lines.push(record.to_line());
+    }
+    write_lines(&path, &lines);
+    let log = AuditLog::open(&path).expect("open a version 1 log");
+    let appended = log.append(event(4)).expect("append");
+    assert_eq!((appended.version, appended.seq, appended.prev), (2, 4, prev));
+    drop(log);
+    assert_eq!(verify_ok(&path).records, 4);
 }

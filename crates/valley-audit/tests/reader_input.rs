@@ -450,6 +450,8 @@ fn forged_extreme_seqs_do_not_panic() {
     let path = dir.path().join("forged.log");
     let forge = |seq: u64, prev: ChainHash| -> AuditRecord {
         let mut record = AuditRecord {
+            version: valley_audit::RECORD_VERSION,
+            redacted_subject: None,
             seq,
             time_unix_ms: u64::MAX,
             event: AuditEvent::new("h", AuditKind::Access, "forged"),

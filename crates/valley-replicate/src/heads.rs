@@ -381,9 +381,11 @@ async fn fetch_and_verify(hub: &Arc<Hub>, peer: &str, heads: &[Head]) -> Result<
 
 /// This hub's chain, for peer `asker` to check (at most [`CHAIN_BYTES_MAX`]). Records name
 /// object keys, and a key is its bucket's data as much as its bytes (bucket names are not:
-/// policies, which name them, go to every hub). So the chain is shown only to a hub that every
-/// bucket with a key in it may be at (by the bucket's policy, held to its floors): checking a
-/// chain never carries a key where its bucket's data may not go. `Err` says why not.
+/// policies, which name them, go to every hub). So a record naming an object of a bucket whose
+/// policy (held to its floors) does not allow `asker` is sent redacted — its subject withheld,
+/// its subject hash given — which verifies and links the chain just the same. A version 1
+/// record (written before redaction existed) cannot be redacted: a chain holding one that
+/// `asker` may not read is not sent (`Err` says why).
 pub async fn own_chain(hub: &Arc<Hub>, asker: &str) -> Result<Vec<u8>, String> {
     let path = hub.audit_path().to_owned();
     let chain = tokio::task::spawn_blocking(move || {
@@ -397,7 +399,11 @@ pub async fn own_chain(hub: &Arc<Hub>, asker: &str) -> Result<Vec<u8>, String> {
     })
     .await
     .map_err(|e| e.to_string())??;
-    let buckets: std::collections::BTreeSet<String> = chain
+    let Some(place) = hub.topology.hub(asker).cloned() else {
+        return Err(format!("{asker} is not a hub of this network"));
+    };
+    // Which buckets with objects in the chain the asker may not read.
+    let named: std::collections::BTreeSet<String> = chain
         .split(|b| *b == b'\n')
         .filter_map(|line| {
             let event = valley_audit::AuditRecord::from_line(line).ok()?.event;
@@ -405,30 +411,52 @@ pub async fn own_chain(hub: &Arc<Hub>, asker: &str) -> Result<Vec<u8>, String> {
             event.bucket
         })
         .collect();
-    let Some(place) = hub.topology.hub(asker).cloned() else {
-        return Err(format!("{asker} is not a hub of this network"));
-    };
     let topology = hub.topology.clone();
-    let barred = hub
+    let barred: std::collections::BTreeSet<String> = hub
         .read(move |txn| {
-            for bucket in buckets {
-                let policy = match crate::control::load_policy(txn, &bucket)? {
-                    Some(record) => crate::hook::held_to_floors(txn, &topology, &bucket, &record.policy)?,
-                    // A bucket this hub knows no policy of: not shown.
-                    None => return Ok(Some(bucket)),
+            let mut barred = std::collections::BTreeSet::new();
+            for bucket in named {
+                let allowed = match crate::control::load_policy(txn, &bucket)? {
+                    Some(record) => {
+                        crate::hook::held_to_floors(txn, &topology, &bucket, &record.policy)?.allows(&place)
+                    }
+                    // A bucket this hub knows no policy of: withheld.
+                    None => false,
                 };
-                if !policy.allows(&place) {
-                    return Ok(Some(bucket));
+                if !allowed {
+                    barred.insert(bucket);
                 }
             }
-            Ok(None)
+            Ok(barred)
         })
         .await
         .map_err(|e| e.to_string())?;
-    match barred {
-        Some(bucket) => Err(format!(
-            "this hub's audit chain names objects of bucket {bucket:?}, whose policy does not allow hub {asker}: it is checked by hubs that bucket may be at"
-        )),
-        None => Ok(chain),
+    if barred.is_empty() {
+        return Ok(chain);
     }
+    let mut out = Vec::with_capacity(chain.len());
+    for line in chain.split_inclusive(|b| *b == b'\n') {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let record = valley_audit::AuditRecord::from_line(body).ok();
+        let withheld = record
+            .as_ref()
+            .is_some_and(|r| r.event.key.is_some() && r.event.bucket.as_ref().is_some_and(|b| barred.contains(b)));
+        match record {
+            Some(r) if withheld => {
+                let redacted = r.redacted().ok_or_else(|| {
+                    format!(
+                        "this hub's audit chain holds version 1 records of objects of bucket {:?}, whose policy does not allow hub {asker}: they cannot be shown redacted",
+                        r.event.bucket.as_deref().unwrap_or_default()
+                    )
+                })?;
+                out.extend_from_slice(redacted.to_line().as_bytes());
+                if line.ends_with(b"\n") {
+                    out.push(b'\n');
+                }
+            }
+            // Lines that do not parse go as they are: the checker will name them.
+            _ => out.extend_from_slice(line),
+        }
+    }
+    Ok(out)
 }

@@ -48,6 +48,8 @@ fn policy(hubs: &[&str]) -> PlacementPolicy {
 
 fn record(hub: &str, seq: u64, peer: &str, key: &str, detail: String) -> AuditRecord {
     AuditRecord {
+        version: valley_audit::RECORD_VERSION,
+        redacted_subject: None,
         seq,
         time_unix_ms: 1_000,
         event: AuditEvent::new(hub, AuditKind::Transfer, detail)
