@@ -146,17 +146,9 @@ impl AuditRecord {
             body.push('}');
             return body;
         }
-        let mut out = String::with_capacity(256);
-        out.push('{');
-        let mut w = FieldWriter {
-            out: &mut out,
-            first: true,
-        };
-        self.header(&mut w);
-        w.string("subject", Some(&self.subject_hash().to_hex()));
-        w.string("prev", Some(&self.prev.to_hex()));
-        out.push('}');
-        out
+        let mut body = self.header_body(&self.subject_hash());
+        body.push('}');
+        body
     }
 
     /// The subject fields' canonical form (version 2): `bucket, key, peer, grant, allowed,
@@ -211,18 +203,7 @@ impl AuditRecord {
     /// the subject fields.
     pub fn to_line(&self) -> String {
         let mut body = match self.redacted_subject {
-            Some(subject) => {
-                let mut out = String::with_capacity(256);
-                out.push('{');
-                let mut w = FieldWriter {
-                    out: &mut out,
-                    first: true,
-                };
-                self.header(&mut w);
-                w.string("subject", Some(&subject.to_hex()));
-                w.string("prev", Some(&self.prev.to_hex()));
-                out
-            }
+            Some(subject) => self.header_body(&subject),
             None => self.full_body(),
         };
         push_hash_and_close(&mut body, &self.hash);
@@ -239,6 +220,21 @@ impl AuditRecord {
             seq: self.seq,
             hash: self.hash,
         }
+    }
+
+    /// `v, seq, time_unix_ms, hub, kind, subject, prev` without the closing brace: version 2's
+    /// canonical form, and a redacted record's line before its hash.
+    fn header_body(&self, subject: &ChainHash) -> String {
+        let mut out = String::with_capacity(256);
+        out.push('{');
+        let mut w = FieldWriter {
+            out: &mut out,
+            first: true,
+        };
+        self.header(&mut w);
+        w.string("subject", Some(&subject.to_hex()));
+        w.string("prev", Some(&self.prev.to_hex()));
+        out
     }
 
     fn header(&self, w: &mut FieldWriter<'_>) {
