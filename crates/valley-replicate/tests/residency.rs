@@ -8,9 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use valley_audit::{AuditEvent, AuditKind, AuditRecord, ChainHash, Head};
 use valley_policy::{PlacementPolicy, Topology};
 use valley_replicate::residency::evidence::ChainState;
-use valley_replicate::residency::{
-    Evidence, HeldVersion, HubEvidence, build_report, plan::plan, verify_report, version_tag,
-};
+use valley_replicate::residency::{Evidence, HubEvidence, build_report, plan::plan, verify_report, version_tag};
+use valley_store::VersionSummary;
 
 const VERSIONS: u64 = 20_000;
 
@@ -74,7 +73,7 @@ fn evidence() -> Evidence {
         ..a.clone()
     };
     for i in 0..VERSIONS {
-        let v = HeldVersion {
+        let v = VersionSummary {
             key: format!("k{i:05}"),
             hlc: 1_000_000 + i,
             origin: "a".into(),

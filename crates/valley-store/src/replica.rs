@@ -11,13 +11,15 @@ use crate::keys::{self, Stamp};
 use crate::meta::Table;
 use crate::record::{BlobRef, ObjectData, ObjectVersion};
 
-/// One stored version, without its data or headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One stored version, without its data or headers (anti-entropy's items; what a hub reports
+/// holding in residency evidence).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct VersionSummary {
     pub key: String,
     pub hlc: u64,
     pub origin: String,
     pub size: u64,
+    #[serde(default)]
     pub delete_marker: bool,
 }
 

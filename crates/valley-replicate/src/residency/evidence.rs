@@ -6,22 +6,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use valley_audit::{AuditKind, AuditRecord, Filter, Head, VerifyReport};
 use valley_policy::{Grant, PlacementPolicy};
-use valley_store::StoreError;
+use valley_store::{StoreError, VersionSummary};
 
 use crate::control;
 use crate::hook::now_unix_ms;
 use crate::hub::{Hub, HubError};
-
-/// One version a hub holds: the anti-entropy summary of it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct HeldVersion {
-    pub key: String,
-    pub hlc: u64,
-    pub origin: String,
-    pub size: u64,
-    #[serde(default)]
-    pub delete_marker: bool,
-}
 
 /// A hub's audit chain as it verified it when asked: its newest record, and the first
 /// problem if it does not verify (or does not hold the anchor it was asked to check).
@@ -36,7 +25,7 @@ pub struct ChainState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HubEvidence {
     pub hub: String,
-    pub versions: Vec<HeldVersion>,
+    pub versions: Vec<VersionSummary>,
     /// The transfer records of this hub's chain that name the bucket (when asked for).
     #[serde(default)]
     pub transfers: Vec<AuditRecord>,
@@ -78,17 +67,7 @@ pub async fn local_evidence(
     anchor: Option<Head>,
 ) -> Result<HubEvidence, HubError> {
     let versions = match hub.catalog.version_summaries(bucket).await {
-        Ok(summaries) => summaries
-            .into_iter()
-            .take(VERSIONS_MAX)
-            .map(|s| HeldVersion {
-                key: s.key,
-                hlc: s.hlc,
-                origin: s.origin,
-                size: s.size,
-                delete_marker: s.delete_marker,
-            })
-            .collect(),
+        Ok(summaries) => summaries.into_iter().take(VERSIONS_MAX).collect(),
         // A hub that never heard of the bucket holds none of it.
         Err(StoreError::NoSuchBucket(_)) => Vec::new(),
         Err(e) => return Err(e.into()),
@@ -138,15 +117,23 @@ pub async fn local_evidence(
 /// gathers or receives them. `Err` says why not.
 pub async fn may_see(hub: &Arc<Hub>, bucket: &str, who: &str) -> Result<(), String> {
     let policy = hub.policy(bucket).await.map_err(|e| e.to_string())?;
-    let place = hub
-        .topology
+    visible_to(&hub.topology, &policy, bucket, who)
+}
+
+/// [`may_see`] under `policy` (the bucket's, already read).
+fn visible_to(
+    topology: &valley_policy::Topology,
+    policy: &PlacementPolicy,
+    bucket: &str,
+    who: &str,
+) -> Result<(), String> {
+    let place = topology
         .hub(who)
         .ok_or_else(|| format!("{who} is not a hub of this network"))?;
     if policy.allows(place) {
         return Ok(());
     }
-    let allowed: Vec<&str> = hub
-        .topology
+    let allowed: Vec<&str> = topology
         .hubs()
         .filter(|h| policy.allows(h))
         .map(|h| h.id.as_str())
@@ -186,7 +173,7 @@ pub async fn gather(
     anchors: &BTreeMap<String, Head>,
 ) -> Result<Evidence, HubError> {
     let policy = hub.policy(bucket).await?;
-    may_see(hub, bucket, &hub.id).await.map_err(HubError::Invalid)?;
+    visible_to(&hub.topology, &policy, bucket, &hub.id).map_err(HubError::Invalid)?;
     let lost = hub.read(control::lost_hubs).await?;
     let grants = hub.grants().await?;
     let mut hubs = vec![local_evidence(hub, bucket, audit, anchors.get(&hub.id).copied()).await?];

@@ -14,7 +14,7 @@ pub mod plan;
 pub mod report;
 pub mod verify;
 
-pub use evidence::{Evidence, HeldVersion, HubEvidence, gather, local_evidence};
+pub use evidence::{Evidence, HubEvidence, gather, local_evidence};
 pub use plan::{PolicyPlan, plan_change};
 pub use report::{REPORT_FORMAT, Report, build_report};
 pub use verify::verify_report;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use valley_policy::{Grant, PlacementPolicy, Topology, Transfer, TransferKind};
 use valley_store::VersionSummary;
 
-use super::evidence::{Evidence, HeldVersion, gather};
+use super::evidence::{Evidence, gather};
 use crate::hub::{Hub, HubError};
 use crate::repair::Placement;
 
@@ -101,7 +101,7 @@ pub fn plan(
     proposed: &PlacementPolicy,
     today: valley_policy::Day,
 ) -> PolicyPlan {
-    let mut holders: BTreeMap<&HeldVersion, BTreeSet<&str>> = BTreeMap::new();
+    let mut holders: BTreeMap<&VersionSummary, BTreeSet<&str>> = BTreeMap::new();
     for hub in &evidence.hubs {
         for version in &hub.versions {
             holders.entry(version).or_default().insert(hub.hub.as_str());
@@ -117,15 +117,8 @@ pub fn plan(
     for (version, held) in &holders {
         versions += 1;
         bytes += version.size;
-        let summary = VersionSummary {
-            key: version.key.clone(),
-            hlc: version.hlc,
-            origin: version.origin.clone(),
-            size: version.size,
-            delete_marker: version.delete_marker,
-        };
         let tiered = placement.tiered(version.hlc);
-        let targets: Vec<String> = placement.targets(&summary).to_vec();
+        let targets: Vec<String> = placement.targets(version).to_vec();
         // Who sends the missing copies, as the hubs do it: a holder that is itself placed
         // (anti-entropy), else a holder the policy no longer allows or whose copy aged into the
         // tiering rule (hand-off). Holders that are allowed and keep an extra copy send nothing.

@@ -11,7 +11,7 @@ use valley_audit::{AuditRecord, ChainHash, Head};
 use valley_policy::{Basis, Decision, Grant, PlacementPolicy, Rule, Topology, Transfer, TransferKind};
 use valley_store::VersionSummary;
 
-use super::evidence::{Evidence, HeldVersion, HubEvidence};
+use super::evidence::{Evidence, HubEvidence};
 use super::tagged_version;
 use crate::repair::Placement;
 
@@ -174,7 +174,7 @@ pub(crate) fn copy_decision(
 
 /// Whether `record` is one of the transfers that put `version` at `hub`: the receiver's record
 /// there, or a sender's record naming `hub` as its peer.
-pub(crate) fn records_arrival(record: &AuditRecord, version: &HeldVersion, hub: &str) -> bool {
+pub(crate) fn records_arrival(record: &AuditRecord, version: &VersionSummary, hub: &str) -> bool {
     let e = &record.event;
     let names_version = e.key.as_deref() == Some(version.key.as_str())
         && tagged_version(&e.detail) == Some((version.hlc, version.origin.as_str()));
@@ -195,7 +195,7 @@ pub(crate) fn records_arrival(record: &AuditRecord, version: &HeldVersion, hub: 
 pub fn build_report(evidence: &Evidence, topology: &Topology, at_unix_ms: Option<u64>) -> Report {
     let today = day_of_unix_ms(at_unix_ms.unwrap_or(evidence.gathered_unix_ms));
     let cutoff_ms = at_unix_ms.unwrap_or(u64::MAX);
-    let mut holders: BTreeMap<&HeldVersion, Vec<&HubEvidence>> = BTreeMap::new();
+    let mut holders: BTreeMap<&VersionSummary, Vec<&HubEvidence>> = BTreeMap::new();
     for hub in &evidence.hubs {
         for version in &hub.versions {
             holders.entry(version).or_default().push(hub);
@@ -220,14 +220,7 @@ pub fn build_report(evidence: &Evidence, topology: &Topology, at_unix_ms: Option
         if version.hlc / 1_000_000 > cutoff_ms {
             continue;
         }
-        let summary = VersionSummary {
-            key: version.key.clone(),
-            hlc: version.hlc,
-            origin: version.origin.clone(),
-            size: version.size,
-            delete_marker: version.delete_marker,
-        };
-        let placed = placement.targets(&summary).to_vec();
+        let placed = placement.targets(version).to_vec();
         let mut copies = Vec::new();
         for hub in at {
             let arrivals: Vec<RecordRef> = records
@@ -283,7 +276,7 @@ pub(crate) fn copy_entry(
     grants: &[Grant],
     bucket: &str,
     policy: &PlacementPolicy,
-    version: &HeldVersion,
+    version: &VersionSummary,
     hub: &str,
     today: valley_policy::Day,
     records: Vec<RecordRef>,

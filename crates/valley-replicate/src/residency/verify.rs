@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use valley_policy::Topology;
 
-use super::evidence::{Evidence, HeldVersion};
+use valley_store::VersionSummary;
+
+use super::evidence::Evidence;
 use super::report::{REPORT_FORMAT, Report, copy_decision, records_arrival, summarize};
 
 /// What a verified report covered.
@@ -62,7 +64,7 @@ pub fn verify_report(report: &Report, evidence: &Evidence, topology: &Topology) 
     }
     check_hubs(report, evidence, topology)?;
     // What each hub holds, for one lookup per claimed copy.
-    let held: BTreeMap<&str, BTreeSet<&HeldVersion>> = evidence
+    let held: BTreeMap<&str, BTreeSet<&VersionSummary>> = evidence
         .hubs
         .iter()
         .map(|h| (h.hub.as_str(), h.versions.iter().collect()))
@@ -74,11 +76,11 @@ pub fn verify_report(report: &Report, evidence: &Evidence, topology: &Topology) 
         .map(|h| (h.hub.as_str(), h.transfers.iter().map(|r| (r.seq, r)).collect()))
         .collect();
     let today = i64::try_from(report.at_unix_ms.unwrap_or(report.generated_unix_ms) / 86_400_000).unwrap_or(0);
-    let mut claimed: BTreeSet<(String, HeldVersion)> = BTreeSet::new();
+    let mut claimed: BTreeSet<(String, VersionSummary)> = BTreeSet::new();
     let mut seen_versions = BTreeSet::new();
     let mut records = 0;
     for v in &report.versions {
-        let version = HeldVersion {
+        let version = VersionSummary {
             key: v.key.clone(),
             hlc: v.hlc,
             origin: v.origin.clone(),
@@ -231,7 +233,7 @@ fn check_record(
     evidence: &Evidence,
     by_seq: &BTreeMap<&str, BTreeMap<u64, &valley_audit::AuditRecord>>,
     r: &super::report::RecordRef,
-    version: &HeldVersion,
+    version: &VersionSummary,
     hub: &str,
     name: &str,
 ) -> Result<(), String> {
