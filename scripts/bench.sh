@@ -4,7 +4,7 @@
 #   scripts/bench.sh [--quick] [--out DIR]
 #                    [--peer-endpoint URL --peer-access-key K --peer-secret-key S
 #                     [--peer-name NAME] [--peer-pid PID]]
-#                    [--valley-bin PATH] [--no-build] [--tls]
+#                    [--valley-bin PATH] [--no-build] [--tls] [--policy FILE]
 #
 # 1. builds valley and valley-bench (release); with --valley-bin, uses that valley binary
 #    instead (e.g. one built from a given commit) and builds only valley-bench; --no-build
@@ -19,6 +19,10 @@
 #    prints valley/peer ratios. --peer-pid lets it read the peer's peak RSS too.
 #    With --tls instead, the "peer" is the same valley binary serving HTTPS (a certificate
 #    made by `valley cert init`): the ratios are plain HTTP over TLS, the cost of TLS.
+#
+# --policy FILE puts that bucket policy (e.g. scripts/bench-policy.json) on valley's bench
+# buckets, the peer's left alone: with --peer-endpoint set to the previous release, the ratios
+# are the cost of authorization with a policy to evaluate.
 #
 # --quick uses small counts (finishes in under two minutes). Results (JSON, logs, summary)
 # go to --out (default target/bench/<UTC time>). This is a measuring tool, never a CI gate:
@@ -38,6 +42,7 @@ PEER_PID=""
 VALLEY=""
 BUILD=1
 TLS=0
+POLICY=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -50,6 +55,7 @@ while [ $# -gt 0 ]; do
         --valley-bin) VALLEY=$(realpath "$2"); shift ;;
         --no-build) BUILD=0 ;;
         --tls) TLS=1 ;;
+        --policy) POLICY=$(realpath "$2"); shift ;;
         -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -197,8 +203,9 @@ cat "$CEIL" >&2
 proc_field() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
-run_scenarios() { # label endpoint access secret [server pid]
+run_scenarios() { # label endpoint access secret [server pid] [valley-bench options...]
     local label=$1 ep=$2 ak=$3 sk=$4 pid=${5:-}
+    local extra=("${@:6}")
     for args in "LARGE_ARGS[@]" "SMALL_ARGS[@]" "LIST_ARGS[@]"; do
         local a=("${!args}")
         local name=${a[0]}
@@ -208,7 +215,7 @@ run_scenarios() { # label endpoint access secret [server pid]
         sleep 3
         log "$label: $name"
         "$BENCH" --endpoint "$ep" --access-key "$ak" --secret-key "$sk" --label "$label" \
-            --json "$OUT/$label-$name.json" "${a[@]}" | tee -a "$OUT/$label.txt"
+            --json "$OUT/$label-$name.json" ${extra[@]+"${extra[@]}"} "${a[@]}" | tee -a "$OUT/$label.txt"
         if [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; then
             # Peak RSS so far, to tell which scenario grew the server.
             echo "vmhwm_after_${name}_kib=$(proc_field "$pid" VmHWM | tr -dc 0-9)" >> "$OUT/$label-rss.txt"
@@ -231,7 +238,9 @@ for _ in $(seq 100); do
 done
 curl -fs "http://127.0.0.1:$S3_PORT/_valley/health" >/dev/null
 
-run_scenarios valley "http://127.0.0.1:$S3_PORT" "$VALLEY_AK" "$VALLEY_SK" "$VALLEY_PID"
+VALLEY_EXTRA=()
+if [ -n "$POLICY" ]; then VALLEY_EXTRA=(--bucket-policy "$POLICY"); fi
+run_scenarios valley "http://127.0.0.1:$S3_PORT" "$VALLEY_AK" "$VALLEY_SK" "$VALLEY_PID" ${VALLEY_EXTRA[@]+"${VALLEY_EXTRA[@]}"}
 {
     echo "valley_vmhwm_kib=$(proc_field "$VALLEY_PID" VmHWM | tr -dc 0-9)"
     echo "valley_vmrss_kib=$(proc_field "$VALLEY_PID" VmRSS | tr -dc 0-9)"

@@ -88,8 +88,9 @@ PORT=$(free_port)
 ADMIN_PORT=$(free_port)
 while [ "$ADMIN_PORT" = "$PORT" ]; do ADMIN_PORT=$(free_port); done
 
-# One root credential: Valley is single-tenant. The owner id and display name Valley reports
-# are the access key, so the config uses it as user_id/display_name for every user section.
+# The main user is the root credentials (the default tenant's admin); alt and tenant are admin
+# users of two other tenants, made with `valley user add` once the hub is up. Valley's
+# canonical owner id is the tenant id, so that is each section's user_id.
 ACCESS_KEY=S3TESTSVALLEYROOTKEY
 SECRET_KEY=s3testsValleySecretKey0123456789abcdefgh
 
@@ -116,13 +117,22 @@ for _ in $(seq 100); do
 done
 
 CONF=$OUT/s3tests.conf
-user_section() { # name email
+new_user() { # tenant user -> "access secret"
+    VALLEY_ACCESS_KEY=$ACCESS_KEY VALLEY_SECRET_KEY=$SECRET_KEY "$VALLEY_BIN" --admin "http://127.0.0.1:$ADMIN_PORT" \
+        tenant add "$1" >/dev/null
+    VALLEY_ACCESS_KEY=$ACCESS_KEY VALLEY_SECRET_KEY=$SECRET_KEY "$VALLEY_BIN" --admin "http://127.0.0.1:$ADMIN_PORT" \
+        user add "$1" "$2" --admin-of-tenant --json |
+        "$VENV/bin/python" -c 'import json,sys; c=json.load(sys.stdin); print(c["access_key"], c["secret_key"])'
+}
+read -r ALT_ACCESS ALT_SECRET <<<"$(new_user alt alt-user)"
+read -r TENANT_ACCESS TENANT_SECRET <<<"$(new_user testx tenant-user)"
+user_section() { # email user_id access secret
     cat <<EOF
-display_name = $ACCESS_KEY
-user_id = $ACCESS_KEY
-email = $2
-access_key = $ACCESS_KEY
-secret_key = $SECRET_KEY
+display_name = $2
+user_id = $2
+email = $1
+access_key = $3
+secret_key = $4
 EOF
 }
 {
@@ -141,12 +151,12 @@ iam path prefix = /s3-tests/
 [s3 main]
 api_name = us-east-1
 EOF
-    user_section main main@example.com
-    printf '\n[s3 alt]\n'; user_section alt alt@example.com
-    printf '\n[s3 tenant]\ntenant = testx\n'; user_section tenant tenant@example.com
-    printf '\n[iam]\n'; user_section iam iam@example.com
-    printf '\n[iam root]\n'; user_section iamroot iamroot@example.com
-    printf '\n[iam alt root]\n'; user_section iamaltroot iamaltroot@example.com
+    user_section main@example.com default "$ACCESS_KEY" "$SECRET_KEY"
+    printf '\n[s3 alt]\n'; user_section alt@example.com alt "$ALT_ACCESS" "$ALT_SECRET"
+    printf '\n[s3 tenant]\ntenant = testx\n'; user_section tenant@example.com testx "$TENANT_ACCESS" "$TENANT_SECRET"
+    printf '\n[iam]\n'; user_section iam@example.com default "$ACCESS_KEY" "$SECRET_KEY"
+    printf '\n[iam root]\n'; user_section iamroot@example.com default "$ACCESS_KEY" "$SECRET_KEY"
+    printf '\n[iam alt root]\n'; user_section iamaltroot@example.com alt "$ALT_ACCESS" "$ALT_SECRET"
 } >"$CONF"
 
 read -r -a FILES <<<"${S3TESTS_FILES:-s3tests/functional/test_s3.py}"

@@ -462,6 +462,24 @@ def test_refused_peer_calls_are_counted_but_cannot_flood_the_audit_log(pair):
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
 
 
+def test_a_refused_peer_call_closes_its_connection_before_the_next_request(pair):
+    """A refusal answered before its body was read says so: without `Connection: close` the
+    hub dropped the connection under a client that reused it (seen as RemoteDisconnected)."""
+    import http.client
+    import ssl
+    port = int(pair.admin_endpoint("zhangjiakou").rsplit(":", 1)[1])
+    context = ssl.create_default_context(cafile=str(pair.ca))
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
+    body = b"{}" * 500  # small enough to be sent whole before the refusal comes back
+    conn.request("POST", "/_valley/peer/v1/control", body=body,
+                 headers={"x-valley-identity": "gui-an", "x-valley-time": "0"})
+    r = conn.getresponse()
+    r.read()
+    assert r.status == 401
+    assert (r.getheader("Connection") or "").lower() == "close", r.getheaders()
+    conn.close()
+
+
 # ---- TLS on the ports ---------------------------------------------------------------------------
 
 def one_hub_certs(tmp_path, name: str):

@@ -140,7 +140,7 @@ def test_long_partition_then_heal_converges(wan):
         gauge = next(line for line in metrics.splitlines()
                      if line.startswith('valley_replication_link_backlog_entries{peer="gui-an"}'))
         assert int(gauge.split()[-1]) >= 43
-        assert f'valley_replication_bucket_lag_seconds{{bucket="{bucket}"}}' in metrics
+        assert f'valley_replication_bucket_lag_seconds{{bucket="{bucket}",peer="gui-an"}}' in metrics
     finally:
         proxy.command({"cmd": "heal"})
     assert_replicated(wan, bucket, digests, timeout=240)
@@ -189,7 +189,8 @@ def test_every_transfer_is_audited_exactly_once_on_each_side_under_cuts(wan):
     import json
     report = json.loads(wan.cli("zhangjiakou", "residency", "report", bucket, "--json").stdout)
     for version in report["versions"]:
-        copy = next(c for c in version["copies"] if c["hub"] == "gui-an")
+        copy = next((c for c in version["copies"] if c["hub"] == "gui-an"), None)
+        assert copy is not None, f"no copy at gui-an in the report: {version} (summary: {report.get('summary')})"
         assert sorted(r["hub"] for r in copy["records"]) == ["gui-an", "zhangjiakou"], version
     path = wan.workdir / f"report-{bucket}.json"
     path.write_text(json.dumps(report))

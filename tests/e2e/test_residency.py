@@ -354,7 +354,9 @@ def test_peers_catch_a_hub_that_rewrites_or_shortens_its_chain(net):
     wait_for(lambda: recorded_heads(net, "wuhu", "frankfurt"), what="a head of frankfurt at wuhu")
     before = net.cli("wuhu", "audit", "verify", check=False).stdout
     assert " ok " in peer_line(before, "frankfurt"), before
-    assert max(h["seq"] for h in recorded_heads(net, "wuhu", "frankfurt")) > 10
+    # Heads go out on a timer: wait for one signed after frankfurt's tenth record.
+    wait_for(lambda: max(h["seq"] for h in recorded_heads(net, "wuhu", "frankfurt")) > 10, timeout=60,
+             what="a head of frankfurt past its tenth record at wuhu")
     net.kill("frankfurt")
     try:
         log = net.data_dir("frankfurt") / "audit.log"

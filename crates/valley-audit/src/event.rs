@@ -42,10 +42,13 @@ pub enum AuditKind {
     /// A peer's signed audit chain head, as this hub received and checked it: the record that
     /// lets this hub (or anyone holding its chain) later detect the peer rewriting its own.
     PeerHead,
+    /// A write acknowledged with fewer synchronous copies than its bucket's `ack_copies`
+    /// (fallback `degrade`): it replicates asynchronously from then on.
+    SyncDegraded,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 7] = [
+    pub const ALL: [AuditKind; 8] = [
         AuditKind::PolicyDecision,
         AuditKind::Transfer,
         AuditKind::RefusedRequest,
@@ -53,6 +56,7 @@ impl AuditKind {
         AuditKind::GrantChange,
         AuditKind::Access,
         AuditKind::PeerHead,
+        AuditKind::SyncDegraded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +68,7 @@ impl AuditKind {
             AuditKind::GrantChange => "grant-change",
             AuditKind::Access => "access",
             AuditKind::PeerHead => "peer-head",
+            AuditKind::SyncDegraded => "sync-degraded",
         }
     }
 }

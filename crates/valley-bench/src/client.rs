@@ -51,6 +51,8 @@ pub struct S3 {
     bucket: String,
     signer: Arc<Signer>,
     timeout: Duration,
+    /// Put on the bucket once created (`{bucket}` replaced by its name).
+    bucket_policy: Option<Arc<str>>,
 }
 
 impl S3 {
@@ -86,6 +88,7 @@ impl S3 {
             bucket: bucket.to_owned(),
             signer: Arc::new(signer),
             timeout,
+            bucket_policy: None,
         })
     }
 
@@ -102,6 +105,12 @@ impl S3 {
             timeout,
             ..self.clone()
         }
+    }
+
+    #[must_use]
+    pub fn with_bucket_policy(mut self, policy: Option<String>) -> Self {
+        self.bucket_policy = policy.map(Arc::from);
+        self
     }
 
     pub fn bucket_name(&self) -> &str {
@@ -142,11 +151,19 @@ impl S3 {
             let resp = self.send(Method::PUT, None, "", Bytes::new()).await?;
             let status = resp.status();
             let text = read_text(resp).await?;
-            if status.is_success() || (status == StatusCode::CONFLICT && text.contains("BucketAlreadyOwnedByYou")) {
-                Ok(())
-            } else {
+            if !(status.is_success() || (status == StatusCode::CONFLICT && text.contains("BucketAlreadyOwnedByYou"))) {
                 bail!("{status}: {}", snippet(&text))
             }
+            if let Some(policy) = &self.bucket_policy {
+                let body = Bytes::from(policy.replace("{bucket}", &self.bucket));
+                let resp = self.send(Method::PUT, None, "policy=", body).await?;
+                let status = resp.status();
+                let text = read_text(resp).await?;
+                if !status.is_success() {
+                    bail!("put bucket policy: {status}: {}", snippet(&text));
+                }
+            }
+            Ok(())
         })
         .await
     }

@@ -44,6 +44,11 @@ pub struct Cli {
     #[arg(long, default_value = "bench")]
     pub bucket: String,
 
+    /// A bucket policy (IAM JSON, `{bucket}` standing for the bucket's name) put on every
+    /// bucket the scenario creates: the cost of authorization with a policy to evaluate.
+    #[arg(long, value_name = "FILE")]
+    pub bucket_policy: Option<PathBuf>,
+
     /// Tokio worker threads of the load generator.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -151,6 +156,10 @@ fn run(cli: Cli) -> Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async {
         let signer = sigv4::Signer::new(&cli.access_key, &cli.secret_key, &cli.region);
+        let policy = match &cli.bucket_policy {
+            Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?),
+            None => None,
+        };
         let s3 = client::S3::new(
             &endpoint,
             cli.ca.as_deref(),
@@ -158,7 +167,8 @@ fn run(cli: Cli) -> Result<()> {
             signer,
             256,
             Duration::from_secs(cli.timeout.max(1)),
-        )?;
+        )?
+        .with_bucket_policy(policy);
         let phases = match &cli.scenario {
             Scenario::Large(a) => scenarios::large(&s3, a).await?,
             Scenario::Small(a) => scenarios::small(&s3, a).await?,

@@ -109,6 +109,7 @@ mod tests {
             home_hub: None,
             classifications: Vec::new(),
             tiering: None,
+            ..PlacementPolicy::default()
         }
     }
 

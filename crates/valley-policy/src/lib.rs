@@ -17,7 +17,7 @@ pub mod topology;
 pub use decide::{Decision, Rule, Transfer, TransferKind, decide};
 pub use floor::Floor;
 pub use grant::{Basis, Grant};
-pub use placement::{PlacementPolicy, Tiering, place, place_avoiding};
+pub use placement::{AckFallback, PlacementPolicy, Tiering, place, place_avoiding};
 pub use topology::{Hub, Link, Role, TlsPin, Topology, TopologyError};
 
 /// A calendar date, days since 1970-01-01 (UTC). Grants expire at the end of a date.

@@ -35,10 +35,73 @@ pub struct PlacementPolicy {
     pub classifications: Vec<String>,
     #[serde(default)]
     pub tiering: Option<Tiering>,
+    /// Copies, the local one included, that must be durable in distinct failure domains
+    /// before a write is acknowledged (1: asynchronous replication only).
+    #[serde(default = "one")]
+    pub ack_copies: u32,
+    /// How long a write waits for its synchronous copies.
+    #[serde(default = "ack_timeout_default")]
+    pub ack_timeout_seconds: u32,
+    /// What a write does when its synchronous copies do not answer in time.
+    #[serde(default)]
+    pub ack_fallback: AckFallback,
+    /// The recovery point a bucket accepts: once its oldest unreplicated write is older than
+    /// this, new writes are slowed and then refused (SlowDown) until replication catches up.
+    #[serde(default)]
+    pub max_lag_seconds: Option<u32>,
+}
+
+/// What a write whose synchronous copies cannot be made in time does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AckFallback {
+    /// The write fails; no copy of it stays visible anywhere.
+    #[default]
+    Fail,
+    /// The write is acknowledged with fewer copies, says so in a response header and in the
+    /// audit log, and replicates asynchronously.
+    Degrade,
+}
+
+impl std::str::FromStr for AckFallback {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fail" => Ok(Self::Fail),
+            "degrade" => Ok(Self::Degrade),
+            other => Err(format!("ack fallback {other:?}: expected fail or degrade")),
+        }
+    }
 }
 
 fn one() -> u32 {
     1
+}
+
+fn ack_timeout_default() -> u32 {
+    10
+}
+
+/// Longest wait for synchronous copies a policy may set.
+pub const ACK_TIMEOUT_SECONDS_MAX: u32 = 300;
+
+impl Default for PlacementPolicy {
+    /// No jurisdiction or hub named (not valid by itself), one copy, asynchronous.
+    fn default() -> Self {
+        Self {
+            jurisdictions: Vec::new(),
+            hubs: Vec::new(),
+            copies: 1,
+            distinct_failure_domains: false,
+            home_hub: None,
+            classifications: Vec::new(),
+            tiering: None,
+            ack_copies: 1,
+            ack_timeout_seconds: ack_timeout_default(),
+            ack_fallback: AckFallback::Fail,
+            max_lag_seconds: None,
+        }
+    }
 }
 
 impl PlacementPolicy {
@@ -47,12 +110,7 @@ impl PlacementPolicy {
     pub fn local_default(hub: &Hub) -> Self {
         Self {
             jurisdictions: vec![hub.jurisdiction.clone()],
-            hubs: Vec::new(),
-            copies: 1,
-            distinct_failure_domains: false,
-            home_hub: None,
-            classifications: Vec::new(),
-            tiering: None,
+            ..Self::default()
         }
     }
 
@@ -74,6 +132,26 @@ impl PlacementPolicy {
         let hubs = topology.hubs().count();
         if self.copies as usize > hubs {
             return Err(format!("copies {} is more than the network's {hubs} hubs", self.copies));
+        }
+        if self.ack_copies == 0 || self.ack_copies > self.copies {
+            return Err(format!(
+                "ack_copies {} must be between 1 and copies ({})",
+                self.ack_copies, self.copies
+            ));
+        }
+        if self.ack_copies > 1 && !self.distinct_failure_domains {
+            return Err(
+                "ack_copies above 1 counts copies in distinct failure domains: set distinct_failure_domains".into(),
+            );
+        }
+        if self.ack_timeout_seconds == 0 || self.ack_timeout_seconds > ACK_TIMEOUT_SECONDS_MAX {
+            return Err(format!(
+                "ack_timeout_seconds {} must be between 1 and {ACK_TIMEOUT_SECONDS_MAX}",
+                self.ack_timeout_seconds
+            ));
+        }
+        if self.max_lag_seconds == Some(0) {
+            return Err("max_lag_seconds must be at least 1 (leave it out for no limit)".into());
         }
         let known = topology.jurisdictions();
         for j in &self.jurisdictions {

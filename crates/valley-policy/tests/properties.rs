@@ -44,6 +44,7 @@ fn arb_policy() -> impl Strategy<Value = PlacementPolicy> {
                 home_hub: None,
                 classifications: classes.into_iter().map(str::to_owned).collect(),
                 tiering: tier.map(|(after_days, role)| Tiering { after_days, role }),
+                ..PlacementPolicy::default()
             }
         })
 }
@@ -262,6 +263,7 @@ fn a_cn_only_personal_info_bucket_never_reaches_eu_or_hk_even_with_a_grant() {
         home_hub: None,
         classifications: vec!["personal-info".into()],
         tiering: None,
+        ..PlacementPolicy::default()
     };
     let grant = Grant {
         id: "g1".into(),
@@ -306,6 +308,7 @@ fn an_expired_grant_stops_the_flow_and_says_so() {
         home_hub: None,
         classifications: vec!["personal-info".into()],
         tiering: None,
+        ..PlacementPolicy::default()
     };
     let mut grant = Grant {
         id: "g1".into(),

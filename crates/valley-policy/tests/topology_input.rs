@@ -438,3 +438,42 @@ fn a_huge_copies_is_refused_without_aborting() {
         "the child ran the check"
     );
 }
+
+#[test]
+fn a_policy_of_the_previous_format_reads_as_asynchronous_without_a_lag_limit() {
+    // As stored and replicated before synchronous copies and lag limits existed.
+    let json = r#"{"jurisdictions":["CN"],"hubs":[],"copies":2,"distinct_failure_domains":true,"home_hub":null,"classifications":[],"tiering":null}"#;
+    let policy: PlacementPolicy = serde_json::from_str(json).expect("the previous format decodes");
+    assert_eq!(policy.ack_copies, 1);
+    assert_eq!(policy.ack_fallback, valley_policy::AckFallback::Fail);
+    assert_eq!(policy.max_lag_seconds, None);
+    policy.validate(&network()).expect("valid");
+}
+
+#[test]
+fn synchronous_copies_and_lag_limits_are_checked() {
+    let ok = "jurisdictions = [\"CN\"]\ncopies = 2\ndistinct_failure_domains = true\nack_copies = 2\n\
+              ack_timeout_seconds = 5\nack_fallback = \"degrade\"\nmax_lag_seconds = 30\n";
+    let policy: PlacementPolicy = toml::from_str(ok).expect("decodes");
+    policy.validate(&network()).expect("valid");
+    assert_eq!(policy.ack_fallback, valley_policy::AckFallback::Degrade);
+    for (text, why) in [
+        (
+            "copies = 2\ndistinct_failure_domains = true\nack_copies = 3\n",
+            "between 1 and copies",
+        ),
+        ("copies = 2\nack_copies = 2\n", "distinct_failure_domains"),
+        (
+            "copies = 2\ndistinct_failure_domains = true\nack_copies = 0\n",
+            "between 1 and copies",
+        ),
+        ("ack_timeout_seconds = 0\n", "ack_timeout_seconds"),
+        ("ack_timeout_seconds = 100000\n", "ack_timeout_seconds"),
+        ("max_lag_seconds = 0\n", "max_lag_seconds"),
+    ] {
+        let policy: PlacementPolicy = toml::from_str(&format!("jurisdictions = [\"CN\"]\n{text}")).expect("decodes");
+        let err = policy.validate(&network()).expect_err(text);
+        assert!(err.contains(why), "{text}: {err}");
+    }
+    assert!(toml::from_str::<PlacementPolicy>("jurisdictions = [\"CN\"]\nack_fallback = \"maybe\"\n").is_err());
+}

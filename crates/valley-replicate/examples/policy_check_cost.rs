@@ -28,6 +28,7 @@ fn main() {
         home_hub: None,
         classifications: vec!["personal-info".into()],
         tiering: None,
+        ..PlacementPolicy::default()
     };
     meta.write(Box::new(move |txn| {
         let record = PolicyRecord {

@@ -95,6 +95,10 @@ where
                 this.last_progress = now;
                 let deadline = this.deadline(now);
                 this.timer.as_mut().reset(deadline);
+                if this.inner.is_end_stream() {
+                    // A reader that stops at the declared length has read it all.
+                    this.ended.store(true, Ordering::Relaxed);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Inner(e)))),

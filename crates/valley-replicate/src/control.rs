@@ -67,11 +67,29 @@ pub struct FloorRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ControlChange {
-    Policy { bucket: String, record: PolicyRecord },
-    Grant { record: GrantRecord },
-    HubState { hub: String, record: HubStateRecord },
-    Versioning { bucket: String, record: VersioningRecord },
-    Floor { bucket: String, record: FloorRecord },
+    Policy {
+        bucket: String,
+        record: PolicyRecord,
+    },
+    Grant {
+        record: GrantRecord,
+    },
+    HubState {
+        hub: String,
+        record: HubStateRecord,
+    },
+    Versioning {
+        bucket: String,
+        record: VersioningRecord,
+    },
+    Floor {
+        bucket: String,
+        record: FloorRecord,
+    },
+    /// A tenant, user, access key or bucket owner (`valley_tenants`).
+    Tenants {
+        change: valley_tenants::Change,
+    },
 }
 
 impl ControlChange {
@@ -89,6 +107,7 @@ impl ControlChange {
                 "floor/{bucket}/{}@{}@{}",
                 record.floor.source_bucket, record.hlc, record.origin
             ),
+            ControlChange::Tenants { change } => change.identity(),
         }
     }
 
@@ -100,6 +119,7 @@ impl ControlChange {
             ControlChange::HubState { record, .. } => record.hlc,
             ControlChange::Versioning { record, .. } => record.hlc,
             ControlChange::Floor { record, .. } => record.hlc,
+            ControlChange::Tenants { change } => change.stamp().hlc,
         }
     }
 }
@@ -275,6 +295,11 @@ pub fn all_changes(txn: &dyn ReadTxn) -> StoreResult<Vec<ControlChange>> {
         let bucket = key.split('/').next().unwrap_or_default().to_owned();
         out.push(ControlChange::Floor { bucket, record });
     }
+    out.extend(
+        valley_tenants::all_changes(txn)?
+            .into_iter()
+            .map(|change| ControlChange::Tenants { change }),
+    );
     Ok(out)
 }
 
@@ -286,6 +311,7 @@ pub fn apply(txn: &mut dyn WriteTxn, change: &ControlChange) -> StoreResult<bool
         ControlChange::HubState { hub, record } => put_hub_state(txn, hub, record),
         ControlChange::Versioning { bucket, record } => put_versioning(txn, bucket, record),
         ControlChange::Floor { bucket, record } => put_floor(txn, bucket, record),
+        ControlChange::Tenants { change } => valley_tenants::apply(txn, change),
     }
 }
 

@@ -80,6 +80,27 @@ impl LinkQueue {
         due
     }
 
+    /// Entries to send now, oldest first, within the window and for as long as `fits` takes
+    /// them (it sees each candidate in turn; the first it turns down ends the list).
+    pub fn take_due_while(&mut self, now_ms: u64, mut fits: impl FnMut(u64) -> bool) -> Vec<u64> {
+        let room = self.window.saturating_sub(self.in_flight.len());
+        let mut due = Vec::new();
+        for (seq, p) in &self.pending {
+            if due.len() >= room {
+                break;
+            }
+            if p.next_try_ms > now_ms || self.in_flight.contains(seq) {
+                continue;
+            }
+            if !fits(*seq) {
+                break;
+            }
+            due.push(*seq);
+        }
+        self.in_flight.extend(due.iter().copied());
+        due
+    }
+
     /// The peer acknowledged `seq` (or it no longer needs sending): forget it.
     pub fn ack(&mut self, seq: u64) {
         self.pending.remove(&seq);
@@ -138,6 +159,30 @@ mod tests {
         assert_eq!(b.delay_ms(0, 99), 100);
         assert!(b.delay_ms(10, u64::MAX) <= 5_000);
         assert!((0..100).all(|e| b.delay_ms(3, e) >= 1));
+    }
+
+    #[test]
+    fn a_budget_ends_the_due_list_at_the_first_entry_it_turns_down() {
+        let mut q = LinkQueue::new(
+            10,
+            Backoff {
+                base_ms: 100,
+                max_ms: 1_000,
+            },
+        );
+        for seq in 1..=5 {
+            q.enqueue(seq, 0);
+        }
+        let mut budget = 3;
+        assert_eq!(
+            q.take_due_while(0, |_| {
+                budget -= 1;
+                budget >= 0
+            }),
+            vec![1, 2, 3]
+        );
+        // In flight ones are not offered again; the rest are.
+        assert_eq!(q.take_due_while(0, |_| true), vec![4, 5]);
     }
 
     #[test]

@@ -107,6 +107,27 @@ impl OutboxHook {
     }
 }
 
+/// Back-pressure: refuses a write to `bucket` (SlowDown) while its oldest write not yet
+/// replicated to one of `copies` is older than `max_lag` seconds. Refused writes add nothing to
+/// the backlog, so the refusals end as soon as the link has carried the old writes: the
+/// bucket's recovery point stays bounded instead of growing with the outage.
+fn check_lag(txn: &dyn ReadTxn, bucket: &str, copies: &[&String], max_lag: u32) -> StoreResult<()> {
+    let now = now_unix_ms();
+    for peer in copies {
+        if let Some(oldest) = outbox::bucket_oldest(txn, peer, bucket)? {
+            let lag_ms = now.saturating_sub(oldest);
+            if lag_ms > u64::from(max_lag) * 1000 {
+                return Err(StoreError::SlowDown(format!(
+                    "bucket {bucket:?} is {:.1} s behind on its copy at hub {peer}, over its max_lag_seconds of {max_lag}: \
+                     slow down and retry once replication has caught up",
+                    lag_ms as f64 / 1000.0
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl VersionHook for OutboxHook {
     fn on_local_version(
         &self,
@@ -123,6 +144,9 @@ impl VersionHook for OutboxHook {
             origin: version.origin.clone(),
         };
         let copies: Vec<&String> = targets.iter().filter(|t| **t != self.hub).collect();
+        if let Some(max_lag) = policy.max_lag_seconds {
+            check_lag(txn, bucket, &copies, max_lag)?;
+        }
         outbox::push_to_each(txn, copies, &shipment, version.size)?;
         // The other hubs the policy allows may hold older versions of the key, placed there by
         // writes at other hubs. A new null version replaces them: they are told to drop null

@@ -51,10 +51,16 @@ pub struct LinkStatus {
     pub lost: bool,
 }
 
-/// What one bucket still has to replicate from this hub.
+/// What one bucket still has to replicate from this hub over one link.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct BucketBacklog {
     pub bucket: String,
+    /// The sending hub, and the receiving one (both absent from hubs of the previous release,
+    /// which summed all links).
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub peer: String,
     pub entries: u64,
     pub bytes: u64,
     pub lag_seconds: f64,
@@ -88,12 +94,35 @@ pub struct Hub {
     pub(crate) replays: crate::auth::ReplayGuard,
     /// Refused unauthenticated calls: counted, audited once per interval.
     pub refusals: crate::refusals::RefusalLimiter,
+    /// S3 requests refused by their access check: counted, audited once per interval.
+    pub access_refusals: crate::refusals::RefusalLimiter,
     /// Chunked transfers whose commit call got no answer (a cut): if the next attempt finds
     /// the peer holding the version, that commit happened and is recorded then. In memory: a
     /// restart in between loses only the sender's record of such a transfer. Bounded.
     unanswered_commits: Mutex<std::collections::HashSet<String>>,
     /// Signing this hub's audit heads and checking its peers' (networks with TLS only).
     head_signing: std::sync::OnceLock<crate::heads::HeadSigning>,
+    /// The tenant directory, told of tenant records received from peers.
+    directory: std::sync::OnceLock<Arc<valley_tenants::Directory>>,
+}
+
+/// Ships tenant records to every peer through the outbox, in the transaction that applies them.
+struct TenantReplication {
+    peers: Vec<String>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl valley_tenants::Replicate for TenantReplication {
+    fn queue(&self, txn: &mut dyn WriteTxn, change: &valley_tenants::Change) -> StoreResult<()> {
+        let shipment = Shipment::Control {
+            change: ControlChange::Tenants { change: change.clone() },
+        };
+        outbox::push_to_each(txn, &self.peers, &shipment, 0)
+    }
+
+    fn committed(&self) {
+        self.wake.notify_waiters();
+    }
 }
 
 /// Most unanswered commits remembered (each is one large transfer being retried).
@@ -220,9 +249,11 @@ impl Hub {
             reservations: Mutex::new(Default::default()),
             repair_wake: Arc::new(tokio::sync::Notify::new()),
             replays: crate::auth::ReplayGuard::new(),
-            refusals: crate::refusals::RefusalLimiter::new(),
+            refusals: crate::refusals::RefusalLimiter::new("peer request refused"),
+            access_refusals: crate::refusals::RefusalLimiter::new("S3 request refused"),
             unanswered_commits: Mutex::new(std::collections::HashSet::new()),
             head_signing: std::sync::OnceLock::new(),
+            directory: std::sync::OnceLock::new(),
         })
     }
 
@@ -264,6 +295,16 @@ impl Hub {
 
     /// Signs this hub's audit heads with its certificate key and checks its peers' heads
     /// against the network CA (call once, on a network with TLS, before [`crate::heads::start`]).
+    /// Puts the tenant directory on the network: its changes ship to every peer, and the
+    /// tenant records peers send reach it.
+    pub fn attach_directory(&self, directory: Arc<valley_tenants::Directory>) {
+        directory.set_replicate(Arc::new(TenantReplication {
+            peers: self.peers(),
+            wake: self.wake.clone(),
+        }));
+        let _ = self.directory.set(directory);
+    }
+
     pub fn enable_signed_heads(&self, signing: crate::heads::HeadSigning) {
         let _ = self.head_signing.set(signing);
     }
@@ -287,6 +328,33 @@ impl Hub {
     pub async fn audit(&self, event: AuditEvent) {
         let log = self.audit.clone();
         let result = tokio::task::spawn_blocking(move || log.append(event)).await;
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "audit append failed"),
+            Err(e) => tracing::error!(error = %e, "audit task failed"),
+        }
+    }
+
+    /// Records several events with one write and one fsync.
+    /// An S3 request refused by its access check: counted, and recorded with the statement (or
+    /// missing allow) that decided at most once per interval, so a stranger cannot flood the log.
+    pub fn access_refused(self: &Arc<Self>, bucket: &str, detail: &str) {
+        if let Some(recorded) = self.access_refusals.note("access-denied", detail) {
+            let event = self
+                .event(AuditKind::RefusedRequest, recorded)
+                .with_bucket(bucket)
+                .with_allowed(false);
+            let hub = self.clone();
+            tokio::spawn(async move { hub.audit(event).await });
+        }
+    }
+
+    pub async fn audit_batch(&self, events: Vec<AuditEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let log = self.audit.clone();
+        let result = tokio::task::spawn_blocking(move || log.append_batch(events)).await;
         match result {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "audit append failed"),
@@ -375,9 +443,30 @@ impl Hub {
         bytes: u64,
     ) -> StoreResult<valley_policy::Decision> {
         let grants = self.read(control::grants).await?;
+        let (decision, refusal) = self.decide_with(&grants, kind, bucket, key, policy, from, to, bytes);
+        if let Some(event) = refusal {
+            self.audit(event).await;
+        }
+        Ok(decision)
+    }
+
+    /// The decision on one transfer under `grants`, and the audit record of a refusal (for
+    /// callers that judge many transfers and record their refusals together).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn decide_with(
+        &self,
+        grants: &[valley_policy::Grant],
+        kind: valley_policy::TransferKind,
+        bucket: &str,
+        key: &str,
+        policy: &PlacementPolicy,
+        from: &str,
+        to: &str,
+        bytes: u64,
+    ) -> (valley_policy::Decision, Option<AuditEvent>) {
         let decision = valley_policy::decide(
             &self.topology,
-            &grants,
+            grants,
             &valley_policy::Transfer {
                 kind,
                 bucket,
@@ -389,24 +478,23 @@ impl Hub {
                 today: crate::hook::today(),
             },
         );
-        if !decision.allowed {
-            let (peer, detail) = if to == self.id {
-                (from, format!("incoming {}", decision.reason))
-            } else {
-                (to, decision.reason.clone())
-            };
-            self.audit(
-                self.event(AuditKind::PolicyDecision, detail)
-                    .with_bucket(bucket)
-                    .with_key(key)
-                    .with_peer(peer)
-                    .with_allowed(false)
-                    .with_rule(format!("{:?}", decision.rule))
-                    .with_bytes(bytes),
-            )
-            .await;
+        if decision.allowed {
+            return (decision, None);
         }
-        Ok(decision)
+        let (peer, detail) = if to == self.id {
+            (from, format!("incoming {}", decision.reason))
+        } else {
+            (to, decision.reason.clone())
+        };
+        let event = self
+            .event(AuditKind::PolicyDecision, detail)
+            .with_bucket(bucket)
+            .with_key(key)
+            .with_peer(peer)
+            .with_allowed(false)
+            .with_rule(format!("{:?}", decision.rule))
+            .with_bytes(bytes);
+        (decision, Some(event))
     }
 
     /// Sets `bucket`'s policy here and sends it to every peer.
@@ -502,43 +590,60 @@ impl Hub {
         Ok(())
     }
 
-    /// A bucket was created here: give it the default policy (this hub's jurisdiction, one
-    /// copy) unless it already has one, and tell every peer.
-    pub async fn bucket_created(self: &Arc<Self>, bucket: &str) -> Result<(), HubError> {
-        let existing = {
-            let bucket = bucket.to_owned();
-            self.read(move |txn| control::load_policy(txn, &bucket)).await?
-        };
-        if existing.is_some_and(|r| !r.deleted) {
-            return Ok(());
-        }
+    /// The network's records of a bucket created here, to write in the bucket's own
+    /// transaction: the default policy (this hub's jurisdiction, one copy) unless the bucket
+    /// already has one, queued for every peer. Call [`Hub::bucket_recorded`] once committed.
+    pub fn bucket_created_writes(&self, bucket: &str) -> Result<(valley_store::WriteJob, Arc<Mutex<bool>>), HubError> {
         let me = self
             .topology
             .hub(&self.id)
             .ok_or_else(|| HubError::Invalid("this hub left the topology".into()))?;
-        let record = PolicyRecord {
-            policy: PlacementPolicy::local_default(me),
-            hlc: self.clock.now().0,
-            origin: self.id.clone(),
-            deleted: false,
-        };
-        self.publish(ControlChange::Policy {
+        let change = ControlChange::Policy {
             bucket: bucket.to_owned(),
-            record,
-        })
-        .await?;
+            record: PolicyRecord {
+                policy: PlacementPolicy::local_default(me),
+                hlc: self.clock.now().0,
+                origin: self.id.clone(),
+                deleted: false,
+            },
+        };
+        let peers = self.peers();
+        let bucket = bucket.to_owned();
+        let written = Arc::new(Mutex::new(false));
+        let wrote = written.clone();
+        let write = move |txn: &mut dyn WriteTxn| {
+            // A policy set before the bucket was made (or received) stands.
+            if control::load_policy(txn, &bucket)?.is_some_and(|r| !r.deleted) {
+                return Ok(());
+            }
+            control::apply(txn, &change)?;
+            outbox::push_to_each(txn, &peers, &Shipment::Control { change }, 0)?;
+            if let Ok(mut w) = wrote.lock() {
+                *w = true;
+            }
+            Ok(())
+        };
+        Ok((Box::new(write), written))
+    }
+
+    /// After the transaction of [`Hub::bucket_created_writes`] committed: wake the senders and
+    /// audit the default policy if it was written.
+    pub async fn bucket_recorded(self: &Arc<Self>, bucket: &str, written: &Mutex<bool>) {
+        if !written.lock().is_ok_and(|w| *w) {
+            return;
+        }
+        self.wake.notify_waiters();
+        self.invalidate_policy_cache();
+        self.repair_wake.notify_one();
+        let jurisdiction = self.topology.hub(&self.id).map_or("", |h| h.jurisdiction.as_str());
         self.audit(
             self.event(
                 AuditKind::PolicyChange,
-                format!(
-                    "bucket {bucket:?} created with the default policy ({} only, one copy)",
-                    me.jurisdiction
-                ),
+                format!("bucket {bucket:?} created with the default policy ({jurisdiction} only, one copy)"),
             )
             .with_bucket(bucket),
         )
         .await;
-        Ok(())
     }
 
     pub async fn add_grant(self: &Arc<Self>, mut grant: Grant) -> Result<Grant, HubError> {
@@ -611,22 +716,31 @@ impl Hub {
         Ok(())
     }
 
-    /// A client set `bucket`'s versioning here: every hub learns it.
-    pub async fn set_versioning(
-        self: &Arc<Self>,
+    /// The network's record of `bucket`'s versioning set here by a client, to write in the
+    /// transaction that sets it on the bucket, queued for every peer; then wake the senders.
+    pub fn versioning_writes(
+        &self,
         bucket: &str,
         versioning: valley_store::record::Versioning,
-    ) -> Result<(), HubError> {
-        let record = control::VersioningRecord {
-            versioning,
-            hlc: self.clock.now().0,
-            origin: self.id.clone(),
-        };
-        self.publish(ControlChange::Versioning {
+    ) -> impl FnOnce(&mut dyn WriteTxn) -> StoreResult<()> + Send + 'static {
+        let change = ControlChange::Versioning {
             bucket: bucket.to_owned(),
-            record,
-        })
-        .await
+            record: control::VersioningRecord {
+                versioning,
+                hlc: self.clock.now().0,
+                origin: self.id.clone(),
+            },
+        };
+        let peers = self.peers();
+        move |txn: &mut dyn WriteTxn| {
+            control::apply(txn, &change)?;
+            outbox::push_to_each(txn, &peers, &Shipment::Control { change }, 0)
+        }
+    }
+
+    /// Wakes the senders after control records were queued in another transaction.
+    pub fn control_queued(&self) {
+        self.wake.notify_waiters();
     }
 
     /// Declares `hub` lost for good (placement passes it over; its copies are re-created on
@@ -821,6 +935,20 @@ impl Hub {
                     ),
                     Some(bucket.clone()),
                 ),
+                ControlChange::Tenants { change } => {
+                    if let Some(directory) = self.directory.get() {
+                        directory.received(change);
+                    }
+                    let bucket = match change {
+                        valley_tenants::Change::BucketOwner(r) => Some(r.bucket.clone()),
+                        _ => None,
+                    };
+                    (
+                        AuditKind::PolicyChange,
+                        format!("{} (from {from})", change.describe()),
+                        bucket,
+                    )
+                }
             };
             let mut event = self.event(kind, detail).with_peer(from);
             if let Some(b) = bucket {
@@ -866,10 +994,10 @@ impl Hub {
             if policy.allows(me) {
                 continue;
             }
-            let summaries = self.catalog.version_summaries(&bucket).await?;
-            if !summaries.is_empty() {
-                let bytes = summaries.iter().map(|s| s.size).sum();
-                out.push((bucket, summaries.len() as u64, bytes));
+            // From the usage counters: a scrape must not read every version of a bucket.
+            let (versions, bytes) = self.catalog.bucket_usage(&bucket).await?;
+            if versions > 0 {
+                out.push((bucket, versions, bytes));
             }
         }
         Ok(out)
@@ -901,24 +1029,27 @@ impl Hub {
         Ok(removed)
     }
 
-    /// Whether this hub may take a client's write into `bucket`: `Err` names the rule.
-    pub async fn check_write(&self, bucket: &str) -> Result<(), String> {
+    /// `bucket`'s effective policy from the per-request cache (a map lookup when cached).
+    pub async fn cached_policy(&self, bucket: &str) -> Result<PlacementPolicy, String> {
         let (generation, cached) = match self.policy_cache.lock() {
             Ok(c) => (c.0, c.1.get(bucket).cloned()),
             Err(_) => (u64::MAX, None),
         };
-        let policy = match cached {
-            Some(policy) => policy,
-            None => {
-                let policy = self.effective_policy(bucket).await.map_err(|e| e.to_string())?;
-                if let Ok(mut cache) = self.policy_cache.lock()
-                    && cache.0 == generation
-                {
-                    cache.1.insert(bucket.to_owned(), policy.clone());
-                }
-                policy
-            }
-        };
+        if let Some(policy) = cached {
+            return Ok(policy);
+        }
+        let policy = self.effective_policy(bucket).await.map_err(|e| e.to_string())?;
+        if let Ok(mut cache) = self.policy_cache.lock()
+            && cache.0 == generation
+        {
+            cache.1.insert(bucket.to_owned(), policy.clone());
+        }
+        Ok(policy)
+    }
+
+    /// Whether this hub may take a client's write into `bucket`: `Err` names the rule.
+    pub async fn check_write(&self, bucket: &str) -> Result<(), String> {
+        let policy = self.cached_policy(bucket).await?;
         // A write into this hub never crosses a border: grants do not enter into it.
         let grants: Vec<Grant> = Vec::new();
         let decision = valley_policy::decide(
@@ -974,11 +1105,7 @@ impl Hub {
         route: &str,
         bytes_hint: u64,
     ) -> Result<bytes::Bytes, crate::client::PeerError> {
-        let endpoint = self
-            .topology
-            .hub(peer)
-            .and_then(|h| h.peer_endpoint.clone())
-            .ok_or_else(|| crate::client::PeerError::Unreachable(format!("hub {peer} has no peer endpoint")))?;
+        let endpoint = self.endpoint_of(peer)?;
         let path = format!("{}{route}", crate::wire::PREFIX);
         self.client
             .call(
@@ -992,6 +1119,14 @@ impl Hub {
             .await
     }
 
+    /// Where `peer` takes peer calls.
+    pub(crate) fn endpoint_of(&self, peer: &str) -> Result<String, crate::client::PeerError> {
+        self.topology
+            .hub(peer)
+            .and_then(|h| h.peer_endpoint.clone())
+            .ok_or_else(|| crate::client::PeerError::Unreachable(format!("hub {peer} has no peer endpoint")))
+    }
+
     /// A signed POST of a JSON body to `peer`, answered with JSON.
     pub(crate) async fn peer_post_json<T: serde::de::DeserializeOwned>(
         &self,
@@ -1000,11 +1135,7 @@ impl Hub {
         body: &impl Serialize,
     ) -> Result<T, crate::client::PeerError> {
         use crate::client::PeerError;
-        let endpoint = self
-            .topology
-            .hub(peer)
-            .and_then(|h| h.peer_endpoint.clone())
-            .ok_or_else(|| PeerError::Unreachable(format!("hub {peer} has no peer endpoint")))?;
+        let endpoint = self.endpoint_of(peer)?;
         let body = serde_json::to_vec(body).map_err(|e| PeerError::Unreachable(e.to_string()))?;
         let path = format!("{}{route}", crate::wire::PREFIX);
         let headers = [("content-type", "application/json".to_owned())];
@@ -1025,8 +1156,8 @@ impl Hub {
         })
     }
 
-    /// Every link's state; the backlog is read from the outbox itself, so it is exact at the
-    /// moment of asking (the worker's own view may lag by one scan).
+    /// Every link's state; the backlog comes from counters kept with the outbox (exact at the
+    /// moment of asking, and as cheap at a million entries as at none).
     pub async fn link_status(&self) -> Vec<LinkStatus> {
         let mut links: Vec<LinkStatus> = self
             .links
@@ -1038,12 +1169,7 @@ impl Hub {
             .read(move |txn| {
                 peers
                     .iter()
-                    .map(|peer| {
-                        let entries = outbox::pending(txn, peer, usize::MAX)?;
-                        let bytes = entries.iter().map(|(_, e)| e.bytes).sum::<u64>();
-                        let oldest = entries.iter().map(|(_, e)| e.created_unix_ms).min();
-                        Ok((entries.len() as u64, bytes, oldest))
-                    })
+                    .map(|peer| outbox::link_backlog(txn, peer))
                     .collect::<StoreResult<Vec<_>>>()
             })
             .await;
@@ -1053,10 +1179,10 @@ impl Hub {
         }
         if let Ok(backlogs) = backlogs {
             let now = now_unix_ms();
-            for (link, (entries, bytes, oldest)) in links.iter_mut().zip(backlogs) {
-                link.backlog_entries = entries;
-                link.backlog_bytes = bytes;
-                link.lag_seconds = oldest.map_or(0.0, |o| now.saturating_sub(o) as f64 / 1000.0);
+            for (link, backlog) in links.iter_mut().zip(backlogs) {
+                link.backlog_entries = backlog.entries;
+                link.backlog_bytes = backlog.bytes;
+                link.lag_seconds = backlog.lag_seconds(now);
             }
         }
         links
@@ -1070,24 +1196,46 @@ impl Hub {
         }
     }
 
-    /// Replication still owed per bucket, over all links: (bucket, entries, bytes, lag seconds).
+    /// Replication still owed per bucket and link: entries, bytes and the age of the oldest
+    /// unreplicated write (the bucket's recovery point on that link), from counters.
     pub async fn bucket_backlog(&self) -> Result<Vec<BucketBacklog>, HubError> {
-        let entries = self.read(outbox::all_pending).await?;
+        let peers = self.peers();
+        let rows = self
+            .read(move |txn| {
+                let mut rows = Vec::new();
+                for peer in peers {
+                    for (bucket, backlog) in outbox::bucket_backlogs(txn, &peer)? {
+                        rows.push((bucket, peer.clone(), backlog));
+                    }
+                }
+                Ok(rows)
+            })
+            .await?;
         let now = now_unix_ms();
-        let mut by_bucket: BTreeMap<String, BucketBacklog> = BTreeMap::new();
-        for e in entries {
-            let Some(bucket) = e.shipment.bucket() else { continue };
-            let row = by_bucket.entry(bucket.to_owned()).or_insert_with(|| BucketBacklog {
-                bucket: bucket.to_owned(),
-                ..BucketBacklog::default()
-            });
-            row.entries += 1;
-            row.bytes += e.bytes;
-            row.lag_seconds = row
-                .lag_seconds
-                .max(now.saturating_sub(e.created_unix_ms) as f64 / 1000.0);
+        Ok(rows
+            .into_iter()
+            .filter(|(bucket, _, _)| !bucket.is_empty())
+            .map(|(bucket, peer, backlog)| BucketBacklog {
+                bucket,
+                from: self.id.clone(),
+                peer,
+                entries: backlog.entries,
+                bytes: backlog.bytes,
+                lag_seconds: backlog.lag_seconds(now),
+            })
+            .collect())
+    }
+
+    /// Builds the outbox's index and counters if it was written by a release without them.
+    pub async fn prepare_outbox(&self) -> Result<(), HubError> {
+        let indexed = self.write(outbox::index_existing).await?;
+        if indexed > 0 {
+            tracing::info!(
+                entries = indexed,
+                "indexed the replication backlog of the previous release"
+            );
         }
-        Ok(by_bucket.into_values().collect())
+        Ok(())
     }
 
     /// Objects and bytes this hub holds per bucket (current and noncurrent versions).

@@ -10,6 +10,8 @@
 //! - [`read_through`]: serving reads of versions held at other hubs.
 //! - [`repair`]: anti-entropy, re-creating copies of lost hubs, tiering.
 //! - [`residency`]: residency reports, their verification, and dry-runs of policy changes.
+//! - [`batch`]: many small versions in one call, applied in one transaction.
+//! - [`sync`]: synchronous copies (`ack_copies`): copies made before a write is committed.
 //! - [`transfer`]: sending one version (chunked, resumable, rate-limited, audited).
 //! - [`receive`] and [`wire`]: the peer protocol.
 //! - [`auth`] and [`client`]: signed requests between hubs; [`refusals`]: auditing refused
@@ -17,6 +19,7 @@
 //!   arriving.
 
 pub mod auth;
+pub mod batch;
 pub mod body_timeout;
 pub mod client;
 pub mod control;
@@ -31,6 +34,7 @@ pub mod receive;
 pub mod refusals;
 pub mod repair;
 pub mod residency;
+pub mod sync;
 pub mod transfer;
 pub mod wire;
 

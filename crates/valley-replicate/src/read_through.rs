@@ -269,11 +269,7 @@ impl Hub {
         start: u64,
         len: u64,
     ) -> Result<ByteStream, String> {
-        let endpoint = self
-            .topology
-            .hub(holder)
-            .and_then(|h| h.peer_endpoint.clone())
-            .ok_or_else(|| format!("hub {holder} has no peer endpoint"))?;
+        let endpoint = self.endpoint_of(holder).map_err(|e| e.to_string())?;
         let (hlc, start_text, len_text) = (version.hlc.to_string(), start.to_string(), len.to_string());
         let path = wire::path(
             "read",

@@ -23,13 +23,13 @@ use crate::wire::{self, EtagCheck};
 /// Largest JSON body a peer may send (control changes and deletes are small).
 const JSON_BODY_BYTES_MAX: usize = 1024 * 1024;
 
-fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
+pub(crate) fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
     let mut r = Response::new(body.into());
     *r.status_mut() = status;
     r
 }
 
-fn json(value: &impl serde::Serialize) -> Response<Bytes> {
+pub(crate) fn json(value: &impl serde::Serialize) -> Response<Bytes> {
     match serde_json::to_vec(value) {
         Ok(body) => {
             let mut r = reply(StatusCode::OK, body);
@@ -54,41 +54,67 @@ fn store_status(e: &StoreError) -> StatusCode {
 /// Handles a request under [`wire::PREFIX`]; `peer_hub` is the hub the connection's verified
 /// client certificate names.
 pub async fn handle(hub: Arc<Hub>, req: Request<Incoming>, peer_hub: Option<&str>) -> Response<client::Body> {
-    let from = match authenticate(&hub, &req, peer_hub).await {
+    let (parts, body) = req.into_parts();
+    let body = TimedBody::new(body);
+    let body_read = body.read_to_end();
+    let mut response = answer(&hub, parts, body, peer_hub).await;
+    // An answer given before the body was read (a refusal, a malformed body) closes the
+    // connection: the unread bytes would otherwise be taken for the next request, or the
+    // connection dropped under a client that had every reason to reuse it.
+    if !body_read.load(std::sync::atomic::Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    response
+}
+
+async fn answer(
+    hub: &Arc<Hub>,
+    parts: http::request::Parts,
+    body: TimedBody<Incoming>,
+    peer_hub: Option<&str>,
+) -> Response<client::Body> {
+    let from = match authenticate(hub, &parts, peer_hub).await {
         Ok(from) => from,
         Err(r) => return r.map(client::full),
     };
-    let route = req.uri().path().strip_prefix(wire::PREFIX).unwrap_or("").to_owned();
-    let query = req.uri().query().unwrap_or("").to_owned();
-    let (parts, body) = req.into_parts();
-    let body = TimedBody::new(body);
+    let route = parts.uri.path().strip_prefix(wire::PREFIX).unwrap_or("").to_owned();
+    let query = parts.uri.query().unwrap_or("").to_owned();
     let streamed = from.content_sha256 == auth::STREAMING_CHECKED;
     match (&parts.method, route.as_str()) {
         // Bodies bound end to end by a signed header (the version's ETag and size, the
         // chunk's MD5) may stream; every other body is read whole and checked by its hash.
         (&http::Method::PUT, "object") if streamed => {
-            return receive_object(&hub, &from.identity, &query, &parts.headers, Some(body))
+            return receive_object(hub, &from.identity, &query, &parts.headers, Some(body))
                 .await
                 .map(client::full);
         }
         (&http::Method::PUT, "chunk") if streamed => {
-            return receive_chunk(&hub, &from.identity, &query, &parts.headers, body)
+            return receive_chunk(hub, &from.identity, &query, &parts.headers, body)
                 .await
                 .map(client::full);
         }
         _ => {}
     }
-    let body = match auth::read_body(body, &from, JSON_BODY_BYTES_MAX).await {
+    // A batch of small versions is the one large body read whole: it is bound by the
+    // signed hash like any other, then each version by its own ETag.
+    let limit = if parts.method == http::Method::POST && route == "batch" {
+        crate::batch::BATCH_BODY_BYTES_MAX
+    } else {
+        JSON_BODY_BYTES_MAX
+    };
+    let body = match auth::read_body(body, &from, limit).await {
         Ok(body) => body,
         Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string()).map(client::full),
     };
     if parts.method == http::Method::GET && route == "read" {
-        return match read_through::serve_read(&hub, &from.identity, &query).await {
+        return match read_through::serve_read(hub, &from.identity, &query).await {
             Ok(r) => r,
             Err(r) => r.map(client::full),
         };
     }
-    dispatch(hub, from.identity, &route, &query, &parts, body)
+    dispatch(hub.clone(), from.identity, &route, &query, &parts, body)
         .await
         .map(client::full)
 }
@@ -115,11 +141,11 @@ async fn refuse_stranger(
 /// what its signature vouches for.
 async fn authenticate(
     hub: &Arc<Hub>,
-    req: &Request<Incoming>,
+    req: &http::request::Parts,
     peer_hub: Option<&str>,
 ) -> Result<auth::Verified, Response<Bytes>> {
-    let path_and_query = req.uri().path_and_query().map_or("", |p| p.as_str()).to_owned();
-    let verified = match auth::verify(&hub.secret, req.method().as_str(), &path_and_query, req.headers()) {
+    let path_and_query = req.uri.path_and_query().map_or("", |p| p.as_str()).to_owned();
+    let verified = match auth::verify(&hub.secret, req.method.as_str(), &path_and_query, &req.headers) {
         Ok(verified) => verified,
         Err(why) => {
             return Err(refuse_stranger(hub, "signature", StatusCode::UNAUTHORIZED, why.to_string(), None).await);
@@ -127,7 +153,7 @@ async fn authenticate(
     };
     let from = verified.identity.clone();
     let their_topology = req
-        .headers()
+        .headers
         .get(auth::HEADER_TOPOLOGY)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
@@ -165,7 +191,7 @@ async fn authenticate(
 
 /// Refuses a timestamp from `from` that is implausibly far ahead of this hub's clock (it would
 /// win last-writer-wins over every honest write); audited.
-async fn check_hlc(hub: &Arc<Hub>, from: &str, what: &str, hlc: u64) -> Result<(), Response<Bytes>> {
+pub(crate) async fn check_hlc(hub: &Arc<Hub>, from: &str, what: &str, hlc: u64) -> Result<(), Response<Bytes>> {
     if valley_types::hlc::plausible(hlc) {
         return Ok(());
     }
@@ -223,10 +249,7 @@ async fn dispatch(
             {
                 return r;
             }
-            let batch = messages
-                .into_iter()
-                .map(wire::DeleteMessage::into_remote_delete)
-                .collect();
+            let batch = messages.into_iter().map(|m| m.into_remote_delete_from(&from)).collect();
             match hub.catalog.apply_remote_deletes(batch).await {
                 Ok(applied) => json(&wire::Outcome {
                     outcome: format!("{applied} applied"),
@@ -234,6 +257,7 @@ async fn dispatch(
                 Err(e) => reply(store_status(&e), e.to_string()),
             }
         }
+        (http::Method::POST, "batch") => crate::batch::receive::receive_batch(&hub, &from, query, &body).await,
         (http::Method::PUT, "object") if body.is_empty() => {
             receive_object(&hub, &from, query, &parts.headers, None).await
         }
@@ -331,7 +355,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Respons
 }
 
 /// The transfer kind named in the query (replication when absent).
-fn kind_of(query: &str) -> TransferKind {
+pub(crate) fn kind_of(query: &str) -> TransferKind {
     wire::query_param(query, "kind")
         .and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok())
         .unwrap_or(TransferKind::Replication)

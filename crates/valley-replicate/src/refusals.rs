@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 /// Shortest time between two audit records of refused calls.
 pub const RECORD_INTERVAL: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RefusalLimiter {
+    /// What the records say was refused ("peer request refused", "S3 request refused").
+    what: &'static str,
     total: AtomicU64,
     windows: Mutex<HashMap<&'static str, Window>>,
 }
@@ -26,8 +28,12 @@ struct Window {
 
 impl RefusalLimiter {
     #[must_use]
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            total: AtomicU64::new(0),
+            windows: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Counts one refusal of `kind`; answers the audit record's text when one is due (the
@@ -49,10 +55,11 @@ impl RefusalLimiter {
         let before = std::mem::take(&mut w.unrecorded);
         w.last_record = Some(now);
         Some(if before == 0 {
-            format!("peer request refused: {why}")
+            format!("{}: {why}", self.what)
         } else {
             format!(
-                "peer request refused: {why} (and {before} more refused in the {}s before, not recorded one by one)",
+                "{}: {why} (and {before} more refused in the {}s before, not recorded one by one)",
+                self.what,
                 RECORD_INTERVAL.as_secs()
             )
         })
@@ -71,7 +78,7 @@ mod tests {
 
     #[test]
     fn one_record_per_interval_and_every_refusal_counted() {
-        let limiter = RefusalLimiter::new();
+        let limiter = RefusalLimiter::new("peer request refused");
         let t0 = Instant::now();
         assert!(limiter.note_at("signature", "bad signature", t0).is_some());
         for i in 1..1000 {

@@ -25,6 +25,7 @@ use futures::StreamExt;
 use valley_audit::AuditKind;
 use valley_policy::{PlacementPolicy, Topology, TransferKind, place_avoiding};
 use valley_store::VersionSummary;
+use valley_store::replica::SummaryCursor;
 
 use crate::client::PeerError;
 use crate::control::{self, ControlChange};
@@ -36,6 +37,12 @@ use crate::wire::{self, DigestReply, DigestRequest, ItemId, ItemsReply};
 
 /// Partitions of a bucket's key space compared at once.
 pub const PARTITIONS: usize = 256;
+/// Versions read per page by a pass over a bucket.
+const PASS_PAGE: usize = 1024;
+/// Versions of this hub held at once while finding what a peer lacks.
+const REPAIR_ITEMS_MAX: usize = 65_536;
+/// The most versions one digest answer names.
+pub(crate) const ITEMS_REPLY_MAX: usize = 262_144;
 /// Versions sent at once by one repair.
 const REPAIR_CONCURRENCY: usize = 4;
 /// Staged chunks whose transfer has not finished in this long are dropped.
@@ -103,27 +110,60 @@ pub(crate) fn partition_of(key: &str) -> u16 {
     (fnv64(&[key.as_bytes()]) % PARTITIONS as u64) as u16
 }
 
-/// Order-independent digests of `items` per partition.
-pub(crate) fn partition_digests(items: &[ItemId]) -> Vec<u64> {
-    let mut digests = vec![0u64; PARTITIONS];
-    for item in items {
-        let h = fnv64(&[item.key.as_bytes(), &item.hlc.to_be_bytes(), item.origin.as_bytes()]);
-        let p = usize::from(partition_of(&item.key));
-        digests[p] = digests[p].wrapping_add(h);
+/// Adds `item` to the order-independent digest of its partition.
+fn add_to_digest(digests: &mut [u64], item: &ItemId) {
+    let h = fnv64(&[item.key.as_bytes(), &item.hlc.to_be_bytes(), item.origin.as_bytes()]);
+    if let Some(d) = digests.get_mut(usize::from(partition_of(&item.key))) {
+        *d = d.wrapping_add(h);
     }
-    digests
 }
 
-/// The versions held here of `bucket` that should be at both this hub and `other`.
-pub(crate) async fn shared_domain(hub: &Arc<Hub>, bucket: &str, other: &str) -> Result<Vec<ItemId>, HubError> {
-    let policy = hub.policy(bucket).await?;
-    let lost = hub.read(control::lost_hubs).await?;
-    let summaries = hub.catalog.version_summaries(bucket).await?;
-    let mut placement = Placement::new(&hub.topology, &policy, &lost);
-    Ok(shared_items(&summaries, &mut placement, &hub.id, other)
-        .into_iter()
-        .map(|(item, _)| item)
-        .collect())
+/// Calls `visit` with each page of `bucket`'s versions, in key order: a pass over a bucket of
+/// any size holds one page in memory.
+async fn each_page(hub: &Arc<Hub>, bucket: &str, mut visit: impl FnMut(&[VersionSummary])) -> Result<(), HubError> {
+    let mut cursor = SummaryCursor::default();
+    loop {
+        let (page, next) = hub.catalog.version_summaries_page(bucket, &cursor, PASS_PAGE).await?;
+        visit(&page);
+        match next {
+            Some(next) => cursor = next,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// What one pass learned of the versions this hub and one peer should both hold: digests and
+/// sizes per partition.
+struct Tally {
+    digests: Vec<u64>,
+    counts: Vec<usize>,
+    items: usize,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            digests: vec![0; PARTITIONS],
+            counts: vec![0; PARTITIONS],
+            items: 0,
+        }
+    }
+
+    fn add(&mut self, item: &ItemId) {
+        add_to_digest(&mut self.digests, item);
+        if let Some(c) = self.counts.get_mut(usize::from(partition_of(&item.key))) {
+            *c += 1;
+        }
+        self.items += 1;
+    }
+}
+
+/// The answer to a digest request.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub(crate) enum DigestAnswer {
+    Digests(DigestReply),
+    Items(ItemsReply),
 }
 
 /// Of `summaries`, the versions that should be at both `me` and `other`, each with whether
@@ -149,21 +189,39 @@ fn shared_items(
     shared
 }
 
-/// Answers a peer's digest request: digests, or the items of the partitions it names.
-pub(crate) async fn answer_digest(hub: &Arc<Hub>, request: &DigestRequest) -> Result<serde_json::Value, HubError> {
-    let domain = shared_domain(hub, &request.bucket, &request.hub).await?;
+/// Answers a peer's digest request: digests, or the items of the partitions it names (at most
+/// [`ITEMS_REPLY_MAX`]: the asker asks for few partitions at a time). One pass over the bucket,
+/// a page at a time.
+pub(crate) async fn answer_digest(hub: &Arc<Hub>, request: &DigestRequest) -> Result<DigestAnswer, HubError> {
+    let policy = hub.policy(&request.bucket).await?;
+    let lost = hub.read(control::lost_hubs).await?;
+    let mut placement = Placement::new(&hub.topology, &policy, &lost);
     if request.partitions.is_empty() {
-        let reply = DigestReply {
-            digests: partition_digests(&domain),
-        };
-        return Ok(serde_json::to_value(reply).unwrap_or_default());
+        let mut digests = vec![0u64; PARTITIONS];
+        each_page(hub, &request.bucket, |page| {
+            for (item, _) in shared_items(page, &mut placement, &hub.id, &request.hub) {
+                add_to_digest(&mut digests, &item);
+            }
+        })
+        .await?;
+        return Ok(DigestAnswer::Digests(DigestReply { digests }));
     }
     let wanted: HashSet<u16> = request.partitions.iter().copied().collect();
-    let items = domain
-        .into_iter()
-        .filter(|i| wanted.contains(&partition_of(&i.key)))
-        .collect();
-    Ok(serde_json::to_value(ItemsReply { items }).unwrap_or_default())
+    let mut items = Vec::new();
+    each_page(hub, &request.bucket, |page| {
+        for (item, _) in shared_items(page, &mut placement, &hub.id, &request.hub) {
+            if items.len() <= ITEMS_REPLY_MAX && wanted.contains(&partition_of(&item.key)) {
+                items.push(item);
+            }
+        }
+    })
+    .await?;
+    if items.len() > ITEMS_REPLY_MAX {
+        return Err(HubError::Invalid(format!(
+            "the partitions asked for hold more than {ITEMS_REPLY_MAX} versions: ask for fewer at a time"
+        )));
+    }
+    Ok(DigestAnswer::Items(ItemsReply { items }))
 }
 
 /// A hash of every control record held here: two hubs with the same hash agree on policies,
@@ -266,37 +324,47 @@ async fn round(hub: &Arc<Hub>) -> Result<(), HubError> {
         .await?
     };
     for (bucket, policy) in hub.policies().await? {
-        let summaries = hub.catalog.version_summaries(&bucket).await?;
-        if summaries.is_empty() {
-            continue;
-        }
         let mut placement = Placement::new(&hub.topology, &policy, &lost);
         if !policy.allows(me) {
-            hand_off(hub, &bucket, &summaries, &mut placement, HandOff::Stranded).await;
+            hand_off(hub, &bucket, &mut placement, HandOff::Stranded).await?;
             continue;
         }
-        for peer in &idle_peers {
-            let mine = shared_items(&summaries, &mut placement, &hub.id, peer);
-            if mine.is_empty() {
-                continue;
-            }
-            match repair_pair(hub, peer, &bucket, &mine).await {
-                Ok(0) => {}
-                Ok(sent) => {
-                    hub.update_link(peer, |l| l.repaired_versions += sent as u64);
-                    let detail = format!("anti-entropy: sent {sent} missing versions of bucket {bucket:?} to {peer}");
-                    tracing::info!("{detail}");
-                    hub.audit(
-                        hub.event(AuditKind::Transfer, detail)
-                            .with_bucket(&bucket)
-                            .with_peer(peer),
-                    )
-                    .await;
+        if !idle_peers.is_empty() {
+            // One pass tallies what every idle peer should share with this hub.
+            let mut tallies: Vec<Tally> = idle_peers.iter().map(|_| Tally::new()).collect();
+            each_page(hub, &bucket, |page| {
+                for (peer, tally) in idle_peers.iter().zip(tallies.iter_mut()) {
+                    for (item, _) in shared_items(page, &mut placement, &hub.id, peer) {
+                        tally.add(&item);
+                    }
                 }
-                Err(e) => tracing::debug!(peer, bucket, error = %e, "anti-entropy with peer failed"),
+            })
+            .await?;
+            for (peer, tally) in idle_peers.iter().zip(&tallies) {
+                if tally.items == 0 {
+                    continue;
+                }
+                match repair_pair(hub, peer, &bucket, tally, &mut placement).await {
+                    Ok(0) => {}
+                    Ok(sent) => {
+                        hub.update_link(peer, |l| l.repaired_versions += sent as u64);
+                        let detail =
+                            format!("anti-entropy: sent {sent} missing versions of bucket {bucket:?} to {peer}");
+                        tracing::info!("{detail}");
+                        hub.audit(
+                            hub.event(AuditKind::Transfer, detail)
+                                .with_bucket(&bucket)
+                                .with_peer(peer),
+                        )
+                        .await;
+                    }
+                    Err(e) => tracing::debug!(peer, bucket, error = %e, "anti-entropy with peer failed"),
+                }
             }
         }
-        hand_off(hub, &bucket, &summaries, &mut placement, HandOff::Tiering).await;
+        if policy.tiering.is_some() {
+            hand_off(hub, &bucket, &mut placement, HandOff::Tiering).await?;
+        }
     }
     if let Err(e) = hub.catalog.expire_staged(STAGED_MAX_AGE_MS).await {
         tracing::warn!(error = %e, "expiring staged chunks failed");
@@ -304,10 +372,19 @@ async fn round(hub: &Arc<Hub>) -> Result<(), HubError> {
     Ok(())
 }
 
-/// Compares with `peer` and sends what it lacks of `mine`; returns how many versions went.
-async fn repair_pair(hub: &Arc<Hub>, peer: &str, bucket: &str, mine: &[(ItemId, bool)]) -> Result<usize, PeerError> {
-    let items: Vec<ItemId> = mine.iter().map(|(i, _)| i.clone()).collect();
-    let ours = partition_digests(&items);
+/// Compares with `peer` the versions both should hold (tallied in `ours`) and sends what it
+/// lacks; returns how many versions went. The partitions that differ are settled a group at a
+/// time, each group holding at most about [`REPAIR_ITEMS_MAX`] of this hub's versions (one
+/// more pass over the bucket per group), so a peer that lacks a million versions costs passes,
+/// not memory.
+async fn repair_pair(
+    hub: &Arc<Hub>,
+    peer: &str,
+    bucket: &str,
+    ours: &Tally,
+    placement: &mut Placement<'_>,
+) -> Result<usize, PeerError> {
+    let local = |e: HubError| PeerError::Unreachable(format!("local store: {e}"));
     let request = DigestRequest {
         bucket: bucket.to_owned(),
         hub: hub.id.clone(),
@@ -315,46 +392,74 @@ async fn repair_pair(hub: &Arc<Hub>, peer: &str, bucket: &str, mine: &[(ItemId, 
     };
     let theirs: DigestReply = hub.peer_post_json(peer, "digest", &request).await?;
     let differing: Vec<u16> = (0..PARTITIONS)
-        .filter(|p| theirs.digests.get(*p) != ours.get(*p))
+        .filter(|p| theirs.digests.get(*p) != ours.digests.get(*p))
         .filter_map(|p| u16::try_from(p).ok())
         .collect();
-    if differing.is_empty() {
-        return Ok(0);
-    }
-    let wanted: HashSet<u16> = differing.iter().copied().collect();
-    let request = DigestRequest {
-        partitions: differing,
-        ..request
-    };
-    let held: ItemsReply = hub.peer_post_json(peer, "digest", &request).await?;
-    let held: HashSet<ItemId> = held.items.into_iter().collect();
-    let missing: Vec<(ItemId, bool)> = mine
-        .iter()
-        .filter(|(i, _)| wanted.contains(&partition_of(&i.key)) && !held.contains(i))
-        .cloned()
-        .collect();
-    let results: Vec<Result<Sent, PeerError>> = futures::stream::iter(missing)
-        .map(|(item, tiered)| {
-            let (hub, peer, bucket) = (hub.clone(), peer.to_owned(), bucket.to_owned());
-            let kind = if tiered {
-                TransferKind::Tiering
-            } else {
-                TransferKind::Replication
-            };
-            async move { transfer::send_version(&hub, &peer, &bucket, &item.key, item.hlc, &item.origin, kind).await }
-        })
-        .buffer_unordered(REPAIR_CONCURRENCY)
-        .collect()
-        .await;
     let mut sent = 0;
-    for r in results {
-        match r {
-            Ok(Sent::Delivered) => sent += 1,
-            Ok(_) => {}
-            Err(e) => return Err(e),
+    for group in group_partitions(&differing, &ours.counts, REPAIR_ITEMS_MAX) {
+        let wanted: HashSet<u16> = group.iter().copied().collect();
+        let mut mine: Vec<(ItemId, bool)> = Vec::new();
+        each_page(hub, bucket, |page| {
+            for (item, tiered) in shared_items(page, placement, &hub.id, peer) {
+                if wanted.contains(&partition_of(&item.key)) {
+                    mine.push((item, tiered));
+                }
+            }
+        })
+        .await
+        .map_err(local)?;
+        let request = DigestRequest {
+            partitions: group,
+            ..request.clone()
+        };
+        let held: ItemsReply = hub.peer_post_json(peer, "digest", &request).await?;
+        let held: HashSet<ItemId> = held.items.into_iter().collect();
+        mine.retain(|(i, _)| !held.contains(i));
+        drop(held);
+        let results: Vec<Result<Sent, PeerError>> =
+            futures::stream::iter(mine)
+                .map(|(item, tiered)| {
+                    let (hub, peer, bucket) = (hub.clone(), peer.to_owned(), bucket.to_owned());
+                    let kind = if tiered {
+                        TransferKind::Tiering
+                    } else {
+                        TransferKind::Replication
+                    };
+                    async move {
+                        transfer::send_version(&hub, &peer, &bucket, &item.key, item.hlc, &item.origin, kind).await
+                    }
+                })
+                .buffer_unordered(REPAIR_CONCURRENCY)
+                .collect()
+                .await;
+        for r in results {
+            match r {
+                Ok(Sent::Delivered) => sent += 1,
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(sent)
+}
+
+/// `partitions` in groups of at most `max` versions by `counts` (a partition larger than that
+/// is a group of its own).
+fn group_partitions(partitions: &[u16], counts: &[usize], max: usize) -> Vec<Vec<u16>> {
+    let mut groups: Vec<Vec<u16>> = Vec::new();
+    let mut in_group = 0usize;
+    for &p in partitions {
+        let count = counts.get(usize::from(p)).copied().unwrap_or(0);
+        match groups.last_mut() {
+            Some(group) if in_group + count <= max => group.push(p),
+            _ => {
+                groups.push(vec![p]);
+                in_group = 0;
+            }
+        }
+        in_group += count;
+    }
+    groups
 }
 
 /// Why copies leave this hub.
@@ -371,7 +476,19 @@ enum HandOff {
 /// nowhere to go (its new hubs down, lost, or refusing it) stays, and a stranded one is shown by
 /// `valley status` and `/metrics` until it can move or an operator purges it: no policy change,
 /// mistaken or forged, removes the last copies of anything.
-async fn hand_off(
+async fn hand_off(hub: &Arc<Hub>, bucket: &str, placement: &mut Placement<'_>, why: HandOff) -> Result<(), HubError> {
+    let mut cursor = SummaryCursor::default();
+    loop {
+        let (page, next) = hub.catalog.version_summaries_page(bucket, &cursor, PASS_PAGE).await?;
+        hand_off_page(hub, bucket, &page, placement, why).await;
+        match next {
+            Some(next) => cursor = next,
+            None => return Ok(()),
+        }
+    }
+}
+
+async fn hand_off_page(
     hub: &Arc<Hub>,
     bucket: &str,
     summaries: &[VersionSummary],
@@ -453,5 +570,24 @@ async fn sync_control(hub: &Arc<Hub>) {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod grouping_tests {
+    use super::group_partitions;
+
+    #[test]
+    fn differing_partitions_are_settled_in_groups_bounded_by_their_versions() {
+        let mut counts = vec![0usize; super::PARTITIONS];
+        for (p, c) in [(1, 40), (2, 30), (3, 50), (4, 200), (5, 10)] {
+            counts[p] = c;
+        }
+        assert_eq!(
+            group_partitions(&[1, 2, 3, 4, 5], &counts, 100),
+            vec![vec![1, 2], vec![3], vec![4], vec![5]]
+        );
+        assert_eq!(group_partitions(&[1, 2, 5], &counts, 1000), vec![vec![1, 2, 5]]);
+        assert!(group_partitions(&[], &counts, 100).is_empty());
     }
 }

@@ -146,11 +146,6 @@ pub async fn send_version(
     kind: TransferKind,
 ) -> Result<Sent, PeerError> {
     let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
-    let endpoint = hub
-        .topology
-        .hub(peer)
-        .and_then(|h| h.peer_endpoint.clone())
-        .ok_or_else(|| PeerError::Unreachable(format!("hub {peer} has no peer endpoint")))?;
     let stamp = Stamp {
         hlc,
         origin_tag: origin_tag(origin),
@@ -159,6 +154,22 @@ pub async fn send_version(
         // Superseded or deleted since: nothing left to send.
         return Ok(Sent::Nothing);
     };
+    send_known_version(hub, peer, bucket, key, &version, kind).await
+}
+
+/// Sends `version` of `bucket/key`, as given (it need not be committed here yet: a synchronous
+/// copy goes out before the local commit), if the policy allows the transfer; the decision,
+/// grant accounting and audit record are those of [`send_version`].
+pub async fn send_known_version(
+    hub: &Arc<Hub>,
+    peer: &str,
+    bucket: &str,
+    key: &str,
+    version: &ObjectVersion,
+    kind: TransferKind,
+) -> Result<Sent, PeerError> {
+    let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
+    let endpoint = hub.endpoint_of(peer)?;
     let policy = hub.effective_policy(bucket).await.map_err(local)?;
     let decision = hub
         .judge(kind, bucket, key, &policy, &hub.id, peer, version.size)
@@ -167,30 +178,10 @@ pub async fn send_version(
     if !decision.allowed {
         return Ok(Sent::Refused(decision.reason));
     }
-    // A grant with volume caps is accounted at one hub for the whole network (the hub that
-    // recorded it), and the bytes are reserved there before any is sent: a cap holds however
-    // many hubs send under the grant, and a refusal sends nothing.
-    if let Some(grant_id) = &decision.grant {
-        match hub
-            .reserve_grant(grant_id, &transfer_id(bucket, key, &version, peer), version.size)
-            .await
-        {
-            Ok(()) => {}
-            Err(PeerError::Refused(why)) => {
-                hub.audit(
-                    hub.event(AuditKind::PolicyDecision, format!("{} refused: {why}", kind.as_str()))
-                        .with_bucket(bucket)
-                        .with_key(key)
-                        .with_peer(peer)
-                        .with_grant(grant_id.clone())
-                        .with_allowed(false)
-                        .with_bytes(version.size),
-                )
-                .await;
-                return Ok(Sent::Refused(why));
-            }
-            Err(e) => return Err(e),
-        }
+    if let Some(grant_id) = &decision.grant
+        && let Some(why) = reserve_grant(hub, grant_id, bucket, key, version, peer, kind).await?
+    {
+        return Ok(Sent::Refused(why));
     }
     let route = Route {
         peer: peer.to_owned(),
@@ -199,14 +190,64 @@ pub async fn send_version(
         slots: hub.chunk_slots(peer),
     };
     let sent = if version.size > CHUNK_BYTES_MIN {
-        send_chunked(hub, &route, bucket, key, &version, kind).await?
+        send_chunked(hub, &route, bucket, key, version, kind).await?
     } else {
-        send_whole(hub, &route, bucket, key, &version, kind).await?;
+        send_whole(hub, &route, bucket, key, version, kind).await?;
         Sent::Delivered
     };
     if sent != Sent::Delivered {
         return Ok(sent);
     }
+    hub.audit(transfer_event(hub, kind, peer, bucket, key, version, decision))
+        .await;
+    Ok(Sent::Delivered)
+}
+
+/// Reserves `version`'s bytes under `grant_id`. A grant with volume caps is accounted at one
+/// hub for the whole network (the hub that recorded it), and the bytes are reserved there
+/// before any is sent: a cap holds however many hubs send under the grant, and a refusal sends
+/// nothing. Answers the refusal (audited here), if any.
+pub(crate) async fn reserve_grant(
+    hub: &Arc<Hub>,
+    grant_id: &str,
+    bucket: &str,
+    key: &str,
+    version: &ObjectVersion,
+    peer: &str,
+    kind: TransferKind,
+) -> Result<Option<String>, PeerError> {
+    match hub
+        .reserve_grant(grant_id, &transfer_id(bucket, key, version, peer), version.size)
+        .await
+    {
+        Ok(()) => Ok(None),
+        Err(PeerError::Refused(why)) => {
+            hub.audit(
+                hub.event(AuditKind::PolicyDecision, format!("{} refused: {why}", kind.as_str()))
+                    .with_bucket(bucket)
+                    .with_key(key)
+                    .with_peer(peer)
+                    .with_grant(grant_id.to_owned())
+                    .with_allowed(false)
+                    .with_bytes(version.size),
+            )
+            .await;
+            Ok(Some(why))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The audit record of `version` sent to `peer` as `decision` allowed.
+pub(crate) fn transfer_event(
+    hub: &Hub,
+    kind: TransferKind,
+    peer: &str,
+    bucket: &str,
+    key: &str,
+    version: &ObjectVersion,
+    decision: valley_policy::Decision,
+) -> valley_audit::AuditEvent {
     let mut event = hub
         .event(
             AuditKind::Transfer,
@@ -226,8 +267,7 @@ pub async fn send_version(
     if let Some(g) = decision.grant {
         event = event.with_grant(g);
     }
-    hub.audit(event).await;
-    Ok(Sent::Delivered)
+    event
 }
 
 fn past_tense(kind: TransferKind) -> &'static str {

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET  /_valley/peer/v1/hello` | who are you, which topology (hash) |
 //! | `PUT  /_valley/peer/v1/object?bucket=B&key=K` | a version: `x-valley-version` header, bytes as body |
+//! | `POST /_valley/peer/v1/batch?kind=K` | many small versions, framed and checked each by its ETag, applied in one transaction ([`crate::batch`]); answers a [`crate::batch::BatchAnswer`] |
 //! | `POST /_valley/peer/v1/deletes` | a batch of deletes ([`DeleteMessage`]s), applied in one transaction |
 //! | `POST /_valley/peer/v1/control` | a control-plane change |
 //! | `GET  /_valley/peer/v1/inventory` | objects and bytes held per bucket |
@@ -105,7 +106,18 @@ impl DeleteMessage {
     /// The delete as the receiving store applies it.
     #[must_use]
     pub fn into_remote_delete(self) -> valley_store::RemoteDelete {
+        self.into_remote_delete_from("")
+    }
+
+    /// The delete as the receiving store applies it, sent by hub `from`: a delete naming a
+    /// version by its own stamp (version id and stamp agree) that `from` made itself is an
+    /// exact retraction (see [`retraction`]), which also removes a null version at exactly
+    /// that stamp. A hub can retract only versions it originated.
+    #[must_use]
+    pub fn into_remote_delete_from(self, from: &str) -> valley_store::RemoteDelete {
+        let exact = !from.is_empty() && self.origin == from && !self.newer_only;
         valley_store::RemoteDelete {
+            exact,
             stamp: valley_store::keys::Stamp {
                 hlc: self.hlc,
                 origin_tag: valley_store::keys::origin_tag(&self.origin),
@@ -115,6 +127,25 @@ impl DeleteMessage {
             version_id: self.version_id,
             newer_only: self.newer_only,
         }
+    }
+}
+
+/// The outbox entry that retracts exactly the version of `bucket/key` stamped `(hlc, origin)`
+/// at a peer: a delete by the version id of that stamp, which a receiver applies to that one
+/// version only (never to a newer or an older one) and remembers, so the copy never applies
+/// there later. It travels as any versioned delete does: the message format is unchanged.
+#[must_use]
+pub fn retraction(bucket: &str, key: &str, hlc: u64, origin: &str) -> crate::outbox::Shipment {
+    let stamp = valley_store::keys::Stamp {
+        hlc,
+        origin_tag: valley_store::keys::origin_tag(origin),
+    };
+    crate::outbox::Shipment::Delete {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        version_id: Some(valley_store::keys::version_id_of(stamp)),
+        hlc,
+        origin: origin.to_owned(),
     }
 }
 
@@ -259,6 +290,30 @@ impl EtagCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retraction_travels_as_a_delete_of_the_previous_format_and_is_exact_only_from_its_origin() {
+        let shipment = retraction("b", "k", 42, "hub-a");
+        let message = shipment.delete_message().expect("a delete");
+        let json: serde_json::Value = serde_json::to_value(&message).expect("json");
+        // The fields a receiver of the previous release reads, and no new one.
+        let mut fields: Vec<&str> = json.as_object().expect("object").keys().map(String::as_str).collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["bucket", "hlc", "key", "newer_only", "origin", "version_id"]);
+        let stamp = valley_store::keys::Stamp {
+            hlc: 42,
+            origin_tag: valley_store::keys::origin_tag("hub-a"),
+        };
+        assert_eq!(json["version_id"], valley_store::keys::version_id_of(stamp));
+        // A message of the first format (no `newer_only`) still reads.
+        let old = r#"{"bucket":"b","key":"k","version_id":null,"hlc":7,"origin":"hub-a"}"#;
+        let parsed: DeleteMessage = serde_json::from_str(old).expect("old format");
+        assert!(!parsed.newer_only);
+        // Exact only when the sender is the version's origin.
+        assert!(message.clone().into_remote_delete_from("hub-a").exact);
+        assert!(!message.clone().into_remote_delete_from("hub-b").exact);
+        assert!(!message.into_remote_delete().exact);
+    }
 
     #[test]
     fn multipart_etag_matches_s3s_rule_whatever_the_chunking() {

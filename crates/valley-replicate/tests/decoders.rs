@@ -101,13 +101,14 @@ fn version() -> impl Strategy<Value = ObjectVersion> {
         (
             proptest::collection::vec(any::<u64>(), 0..6),
             proptest::collection::vec(checksums(), 0..3),
+            opt_text(),
         ),
     )
         .prop_map(
             |(
                 (version_id, hlc, origin, delete_marker, size, etag),
                 (data, headers, checksums, tags),
-                (part_sizes, part_checksums),
+                (part_sizes, part_checksums, acl),
             )| ObjectVersion {
                 version_id,
                 hlc,
@@ -121,6 +122,7 @@ fn version() -> impl Strategy<Value = ObjectVersion> {
                 tags,
                 part_sizes,
                 part_checksums,
+                acl,
             },
         )
 }
@@ -149,6 +151,7 @@ fn policy() -> impl Strategy<Value = PlacementPolicy> {
                     home_hub,
                     classifications,
                     tiering,
+                    ..PlacementPolicy::default()
                 }
             },
         )

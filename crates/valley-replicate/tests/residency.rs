@@ -42,6 +42,7 @@ fn policy(hubs: &[&str]) -> PlacementPolicy {
         home_hub: None,
         classifications: Vec::new(),
         tiering: None,
+        ..PlacementPolicy::default()
     }
 }
 

@@ -5,8 +5,9 @@
 //! hub's HLC clock and fill the durable outbox ([`valley_replicate::outbox`]) in the same
 //! transaction. Per-link workers built on [`valley_replicate::core`] (`LinkQueue`, `Backoff`)
 //! ship the outbox as `link.rs` does (a put is read at send time with `Catalog::object_at` and
-//! `Catalog::read`, and needs no sending when gone; deletes and notices travel in batches of
-//! [`wire::DeleteMessage`]) through a network that drops, duplicates, reorders and delays
+//! `Catalog::read`, and needs no sending when gone; small versions travel in batches framed by
+//! [`valley_replicate::batch`] and applied with `Catalog::apply_replicas`; deletes and notices
+//! in batches of [`wire::DeleteMessage`]) through a network that drops, duplicates, reorders and delays
 //! messages; receivers take them in as `receive.rs` does (the version header decoded, the bytes
 //! checked against the ETag and stored inline or as a new blob, then `Catalog::apply_replica`;
 //! delete batches through `Catalog::apply_remote_deletes`). Hubs crash: their link state is
@@ -46,6 +47,7 @@ use md5::{Digest, Md5};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use valley_policy::{PlacementPolicy, Topology};
+use valley_replicate::batch;
 use valley_replicate::control::{self, PolicyRecord};
 use valley_replicate::core::{Backoff, LinkQueue};
 use valley_replicate::hook::OutboxHook;
@@ -186,6 +188,8 @@ enum Body {
         header: String,
         bytes: Bytes,
     },
+    /// `POST batch`: small versions framed by `valley_replicate::batch::encode`.
+    Batch(Bytes),
     /// `POST deletes`.
     Deletes(Vec<DeleteMessage>),
     /// The answer to either, from the hub called back to the caller.
@@ -218,6 +222,7 @@ fn version_of(data: ObjectData, bytes: &[u8]) -> ObjectVersion {
         tags: Vec::new(),
         part_sizes: Vec::new(),
         part_checksums: Vec::new(),
+        acl: None,
     }
 }
 
@@ -289,7 +294,7 @@ impl Sim {
             .meta
             .write(Box::new(move |txn| {
                 for seq in removed {
-                    outbox::remove(txn, &peer, seq);
+                    outbox::remove(txn, &peer, seq)?;
                 }
                 Ok(())
             }))
@@ -347,6 +352,9 @@ impl Sim {
         let mut deletes = Vec::new();
         let mut nothing = Vec::new();
         let mut calls = Vec::new();
+        // `link::ship_puts`: small versions go together, read in one snapshot at send time.
+        let mut batch_seqs = Vec::new();
+        let mut batch_items = Vec::new();
         for seq in link.queue.take_due(now) {
             let Some(entry) = link.known.get(&seq).cloned() else {
                 link.queue.ack(seq);
@@ -369,6 +377,19 @@ impl Sim {
                         nothing.push(seq);
                         continue;
                     };
+                    if version.size <= batch::BATCH_ITEM_BYTES_MAX {
+                        let read = catalog
+                            .objects_at(vec![(bucket.clone(), key.clone(), stamp)])
+                            .await
+                            .expect("objects_at");
+                        if let Some(Some(version)) = read.into_iter().next()
+                            && matches!(version.data, ObjectData::Inline(_))
+                        {
+                            batch_seqs.push(seq);
+                            batch_items.push(batch::BatchItem { bucket, key, version });
+                            continue;
+                        }
+                    }
                     let bytes = read_all(&catalog, &key, &version).await;
                     calls.push(Packet {
                         from,
@@ -385,6 +406,15 @@ impl Sim {
                 }
                 Shipment::Control { .. } => panic!("the simulation changes no control records"),
             }
+        }
+        if !batch_items.is_empty() {
+            calls.push(Packet {
+                from,
+                to,
+                epoch,
+                seqs: batch_seqs,
+                body: Body::Batch(Bytes::from(batch::encode(&batch_items))),
+            });
         }
         if !nothing.is_empty() {
             self.settle(from, to, nothing);
@@ -484,6 +514,29 @@ async fn receive(hub: &Hub, body: Body) -> bool {
                 .apply_replica(&bucket, &key, version)
                 .await
                 .expect("apply_replica");
+            true
+        }
+        Body::Batch(body) => {
+            // `batch::receive`: decoded whole, each version checked against its ETag, the
+            // accepted ones applied in one transaction.
+            let items = batch::decode(&body).expect("a well-formed batch");
+            if items.iter().any(|i| !valley_types::hlc::plausible(i.version.hlc)) {
+                return false;
+            }
+            let mut accepted = Vec::new();
+            for item in items {
+                let ObjectData::Inline(data) = &item.version.data else {
+                    return false;
+                };
+                let mut check = EtagCheck::new(&item.version.part_sizes);
+                check.update(data);
+                if wire::check_body(&item.version, data.len() as u64, &check.finish()).is_err() {
+                    return false;
+                }
+                accepted.push((item.bucket, item.key, item.version));
+            }
+            let outcomes = hub.catalog.apply_replicas(accepted).await.expect("apply_replicas");
+            assert!(outcomes.iter().all(Result::is_ok), "every bucket exists at every hub");
             true
         }
         Body::Deletes(messages) => {
@@ -607,6 +660,7 @@ async fn simulate(seed: u64) {
                 home_hub: None,
                 classifications: Vec::new(),
                 tiering: None,
+                ..PlacementPolicy::default()
             },
             hlc: 1,
             origin: hub_name(0),

@@ -1,34 +1,493 @@
-//! SigV4 credentials: the hub's root key. An unknown access key is S3's InvalidAccessKeyId
-//! (s3s's `SimpleAuth` answers NotSignedUp, which clients do not expect).
+//! Who a request is and what it may touch. SigV4 secrets come from the tenant directory (the
+//! root credentials are the default tenant's admin); an unknown or revoked key is S3's
+//! InvalidAccessKeyId (s3s's `SimpleAuth` answers NotSignedUp, which clients do not expect).
+//!
+//! Until bucket policies and ACLs land, a bucket is its owner tenant's alone: its admin users
+//! may do everything with it, nobody else anything, and anonymous requests nothing. Every
+//! refusal names why. The operator is the default tenant's admin here: running the network is
+//! no licence to read other tenants' data.
 
+use std::sync::Arc;
+
+use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
-use s3s::{S3Result, s3_error};
+use s3s::dto::{CopyObjectInput, CopySource, UploadPartCopyInput};
+use s3s::path::S3Path;
+use s3s::{S3Request, S3Result, s3_error};
+use valley_tenants::{Directory, Principal};
 
-pub struct RootAuth {
-    access_key: String,
-    secret_key: SecretKey,
+pub struct TenantAuth {
+    directory: Arc<Directory>,
 }
 
-impl RootAuth {
+impl TenantAuth {
     #[must_use]
-    pub fn new(access_key: &str, secret_key: &str) -> Self {
-        Self {
-            access_key: access_key.to_owned(),
-            secret_key: SecretKey::from(secret_key.to_owned()),
-        }
+    pub fn new(directory: Arc<Directory>) -> Self {
+        Self { directory }
     }
 }
 
 #[async_trait::async_trait]
-impl S3Auth for RootAuth {
+impl S3Auth for TenantAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        if access_key == self.access_key {
-            Ok(self.secret_key.clone())
-        } else {
-            Err(s3_error!(
+        match self.directory.authenticate(access_key) {
+            Some((_, secret)) => Ok(SecretKey::from(secret)),
+            None => Err(s3_error!(
                 InvalidAccessKeyId,
                 "The AWS Access Key Id you provided does not exist in our records."
-            ))
+            )),
         }
+    }
+}
+
+/// What the S3 front knows of a request's connection: the client's address and whether it
+/// came over TLS (for `aws:SourceIp` and `aws:SecureTransport`). Put in the request's
+/// extensions by the front.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    pub ip: Option<std::net::IpAddr>,
+    pub secure: bool,
+}
+
+/// Decides, before a request's body is read, whether its principal may make it: bucket
+/// policies and identity policies evaluated as AWS does (`valley_access::authorize`; ACLs
+/// are not applied yet). Every refusal names the statement, or the missing allow, that
+/// decided it.
+pub struct TenantAccess {
+    directory: Arc<Directory>,
+    catalog: valley_store::Catalog,
+    quotas: crate::quota::QuotaCheck,
+    gate: Option<Arc<dyn crate::NetworkGate>>,
+}
+
+/// What a write adds to its tenant's usage, from its operation and headers (`None`: not a write).
+fn incoming(op: &str, headers: &http::HeaderMap) -> Option<crate::quota::Incoming> {
+    let object = match op {
+        "PutObject" | "CopyObject" | "CompleteMultipartUpload" | "PostObject" => true,
+        "UploadPart" | "UploadPartCopy" => false,
+        _ => return None,
+    };
+    let length = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    // A copy's size is the source's, unknown here: only a tenant already at its limit is refused.
+    let bytes = match op {
+        "CopyObject" | "UploadPartCopy" | "CompleteMultipartUpload" => 0,
+        _ => length("x-amz-decoded-content-length")
+            .or_else(|| length("content-length"))
+            .unwrap_or(0),
+    };
+    Some(crate::quota::Incoming { bytes, object })
+}
+
+/// The request's condition keys: time, client, transport and the operation's parameters.
+fn context_of(
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    client: Option<&ClientInfo>,
+    signed: bool,
+) -> valley_access::RequestContext {
+    let mut cx = valley_access::RequestContext::new();
+    cx.set_current_time(time::OffsetDateTime::now_utc());
+    if let Some(client) = client {
+        if let Some(ip) = client.ip {
+            cx.set_source_ip(ip);
+        }
+        cx.set_secure_transport(client.secure);
+    }
+    for (pair, value) in url_query(uri) {
+        match pair.as_str() {
+            "prefix" => {
+                cx.set_prefix(&value);
+            }
+            "delimiter" => {
+                cx.set_delimiter(&value);
+            }
+            "max-keys" => {
+                if let Ok(n) = value.parse() {
+                    cx.set_max_keys(n);
+                }
+            }
+            "versionId" => {
+                cx.set_version_id(&value);
+            }
+            _ => {}
+        }
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    type Setter = fn(&mut valley_access::RequestContext, &str);
+    let keyed: [(&str, Setter); 6] = [
+        ("x-amz-acl", |cx, v| {
+            cx.set_canned_acl(v);
+        }),
+        ("x-amz-copy-source", |cx, v| {
+            cx.set_copy_source(v);
+        }),
+        ("x-amz-metadata-directive", |cx, v| {
+            cx.set_metadata_directive(v);
+        }),
+        ("x-amz-server-side-encryption", |cx, v| {
+            cx.set_server_side_encryption(v);
+        }),
+        ("referer", |cx, v| {
+            cx.set_referer(v);
+        }),
+        ("user-agent", |cx, v| {
+            cx.set_user_agent(v);
+        }),
+    ];
+    for (name, set) in keyed {
+        if let Some(v) = header(name) {
+            set(&mut cx, v);
+        }
+    }
+    for (name, value) in headers {
+        if name.as_str().starts_with("x-amz-grant-")
+            && let Ok(v) = value.to_str()
+        {
+            cx.set(&format!("s3:{}", name.as_str()), v);
+        }
+    }
+    if let Some(tags) = header("x-amz-tagging") {
+        let pairs: Vec<(String, String)> = url_pairs(tags).collect();
+        cx.set_request_object_tags(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    }
+    if signed {
+        cx.set_signature_version("AWS4-HMAC-SHA256");
+        let presigned = uri.query().is_some_and(|q| q.contains("X-Amz-Signature="));
+        cx.set_auth_type(if presigned { "REST-QUERY-STRING" } else { "REST-HEADER" });
+    }
+    cx
+}
+
+fn url_pairs(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    text.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        (decode(k), decode(v))
+    })
+}
+
+fn url_query(uri: &http::Uri) -> Vec<(String, String)> {
+    uri.query().map(|q| url_pairs(q).collect()).unwrap_or_default()
+}
+
+fn access_principal(principal: Option<&Principal>) -> valley_access::Principal {
+    match principal {
+        None => valley_access::Principal::Anonymous,
+        Some(p) if p.admin => valley_access::Principal::admin(&p.tenant, &p.user),
+        Some(p) => valley_access::Principal::user(&p.tenant, &p.user),
+    }
+}
+
+fn denied(verdict: &valley_access::Verdict, who: &str, action: &str, resource: &str) -> s3s::S3Error {
+    tracing::debug!(who, action, resource, %verdict, "request refused");
+    s3_error!(
+        AccessDenied,
+        "Access Denied: {who} may not {action} on {resource}: {verdict}"
+    )
+}
+
+impl TenantAccess {
+    #[must_use]
+    pub fn new(directory: Arc<Directory>, catalog: valley_store::Catalog) -> Self {
+        Self {
+            directory,
+            catalog,
+            quotas: crate::quota::QuotaCheck::default(),
+            gate: None,
+        }
+    }
+
+    /// Refusals go to the network's audit log.
+    #[must_use]
+    pub fn with_gate(mut self, gate: Arc<dyn crate::NetworkGate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// The tenant owning `bucket`; `None` when no such bucket exists (the operation answers
+    /// NoSuchBucket).
+    async fn owner(&self, bucket: &str) -> Option<String> {
+        match self.directory.holder_of(bucket) {
+            Some(owner) => Some(owner),
+            None => match self.catalog.bucket(bucket).await {
+                Err(valley_store::StoreError::NoSuchBucket(_)) => None,
+                // A bucket held here with no owner on record is from before tenants.
+                _ => Some(valley_tenants::DEFAULT_TENANT.to_owned()),
+            },
+        }
+    }
+
+    /// Whether `principal` may take `action` on `bucket` (and `key`).
+    #[allow(clippy::too_many_arguments)]
+    async fn decide(
+        &self,
+        principal: Option<&Principal>,
+        action: &str,
+        bucket: &str,
+        key: Option<&str>,
+        context: &valley_access::RequestContext,
+    ) -> S3Result<()> {
+        let Some(owner) = self.owner(bucket).await else {
+            return Ok(());
+        };
+        self.decide_owned(principal, action, bucket, key, &owner, context).await
+    }
+
+    /// The ACL `action` is checked on: the object's for reading it or its ACL (looked up only
+    /// for requesters from outside the owner's admins, whom no ACL adds anything to), the
+    /// bucket's otherwise.
+    async fn acl_for(
+        &self,
+        principal: Option<&Principal>,
+        action: &str,
+        bucket: &str,
+        key: Option<&str>,
+        owner: &str,
+        context: &valley_access::RequestContext,
+    ) -> Option<valley_access::Acl> {
+        let object_scoped = matches!(
+            action,
+            "s3:GetObject"
+                | "s3:GetObjectVersion"
+                | "s3:GetObjectAcl"
+                | "s3:GetObjectVersionAcl"
+                | "s3:PutObjectAcl"
+                | "s3:PutObjectVersionAcl"
+        );
+        let insider = principal.is_some_and(|p| p.admin && p.tenant == owner);
+        match key {
+            Some(key) if object_scoped && !insider => {
+                let version = self.existing(bucket, key, context).await?;
+                Some(crate::acl::of_version(version.acl.as_deref(), owner))
+            }
+            _ => Some(
+                self.directory
+                    .bucket_access(bucket)
+                    .acl
+                    .map_or_else(|| valley_access::Acl::private(owner), |a| (*a).clone()),
+            ),
+        }
+    }
+
+    /// The version a request on `key` is about, if it exists.
+    async fn existing(
+        &self,
+        bucket: &str,
+        key: &str,
+        context: &valley_access::RequestContext,
+    ) -> Option<valley_store::record::ObjectVersion> {
+        let version_id = context.get("s3:VersionId").and_then(|v| v.first()).map(String::as_str);
+        self.catalog.object(bucket, key, version_id).await.ok()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn decide_owned(
+        &self,
+        principal: Option<&Principal>,
+        action: &str,
+        bucket: &str,
+        key: Option<&str>,
+        owner: &str,
+        context: &valley_access::RequestContext,
+    ) -> S3Result<()> {
+        let who = access_principal(principal);
+        let identity: Vec<&valley_access::PolicyDocument> =
+            principal.and_then(|p| p.policy.as_deref()).into_iter().collect();
+        let bucket_policy = self.directory.bucket_policy(bucket);
+        let resource = valley_access::resource_for(bucket, key);
+        let settings = self.directory.bucket_access(bucket);
+        // A policy that looks at the object's tags needs them: read only then.
+        let mut tagged;
+        let mut context = context;
+        if let (Some(key), Some(policy)) = (key, bucket_policy.as_deref())
+            && policy.source().contains("ExistingObjectTag")
+            && let Some(version) = self.existing(bucket, key, context).await
+        {
+            tagged = context.clone();
+            tagged.set_existing_object_tags(version.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            context = &tagged;
+        }
+        let acl = if settings.ownership.acls_apply() {
+            self.acl_for(principal, action, bucket, key, owner, context).await
+        } else {
+            None
+        };
+        let verdict = valley_access::authorize(&valley_access::AccessQuery {
+            principal: &who,
+            action,
+            resource: &resource,
+            resource_owner: owner,
+            identity_policies: &identity,
+            bucket_policy: bucket_policy.as_deref(),
+            acl: acl.as_ref(),
+            public_access_block: settings.public_access_block,
+            ownership: settings.ownership,
+            context,
+        });
+        if verdict.is_allowed() {
+            Ok(())
+        } else {
+            let name = principal.map_or_else(|| "anonymous".to_owned(), Principal::arn);
+            if let Some(gate) = &self.gate {
+                gate.access_refused(bucket, format!("{name} may not {action} on {resource}: {verdict}"));
+            }
+            Err(denied(&verdict, &name, action, &resource))
+        }
+    }
+
+    async fn check_create(
+        &self,
+        principal: Option<&Principal>,
+        bucket: &str,
+        context: &valley_access::RequestContext,
+    ) -> S3Result<()> {
+        let Some(p) = principal else {
+            return Err(s3_error!(
+                AccessDenied,
+                "Access Denied: anonymous requests cannot create buckets"
+            ));
+        };
+        if let Some(holder) = self.directory.holder_of(bucket)
+            && holder != p.tenant
+        {
+            return Err(s3_error!(
+                BucketAlreadyExists,
+                "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."
+            ));
+        }
+        // The bucket would be the caller's tenant's: its own side decides.
+        self.decide_owned(principal, "s3:CreateBucket", bucket, None, &p.tenant, context)
+            .await?;
+        let quota = self.directory.quota(&p.tenant);
+        if let Some(max) = quota.buckets {
+            let held = self.directory.buckets_of(&p.tenant).len() as u64;
+            if held >= max {
+                return Err(s3_error!(
+                    TooManyBuckets,
+                    "You have attempted to create more buckets than allowed: tenant {} may hold {max}",
+                    p.tenant
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A server-side copy also reads its source: `s3:GetObject` there.
+    async fn copy_source(&self, req: &S3Request<impl Send>, source: &CopySource) -> S3Result<()> {
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = source
+        else {
+            return Err(s3_error!(NotImplemented, "Access points are not supported."));
+        };
+        let context = context_of(
+            &req.uri,
+            &req.headers,
+            req.extensions.get::<ClientInfo>(),
+            req.credentials.is_some(),
+        );
+        let action = if version_id.is_some() {
+            "s3:GetObjectVersion"
+        } else {
+            "s3:GetObject"
+        };
+        self.decide(req.extensions.get::<Principal>(), action, bucket, Some(key), &context)
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Access for TenantAccess {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let principal = match cx.credentials() {
+            None => None,
+            // The signature was checked with this key's secret, so the key is known; it may
+            // have been revoked since, between the two lookups.
+            Some(credentials) => match self.directory.authenticate(&credentials.access_key) {
+                Some((principal, _)) => Some(principal),
+                None => {
+                    return Err(s3_error!(
+                        InvalidAccessKeyId,
+                        "The AWS Access Key Id you provided does not exist in our records."
+                    ));
+                }
+            },
+        };
+        let client = cx.extensions_mut().get::<ClientInfo>().copied();
+        let op = cx.s3_op().name();
+        let context = context_of(cx.uri(), cx.headers(), client.as_ref(), principal.is_some());
+        let has_version = cx
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p.starts_with("versionId=")));
+        let action = valley_access::action_for(op, has_version);
+        match cx.s3_path() {
+            S3Path::Root => {
+                let Some(p) = &principal else {
+                    return Err(s3_error!(
+                        AccessDenied,
+                        "Access Denied: anonymous requests cannot list buckets"
+                    ));
+                };
+                self.decide_owned(principal.as_ref(), action, "*", None, &p.tenant, &context)
+                    .await?;
+            }
+            S3Path::Bucket { bucket } if op == "CreateBucket" => {
+                self.check_create(principal.as_ref(), bucket, &context).await?
+            }
+            S3Path::Bucket { bucket } => self.decide(principal.as_ref(), action, bucket, None, &context).await?,
+            S3Path::Object { bucket, key } => {
+                let decided = self
+                    .decide(principal.as_ref(), action, bucket, Some(key), &context)
+                    .await;
+                if let Err(refusal) = decided {
+                    // An upload's initiator may always list its parts and abort it, as in S3.
+                    let upload_id = url_query(cx.uri())
+                        .into_iter()
+                        .find(|(k, _)| k == "uploadId")
+                        .map(|(_, v)| v);
+                    let own_upload = match (&principal, upload_id) {
+                        (Some(p), Some(id)) if matches!(op, "AbortMultipartUpload" | "ListParts") => self
+                            .catalog
+                            .upload(bucket, key, &id)
+                            .await
+                            .is_ok_and(|u| u.initiator.as_deref() == Some(p.tenant.as_str())),
+                        _ => false,
+                    };
+                    if !own_upload {
+                        return Err(refusal);
+                    }
+                }
+                if let Some(write) = incoming(op, cx.headers()) {
+                    let owner = self.directory.owner_of(bucket);
+                    self.quotas.check(&self.directory, &self.catalog, &owner, write).await?;
+                }
+            }
+        }
+        if let Some(p) = principal {
+            cx.extensions_mut().insert(p);
+        }
+        Ok(())
+    }
+
+    async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
+        let source = req.input.copy_source.clone();
+        self.copy_source(req, &source).await
+    }
+
+    async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
+        let source = req.input.copy_source.clone();
+        self.copy_source(req, &source).await
     }
 }

@@ -8,6 +8,14 @@ use crate::convert::{s3_err, timestamp_of_unix_ns};
 use crate::service::ValleyS3;
 use crate::tags;
 
+/// The tenant a request acts for, as the access check found it (none: the hub runs without
+/// access checks, as in unit tests: the default tenant).
+pub(crate) fn principal_tenant(extensions: &http::Extensions) -> String {
+    extensions
+        .get::<valley_tenants::Principal>()
+        .map_or_else(|| valley_tenants::DEFAULT_TENANT.to_owned(), |p| p.tenant.clone())
+}
+
 pub async fn create(s: &ValleyS3, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
     let input = req.input;
     let location = input
@@ -19,8 +27,82 @@ pub async fn create(s: &ValleyS3, req: S3Request<CreateBucketInput>) -> S3Result
     if input.object_lock_enabled_for_bucket == Some(true) {
         return Err(s3_error!(NotImplemented, "Object lock is not supported yet."));
     }
-    match s.catalog.create_bucket(&input.bucket, location).await {
-        Ok(()) => s.bucket_created(&input.bucket).await,
+    let tenant = principal_tenant(&req.extensions);
+    // The bucket, its owner and its placement policy are kept together or not at all.
+    let mut changes = vec![s.directory.bucket_owner_change(&input.bucket, &tenant, false)];
+    let ownership = match req
+        .headers
+        .get("x-amz-object-ownership")
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => None,
+        Some("BucketOwnerEnforced") => Some(valley_access::ObjectOwnership::BucketOwnerEnforced),
+        Some("BucketOwnerPreferred") => Some(valley_access::ObjectOwnership::BucketOwnerPreferred),
+        Some("ObjectWriter") => Some(valley_access::ObjectOwnership::ObjectWriter),
+        Some(other) => return Err(s3_error!(InvalidArgument, "unknown x-amz-object-ownership {other:?}")),
+    };
+    if let Some(o) = ownership {
+        let value = serde_json::to_string(&o).unwrap_or_default();
+        changes.push(s.directory.bucket_setting_change(
+            &input.bucket,
+            valley_tenants::BucketSetting::Ownership,
+            Some(value),
+        ));
+    }
+    let requested_acl = crate::acl::requested(&req.headers, &tenant)?;
+    if let Some(acl) = requested_acl.clone() {
+        if ownership
+            .unwrap_or(valley_tenants::DEFAULT_OWNERSHIP)
+            .refuses_acl(&acl, &tenant)
+        {
+            return Err(s3_error!(
+                InvalidBucketAclWithObjectOwnership,
+                "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
+            ));
+        }
+        changes.push(s.directory.bucket_setting_change(
+            &input.bucket,
+            valley_tenants::BucketSetting::Acl,
+            Some(crate::acl::encode(&acl)),
+        ));
+    }
+    let owner_writes = s.directory.writes(changes.clone());
+    let network = s.bucket_created_writes(&input.bucket)?;
+    let network_write = network.write;
+    let records = move |txn: &mut dyn valley_store::WriteTxn| {
+        owner_writes(txn)?;
+        network_write(txn)
+    };
+    match s.catalog.create_bucket_and(&input.bucket, location, records).await {
+        Ok(()) => {
+            s.directory.committed(&changes);
+            (network.committed)().await;
+        }
+        // Held here with no owner on record: a bucket from before tenants, the default's.
+        Err(valley_store::StoreError::BucketExists(_))
+            if s.directory.holder_of(&input.bucket).is_none() && tenant != valley_tenants::DEFAULT_TENANT =>
+        {
+            return Err(s3_error!(
+                BucketAlreadyExists,
+                "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."
+            ));
+        }
+        // Re-creating one's bucket with another ACL than it has would change it: refused, as
+        // S3 does (the same ACL, or none on a private bucket, is the us-east-1 no-op below).
+        Err(valley_store::StoreError::BucketExists(_))
+            if s.directory.holder_of(&input.bucket).as_deref() == Some(tenant.as_str())
+                && requested_acl.as_ref().unwrap_or(&valley_access::Acl::private(&tenant))
+                    != &s
+                        .directory
+                        .bucket_access(&input.bucket)
+                        .acl
+                        .map_or_else(|| valley_access::Acl::private(&tenant), |a| (*a).clone()) =>
+        {
+            return Err(s3_error!(
+                BucketAlreadyExists,
+                "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."
+            ));
+        }
         // In us-east-1, S3 answers 200 to re-creating a bucket you own; elsewhere 409.
         Err(valley_store::StoreError::BucketExists(_)) if s.region == "us-east-1" => {}
         Err(e) => return Err(s3_err(e)),
@@ -59,13 +141,16 @@ pub async fn list(s: &ValleyS3, req: S3Request<ListBucketsInput>) -> S3Result<S3
         ),
     };
     let prefix = input.prefix.clone().unwrap_or_default();
+    let tenant = principal_tenant(&req.extensions);
     let mut matching = s
         .catalog
         .list_buckets()
         .await
         .map_err(s3_err)?
         .into_iter()
-        .filter(|(name, _)| name.starts_with(&prefix) && after.as_ref().is_none_or(|a| name > a));
+        .filter(|(name, _)| {
+            name.starts_with(&prefix) && after.as_ref().is_none_or(|a| name > a) && s.directory.owner_of(name) == tenant
+        });
     let page: Vec<_> = matching.by_ref().take(max).collect();
     let more = matching.next().is_some();
     let next = more.then(|| page.last().map(|(name, _)| hex::encode(name))).flatten();
@@ -79,14 +164,19 @@ pub async fn list(s: &ValleyS3, req: S3Request<ListBucketsInput>) -> S3Result<S3
         .collect();
     Ok(S3Response::new(ListBucketsOutput {
         buckets: Some(buckets),
-        owner: Some(s.owner()),
+        owner: Some(crate::service::tenant_owner(&tenant)),
         continuation_token: next,
         prefix: input.prefix,
     }))
 }
 
 pub async fn delete(s: &ValleyS3, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
-    s.catalog.delete_bucket(&req.input.bucket).await.map_err(s3_err)?;
+    let bucket = &req.input.bucket;
+    // The name is freed and the bucket's policy and settings go with it, in its transaction.
+    let changes = s.directory.bucket_deleted_changes(bucket);
+    let records = s.directory.writes(changes.clone());
+    s.catalog.delete_bucket_and(bucket, records).await.map_err(s3_err)?;
+    s.directory.committed(&changes);
     Ok(S3Response::new(DeleteBucketOutput {}))
 }
 
@@ -137,15 +227,19 @@ pub async fn put_versioning(
             ));
         }
     };
+    // The bucket's record and the network's are set together or not at all.
+    let network = s.versioning_writes(&input.bucket, versioning);
     s.catalog
-        .update_bucket(&input.bucket, move |record| {
-            record.versioning = versioning;
-        })
+        .update_bucket_and(
+            &input.bucket,
+            move |record| {
+                record.versioning = versioning;
+            },
+            network.write,
+        )
         .await
         .map_err(s3_err)?;
-    if let Some(gate) = &s.gate {
-        gate.versioning_set(&input.bucket, versioning).await;
-    }
+    (network.committed)().await;
     Ok(S3Response::new(PutBucketVersioningOutput {}))
 }
 

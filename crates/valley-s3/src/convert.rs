@@ -35,6 +35,13 @@ pub fn s3_err(e: StoreError) -> S3Error {
         }
         e @ StoreError::EntityTooSmall { .. } => s3_error!(EntityTooSmall, "{e}"),
         StoreError::Refused(why) => s3_error!(AccessDenied, "{why}"),
+        StoreError::SlowDown(why) => {
+            let mut err = s3_error!(SlowDown, "{why}");
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            err.set_headers(headers);
+            err
+        }
         other => internal(other),
     }
 }

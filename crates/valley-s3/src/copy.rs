@@ -131,6 +131,9 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
     s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
     s.check_write(&input.bucket).await?;
     s.check_copy(&source, &input.bucket).await?;
+    // A copy's ACL is the request's, not the source's (as S3).
+    let writer = crate::bucket::principal_tenant(&req.extensions);
+    let acl = crate::acl::for_write(s, &input.bucket, &writer, &req.headers, None)?;
 
     let algorithm = checksum_algorithm_for(input.checksum_algorithm.clone(), &source.version);
     let stream = s
@@ -152,14 +155,28 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
         tags: object_tags,
         part_sizes: Vec::new(),
         part_checksums: Vec::new(),
+        acl,
     };
-    let stored = s
-        .catalog
-        .put_object(&input.bucket, &input.key, version, None)
-        .await
-        .map_err(s3_err)?;
+    let written = if crate::sync::wanted(s, &input.bucket).await {
+        let (bucket, key) = (input.bucket.clone(), input.key.clone());
+        crate::sync::write(s, &input.bucket, &input.key, version, true, |v| async move {
+            s.catalog.put_stamped(&bucket, &key, v, None).await
+        })
+        .await?
+    } else {
+        crate::sync::Written {
+            version: s
+                .catalog
+                .put_object(&input.bucket, &input.key, version, None)
+                .await
+                .map_err(s3_err)?,
+            header: None,
+        }
+    };
+    let mut response = S3Response::new(CopyObjectOutput::default());
+    let stored = written.apply(&mut response);
     let sums = crate::convert::checksum_fields(&stored.checksums, true);
-    Ok(S3Response::new(CopyObjectOutput {
+    response.output = CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(etag(&stored.etag)),
             last_modified: Some(timestamp_of_unix_ns(stored.hlc)),
@@ -173,5 +190,6 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
         version_id: stored.version_id,
         copy_source_version_id: source.version.version_id,
         ..Default::default()
-    }))
+    };
+    Ok(response)
 }

@@ -6,6 +6,7 @@
 //! requests, ranges, checksums, versioning, and the mapping of store errors to S3 errors.
 //! Its s3s types stay inside this crate, so an s3s upgrade touches only it.
 
+mod acl;
 mod auth;
 pub mod body;
 mod bucket;
@@ -17,9 +18,13 @@ mod listing;
 mod multipart;
 mod object;
 mod part_checksum;
+mod policy;
+mod quota;
 mod service;
+mod sync;
 mod tags;
 
-pub use auth::RootAuth;
-pub use gate::{NetworkGate, RemoteVersion};
+pub use auth::{ClientInfo, TenantAccess, TenantAuth};
+pub use gate::{NetworkGate, NetworkWrites, RemoteVersion, SyncCopies};
 pub use service::ValleyS3;
+pub use sync::REPLICATION_HEADER;

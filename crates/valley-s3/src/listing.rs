@@ -122,7 +122,7 @@ pub async fn list_v1(s: &ValleyS3, req: S3Request<ListObjectsInput>) -> S3Result
     )
     .await?;
     let (entries, prefixes, page) = split(&page);
-    let owner = Some(s.owner());
+    let owner = Some(s.owner(&input.bucket));
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
         // S3 returns v1's Prefix as sent, even with encoding-type=url (clients do not decode it).
@@ -178,7 +178,7 @@ pub async fn list_v2(s: &ValleyS3, req: S3Request<ListObjectsV2Input>) -> S3Resu
     )
     .await?;
     let (entries, prefixes, page) = split(&page);
-    let owner = input.fetch_owner.unwrap_or(false).then(|| s.owner());
+    let owner = input.fetch_owner.unwrap_or(false).then(|| s.owner(&input.bucket));
     let key_count = entries.len() + prefixes.len();
     Ok(S3Response::new(ListObjectsV2Output {
         name: Some(input.bucket),
@@ -242,7 +242,7 @@ pub async fn list_versions(
             .await
             .map_err(s3_err)?
     };
-    let owner = Some(s.owner());
+    let owner = Some(s.owner(&input.bucket));
     let mut versions = Vec::new();
     let mut markers = Vec::new();
     let mut prefixes = Vec::new();

@@ -54,6 +54,15 @@ pub async fn create(
         user_metadata: metadata_pairs(input.metadata.clone()),
     };
     check_metadata(&headers)?;
+    // The completed object's ACL is decided now, as for a PUT, and kept with the upload.
+    let writer = crate::bucket::principal_tenant(&req.extensions);
+    let acl = crate::acl::for_write(
+        s,
+        &input.bucket,
+        &writer,
+        &req.headers,
+        input.acl.as_ref().map(|a| a.as_str()),
+    )?;
     let upload = UploadRecord {
         upload_id: hex::encode(rand::random::<[u8; 16]>()),
         created_unix_ns: now_unix_ns(),
@@ -63,6 +72,8 @@ pub async fn create(
             input.checksum_algorithm.as_ref(),
             input.checksum_type.as_ref(),
         )?,
+        initiator: Some(writer.clone()),
+        acl,
     };
     let upload_id = upload.upload_id.clone();
     let checksum_type = part_checksum::checksum_type(&upload);
@@ -241,6 +252,7 @@ pub async fn list_parts(s: &ValleyS3, req: S3Request<ListPartsInput>) -> S3Resul
         .await
         .map_err(s3_err)?;
     let next_marker = parts.last().map(|(n, _)| i32::try_from(*n).unwrap_or(0));
+    let (owner, initiator) = upload_parties(s, &input.bucket, &upload);
     Ok(S3Response::new(ListPartsOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
@@ -249,11 +261,11 @@ pub async fn list_parts(s: &ValleyS3, req: S3Request<ListPartsInput>) -> S3Resul
         next_part_number_marker: next_marker,
         max_parts: Some(i32::try_from(max).unwrap_or(i32::MAX)),
         is_truncated: Some(truncated),
-        owner: Some(s.owner()),
         initiator: Some(Initiator {
-            id: s.owner().id,
-            display_name: s.owner().display_name,
+            id: initiator.id,
+            display_name: initiator.display_name,
         }),
+        owner: Some(owner),
         storage_class: Some(StorageClass::from(
             upload
                 .headers
@@ -329,6 +341,27 @@ pub async fn complete(
         }
     }
     let precondition = write_precondition(input.if_match, input.if_none_match);
+    if crate::sync::wanted(s, &input.bucket).await {
+        let version = s
+            .catalog
+            .assemble_upload(&input.bucket, &input.key, &input.upload_id, chosen.clone(), checksums)
+            .await
+            .map_err(s3_err)?;
+        let (bucket, key, upload_id) = (input.bucket.clone(), input.key.clone(), input.upload_id.clone());
+        // The parts stay with the upload if the write fails: the client may complete it again.
+        let written = crate::sync::write(s, &input.bucket, &input.key, version, false, |v| async move {
+            s.catalog
+                .complete_upload_stamped(&bucket, &key, &upload_id, chosen, precondition, v)
+                .await
+        })
+        .await?;
+        let header = written.header.clone();
+        let mut response = S3Response::new(complete_output(&input.bucket, &input.key, written.version));
+        if let Some(h) = header {
+            response.headers.insert(crate::sync::REPLICATION_HEADER, h);
+        }
+        return Ok(response);
+    }
     let stored = s
         .catalog
         .complete_upload_with_checksums(
@@ -391,14 +424,15 @@ pub async fn list_uploads(
         match item {
             ListItem::Entry(key, u) => {
                 last = Some((key.clone(), Some(u.upload_id.clone())));
+                let (owner, initiator) = upload_parties(s, &input.bucket, u);
                 uploads.push(MultipartUpload {
                     key: Some(key.clone()),
                     upload_id: Some(u.upload_id.clone()),
                     initiated: Some(timestamp_of_unix_ns(u.created_unix_ns)),
-                    owner: Some(s.owner()),
+                    owner: Some(owner),
                     initiator: Some(Initiator {
-                        id: s.owner().id,
-                        display_name: s.owner().display_name,
+                        id: initiator.id,
+                        display_name: initiator.display_name,
                     }),
                     storage_class: Some(StorageClass::from(
                         u.headers.storage_class.clone().unwrap_or_else(|| "STANDARD".into()),
@@ -505,4 +539,15 @@ async fn upload_checksum(
         return Ok(Checksums::default());
     };
     Ok(part_checksum::of_parts(&upload, &in_order))
+}
+
+/// Who will own an upload's object (its ACL's owner, or the bucket's) and who started it.
+fn upload_parties(s: &ValleyS3, bucket: &str, upload: &UploadRecord) -> (Owner, Owner) {
+    let bucket_owner = s.directory.owner_of(bucket);
+    let owner = crate::acl::of_version(upload.acl.as_deref(), &bucket_owner).owner;
+    let initiator = upload.initiator.clone().unwrap_or(bucket_owner);
+    (
+        crate::service::tenant_owner(&owner),
+        crate::service::tenant_owner(&initiator),
+    )
 }

@@ -49,6 +49,14 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     // Refuse early, before taking in the body, when the bucket is missing or may not live here.
     s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
     s.check_write(&input.bucket).await?;
+    let writer = crate::bucket::principal_tenant(&req.extensions);
+    let acl = crate::acl::for_write(
+        s,
+        &input.bucket,
+        &writer,
+        &req.headers,
+        input.acl.as_ref().map(|a| a.as_str()),
+    )?;
     let mut declared = Declared {
         algorithm: input.checksum_algorithm.clone(),
         crc32: input.checksum_crc32.clone(),
@@ -80,15 +88,29 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
         tags: object_tags,
         part_sizes: Vec::new(),
         part_checksums: Vec::new(),
+        acl,
     };
     let precondition = write_precondition(input.if_match, input.if_none_match);
-    let stored = s
-        .catalog
-        .put_object(&input.bucket, &input.key, version, precondition)
-        .await
-        .map_err(s3_err)?;
+    let written = if crate::sync::wanted(s, &input.bucket).await {
+        let (bucket, key) = (input.bucket.clone(), input.key.clone());
+        crate::sync::write(s, &input.bucket, &input.key, version, true, |v| async move {
+            s.catalog.put_stamped(&bucket, &key, v, precondition).await
+        })
+        .await?
+    } else {
+        crate::sync::Written {
+            version: s
+                .catalog
+                .put_object(&input.bucket, &input.key, version, precondition)
+                .await
+                .map_err(s3_err)?,
+            header: None,
+        }
+    };
+    let mut response = S3Response::new(PutObjectOutput::default());
+    let stored = written.apply(&mut response);
     let sums = checksum_fields(&stored.checksums, true);
-    Ok(S3Response::new(PutObjectOutput {
+    response.output = PutObjectOutput {
         e_tag: Some(etag(&stored.etag)),
         version_id: stored.version_id,
         checksum_crc32: sums.crc32,
@@ -99,7 +121,8 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
         checksum_type: sums.checksum_type,
         size: i64::try_from(stored.size).ok(),
         ..Default::default()
-    }))
+    };
+    Ok(response)
 }
 
 /// Where the version a GET or HEAD names was found.

@@ -213,6 +213,8 @@ mod tests {
                     Some(&ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
                 )
                 .expect("allowed"),
+                initiator: None,
+                acl: None,
             };
             let parts: Vec<PartRecord> = pieces.iter().map(|p| part(p, name)).collect();
             let sums = of_parts(&upload, &parts.iter().collect::<Vec<_>>());

@@ -12,17 +12,21 @@ pub struct ValleyS3 {
     pub(crate) catalog: Catalog,
     /// The region name this hub answers to (clients may also sign for `us-east-1`).
     pub(crate) region: String,
-    owner_id: String,
+    pub(crate) directory: std::sync::Arc<valley_tenants::Directory>,
     pub(crate) gate: Option<std::sync::Arc<dyn crate::NetworkGate>>,
 }
 
 impl ValleyS3 {
     #[must_use]
-    pub fn new(catalog: Catalog, region: impl Into<String>, owner_id: impl Into<String>) -> Self {
+    pub fn new(
+        catalog: Catalog,
+        region: impl Into<String>,
+        directory: std::sync::Arc<valley_tenants::Directory>,
+    ) -> Self {
         Self {
             catalog,
             region: region.into(),
-            owner_id: owner_id.into(),
+            directory,
             gate: None,
         }
     }
@@ -57,17 +61,37 @@ impl ValleyS3 {
         }
     }
 
-    pub(crate) async fn bucket_created(&self, bucket: &str) {
-        if let Some(gate) = &self.gate {
-            gate.bucket_created(bucket).await;
+    pub(crate) fn bucket_created_writes(&self, bucket: &str) -> s3s::S3Result<crate::NetworkWrites> {
+        match &self.gate {
+            Some(gate) => gate
+                .bucket_created_writes(bucket)
+                .map_err(|why| s3s::s3_error!(InternalError, "{why}")),
+            None => Ok(crate::NetworkWrites::none()),
         }
     }
 
-    pub(crate) fn owner(&self) -> Owner {
-        Owner {
-            id: Some(self.owner_id.clone()),
-            display_name: Some(self.owner_id.clone()),
+    pub(crate) fn versioning_writes(
+        &self,
+        bucket: &str,
+        versioning: valley_store::record::Versioning,
+    ) -> crate::NetworkWrites {
+        match &self.gate {
+            Some(gate) => gate.versioning_writes(bucket, versioning),
+            None => crate::NetworkWrites::none(),
         }
+    }
+
+    /// The owner S3 shows for `bucket` and its objects: the tenant that owns the bucket (its
+    /// canonical id is the tenant id).
+    pub(crate) fn owner(&self, bucket: &str) -> Owner {
+        tenant_owner(&self.directory.owner_of(bucket))
+    }
+}
+
+pub(crate) fn tenant_owner(tenant: &str) -> Owner {
+    Owner {
+        id: Some(tenant.to_owned()),
+        display_name: Some(tenant.to_owned()),
     }
 }
 
@@ -102,6 +126,78 @@ impl S3 for ValleyS3 {
         req: S3Request<PutBucketVersioningInput>,
     ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
         bucket::put_versioning(self, req).await
+    }
+    async fn get_bucket_acl(&self, req: S3Request<GetBucketAclInput>) -> S3Result<S3Response<GetBucketAclOutput>> {
+        crate::acl::get_bucket(self, req).await
+    }
+    async fn put_bucket_acl(&self, req: S3Request<PutBucketAclInput>) -> S3Result<S3Response<PutBucketAclOutput>> {
+        crate::acl::put_bucket(self, req).await
+    }
+    async fn get_object_acl(&self, req: S3Request<GetObjectAclInput>) -> S3Result<S3Response<GetObjectAclOutput>> {
+        crate::acl::get_object(self, req).await
+    }
+    async fn put_object_acl(&self, req: S3Request<PutObjectAclInput>) -> S3Result<S3Response<PutObjectAclOutput>> {
+        crate::acl::put_object(self, req).await
+    }
+    async fn put_bucket_ownership_controls(
+        &self,
+        req: S3Request<PutBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<PutBucketOwnershipControlsOutput>> {
+        crate::acl::put_ownership(self, req).await
+    }
+    async fn get_bucket_ownership_controls(
+        &self,
+        req: S3Request<GetBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<GetBucketOwnershipControlsOutput>> {
+        crate::acl::get_ownership(self, req).await
+    }
+    async fn delete_bucket_ownership_controls(
+        &self,
+        req: S3Request<DeleteBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<DeleteBucketOwnershipControlsOutput>> {
+        crate::acl::delete_ownership(self, req).await
+    }
+    async fn put_public_access_block(
+        &self,
+        req: S3Request<PutPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<PutPublicAccessBlockOutput>> {
+        crate::acl::put_public_access_block(self, req).await
+    }
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<GetPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<GetPublicAccessBlockOutput>> {
+        crate::acl::get_public_access_block(self, req).await
+    }
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<DeletePublicAccessBlockInput>,
+    ) -> S3Result<S3Response<DeletePublicAccessBlockOutput>> {
+        crate::acl::delete_public_access_block(self, req).await
+    }
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        crate::policy::put(self, req).await
+    }
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        crate::policy::get(self, req).await
+    }
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        crate::policy::delete(self, req).await
+    }
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
+        crate::policy::status(self, req).await
     }
     async fn get_bucket_tagging(
         &self,

@@ -22,6 +22,9 @@ use crate::meta::{MetaStore, ReadTxn, Table, WriteTxn};
 use crate::record::Checksums;
 use crate::record::{BlobRef, BucketRecord, ObjectData, ObjectVersion, PartRecord, UploadRecord, Versioning};
 
+/// Work run inside another write's transaction.
+pub type WriteJob = Box<dyn FnOnce(&mut dyn WriteTxn) -> StoreResult<()> + Send>;
+
 /// A check run inside the write transaction against the key's current version (`None` when
 /// the key has none, or its latest is a delete marker); an error aborts the write.
 pub type Precondition = Box<dyn FnOnce(Option<&ObjectVersion>) -> StoreResult<()> + Send>;
@@ -108,6 +111,21 @@ pub(crate) fn raise_tombstone(txn: &mut dyn WriteTxn, bucket: &str, key: &str, s
     Ok(())
 }
 
+/// The null version stored at exactly `stamp`, if that is what is stored there.
+fn exact_null_version(
+    txn: &dyn ReadTxn,
+    bucket: &str,
+    key: &str,
+    stamp: keys::Stamp,
+) -> StoreResult<Option<(Vec<u8>, ObjectVersion)>> {
+    let raw = keys::version_key(bucket, key, stamp);
+    let Some(value) = txn.get(Table::Versions, &raw)? else {
+        return Ok(None);
+    };
+    let version = ObjectVersion::from_record(&value)?;
+    Ok((version.version_id.is_none() && version.stamp() == stamp).then_some((raw, version)))
+}
+
 /// A delete replicated from another hub (see [`Catalog::apply_remote_deletes`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteDelete {
@@ -118,6 +136,10 @@ pub struct RemoteDelete {
     pub stamp: keys::Stamp,
     /// Not a delete: a version stamped `stamp` exists elsewhere (a newer-version notice).
     pub newer_only: bool,
+    /// The sender is the version's origin, retracting a copy it made before its own commit
+    /// failed: with `version_id` the id of `stamp` itself, the version stored at exactly
+    /// `stamp` is removed even when it is a null version (and nothing else is).
+    pub exact: bool,
 }
 
 /// What a DeleteObject did.
@@ -224,10 +246,18 @@ pub(crate) fn find_version(
     }
 }
 
-/// Stores `version` under its raw table key. Non-empty inline bytes go to the inline-data
-/// table under the same key and the record says [`ObjectData::InlineApart`]; `version` itself is
-/// left as it was. The one way a version row is written.
-pub(crate) fn put_version_row(txn: &mut dyn WriteTxn, raw: &[u8], version: &mut ObjectVersion) {
+/// Stores a new `version` under its raw table key (no row is there yet), counting it in its
+/// bucket's usage. Non-empty inline bytes go to the inline-data table under the same key and
+/// the record says [`ObjectData::InlineApart`]; `version` itself is left as it was. The one way
+/// a version row is added.
+pub(crate) fn insert_version_row(txn: &mut dyn WriteTxn, raw: &[u8], version: &mut ObjectVersion) -> StoreResult<()> {
+    crate::usage::count(txn, raw, version, true)?;
+    rewrite_version_row(txn, raw, version);
+    Ok(())
+}
+
+/// Writes `version` over its own row (same size and data: tags and the like changed).
+pub(crate) fn rewrite_version_row(txn: &mut dyn WriteTxn, raw: &[u8], version: &mut ObjectVersion) {
     if let ObjectData::Inline(bytes) = &version.data
         && !bytes.is_empty()
     {
@@ -240,13 +270,14 @@ pub(crate) fn put_version_row(txn: &mut dyn WriteTxn, raw: &[u8], version: &mut 
     }
 }
 
-/// Removes the row of `version` (and its inline bytes, if kept apart). The one way a version
-/// row is removed.
-pub(crate) fn remove_version_row(txn: &mut dyn WriteTxn, raw: &[u8], version: &ObjectVersion) {
+/// Removes the row of `version` (and its inline bytes, if kept apart), counting it out of its
+/// bucket's usage. The one way a version row is removed.
+pub(crate) fn remove_version_row(txn: &mut dyn WriteTxn, raw: &[u8], version: &ObjectVersion) -> StoreResult<()> {
     txn.delete(Table::Versions, raw);
     if version.data == ObjectData::InlineApart {
         txn.delete(Table::InlineData, raw);
     }
+    crate::usage::count(txn, raw, version, false)
 }
 
 /// Removes the null version of a key, if any, returning the blobs it held.
@@ -254,7 +285,7 @@ fn remove_null_version(txn: &mut dyn WriteTxn, bucket: &str, key: &str) -> Store
     let mut freed = Vec::new();
     for (raw, version) in versions_of(txn, bucket, key)? {
         if version.version_id.is_none() {
-            remove_version_row(txn, &raw, &version);
+            remove_version_row(txn, &raw, &version)?;
             freed.extend_from_slice(version.data.blobs());
         }
     }
@@ -281,11 +312,92 @@ fn insert_version(
         version.version_id = None;
         remove_null_version(txn, bucket, key)?
     };
+    commit_version(txn, ctx, bucket, key, version, freed)
+}
+
+/// A transaction body inserting a new version: what it answers, and the blobs to free after.
+type InsertFn<R> = fn(&mut dyn WriteTxn, &WriteCtx, &str, &str, ObjectVersion) -> StoreResult<(R, Vec<BlobRef>)>;
+
+/// The end of an insert: the hook (residency, outbox), then the row.
+fn commit_version(
+    txn: &mut dyn WriteTxn,
+    ctx: &WriteCtx,
+    bucket: &str,
+    key: &str,
+    mut version: ObjectVersion,
+    freed: Vec<BlobRef>,
+) -> StoreResult<(ObjectVersion, Vec<BlobRef>)> {
+    let stamp = version.stamp();
     if let Some(hook) = &ctx.hook {
         hook.on_local_version(txn, bucket, key, &version)?;
     }
-    put_version_row(txn, &keys::version_key(bucket, key, stamp), &mut version);
+    insert_version_row(txn, &keys::version_key(bucket, key, stamp), &mut version)?;
     Ok((version, freed))
+}
+
+/// What committing a version stamped ahead of its commit ([`Catalog::stamp_version`]) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StampedOutcome {
+    /// Stored as the version it was stamped as.
+    Stored(ObjectVersion),
+    /// Not stored: a newer null version or delete of the key committed here between the stamp
+    /// and the commit, and wins by last-writer-wins (as it does at every hub). The write is
+    /// acknowledged as one that was overwritten at once; its blobs are freed.
+    Superseded(ObjectVersion),
+}
+
+impl StampedOutcome {
+    #[must_use]
+    pub fn version(&self) -> &ObjectVersion {
+        match self {
+            StampedOutcome::Stored(v) | StampedOutcome::Superseded(v) => v,
+        }
+    }
+}
+
+/// Inserts `version`, stamped before this transaction (its `hlc`, `origin` and `version_id`
+/// are kept): a null version replaces an older null version and loses to a newer one or to a
+/// newer delete, as a replica would. Returns the outcome and the blobs to free.
+fn insert_stamped(
+    txn: &mut dyn WriteTxn,
+    ctx: &WriteCtx,
+    bucket: &str,
+    key: &str,
+    version: ObjectVersion,
+) -> StoreResult<(StampedOutcome, Vec<BlobRef>)> {
+    load_bucket(txn, bucket)?;
+    if version.origin.as_str() != &*ctx.origin {
+        return Err(StoreError::Meta(format!(
+            "a version stamped by {:?} cannot be committed at {:?}",
+            version.origin, ctx.origin
+        )));
+    }
+    let stamp = version.stamp();
+    if txn
+        .get(Table::Versions, &keys::version_key(bucket, key, stamp))?
+        .is_some()
+    {
+        return Err(StoreError::Meta(format!(
+            "a version stamped {stamp:?} of {key:?} is already stored"
+        )));
+    }
+    let mut freed = Vec::new();
+    if version.version_id.is_none() {
+        let newer_delete = tombstone_of(txn, bucket, key)?.is_some_and(|t| t >= stamp);
+        let current = versions_of(txn, bucket, key)?
+            .into_iter()
+            .find(|(_, v)| v.version_id.is_none());
+        if newer_delete || current.as_ref().is_some_and(|(_, v)| v.stamp() > stamp) {
+            let blobs = version.data.blobs().to_vec();
+            return Ok((StampedOutcome::Superseded(version), blobs));
+        }
+        if let Some((raw, old)) = current {
+            remove_version_row(txn, &raw, &old)?;
+            freed.extend_from_slice(old.data.blobs());
+        }
+    }
+    let (stored, freed) = commit_version(txn, ctx, bucket, key, version, freed)?;
+    Ok((StampedOutcome::Stored(stored), freed))
 }
 
 /// The transaction body of [`Catalog::apply_replica`]: returns what it did and the blobs to
@@ -317,11 +429,11 @@ pub(crate) fn apply_replica_in(
             return Ok((ReplicaOutcome::Superseded, version.data.blobs().to_vec()));
         }
         if let Some((old_raw, old)) = current {
-            remove_version_row(txn, &old_raw, &old);
+            remove_version_row(txn, &old_raw, &old)?;
             freed.extend_from_slice(old.data.blobs());
         }
     }
-    put_version_row(txn, &raw, &mut version);
+    insert_version_row(txn, &raw, &mut version)?;
     Ok((ReplicaOutcome::Applied, freed))
 }
 
@@ -363,6 +475,12 @@ impl Catalog {
         &self.ctx.origin
     }
 
+    /// The clock that stamps this hub's writes (control records stamp with it too).
+    #[must_use]
+    pub fn clock(&self) -> &Arc<HlcClock> {
+        &self.ctx.clock
+    }
+
     #[must_use]
     pub fn blobs(&self) -> &Arc<dyn BlobStore> {
         &self.blobs
@@ -391,12 +509,24 @@ impl Catalog {
     // ---- buckets ----
 
     pub async fn create_bucket(&self, bucket: &str, location: Option<String>) -> StoreResult<()> {
+        self.create_bucket_and(bucket, location, |_| Ok(())).await
+    }
+
+    /// Creates a bucket and writes `also` (its control records) in the same transaction:
+    /// either both are kept or neither.
+    pub async fn create_bucket_and(
+        &self,
+        bucket: &str,
+        location: Option<String>,
+        also: impl FnOnce(&mut dyn WriteTxn) -> StoreResult<()> + Send + 'static,
+    ) -> StoreResult<()> {
         let bucket = bucket.to_owned();
         self.blocking(move |meta, _| {
             write_with(meta, move |txn| {
                 if txn.get(Table::Buckets, bucket.as_bytes())?.is_some() {
                     return Err(StoreError::BucketExists(bucket));
                 }
+                also(txn)?;
                 let record = BucketRecord {
                     created_unix_ns: now_unix_ns(),
                     location,
@@ -443,6 +573,15 @@ impl Catalog {
     /// Deletes an empty bucket (no versions, no delete markers). Multipart uploads still in
     /// progress do not keep it alive: as S3 does, they are aborted with it.
     pub async fn delete_bucket(&self, bucket: &str) -> StoreResult<()> {
+        self.delete_bucket_and(bucket, |_| Ok(())).await
+    }
+
+    /// Deletes an empty bucket and writes `also` (its control records) in the same transaction.
+    pub async fn delete_bucket_and(
+        &self,
+        bucket: &str,
+        also: impl FnOnce(&mut dyn WriteTxn) -> StoreResult<()> + Send + 'static,
+    ) -> StoreResult<()> {
         let bucket = bucket.to_owned();
         let freed = self
             .blocking(move |meta, _| {
@@ -453,9 +592,10 @@ impl Catalog {
                     if !txn.scan(Table::Versions, &start, Some(&end), 1)?.is_empty() {
                         return Err(StoreError::BucketNotEmpty(bucket));
                     }
+                    also(txn)?;
                     let mut freed = Vec::new();
                     for (raw, value) in txn.scan(Table::Uploads, &start, Some(&end), usize::MAX)? {
-                        let upload: UploadRecord = decode("upload", &value)?;
+                        let upload = UploadRecord::from_record(&value)?;
                         for (number, part) in all_parts(txn, &upload.upload_id)? {
                             txn.delete(Table::Parts, &keys::part_key(&upload.upload_id, number));
                             freed.push(part.blob);
@@ -482,11 +622,22 @@ impl Catalog {
         bucket: &str,
         change: impl FnOnce(&mut BucketRecord) + Send + 'static,
     ) -> StoreResult<()> {
+        self.update_bucket_and(bucket, change, |_| Ok(())).await
+    }
+
+    /// Changes a bucket's record and writes `also` (its control records) in one transaction.
+    pub async fn update_bucket_and(
+        &self,
+        bucket: &str,
+        change: impl FnOnce(&mut BucketRecord) + Send + 'static,
+        also: impl FnOnce(&mut dyn WriteTxn) -> StoreResult<()> + Send + 'static,
+    ) -> StoreResult<()> {
         let bucket = bucket.to_owned();
         self.blocking(move |meta, _| {
             write_with(meta, move |txn| {
                 let mut record = load_bucket(txn, &bucket)?;
                 change(&mut record);
+                also(txn)?;
                 txn.put(Table::Buckets, bucket.as_bytes(), &encode(&record));
                 Ok(())
             })
@@ -540,6 +691,49 @@ impl Catalog {
         version: ObjectVersion,
         precondition: Option<Precondition>,
     ) -> StoreResult<ObjectVersion> {
+        self.insert_checked(bucket, key, version, precondition, insert_version)
+            .await
+    }
+
+    /// `version` stamped now, as [`Catalog::put_object`] would commit it (this hub's clock and
+    /// origin, a version id when the bucket's versioning is enabled), for a write whose copies
+    /// at other hubs are made before it is committed here ([`Catalog::put_stamped`]).
+    pub async fn stamp_version(&self, bucket: &str, mut version: ObjectVersion) -> StoreResult<ObjectVersion> {
+        let name = bucket.to_owned();
+        let record = self
+            .blocking(move |meta, _| load_bucket(meta.snapshot()?.as_ref(), &name))
+            .await?;
+        version.hlc = self.ctx.clock.now().0;
+        version.origin = self.ctx.origin.to_string();
+        version.version_id = (record.versioning == Versioning::Enabled).then(|| keys::version_id_of(version.stamp()));
+        Ok(version)
+    }
+
+    /// Commits a version stamped by [`Catalog::stamp_version`] with its stamp, if
+    /// `precondition` holds (the hook runs as for [`Catalog::put_object`]). A newer null version
+    /// or delete of the key committed meanwhile wins ([`StampedOutcome::Superseded`]). On any
+    /// failure, and when superseded, the version's blobs are removed.
+    pub async fn put_stamped(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: ObjectVersion,
+        precondition: Option<Precondition>,
+    ) -> StoreResult<StampedOutcome> {
+        self.insert_checked(bucket, key, version, precondition, insert_stamped)
+            .await
+    }
+
+    /// Runs `insert` for a new version of `key` in one transaction, if `precondition` holds on
+    /// the key's latest version; frees what it replaced, or on failure the new version's blobs.
+    async fn insert_checked<R: Send + 'static>(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: ObjectVersion,
+        precondition: Option<Precondition>,
+        insert: InsertFn<R>,
+    ) -> StoreResult<R> {
         let new_blobs = version.data.blobs().to_vec();
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         let result = self
@@ -549,20 +743,30 @@ impl Catalog {
                         let current = latest_of(txn, &bucket, &key)?.filter(|v| !v.delete_marker);
                         check(current.as_ref())?;
                     }
-                    insert_version(txn, &ctx, &bucket, &key, version)
+                    insert(txn, &ctx, &bucket, &key, version)
                 })
             })
             .await;
+        self.free_after(result, new_blobs).await
+    }
+
+    /// After a write: frees the blobs it replaced, or if it failed, the blobs it brought.
+    async fn free_after<R>(&self, result: StoreResult<(R, Vec<BlobRef>)>, brought: Vec<BlobRef>) -> StoreResult<R> {
         match result {
-            Ok((stored, freed)) => {
+            Ok((value, freed)) => {
                 self.free(freed).await;
-                Ok(stored)
+                Ok(value)
             }
             Err(e) => {
-                self.free(new_blobs).await;
+                self.free(brought).await;
                 Err(e)
             }
         }
+    }
+
+    /// Removes the blobs of a version that was never committed (a write given up).
+    pub async fn discard(&self, version: &ObjectVersion) {
+        self.free(version.data.blobs().to_vec()).await;
     }
 
     /// Deletes as S3 DeleteObject does: without a version id, removes the null version
@@ -587,7 +791,7 @@ impl Catalog {
                         if let Some(hook) = &ctx.hook {
                             hook.on_local_delete(txn, &bucket, &key, &version)?;
                         }
-                        remove_version_row(txn, &raw, &version);
+                        remove_version_row(txn, &raw, &version)?;
                         bury_version(txn, &bucket, &key, version.stamp());
                         // The null version deleted by id: an older null version still on its
                         // way from another hub must not come back here (the other hubs take
@@ -638,6 +842,29 @@ impl Catalog {
         version_id: Option<&str>,
         tags: Vec<(String, String)>,
     ) -> StoreResult<Option<String>> {
+        self.change_version(bucket, key, version_id, move |v| v.tags = tags)
+            .await
+    }
+
+    /// Sets the ACL (opaque JSON) of a version of `key` (the latest when `version_id` is none).
+    pub async fn set_object_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        acl: Option<String>,
+    ) -> StoreResult<Option<String>> {
+        self.change_version(bucket, key, version_id, move |v| v.acl = acl).await
+    }
+
+    /// Changes a version's tags or ACL in place, in one transaction; answers its version id.
+    async fn change_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        change: impl FnOnce(&mut ObjectVersion) + Send + 'static,
+    ) -> StoreResult<Option<String>> {
         let (bucket, key, version_id) = (bucket.to_owned(), key.to_owned(), version_id.map(str::to_owned));
         self.blocking(move |meta, _| {
             write_with(meta, move |txn| {
@@ -655,8 +882,8 @@ impl Catalog {
                 if version.delete_marker {
                     return Err(StoreError::DeleteMarker(key));
                 }
-                version.tags = tags;
-                put_version_row(txn, &raw, &mut version);
+                change(&mut version);
+                rewrite_version_row(txn, &raw, &mut version);
                 Ok(version.version_id)
             })
         })
@@ -755,6 +982,71 @@ impl Catalog {
         Ok(outcome)
     }
 
+    /// Applies many replicated versions in one transaction (one commit for a whole batch of
+    /// small versions), each as [`Catalog::apply_replica`] would. A version of a bucket not
+    /// known here gets its own `NoSuchBucket` and the others still apply; any other failure
+    /// applies none. Blobs of versions not applied are freed.
+    pub async fn apply_replicas(
+        &self,
+        batch: Vec<(String, String, ObjectVersion)>,
+    ) -> StoreResult<Vec<StoreResult<ReplicaOutcome>>> {
+        let incoming: Vec<BlobRef> = batch.iter().flat_map(|(_, _, v)| v.data.blobs().to_vec()).collect();
+        let result = self
+            .blocking(move |meta, ctx| {
+                write_with(meta, move |txn| {
+                    let mut outcomes = Vec::with_capacity(batch.len());
+                    let mut freed = Vec::new();
+                    for (bucket, key, version) in batch {
+                        let blobs = version.data.blobs().to_vec();
+                        match apply_replica_in(txn, &ctx, &bucket, &key, version) {
+                            Ok((outcome, f)) => {
+                                freed.extend(f);
+                                outcomes.push(Ok(outcome));
+                            }
+                            Err(e @ StoreError::NoSuchBucket(_)) => {
+                                freed.extend(blobs);
+                                outcomes.push(Err(e));
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok((outcomes, freed))
+                })
+            })
+            .await;
+        self.free_after(result, incoming).await
+    }
+
+    /// The versions with exactly these stamps that are still stored (`None` for the others),
+    /// read from one snapshot, small ones with their bytes ([`ObjectData::Inline`]: a batch
+    /// of them is sent without another read).
+    pub async fn objects_at(
+        &self,
+        wanted: Vec<(String, String, keys::Stamp)>,
+    ) -> StoreResult<Vec<Option<ObjectVersion>>> {
+        self.blocking(move |meta, _| {
+            let snapshot = meta.snapshot()?;
+            wanted
+                .iter()
+                .map(|(bucket, key, stamp)| {
+                    let raw = keys::version_key(bucket, key, *stamp);
+                    let Some(record) = snapshot.get(Table::Versions, &raw)? else {
+                        return Ok(None);
+                    };
+                    let mut version = ObjectVersion::from_record(&record)?;
+                    if version.data == ObjectData::InlineApart {
+                        let bytes = snapshot
+                            .get(Table::InlineData, &raw)?
+                            .ok_or_else(|| StoreError::NoSuchKey(key.clone()))?;
+                        version.data = ObjectData::Inline(bytes);
+                    }
+                    Ok(Some(version))
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// Applies deletes replicated from another hub, in one transaction: each of version
     /// `version_id`, or (without one) of the null version if it is older than its stamp,
     /// leaving a tombstone at that stamp. Deletes for buckets unknown here are moot and
@@ -771,6 +1063,7 @@ impl Catalog {
                         version_id,
                         stamp,
                         newer_only,
+                        exact,
                     } in &batch
                     {
                         match load_bucket(txn, bucket) {
@@ -785,10 +1078,17 @@ impl Catalog {
                         }
                         let target = match version_id {
                             Some(id) => {
-                                if let Some(buried) = keys::stamp_of_version_id(id) {
+                                let named = keys::stamp_of_version_id(id);
+                                if let Some(buried) = named {
                                     bury_version(txn, bucket, key, buried);
                                 }
-                                find_version(txn, bucket, key, id)?
+                                match find_version(txn, bucket, key, id)? {
+                                    Some(found) => Some(found),
+                                    None if *exact && named == Some(*stamp) => {
+                                        exact_null_version(txn, bucket, key, *stamp)?
+                                    }
+                                    None => None,
+                                }
                             }
                             None => {
                                 raise_tombstone(txn, bucket, key, *stamp)?;
@@ -798,7 +1098,7 @@ impl Catalog {
                             }
                         };
                         if let Some((raw, v)) = target {
-                            remove_version_row(txn, &raw, &v);
+                            remove_version_row(txn, &raw, &v)?;
                             freed.extend_from_slice(v.data.blobs());
                             removed += 1;
                         }
@@ -809,6 +1109,33 @@ impl Catalog {
             .await?;
         self.free(freed).await;
         Ok(removed)
+    }
+
+    /// Retracts, at the hub that stamped it, a version of `bucket/key` whose write failed
+    /// after copies of it went out: the stamp is buried (a copy coming back from a peer, by
+    /// anti-entropy say, never applies), the version stored at exactly `stamp` is removed if a
+    /// copy already came back (nothing else is), and `also` runs in the same transaction (it
+    /// queues the retractions at the peers).
+    pub async fn retract_own(&self, bucket: &str, key: &str, stamp: keys::Stamp, also: WriteJob) -> StoreResult<()> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let freed = self
+            .blocking(move |meta, _| {
+                write_with(meta, move |txn| {
+                    bury_version(txn, &bucket, &key, stamp);
+                    let raw = keys::version_key(&bucket, &key, stamp);
+                    let mut freed = Vec::new();
+                    if let Some(value) = txn.get(Table::Versions, &raw)? {
+                        let version = ObjectVersion::from_record(&value)?;
+                        remove_version_row(txn, &raw, &version)?;
+                        freed.extend_from_slice(version.data.blobs());
+                    }
+                    also(txn)?;
+                    Ok(freed)
+                })
+            })
+            .await?;
+        self.free(freed).await;
+        Ok(())
     }
 
     /// Removes every version of every key in `bucket` at this hub (the bucket itself stays):
@@ -828,7 +1155,7 @@ impl Catalog {
                         for (raw, value) in &batch {
                             let version = ObjectVersion::from_record(value)?;
                             freed.extend_from_slice(version.data.blobs());
-                            remove_version_row(txn, raw, &version);
+                            remove_version_row(txn, raw, &version)?;
                         }
                         Ok((batch.len(), freed))
                     })
@@ -848,6 +1175,9 @@ impl Catalog {
         let bucket = bucket.to_owned();
         self.blocking(move |meta, _| {
             let snapshot = meta.snapshot()?;
+            if let Some(usage) = crate::usage::of(&*snapshot, &bucket)? {
+                return Ok(usage);
+            }
             let end = keys::bucket_end(&bucket);
             let mut cursor = keys::bucket_prefix(&bucket);
             let (mut objects, mut bytes) = (0u64, 0u64);
@@ -880,7 +1210,7 @@ impl Catalog {
                 txn.put(
                     Table::Uploads,
                     &keys::upload_key(&bucket, &key, &upload.upload_id),
-                    &encode(&upload),
+                    &upload.to_record(),
                 );
                 Ok(())
             })
@@ -983,6 +1313,63 @@ impl Catalog {
         precondition: Option<Precondition>,
         checksums: Checksums,
     ) -> StoreResult<ObjectVersion> {
+        let outcome = self
+            .complete_upload_as(bucket, key, upload_id, chosen, precondition, checksums, None)
+            .await?;
+        Ok(outcome.version().clone())
+    }
+
+    /// The version completing the upload from `chosen` would store, unstamped (nothing is
+    /// changed): to be stamped ([`Catalog::stamp_version`]) and committed with
+    /// [`Catalog::complete_upload_stamped`].
+    pub async fn assemble_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        chosen: Vec<(u32, String)>,
+        checksums: Checksums,
+    ) -> StoreResult<ObjectVersion> {
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.blocking(move |meta, _| {
+            let snapshot = meta.snapshot()?;
+            let upload = load_upload(snapshot.as_ref(), &bucket, &key, &upload_id)?;
+            let parts = all_parts(snapshot.as_ref(), &upload_id)?;
+            let mut version = assemble(&upload, &parts, &chosen)?;
+            version.checksums = checksums;
+            Ok(version)
+        })
+        .await
+    }
+
+    /// Completes the upload as [`Catalog::complete_upload_with_checksums`] does, storing
+    /// `version` (from [`Catalog::assemble_upload`], then stamped) with its stamp. The upload
+    /// must still assemble to the same data.
+    pub async fn complete_upload_stamped(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        chosen: Vec<(u32, String)>,
+        precondition: Option<Precondition>,
+        version: ObjectVersion,
+    ) -> StoreResult<StampedOutcome> {
+        let checksums = version.checksums.clone();
+        self.complete_upload_as(bucket, key, upload_id, chosen, precondition, checksums, Some(version))
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn complete_upload_as(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        chosen: Vec<(u32, String)>,
+        precondition: Option<Precondition>,
+        checksums: Checksums,
+        stamped: Option<ObjectVersion>,
+    ) -> StoreResult<StampedOutcome> {
         let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
         let (stored, freed) = self
             .blocking(move |meta, ctx| {
@@ -991,6 +1378,13 @@ impl Catalog {
                     let all_parts = all_parts(txn, &upload_id)?;
                     let mut version = assemble(&upload, &all_parts, &chosen)?;
                     version.checksums = checksums;
+                    if let Some(stamped) = &stamped
+                        && (stamped.data != version.data || stamped.etag != version.etag)
+                    {
+                        return Err(StoreError::InvalidPart(
+                            "the upload's parts changed while the object was being copied".into(),
+                        ));
+                    }
                     if let Some(check) = precondition {
                         let current = latest_of(txn, &bucket, &key)?.filter(|v| !v.delete_marker);
                         check(current.as_ref())?;
@@ -1004,9 +1398,15 @@ impl Catalog {
                         }
                     }
                     txn.delete(Table::Uploads, &keys::upload_key(&bucket, &key, &upload_id));
-                    let (stored, replaced) = insert_version(txn, &ctx, &bucket, &key, version)?;
+                    let (outcome, replaced) = match stamped {
+                        Some(stamped) => insert_stamped(txn, &ctx, &bucket, &key, stamped)?,
+                        None => {
+                            let (stored, replaced) = insert_version(txn, &ctx, &bucket, &key, version)?;
+                            (StampedOutcome::Stored(stored), replaced)
+                        }
+                    };
                     freed.extend(replaced);
-                    Ok((stored, freed))
+                    Ok((outcome, freed))
                 })
             })
             .await?;
@@ -1050,7 +1450,7 @@ impl Catalog {
                         let mut next = last.0.clone();
                         next.push(0);
                         for (raw_key, value) in batch {
-                            let upload: UploadRecord = decode("upload", &value)?;
+                            let upload = UploadRecord::from_record(&value)?;
                             if upload.created_unix_ns < cutoff_unix_ns
                                 && let Some((key, id)) = keys::parse_upload_key(&b, &raw_key)
                             {
@@ -1125,6 +1525,14 @@ impl Catalog {
 
     // ---- maintenance ----
 
+    /// Builds the per-bucket usage counters of a store written before they existed (once: a
+    /// scan of every version); until then usage is counted by scanning. Run before serving;
+    /// answers whether there was anything to count.
+    pub async fn prepare_usage(&self) -> StoreResult<bool> {
+        self.blocking(|meta, _| write_with(meta, crate::usage::build_if_missing))
+            .await
+    }
+
     /// Removes blobs no committed record names: left by a crash between a blob's write and its
     /// commit, or between a commit and the removal of the blobs it freed. Run before serving.
     pub async fn collect_orphans(&self) -> StoreResult<usize> {
@@ -1178,7 +1586,7 @@ impl Catalog {
 fn load_upload(txn: &dyn ReadTxn, bucket: &str, key: &str, upload_id: &str) -> StoreResult<UploadRecord> {
     load_bucket(txn, bucket)?;
     match txn.get(Table::Uploads, &keys::upload_key(bucket, key, upload_id))? {
-        Some(raw) => decode("upload", &raw),
+        Some(raw) => UploadRecord::from_record(&raw),
         None => Err(StoreError::NoSuchUpload(upload_id.to_owned())),
     }
 }
@@ -1254,5 +1662,6 @@ fn assemble(
         tags: upload.tags.clone(),
         part_sizes,
         part_checksums,
+        acl: upload.acl.clone(),
     })
 }

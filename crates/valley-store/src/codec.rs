@@ -14,6 +14,9 @@ pub const FORMAT_V1: u8 = 1;
 /// Object versions since they carry their parts' checksums
 /// ([`crate::record::ObjectVersion::to_record`]); format-1 versions still decode.
 pub const FORMAT_V2: u8 = 2;
+/// Object versions since they carry their ACL ([`crate::record::ObjectVersion::acl`]);
+/// formats 1 and 2 still decode.
+pub const FORMAT_V3: u8 = 3;
 
 #[must_use]
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {

@@ -32,6 +32,10 @@ pub enum StoreError {
     /// The network layer refused the change (a residency rule); the reason names the rule.
     #[error("{0}")]
     Refused(String),
+    /// The write would let replication fall further behind than the bucket allows: the client
+    /// is to slow down and retry (S3 SlowDown).
+    #[error("{0}")]
+    SlowDown(String),
     #[error("corrupt record in {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
     #[error("metadata store: {0}")]

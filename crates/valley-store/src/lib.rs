@@ -27,13 +27,14 @@ pub mod meta_mem;
 pub mod meta_redb;
 pub mod record;
 pub mod replica;
+pub(crate) mod usage;
 
 pub use blob::{BlobId, BlobStore, BlobWriter, ByteStream};
 pub use blob_fs::FsBlobs;
 pub use blob_mem::MemBlobs;
-pub use catalog::{Catalog, RemoteDelete, ReplicaOutcome, VersionHook};
+pub use catalog::{Catalog, RemoteDelete, ReplicaOutcome, StampedOutcome, VersionHook};
 pub use error::{StoreError, StoreResult};
-pub use meta::{MetaStore, ReadTxn, Table, WriteTxn};
+pub use meta::{MetaStore, ReadTxn, Table, WriteJob, WriteTxn};
 pub use meta_mem::MemMeta;
 pub use meta_redb::RedbMeta;
 pub use replica::{StagedChunk, VersionSummary};

@@ -5,7 +5,6 @@
 //! so a page costs time in proportion to what it returns (plus the hidden entries it steps
 //! over: older versions, delete markers), not to the bucket's size.
 
-use crate::codec::decode;
 use crate::error::StoreResult;
 use crate::keys;
 use crate::meta::{ReadTxn, Table};
@@ -226,7 +225,7 @@ pub fn list_uploads(
         start,
         |raw| keys::parse_upload_key(bucket, raw).map(|(k, _)| k.to_owned()),
         |key, _raw, value| {
-            let upload: UploadRecord = decode("upload", value)?;
+            let upload = UploadRecord::from_record(value)?;
             Ok(Step::Emit(ListItem::Entry(key.to_owned(), upload)))
         },
     )

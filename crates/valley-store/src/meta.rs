@@ -26,6 +26,9 @@ pub enum Table {
     /// The replication outbox: peer `\0` sequence (u64 BE) → entry, owned by valley-replicate.
     /// Written in the same transaction as the version it ships.
     Outbox,
+    /// The outbox by bucket: peer `\0` bucket `\0` sequence → when the entry was queued and its
+    /// bytes, so a bucket's oldest unreplicated write is one seek. Owned by valley-replicate.
+    OutboxByBucket,
     /// bucket `\0` key → the [`crate::keys::Stamp`] of the last delete of its null version, so
     /// an older replicated write arriving late cannot bring a deleted object back.
     Tombstones,
@@ -35,19 +38,23 @@ pub enum Table {
     /// The same key as in `Versions` → the bytes of a small object stored inline
     /// ([`crate::record::ObjectData::InlineApart`]).
     InlineData,
+    /// bucket → object versions and bytes held (`crate::usage`).
+    BucketUsage,
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 11] = [
         Table::Buckets,
         Table::Versions,
         Table::Uploads,
         Table::Parts,
         Table::Control,
         Table::Outbox,
+        Table::OutboxByBucket,
         Table::Tombstones,
         Table::Staging,
         Table::InlineData,
+        Table::BucketUsage,
     ];
 
     #[must_use]
@@ -59,9 +66,11 @@ impl Table {
             Table::Parts => "parts",
             Table::Control => "control",
             Table::Outbox => "outbox",
+            Table::OutboxByBucket => "outbox_by_bucket",
             Table::Tombstones => "tombstones",
             Table::Staging => "staging",
             Table::InlineData => "inline_data",
+            Table::BucketUsage => "bucket_usage",
         }
     }
 }

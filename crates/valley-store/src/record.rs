@@ -62,6 +62,7 @@ impl ObjectVersion {
             tags: Vec::new(),
             part_sizes: Vec::new(),
             part_checksums: Vec::new(),
+            acl: None,
         }
     }
 
@@ -137,6 +138,47 @@ pub struct ObjectVersion {
     /// format 2 (`serde(default)`: hubs that do not send it on the wire send none).
     #[serde(default)]
     pub part_checksums: Vec<Checksums>,
+    /// The version's ACL as set by its writer (`valley_access::Acl` as JSON, opaque here);
+    /// `None`: the default, private to the bucket's owner. New in format 3.
+    #[serde(default)]
+    pub acl: Option<String>,
+}
+
+/// [`ObjectVersion`] as format 2 stored it (before `acl`), decoded and converted.
+#[derive(Deserialize)]
+struct ObjectVersionV2 {
+    version_id: Option<String>,
+    hlc: u64,
+    origin: String,
+    delete_marker: bool,
+    size: u64,
+    etag: String,
+    data: ObjectData,
+    headers: ObjectHeaders,
+    checksums: Checksums,
+    tags: Vec<(String, String)>,
+    part_sizes: Vec<u64>,
+    part_checksums: Vec<Checksums>,
+}
+
+impl From<ObjectVersionV2> for ObjectVersion {
+    fn from(v: ObjectVersionV2) -> Self {
+        Self {
+            version_id: v.version_id,
+            hlc: v.hlc,
+            origin: v.origin,
+            delete_marker: v.delete_marker,
+            size: v.size,
+            etag: v.etag,
+            data: v.data,
+            headers: v.headers,
+            checksums: v.checksums,
+            tags: v.tags,
+            part_sizes: v.part_sizes,
+            part_checksums: v.part_checksums,
+            acl: None,
+        }
+    }
 }
 
 /// [`ObjectVersion`] as format 1 stored it (before `part_checksums`), decoded and converted.
@@ -170,15 +212,16 @@ impl From<ObjectVersionV1> for ObjectVersion {
             tags: v.tags,
             part_sizes: v.part_sizes,
             part_checksums: Vec::new(),
+            acl: None,
         }
     }
 }
 
 impl ObjectVersion {
-    /// The stored form: format byte 2, then the version in postcard.
+    /// The stored form: format byte 3, then the version in postcard.
     #[must_use]
     pub fn to_record(&self) -> Vec<u8> {
-        crate::codec::encode_as(crate::codec::FORMAT_V2, self)
+        crate::codec::encode_as(crate::codec::FORMAT_V3, self)
     }
 
     /// Reads a stored version of either format.
@@ -186,7 +229,10 @@ impl ObjectVersion {
         const WHAT: &str = "object version";
         match bytes.first() {
             Some(&crate::codec::FORMAT_V1) => crate::codec::decode::<ObjectVersionV1>(WHAT, bytes).map(Self::from),
-            _ => crate::codec::decode_as(WHAT, crate::codec::FORMAT_V2, bytes),
+            Some(&crate::codec::FORMAT_V2) => {
+                crate::codec::decode_as::<ObjectVersionV2>(WHAT, crate::codec::FORMAT_V2, bytes).map(Self::from)
+            }
+            _ => crate::codec::decode_as(WHAT, crate::codec::FORMAT_V3, bytes),
         }
     }
 }
@@ -203,12 +249,55 @@ pub struct UploadRecord {
     /// parts' checksums. A suffix rather than a field, so that records of format 1 keep their
     /// meaning (composite, the only kind before).
     pub checksum_algorithm: Option<String>,
+    /// The tenant that started the upload (it may list and abort it); `None` in format 1:
+    /// the bucket's owner.
+    #[serde(default)]
+    pub initiator: Option<String>,
+    /// The ACL the completed object gets (as [`ObjectVersion::acl`]). New in format 2.
+    #[serde(default)]
+    pub acl: Option<String>,
+}
+
+/// [`UploadRecord`] as format 1 stored it (before `initiator` and `acl`).
+#[derive(Deserialize)]
+struct UploadRecordV1 {
+    upload_id: String,
+    created_unix_ns: u64,
+    headers: ObjectHeaders,
+    tags: Vec<(String, String)>,
+    checksum_algorithm: Option<String>,
 }
 
 /// See [`UploadRecord::checksum_algorithm`].
 pub const FULL_OBJECT_SUFFIX: &str = "/FULL_OBJECT";
 
 impl UploadRecord {
+    /// The stored form: format byte 2, then the record in postcard.
+    #[must_use]
+    pub fn to_record(&self) -> Vec<u8> {
+        crate::codec::encode_as(crate::codec::FORMAT_V2, self)
+    }
+
+    /// Reads a stored upload of either format.
+    pub fn from_record(bytes: &[u8]) -> crate::error::StoreResult<Self> {
+        const WHAT: &str = "upload";
+        match bytes.first() {
+            Some(&crate::codec::FORMAT_V1) => {
+                let v1: UploadRecordV1 = crate::codec::decode(WHAT, bytes)?;
+                Ok(Self {
+                    upload_id: v1.upload_id,
+                    created_unix_ns: v1.created_unix_ns,
+                    headers: v1.headers,
+                    tags: v1.tags,
+                    checksum_algorithm: v1.checksum_algorithm,
+                    initiator: None,
+                    acl: None,
+                })
+            }
+            _ => crate::codec::decode_as(WHAT, crate::codec::FORMAT_V2, bytes),
+        }
+    }
+
     /// The checksum algorithm's name, without the full-object mark.
     #[must_use]
     pub fn checksum_algorithm_name(&self) -> Option<&str> {
@@ -257,6 +346,7 @@ mod tests {
             tags: vec![("t".into(), "1".into())],
             part_sizes: vec![],
             part_checksums: vec![],
+            acl: None,
         }
     }
 
@@ -271,25 +361,80 @@ mod tests {
         assert_eq!(decoded, sample_version());
     }
 
-    /// Golden bytes of format 2 (format 1 plus the parts' checksums), written today.
+    /// Golden bytes of format 2 (format 1 plus the parts' checksums).
     const OBJECT_VERSION_V2_HEX: &str = "0201103030303030303030303030303030303101056c6f63616c00032039303031353039383363643234666230643639363366376432386531376637320003616263010a746578742f706c61696e0000000000000001016b01760000000000000101740131000101084141414141413d3d0000000000";
 
-    #[test]
-    fn format_2_object_version_round_trips() {
+    fn with_part_checksums() -> ObjectVersion {
         let mut version = sample_version();
         version.part_checksums = vec![Checksums {
             crc32: Some("AAAAAA==".into()),
             ..Checksums::default()
         }];
+        version
+    }
+
+    #[test]
+    fn format_2_object_version_still_decodes() {
         let golden = hex::decode(OBJECT_VERSION_V2_HEX).expect("golden hex");
-        assert_eq!(version.to_record(), golden);
-        assert_eq!(ObjectVersion::from_record(&golden).expect("decodes"), version);
+        assert_eq!(
+            ObjectVersion::from_record(&golden).expect("decodes"),
+            with_part_checksums()
+        );
+    }
+
+    #[test]
+    fn format_3_object_version_round_trips_with_its_acl() {
+        let mut version = with_part_checksums();
+        let golden_v2 = hex::decode(OBJECT_VERSION_V2_HEX).expect("golden hex");
+        // Format 3 is format 2 plus the ACL, after everything else.
+        let mut expected = golden_v2.clone();
+        expected[0] = 3;
+        expected.push(0);
+        assert_eq!(version.to_record(), expected);
+        version.acl = Some(r#"{"owner":"acme","grants":[]}"#.into());
+        let bytes = version.to_record();
+        assert_eq!(ObjectVersion::from_record(&bytes).expect("decodes"), version);
+    }
+
+    #[test]
+    fn format_1_uploads_still_decode_and_format_2_round_trips() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            upload_id: &'a str,
+            created_unix_ns: u64,
+            headers: ObjectHeaders,
+            tags: Vec<(String, String)>,
+            checksum_algorithm: Option<String>,
+        }
+        let old = crate::codec::encode(&V1 {
+            upload_id: "u1",
+            created_unix_ns: 7,
+            headers: ObjectHeaders::default(),
+            tags: vec![("t".into(), "1".into())],
+            checksum_algorithm: Some("CRC32".into()),
+        });
+        assert_eq!(old[0], 1);
+        let decoded = UploadRecord::from_record(&old).expect("format 1 decodes");
+        assert_eq!(
+            (
+                decoded.upload_id.as_str(),
+                decoded.initiator.as_ref(),
+                decoded.acl.as_ref()
+            ),
+            ("u1", None, None)
+        );
+        let mut now = decoded.clone();
+        now.initiator = Some("acme".into());
+        now.acl = Some("{}".into());
+        let bytes = now.to_record();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(UploadRecord::from_record(&bytes).expect("decodes"), now);
     }
 
     #[test]
     fn unknown_format_is_refused_not_misread() {
         let mut bytes = sample_version().to_record();
-        bytes[0] = 3;
+        bytes[0] = 4;
         assert!(ObjectVersion::from_record(&bytes).is_err());
     }
 }

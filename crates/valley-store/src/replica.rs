@@ -23,6 +23,10 @@ pub struct VersionSummary {
     pub delete_marker: bool,
 }
 
+/// Where the next page of [`Catalog::version_summaries_page`] begins (the default: the first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SummaryCursor(Option<Vec<u8>>);
+
 /// A received chunk of a replica: durable in the blob store, not yet part of a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StagedChunk {
@@ -38,34 +42,60 @@ fn now_unix_ms() -> u64 {
 
 impl Catalog {
     /// Every version stored here for `bucket` (including delete markers), in key order.
+    /// Holds them all in memory: for bounded work, page with [`Catalog::version_summaries_page`].
     pub async fn version_summaries(&self, bucket: &str) -> StoreResult<Vec<VersionSummary>> {
-        let bucket = bucket.to_owned();
+        let mut out = Vec::new();
+        let mut cursor = SummaryCursor::default();
+        loop {
+            let (page, next) = self.version_summaries_page(bucket, &cursor, 1024).await?;
+            out.extend(page);
+            match next {
+                Some(next) => cursor = next,
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Up to `limit` versions of `bucket` from `cursor` on, in key order, and the cursor of the
+    /// next page (`None` after the last). Each page is read from its own snapshot: versions
+    /// written or removed between pages may or may not be seen, as in an S3 listing.
+    pub async fn version_summaries_page(
+        &self,
+        bucket: &str,
+        cursor: &SummaryCursor,
+        limit: usize,
+    ) -> StoreResult<(Vec<VersionSummary>, Option<SummaryCursor>)> {
+        let (bucket, from) = (bucket.to_owned(), cursor.0.clone());
+        let limit = limit.max(1);
         self.blocking(move |meta, _| {
             let snapshot = meta.snapshot()?;
             let end = keys::bucket_end(&bucket);
-            let mut cursor = keys::bucket_prefix(&bucket);
-            let mut out = Vec::new();
-            loop {
-                let batch = snapshot.scan(Table::Versions, &cursor, Some(&end), 1024)?;
-                let Some(last) = batch.last() else { break };
-                let mut next = last.0.clone();
-                next.push(0);
-                for (raw, value) in &batch {
-                    let Some((key, _)) = keys::parse_version_key(&bucket, raw) else {
-                        continue;
-                    };
-                    let v = ObjectVersion::from_record(value)?;
-                    out.push(VersionSummary {
-                        key: key.to_owned(),
-                        hlc: v.hlc,
-                        origin: v.origin,
-                        size: v.size,
-                        delete_marker: v.delete_marker,
-                    });
-                }
-                cursor = next;
+            let start = from.unwrap_or_else(|| keys::bucket_prefix(&bucket));
+            let batch = snapshot.scan(Table::Versions, &start, Some(&end), limit)?;
+            let next = (batch.len() == limit)
+                .then(|| {
+                    batch.last().map(|(raw, _)| {
+                        let mut next = raw.clone();
+                        next.push(0);
+                        SummaryCursor(Some(next))
+                    })
+                })
+                .flatten();
+            let mut out = Vec::with_capacity(batch.len());
+            for (raw, value) in &batch {
+                let Some((key, _)) = keys::parse_version_key(&bucket, raw) else {
+                    continue;
+                };
+                let v = ObjectVersion::from_record(value)?;
+                out.push(VersionSummary {
+                    key: key.to_owned(),
+                    hlc: v.hlc,
+                    origin: v.origin,
+                    size: v.size,
+                    delete_marker: v.delete_marker,
+                });
             }
-            Ok(out)
+            Ok((out, next))
         })
         .await
     }
@@ -271,7 +301,7 @@ impl Catalog {
                         return Ok(None);
                     };
                     let v = ObjectVersion::from_record(&value)?;
-                    crate::catalog::remove_version_row(txn, &raw, &v);
+                    crate::catalog::remove_version_row(txn, &raw, &v)?;
                     Ok(Some(v.data.blobs().to_vec()))
                 })
             })

@@ -117,6 +117,10 @@ conformance!(
     replica_deleted_versions_stay_deleted,
     replica_summaries_and_dropping_a_local_copy,
     inline_bytes_live_apart_and_go_with_their_version,
+    usage_counters_agree_with_a_recount_through_every_change,
+    usage_counters_are_built_once_for_a_store_from_before_them,
+    exact_retraction_removes_that_version_only,
+    stamped_commit_keeps_its_stamp_and_loses_to_newer,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -228,6 +232,7 @@ fn version_of(data: ObjectData, size: u64, etag: String) -> ObjectVersion {
         tags: Vec::new(),
         part_sizes: Vec::new(),
         part_checksums: Vec::new(),
+        acl: None,
     }
 }
 
@@ -1764,6 +1769,8 @@ fn upload_record(upload_id: &str) -> UploadRecord {
         headers: Default::default(),
         tags: vec![("team".into(), "storage".into())],
         checksum_algorithm: None,
+        initiator: None,
+        acl: None,
     }
 }
 
@@ -2465,6 +2472,7 @@ async fn inline_bytes_live_apart_and_go_with_their_version(env: Env) {
             version_id: v2.version_id.clone(),
             stamp: v2.stamp(),
             newer_only: false,
+            exact: false,
         }])
         .await
         .expect("remote delete");
@@ -2486,4 +2494,237 @@ async fn inline_bytes_live_apart_and_go_with_their_version(env: Env) {
     .expect("write legacy record");
     assert_eq!(latest_bytes(&catalog, "i", "legacy").await, b"legacy");
     assert_eq!(row_count(meta, Table::InlineData), 0);
+}
+
+/// The counters' format mark (`valley_store::usage`): without it, usage is counted by scanning.
+const USAGE_MARK: &[u8] = b"\0usage-format";
+
+/// `bucket`'s usage from its counter and, with the mark taken away for the moment, from a scan
+/// of its versions.
+async fn usage_both_ways(env: &Env, catalog: &Catalog, bucket: &str) -> ((u64, u64), (u64, u64)) {
+    let counted = catalog.bucket_usage(bucket).await.expect("usage");
+    let mark = get(env.meta.as_ref(), Table::BucketUsage, USAGE_MARK).expect("the counters are built");
+    run(env.meta.as_ref(), |txn| {
+        txn.delete(Table::BucketUsage, USAGE_MARK);
+        Ok(())
+    })
+    .expect("unmark");
+    let scanned = catalog.bucket_usage(bucket).await.expect("usage by scan");
+    put(env.meta.as_ref(), Table::BucketUsage, USAGE_MARK, &mark);
+    (counted, scanned)
+}
+
+async fn usage_counters_agree_with_a_recount_through_every_change(env: Env) {
+    let catalog = env.catalog();
+    // A new store has nothing to count; it is marked, and counts from its first write.
+    assert!(!catalog.prepare_usage().await.expect("prepare"));
+    assert!(
+        get(env.meta.as_ref(), Table::BucketUsage, USAGE_MARK).is_some(),
+        "marked"
+    );
+    assert!(!catalog.prepare_usage().await.expect("prepare"));
+    catalog.create_bucket("u", None).await.expect("bucket");
+    catalog.create_bucket("w", None).await.expect("bucket");
+    let mut expected = (0u64, 0u64);
+    let check = |expected: (u64, u64), label: &'static str| {
+        let (env, catalog) = (&env, &catalog);
+        async move {
+            let (counted, scanned) = usage_both_ways(env, catalog, "u").await;
+            assert_eq!(counted, scanned, "{label}: counter against recount");
+            assert_eq!(counted, expected, "{label}");
+        }
+    };
+    put_inline_object(&catalog, "u", "a", b"12345").await;
+    put_blob_object(&catalog, "u", "b", &[7u8; 100]).await;
+    put_inline_object(&catalog, "w", "other", b"not counted in u").await;
+    expected = (expected.0 + 2, expected.1 + 105);
+    check(expected, "two puts").await;
+    // An unversioned overwrite replaces the null version.
+    put_inline_object(&catalog, "u", "a", b"123").await;
+    expected.1 -= 2;
+    check(expected, "overwrite").await;
+    set_versioning(&catalog, "u", Versioning::Enabled).await;
+    let v1 = put_inline_object(&catalog, "u", "a", b"version one").await;
+    expected = (expected.0 + 1, expected.1 + 11);
+    check(expected, "a new version beside the null one").await;
+    // A delete marker is not counted; deleting a version is.
+    catalog.delete_object("u", "a", None).await.expect("marker");
+    check(expected, "delete marker").await;
+    catalog
+        .delete_object("u", "a", v1.version_id.as_deref())
+        .await
+        .expect("delete version");
+    expected = (expected.0 - 1, expected.1 - 11);
+    check(expected, "version deleted").await;
+    // A replica arriving, then arriving again.
+    let data = b"from afar";
+    let mut replica = replica_version(data, 5_000, "far-hub", true);
+    replica.data = ObjectData::Inline(data.to_vec());
+    catalog.apply_replica("u", "r", replica.clone()).await.expect("apply");
+    catalog.apply_replica("u", "r", replica).await.expect("apply again");
+    expected = (expected.0 + 1, expected.1 + 9);
+    check(expected, "replica applied once").await;
+    // Tags rewrite a version's row without changing what it holds.
+    catalog
+        .set_object_tags("u", "b", None, vec![("k".into(), "v".into())])
+        .await
+        .expect("tags");
+    check(expected, "tags").await;
+    catalog.purge_bucket_data("u").await.expect("purge");
+    check((0, 0), "purged").await;
+    assert_eq!(
+        usage_both_ways(&env, &catalog, "w").await,
+        ((1, 16), (1, 16)),
+        "the other bucket is its own"
+    );
+}
+
+async fn usage_counters_are_built_once_for_a_store_from_before_them(env: Env) {
+    let catalog = env.catalog();
+    catalog.create_bucket("u", None).await.expect("bucket");
+    put_inline_object(&catalog, "u", "a", b"12345").await;
+    put_blob_object(&catalog, "u", "b", &[7u8; 100]).await;
+    catalog.delete_object("u", "c", None).await.ok();
+    // A store written before the counters: no counter rows, no mark.
+    let rows: Vec<Vec<u8>> = scan(env.meta.as_ref(), Table::BucketUsage, &[], None, usize::MAX)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    run(env.meta.as_ref(), move |txn| {
+        for key in rows {
+            txn.delete(Table::BucketUsage, &key);
+        }
+        Ok(())
+    })
+    .expect("forget the counters");
+    assert_eq!(
+        catalog.bucket_usage("u").await.expect("scan"),
+        (2, 105),
+        "counted by scan"
+    );
+    assert!(catalog.prepare_usage().await.expect("build"));
+    assert!(!catalog.prepare_usage().await.expect("built once"));
+    assert_eq!(usage_both_ways(&env, &catalog, "u").await, ((2, 105), (2, 105)));
+}
+
+/// The retraction a hub sends for a copy of a write it then failed: a delete by the version id
+/// of the copy's own stamp, from the copy's origin (`exact`).
+fn retraction(bucket: &str, key: &str, v: &ObjectVersion, exact: bool) -> valley_store::RemoteDelete {
+    valley_store::RemoteDelete {
+        bucket: bucket.into(),
+        key: key.into(),
+        version_id: Some(valley_store::keys::version_id_of(v.stamp())),
+        stamp: v.stamp(),
+        newer_only: false,
+        exact,
+    }
+}
+
+async fn exact_retraction_removes_that_version_only(env: Env) {
+    let catalog = env.catalog();
+    catalog.create_bucket("x", None).await.expect("bucket");
+    let inline = |mut v: ObjectVersion, data: &[u8]| {
+        v.data = ObjectData::Inline(data.to_vec());
+        v
+    };
+    // A null copy applied, then retracted by its origin: gone, and a late copy stays out.
+    let copy = inline(replica_version(b"copy", 2_000, "origin-hub", false), b"copy");
+    catalog.apply_replica("x", "k", copy.clone()).await.expect("apply");
+    let removed = catalog
+        .apply_remote_deletes(vec![retraction("x", "k", &copy, true)])
+        .await
+        .expect("retract");
+    assert_eq!(removed, 1);
+    assert_err!(catalog.object("x", "k", None).await, StoreError::NoSuchKey(_));
+    let late = catalog.apply_replica("x", "k", copy.clone()).await.expect("late copy");
+    assert_eq!(late, valley_store::ReplicaOutcome::Superseded);
+    // An older version of the key than the retracted one is not touched, nor does the
+    // retraction stop it from arriving later (no tombstone over the key).
+    let older = inline(replica_version(b"older", 1_000, "other-hub", false), b"older");
+    assert_eq!(
+        catalog.apply_replica("x", "k", older.clone()).await.expect("older"),
+        valley_store::ReplicaOutcome::Applied
+    );
+    catalog
+        .apply_remote_deletes(vec![retraction("x", "k", &copy, true)])
+        .await
+        .expect("retract again");
+    assert_eq!(latest_bytes(&catalog, "x", "k").await, b"older");
+    // A newer version that replaced the copy here stays: the retraction names the copy only.
+    let copy2 = inline(replica_version(b"copy2", 3_000, "origin-hub", false), b"copy2");
+    catalog.apply_replica("x", "k", copy2.clone()).await.expect("copy2");
+    let newer = inline(replica_version(b"newer", 4_000, "other-hub", false), b"newer");
+    catalog.apply_replica("x", "k", newer).await.expect("newer");
+    let removed = catalog
+        .apply_remote_deletes(vec![retraction("x", "k", &copy2, true)])
+        .await
+        .expect("retract copy2");
+    assert_eq!(removed, 0);
+    assert_eq!(latest_bytes(&catalog, "x", "k").await, b"newer");
+    // Without `exact` (the sender is not the origin), a null version is never removed this way.
+    let copy3 = inline(replica_version(b"copy3", 5_000, "origin-hub", false), b"copy3");
+    catalog.apply_replica("x", "k", copy3.clone()).await.expect("copy3");
+    let removed = catalog
+        .apply_remote_deletes(vec![retraction("x", "k", &copy3, false)])
+        .await
+        .expect("not exact");
+    assert_eq!(removed, 0);
+    assert_eq!(latest_bytes(&catalog, "x", "k").await, b"copy3");
+    // A version id that does not name the message's stamp removes nothing either.
+    let mut mismatched = retraction("x", "k", &copy3, true);
+    mismatched.stamp.hlc += 1;
+    assert_eq!(
+        catalog.apply_remote_deletes(vec![mismatched]).await.expect("mismatch"),
+        0
+    );
+    assert_eq!(latest_bytes(&catalog, "x", "k").await, b"copy3");
+    // Versioned: only the retracted version goes; the versions around it stay.
+    catalog.create_bucket("xv", None).await.expect("bucket");
+    set_versioning(&catalog, "xv", Versioning::Enabled).await;
+    let mut ids = Vec::new();
+    for (hlc, data) in [(1_000, &b"one"[..]), (2_000, b"two"), (3_000, b"three")] {
+        let v = inline(replica_version(data, hlc, "origin-hub", true), data);
+        catalog.apply_replica("xv", "k", v.clone()).await.expect("apply");
+        ids.push(v);
+    }
+    catalog
+        .apply_remote_deletes(vec![retraction("xv", "k", &ids[1], true)])
+        .await
+        .expect("retract two");
+    assert_eq!(latest_bytes(&catalog, "xv", "k").await, b"three");
+    assert!(catalog.object("xv", "k", ids[0].version_id.as_deref()).await.is_ok());
+    assert_err!(
+        catalog.object("xv", "k", ids[1].version_id.as_deref()).await,
+        StoreError::NoSuchVersion(_)
+    );
+}
+
+async fn stamped_commit_keeps_its_stamp_and_loses_to_newer(env: Env) {
+    let catalog = env.catalog();
+    catalog.create_bucket("s", None).await.expect("bucket");
+    let data = b"stamped";
+    let unstamped = version_of(ObjectData::Inline(data.to_vec()), data.len() as u64, md5_hex(data));
+    let stamped = catalog.stamp_version("s", unstamped.clone()).await.expect("stamp");
+    assert!(stamped.hlc > 0 && stamped.version_id.is_none());
+    let outcome = catalog
+        .put_stamped("s", "k", stamped.clone(), None)
+        .await
+        .expect("commit");
+    assert_eq!(outcome.version().stamp(), stamped.stamp());
+    assert!(matches!(outcome, valley_store::StampedOutcome::Stored(_)));
+    assert_eq!(latest_bytes(&catalog, "s", "k").await, data);
+    // Committed twice: refused, the stored version stays.
+    assert!(catalog.put_stamped("s", "k", stamped.clone(), None).await.is_err());
+    // Stamped, then a newer write commits before it: last-writer-wins keeps the newer.
+    let early = catalog.stamp_version("s", unstamped.clone()).await.expect("stamp");
+    put_inline_object(&catalog, "s", "k", b"later").await;
+    let outcome = catalog.put_stamped("s", "k", early, None).await.expect("commit early");
+    assert!(matches!(outcome, valley_store::StampedOutcome::Superseded(_)));
+    assert_eq!(latest_bytes(&catalog, "s", "k").await, b"later");
+    // Versioned: the stamp's version id, kept as stamped.
+    set_versioning(&catalog, "s", Versioning::Enabled).await;
+    let v = catalog.stamp_version("s", unstamped).await.expect("stamp");
+    assert_eq!(v.version_id, Some(valley_store::keys::version_id_of(v.stamp())));
+    let stored = catalog.put_stamped("s", "k", v.clone(), None).await.expect("commit");
+    assert_eq!(stored.version().version_id, v.version_id);
 }

@@ -18,8 +18,9 @@ const REPORT_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 pub struct AdminApi {
     pub hub: Option<Arc<Hub>>,
-    pub access_key: String,
-    pub secret_key: String,
+    pub directory: Arc<valley_tenants::Directory>,
+    /// This hub's store, for usage figures.
+    pub catalog: valley_store::Catalog,
     /// Signatures of admin calls already taken: a captured call cannot be sent again.
     pub replays: auth::ReplayGuard,
 }
@@ -111,6 +112,9 @@ pub struct BucketRow {
     pub backlog_bytes: u64,
     /// Age of the oldest undelivered entry anywhere.
     pub lag_seconds: f64,
+    /// The same per link: what each hub still owes each other hub for this bucket.
+    #[serde(default)]
+    pub links: Vec<valley_replicate::BucketBacklog>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -135,18 +139,57 @@ pub struct VerifyOutcome {
 impl AdminApi {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Bytes> {
         let path_and_query = req.uri().path_and_query().map_or("", |p| p.as_str()).to_owned();
-        let verified = match auth::verify(
-            self.secret_key.as_bytes(),
-            req.method().as_str(),
-            &path_and_query,
-            req.headers(),
-        ) {
-            Ok(verified) if verified.identity == self.access_key => verified,
+        // The caller's secret is its access key's: the root credentials, or a tenant user's.
+        let claimed = req
+            .headers()
+            .get(auth::HEADER_IDENTITY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let Some((caller, secret)) = self.directory.authenticate(claimed) else {
+            return reply(StatusCode::FORBIDDEN, "unknown access key");
+        };
+        let verified = match auth::verify(secret.as_bytes(), req.method().as_str(), &path_and_query, req.headers()) {
+            Ok(verified) if verified.identity == caller.access_key => verified,
             Ok(_) => return reply(StatusCode::FORBIDDEN, "unknown access key"),
             Err(why) => return reply(StatusCode::UNAUTHORIZED, why.to_string()),
         };
         if let Err(why) = self.replays.admit(&verified) {
             return reply(StatusCode::UNAUTHORIZED, why.to_string());
+        }
+        let route = req.uri().path().strip_prefix(PREFIX).unwrap_or("").to_owned();
+        if crate::admin_tenants::ROUTES.contains(&route.as_str()) {
+            let query = req.uri().query().unwrap_or("").to_owned();
+            let method = req.method().clone();
+            let body = match auth::read_body(
+                valley_replicate::body_timeout::TimedBody::new(req.into_body()),
+                &verified,
+                BODY_BYTES_MAX,
+            )
+            .await
+            {
+                Ok(body) => body,
+                Err(why) => return reply(StatusCode::BAD_REQUEST, why.to_string()),
+            };
+            return crate::admin_tenants::handle(
+                &self.directory,
+                &self.catalog,
+                &caller,
+                &method,
+                &route,
+                &query,
+                &body,
+            )
+            .await;
+        }
+        // Everything else runs the network: the operator's alone.
+        if !caller.operator {
+            return reply(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} may not run the network: only the operator (root credentials)",
+                    caller.arn()
+                ),
+            );
         }
         let Some(hub) = self.hub.clone() else {
             return reply(
@@ -154,7 +197,6 @@ impl AdminApi {
                 "this hub runs alone (no --hub/--topology): it has no network to administer",
             );
         };
-        let route = req.uri().path().strip_prefix(PREFIX).unwrap_or("").to_owned();
         let query = req.uri().query().unwrap_or("").to_owned();
         let method = req.method().clone();
         // Every admin body is small and signed by its hash: read and checked before routing.
@@ -350,15 +392,21 @@ async fn status(hub: &Arc<Hub>) -> StatusReport {
                 let backlog = hub.bucket_backlog().await.unwrap_or_default();
                 (id, inventory, Ok(hub.link_status().await), backlog)
             } else {
-                let inventory = match hub.peer_get(&id, "inventory").await {
+                // The three questions at once: over a long link each costs a round trip.
+                let (inventory, links, backlog) = tokio::join!(
+                    hub.peer_get(&id, "inventory"),
+                    hub.peer_get(&id, "links"),
+                    hub.peer_get(&id, "backlog")
+                );
+                let inventory = match inventory {
                     Ok(b) => serde_json::from_slice::<wire::Inventory>(&b).map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
-                let links = match hub.peer_get(&id, "links").await {
+                let links = match links {
                     Ok(b) => serde_json::from_slice::<Vec<LinkStatus>>(&b).map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
-                let backlog = match hub.peer_get(&id, "backlog").await {
+                let backlog = match backlog {
                     Ok(b) => serde_json::from_slice::<Vec<valley_replicate::BucketBacklog>>(&b).unwrap_or_default(),
                     Err(_) => Vec::new(),
                 };
@@ -429,10 +477,11 @@ async fn status(hub: &Arc<Hub>) -> StatusReport {
                 })
             })
             .collect();
-        let owed = backlogs.iter().filter(|r| r.bucket == bucket);
-        let backlog_entries = owed.clone().map(|r| r.entries).sum();
-        let backlog_bytes = owed.clone().map(|r| r.bytes).sum();
-        let lag_seconds = owed.map(|r| r.lag_seconds).fold(0.0, f64::max);
+        let owed: Vec<valley_replicate::BucketBacklog> =
+            backlogs.iter().filter(|r| r.bucket == bucket).cloned().collect();
+        let backlog_entries = owed.iter().map(|r| r.entries).sum();
+        let backlog_bytes = owed.iter().map(|r| r.bytes).sum();
+        let lag_seconds = owed.iter().map(|r| r.lag_seconds).fold(0.0, f64::max);
         buckets.push(BucketRow {
             bucket,
             policy,
@@ -440,6 +489,7 @@ async fn status(hub: &Arc<Hub>) -> StatusReport {
             backlog_entries,
             backlog_bytes,
             lag_seconds,
+            links: owed,
         });
     }
     StatusReport {

@@ -58,6 +58,21 @@ pub enum Command {
         #[command(subcommand)]
         command: ResidencyCommand,
     },
+    /// Tenants: the parties sharing the network, each with its own buckets, users and keys.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// A tenant's users (each made with a first access key, printed once).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Access keys of tenants' users.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Certificates for a network's mutual TLS.
     Cert {
         #[command(subcommand)]
@@ -184,7 +199,7 @@ pub enum BucketCommand {
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Set a bucket's policy from a TOML file or from flags.
-    Set(PolicySetArgs),
+    Set(Box<PolicySetArgs>),
     /// Print a bucket's policy as TOML.
     Show { bucket: String },
 }
@@ -193,7 +208,8 @@ pub enum PolicyCommand {
 pub struct PolicySetArgs {
     pub bucket: String,
     /// A TOML policy file (keys: jurisdictions, hubs, copies, distinct_failure_domains,
-    /// home_hub, classifications, [tiering] after_days and role).
+    /// home_hub, classifications, ack_copies, ack_timeout_seconds, ack_fallback,
+    /// max_lag_seconds, [tiering] after_days and role).
     #[arg(long, conflicts_with_all = ["jurisdictions", "hubs", "copies", "classification"])]
     pub file: Option<PathBuf>,
     /// Allowed jurisdictions, comma-separated (e.g. CN,HK).
@@ -220,6 +236,21 @@ pub struct PolicySetArgs {
     /// …into hubs of this role (east or west).
     #[arg(long, requires = "tier_after_days")]
     pub tier_role: Option<String>,
+    /// Acknowledge a write only once this many copies (the local one included) are durable
+    /// in distinct failure domains.
+    #[arg(long)]
+    pub ack_copies: Option<u32>,
+    /// Seconds a write waits for those copies (default 10).
+    #[arg(long)]
+    pub ack_timeout_seconds: Option<u32>,
+    /// When they do not come in time: fail (the default) or degrade (acknowledge with fewer
+    /// copies, say so in the x-valley-replication header and the audit log).
+    #[arg(long)]
+    pub ack_fallback: Option<String>,
+    /// Slow and then refuse writes (SlowDown) once the bucket's oldest unreplicated write is
+    /// older than this many seconds.
+    #[arg(long)]
+    pub max_lag_seconds: Option<u32>,
     /// Change nothing: print what the change would copy where, remove where, which grants it
     /// needs, and whether it would strand data.
     #[arg(long)]
@@ -340,4 +371,137 @@ pub struct DemoArgs {
     /// Keep the network running after the walk-through until Ctrl-C.
     #[arg(long)]
     pub keep_running: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QuotaArgs {
+    /// Most bytes the tenant's objects may hold (every hub's copies counted once).
+    #[arg(long)]
+    pub bytes: Option<u64>,
+    /// Most objects the tenant may hold.
+    #[arg(long)]
+    pub objects: Option<u64>,
+    /// Most buckets the tenant may own.
+    #[arg(long)]
+    pub buckets: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Add a tenant (the operator only).
+    Add {
+        id: String,
+        #[command(flatten)]
+        quota: QuotaArgs,
+    },
+    /// The tenants the caller may see.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A tenant's users, keys (never secrets), buckets and quota.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a tenant that owns no bucket: its users and keys stop working everywhere.
+    Remove { id: String },
+    /// A tenant's quota.
+    Quota {
+        #[command(subcommand)]
+        command: QuotaCommand,
+    },
+    /// The tenant's Public Access Block, applied to all its buckets on top of their own.
+    PublicAccessBlock {
+        #[command(subcommand)]
+        command: PublicAccessBlockCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PublicAccessBlockCommand {
+    /// Set (replace) it: each switch given is on, each left out off.
+    Set {
+        id: String,
+        /// Refuse puts of public ACLs.
+        #[arg(long)]
+        block_public_acls: bool,
+        /// Grant nothing through public ACLs.
+        #[arg(long)]
+        ignore_public_acls: bool,
+        /// Refuse puts of public bucket policies.
+        #[arg(long)]
+        block_public_policy: bool,
+        /// A public bucket policy grants only the tenant's own principals.
+        #[arg(long)]
+        restrict_public_buckets: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Set (replace) a tenant's quota; a limit left out is lifted.
+    Set {
+        id: String,
+        #[command(flatten)]
+        quota: QuotaArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user to a tenant and print its first key pair (the secret is shown only now).
+    Add {
+        tenant: String,
+        name: String,
+        /// Every right within the tenant, as an AWS account's root user: its buckets, users, keys.
+        #[arg(long)]
+        admin_of_tenant: bool,
+        /// Print exactly {"tenant","user","arn","access_key","secret_key"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user: its keys stop working everywhere.
+    Remove { tenant: String, name: String },
+    /// A user's identity policy (IAM JSON): what it may do, with bucket policies.
+    Policy {
+        #[command(subcommand)]
+        command: UserPolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserPolicyCommand {
+    /// Set (replace) a user's identity policy from a JSON file.
+    Set {
+        tenant: String,
+        name: String,
+        #[arg(long, value_name = "POLICY.json")]
+        file: PathBuf,
+    },
+    /// Print a user's identity policy.
+    Show { tenant: String, name: String },
+    /// Remove a user's identity policy (it is then granted only what bucket policies allow).
+    Delete { tenant: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Another key pair for a user (the secret is shown only now).
+    Add {
+        tenant: String,
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keys (never their secrets), of one tenant or, for the operator, of all.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key for good, at every hub as soon as the change reaches it.
+    Revoke { access_key: String },
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use valley_policy::{PlacementPolicy, Tiering};
+use valley_policy::{AckFallback, PlacementPolicy, Tiering};
 use valley_replicate::client::{Payload, PeerClient, PeerError};
 
 use crate::admin::{GrantRequest, PREFIX, StatusReport, VerifyOutcome};
@@ -102,7 +102,7 @@ pub async fn bucket(admin: &AdminClient, command: BucketCommand) -> anyhow::Resu
         PolicyCommand::Set(args) => {
             let bucket = args.bucket.clone();
             let (dry_run, as_json) = (args.dry_run, args.json);
-            let policy = policy_from_args(args)?;
+            let policy = policy_from_args(*args)?;
             let text = toml::to_string(&policy).context("encoding the policy")?;
             if dry_run {
                 return crate::residency_commands::dry_run(admin, &bucket, text, as_json).await;
@@ -140,6 +140,14 @@ fn policy_from_args(args: PolicySetArgs) -> anyhow::Result<PlacementPolicy> {
         home_hub: args.home_hub,
         classifications: args.classification,
         tiering,
+        ack_copies: args.ack_copies.unwrap_or(1),
+        ack_timeout_seconds: args.ack_timeout_seconds.unwrap_or(10),
+        ack_fallback: args
+            .ack_fallback
+            .as_deref()
+            .map_or(Ok(AckFallback::Fail), str::parse)
+            .map_err(anyhow::Error::msg)?,
+        max_lag_seconds: args.max_lag_seconds,
     })
 }
 
@@ -307,6 +315,20 @@ pub fn print_status(report: &StatusReport) {
         if !p.classifications.is_empty() {
             rule.push_str(&format!(", classified [{}]", p.classifications.join(",")));
         }
+        if p.ack_copies > 1 {
+            rule.push_str(&format!(
+                ", acknowledged after {} copies ({} s, then {})",
+                p.ack_copies,
+                p.ack_timeout_seconds,
+                match p.ack_fallback {
+                    AckFallback::Fail => "fail",
+                    AckFallback::Degrade => "degrade",
+                }
+            ));
+        }
+        if let Some(lag) = p.max_lag_seconds {
+            rule.push_str(&format!(", lag at most {lag} s"));
+        }
         let lag = if b.backlog_entries > 0 {
             format!(
                 "  [replicating: {} entries, {} bytes, lag {:.1}s]",
@@ -316,6 +338,12 @@ pub fn print_status(report: &StatusReport) {
             String::new()
         };
         println!("  {} — {rule}{lag}", b.bucket);
+        for l in &b.links {
+            println!(
+                "      owed {:<14} -> {:<14} {:>8} entries {:>12} bytes  recovery point {:.1}s",
+                l.from, l.peer, l.entries, l.bytes, l.lag_seconds
+            );
+        }
         for h in &b.holders {
             let flag = if h.forbidden {
                 "  <-- STRANDED: not allowed here; kept until the allowed hubs hold it (or `valley bucket purge-stranded`)"

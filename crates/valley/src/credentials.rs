@@ -32,19 +32,10 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Credentials> {
         access_key: format!("VL{}", hex::encode_upper(rand::random::<[u8; 9]>())),
         secret_key: hex::encode(rand::random::<[u8; 20]>()),
     };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    writeln!(
-        file,
-        "access_key = {}\nsecret_key = {}",
-        creds.access_key, creds.secret_key
+    write_owner_only(
+        &path,
+        &format!("access_key = {}\nsecret_key = {}\n", creds.access_key, creds.secret_key),
     )?;
-    file.sync_all()?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     println!("Generated root credentials (stored in {}):", path.display());
     println!("  VALLEY_ACCESS_KEY={}", creds.access_key);
     println!("  VALLEY_SECRET_KEY={}", creds.secret_key);
@@ -70,4 +61,38 @@ fn parse(text: &str) -> anyhow::Result<Credentials> {
         }
         _ => bail!("expected access_key and secret_key lines"),
     }
+}
+
+const SEAL_KEY_FILE: &str = "seal.key";
+
+/// The secret a lone hub seals its tenants' secret keys with: `DIR/seal.key` (owner-only),
+/// 32 random bytes made on first start. A hub in a network seals with the network secret
+/// instead, so that every hub can open what any of them sealed.
+pub fn local_seal_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join(SEAL_KEY_FILE);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let key = hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?;
+        if key.len() != 32 {
+            bail!("{} must hold 32 bytes in hex", path.display());
+        }
+        return Ok(key);
+    }
+    let key: [u8; 32] = rand::random();
+    write_owner_only(&path, &format!("{}\n", hex::encode(key)))?;
+    Ok(key.to_vec())
+}
+
+/// Writes a new secret file readable by its owner only, durably (it must not exist yet).
+fn write_owner_only(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
 }

@@ -113,6 +113,8 @@ fn parse_date_header(value: &str) -> Option<time::OffsetDateTime> {
 #[derive(Clone)]
 pub struct S3Front {
     pub s3: S3Service,
+    /// The connection's client, for the access check's condition keys.
+    pub client: Option<valley_s3::ClientInfo>,
     pub metrics: Arc<Metrics>,
     /// Regions a SigV4 signature may be scoped to.
     pub regions: Arc<[String]>,
@@ -145,6 +147,9 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
             return Box::pin(async { Ok(text(StatusCode::OK, "ok\n")) });
         }
         let request_id = hex::encode_upper(rand::random::<[u8; 8]>());
+        if let Some(client) = self.client {
+            req.extensions_mut().insert(client);
+        }
         if let Some((status, code, message)) =
             s3_checks::refusal(req.method(), req.uri().query(), req.headers(), &self.regions)
         {
@@ -287,6 +292,7 @@ impl hyper::service::Service<Request<Incoming>> for AdminFront {
                     if let Some(hub) = &hub {
                         metrics.observe_network(hub).await;
                     }
+                    metrics.observe_tenants(&admin.directory, &admin.catalog).await;
                     let mut res = Response::new(s3s::Body::from(metrics.encode()));
                     res.headers_mut().insert(
                         http::header::CONTENT_TYPE,

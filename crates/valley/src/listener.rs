@@ -52,6 +52,10 @@ pub struct Limits {
 pub struct ConnectionInfo {
     /// The hub a verified client certificate names, if the client presented one.
     pub peer_hub: Option<String>,
+    /// The client's address.
+    pub ip: Option<std::net::IpAddr>,
+    /// Whether the connection is TLS.
+    pub secure: bool,
 }
 
 /// One listening socket with its limits.
@@ -205,6 +209,7 @@ impl Listener {
                 _client: client_slot,
             } = admitted;
             let _ = socket.set_nodelay(true);
+            let ip = socket.peer_addr().ok().map(|a| a.ip());
             let activity = Arc::new(Activity::new());
             let watched = Watched {
                 inner: socket,
@@ -218,7 +223,11 @@ impl Listener {
                 None => {
                     let _client_slot = client_slot;
                     let service = Tracked {
-                        inner: make(ConnectionInfo { peer_hub: None }),
+                        inner: make(ConnectionInfo {
+                            peer_hub: None,
+                            ip,
+                            secure: false,
+                        }),
                         activity: activity.clone(),
                     };
                     let conn = watcher.watch(http.serve_connection(TokioIo::new(watched), service));
@@ -238,7 +247,11 @@ impl Listener {
                         drop(client_slot);
                     }
                     let service = Tracked {
-                        inner: make(ConnectionInfo { peer_hub }),
+                        inner: make(ConnectionInfo {
+                            peer_hub,
+                            ip,
+                            secure: true,
+                        }),
                         activity: activity.clone(),
                     };
                     let conn = watcher.watch(http.serve_connection(TokioIo::new(tls), service));

@@ -19,8 +19,20 @@ pub struct PeerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabel {
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BucketLabel {
     pub bucket: String,
+}
+
+/// A bucket's replication over one link (this hub to `peer`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BucketLinkLabel {
+    pub bucket: String,
+    pub peer: String,
 }
 
 /// A listener (`s3`, `admin`) and what happened to a connection on it.
@@ -31,6 +43,12 @@ pub struct ConnectionLabel {
 }
 
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// How a write with synchronous copies ended (`synchronous`, `degraded`, `failed`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabel {
@@ -49,14 +67,19 @@ pub struct Metrics {
     pub link_reachable: Family<PeerLabel, Gauge>,
     pub link_lost: Family<PeerLabel, Gauge>,
     pub link_repaired: Family<PeerLabel, Gauge>,
-    pub bucket_backlog_entries: Family<BucketLabel, Gauge>,
-    pub bucket_backlog_bytes: Family<BucketLabel, Gauge>,
-    pub bucket_lag_seconds: Family<BucketLabel, FloatGauge>,
+    pub bucket_backlog_entries: Family<BucketLinkLabel, Gauge>,
+    pub bucket_backlog_bytes: Family<BucketLinkLabel, Gauge>,
+    pub bucket_lag_seconds: Family<BucketLinkLabel, FloatGauge>,
     pub connections_open: Family<ConnectionLabel, Gauge>,
     pub connections_refused: Family<ConnectionLabel, Counter>,
     pub peer_calls_refused: Gauge,
     pub stranded_versions: Family<BucketLabel, Gauge>,
     pub stranded_bytes: Family<BucketLabel, Gauge>,
+    pub tenant_objects: Family<TenantLabel, Gauge>,
+    pub tenant_bytes: Family<TenantLabel, Gauge>,
+    pub tenant_buckets: Family<TenantLabel, Gauge>,
+    pub sync_writes: Family<OutcomeLabel, Counter>,
+    pub sync_write_seconds: Family<OutcomeLabel, Histogram>,
 }
 
 impl Metrics {
@@ -124,22 +147,22 @@ impl Metrics {
             "Versions anti-entropy found missing at the peer and sent, since this hub started",
             link_repaired.clone(),
         );
-        let bucket_backlog_entries = Family::<BucketLabel, Gauge>::default();
+        let bucket_backlog_entries = Family::<BucketLinkLabel, Gauge>::default();
         registry.register(
             "replication_bucket_backlog_entries",
-            "Outbox entries not yet delivered, per bucket",
+            "Outbox entries not yet delivered, per bucket and receiving hub",
             bucket_backlog_entries.clone(),
         );
-        let bucket_backlog_bytes = Family::<BucketLabel, Gauge>::default();
+        let bucket_backlog_bytes = Family::<BucketLinkLabel, Gauge>::default();
         registry.register(
             "replication_bucket_backlog_bytes",
-            "Object bytes not yet delivered, per bucket",
+            "Object bytes not yet delivered, per bucket and receiving hub",
             bucket_backlog_bytes.clone(),
         );
-        let bucket_lag_seconds = Family::<BucketLabel, FloatGauge>::default();
+        let bucket_lag_seconds = Family::<BucketLinkLabel, FloatGauge>::default();
         registry.register(
             "replication_bucket_lag_seconds",
-            "Age of the oldest undelivered entry, per bucket",
+            "Age of the oldest unreplicated write (the recovery point), per bucket and receiving hub",
             bucket_lag_seconds.clone(),
         );
         let connections_open = Family::<ConnectionLabel, Gauge>::default();
@@ -172,8 +195,41 @@ impl Metrics {
             "Bytes of those versions",
             stranded_bytes.clone(),
         );
+        let tenant_objects = Family::<TenantLabel, Gauge>::default();
+        registry.register(
+            "tenant_objects",
+            "Object versions this hub holds of each tenant's buckets (what an operator bills by)",
+            tenant_objects.clone(),
+        );
+        let tenant_bytes = Family::<TenantLabel, Gauge>::default();
+        registry.register(
+            "tenant_bytes",
+            "Bytes this hub holds of each tenant's buckets",
+            tenant_bytes.clone(),
+        );
+        let tenant_buckets = Family::<TenantLabel, Gauge>::default();
+        registry.register("tenant_buckets", "Buckets each tenant owns", tenant_buckets.clone());
+        let sync_writes = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "replication_sync_writes",
+            "Writes to buckets with ack_copies above 1, by outcome (synchronous, degraded, failed)",
+            sync_writes.clone(),
+        );
+        let sync_write_seconds = Family::<OutcomeLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 18))
+        });
+        registry.register(
+            "replication_sync_write_duration_seconds",
+            "Time from stamping a write with synchronous copies to its settlement (copies and local commit), by outcome",
+            sync_write_seconds.clone(),
+        );
         Self {
             registry,
+            tenant_objects,
+            tenant_bytes,
+            tenant_buckets,
+            sync_writes,
+            sync_write_seconds,
             stranded_versions,
             stranded_bytes,
             connections_open,
@@ -192,6 +248,40 @@ impl Metrics {
             request_seconds,
             requests_in_flight,
             orphan_blobs_removed,
+        }
+    }
+
+    /// Counts a write with synchronous copies and, when known, how long it took.
+    pub fn observe_sync_write(&self, outcome: valley_replicate::sync::SyncOutcome, took: Option<std::time::Duration>) {
+        let label = OutcomeLabel {
+            outcome: outcome.as_str().to_owned(),
+        };
+        self.sync_writes.get_or_create(&label).inc();
+        if let Some(took) = took {
+            self.sync_write_seconds
+                .get_or_create(&label)
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    /// Refreshes the per-tenant usage gauges: every tenant's buckets' counters at this hub.
+    pub async fn observe_tenants(&self, directory: &valley_tenants::Directory, catalog: &valley_store::Catalog) {
+        for tenant in directory.tenants() {
+            let buckets = directory.buckets_of(&tenant);
+            let (mut objects, mut bytes) = (0u64, 0u64);
+            for bucket in &buckets {
+                if let Ok((o, b)) = catalog.bucket_usage(bucket).await {
+                    objects += o;
+                    bytes += b;
+                }
+            }
+            let label = TenantLabel { tenant };
+            let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            self.tenant_objects.get_or_create(&label).set(gauge(objects));
+            self.tenant_bytes.get_or_create(&label).set(gauge(bytes));
+            self.tenant_buckets
+                .get_or_create(&label)
+                .set(gauge(buckets.len() as u64));
         }
     }
 
@@ -231,8 +321,9 @@ impl Metrics {
         self.bucket_backlog_bytes.clear();
         self.bucket_lag_seconds.clear();
         for row in hub.bucket_backlog().await.unwrap_or_default() {
-            let label = BucketLabel {
+            let label = BucketLinkLabel {
                 bucket: row.bucket.clone(),
+                peer: row.peer.clone(),
             };
             self.bucket_backlog_entries
                 .get_or_create(&label)

@@ -156,7 +156,29 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         info!(removed, "removed blobs left unreferenced by an interrupted write");
     }
     metrics.orphan_blobs_removed.inc_by(removed as u64);
+    if catalog
+        .prepare_usage()
+        .await
+        .context("recovery: counting bucket usage failed")?
+    {
+        info!("counted every bucket's usage once (a store from before the usage counters)");
+    }
 
+    let seal_secret = match &network {
+        Some((_, _, secret, _)) => secret.as_bytes().to_vec(),
+        None => crate::credentials::local_seal_key(&args.data)?,
+    };
+    let directory = Arc::new(
+        valley_tenants::Directory::open(
+            catalog.meta().clone(),
+            catalog.clock().clone(),
+            catalog.origin(),
+            valley_tenants::Sealer::from_secret(&seal_secret),
+            &credentials.access_key,
+            &credentials.secret_key,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot read the tenant directory: {e}"))?,
+    );
     let hub = match network {
         Some((id, topology, secret, wake)) => {
             let hub = valley_replicate::Hub::open(
@@ -170,6 +192,10 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
             )
             .map_err(|e| anyhow::anyhow!("cannot join the network as hub {id:?}: {e}"))?;
             let hub = Arc::new(hub);
+            hub.attach_directory(directory.clone());
+            hub.prepare_outbox()
+                .await
+                .map_err(|e| anyhow::anyhow!("recovery: indexing the replication backlog failed: {e}"))?;
             // On a network with TLS, audit heads are signed with the certificate key and sent
             // to every peer, which records them (so no hub can rewrite its chain unseen).
             if let (Some(_), Some(cert), Some(key), Some(ca)) = (
@@ -200,16 +226,19 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         None => None,
     };
     spawn_upload_expiry(catalog.clone(), Duration::from_secs(args.multipart_expiry_secs));
+    let usage_catalog = catalog.clone();
     let s3 = {
-        let mut api = ValleyS3::new(catalog, args.region.clone(), credentials.access_key.clone());
+        let mut api = ValleyS3::new(catalog.clone(), args.region.clone(), directory.clone());
         if let Some(hub) = &hub {
-            api = api.with_gate(Arc::new(HubGate(hub.clone())));
+            api = api.with_gate(Arc::new(HubGate(hub.clone(), metrics.clone())));
         }
         let mut builder = S3ServiceBuilder::new(api);
-        builder.set_auth(valley_s3::RootAuth::new(
-            &credentials.access_key,
-            &credentials.secret_key,
-        ));
+        builder.set_auth(valley_s3::TenantAuth::new(directory.clone()));
+        let mut access = valley_s3::TenantAccess::new(directory.clone(), catalog.clone());
+        if let Some(hub) = &hub {
+            access = access.with_gate(Arc::new(HubGate(hub.clone(), metrics.clone())));
+        }
+        builder.set_access(access);
         builder.set_host(VirtualHosts {
             domains: args.domains.clone(),
         });
@@ -280,13 +309,14 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
     }
     let front = S3Front {
         s3,
+        client: None,
         metrics: metrics.clone(),
         regions: regions.into(),
     };
     let admin_api = Arc::new(crate::admin::AdminApi {
         hub: hub.clone(),
-        access_key: credentials.access_key.clone(),
-        secret_key: credentials.secret_key.clone(),
+        directory,
+        catalog: usage_catalog,
         replays: valley_replicate::auth::ReplayGuard::new(),
     });
     let admin = AdminFront {
@@ -304,7 +334,10 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         tokio::select! {
             admitted = s3_listener.accept() => {
                 let front = front.clone();
-                s3_listener.serve(admitted, graceful.watcher(), move |_| front);
+                s3_listener.serve(admitted, graceful.watcher(), move |info| S3Front {
+                    client: Some(valley_s3::ClientInfo { ip: info.ip, secure: info.secure }),
+                    ..front
+                });
             }
             admitted = admin_listener.accept() => {
                 let admin = admin.clone();
@@ -377,7 +410,22 @@ fn remote(
 }
 
 /// The S3 front's view of the network: residency checks and bucket creation notices.
-struct HubGate(Arc<valley_replicate::Hub>);
+struct HubGate(Arc<valley_replicate::Hub>, Arc<Metrics>);
+
+fn replicate_copies(copies: &valley_s3::SyncCopies) -> valley_replicate::sync::SyncCopies {
+    valley_replicate::sync::SyncCopies {
+        wanted: copies.wanted,
+        confirmed: copies.confirmed.clone(),
+        contacted: copies.contacted.clone(),
+        fallback: if copies.degrade {
+            valley_policy::AckFallback::Degrade
+        } else {
+            valley_policy::AckFallback::Fail
+        },
+        timeout: copies.timeout,
+        elapsed: Duration::ZERO,
+    }
+}
 
 #[async_trait::async_trait]
 impl valley_s3::NetworkGate for HubGate {
@@ -389,15 +437,33 @@ impl valley_s3::NetworkGate for HubGate {
         self.0.check_copy(source_bucket, key, dest_bucket).await
     }
 
-    async fn bucket_created(&self, bucket: &str) {
-        if let Err(e) = self.0.bucket_created(bucket).await {
-            tracing::error!(bucket, error = %e, "recording a new bucket's policy failed");
-        }
+    fn access_refused(&self, bucket: &str, detail: String) {
+        self.0.access_refused(bucket, &detail);
     }
 
-    async fn versioning_set(&self, bucket: &str, versioning: valley_store::record::Versioning) {
-        if let Err(e) = self.0.set_versioning(bucket, versioning).await {
-            tracing::error!(bucket, error = %e, "sending a bucket's versioning to the network failed");
+    fn bucket_created_writes(&self, bucket: &str) -> Result<valley_s3::NetworkWrites, String> {
+        let (write, written) = self.0.bucket_created_writes(bucket).map_err(|e| e.to_string())?;
+        let hub = self.0.clone();
+        let bucket = bucket.to_owned();
+        Ok(valley_s3::NetworkWrites {
+            write,
+            committed: Box::new(move || Box::pin(async move { hub.bucket_recorded(&bucket, &written).await })),
+        })
+    }
+
+    fn versioning_writes(
+        &self,
+        bucket: &str,
+        versioning: valley_store::record::Versioning,
+    ) -> valley_s3::NetworkWrites {
+        let hub = self.0.clone();
+        valley_s3::NetworkWrites {
+            write: Box::new(self.0.versioning_writes(bucket, versioning)),
+            committed: Box::new(move || {
+                Box::pin(async move {
+                    hub.control_queued();
+                })
+            }),
         }
     }
 
@@ -425,6 +491,49 @@ impl valley_s3::NetworkGate for HubGate {
             .newer_elsewhere(bucket, key, local)
             .await?
             .map(|found| remote(bucket, key, found)))
+    }
+
+    async fn ack_copies(&self, bucket: &str) -> u32 {
+        self.0.cached_policy(bucket).await.map_or(1, |p| p.ack_copies)
+    }
+
+    async fn copy_before_commit(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &valley_store::record::ObjectVersion,
+    ) -> Result<Option<valley_s3::SyncCopies>, String> {
+        let copies = valley_replicate::sync::copy_before_commit(&self.0, bucket, key, version).await;
+        if copies.is_err() {
+            self.1
+                .observe_sync_write(valley_replicate::sync::SyncOutcome::Failed, None);
+        }
+        Ok(copies?.map(|c| valley_s3::SyncCopies {
+            wanted: c.wanted,
+            confirmed: c.confirmed,
+            contacted: c.contacted,
+            degrade: c.fallback == valley_policy::AckFallback::Degrade,
+            timeout: c.timeout,
+        }))
+    }
+
+    async fn settle_copies(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &valley_store::record::ObjectVersion,
+        copies: &valley_s3::SyncCopies,
+        committed: bool,
+        started: std::time::Instant,
+    ) -> Result<(), String> {
+        let copies = replicate_copies(copies);
+        let result = valley_replicate::sync::settle(&self.0, bucket, key, version, &copies, committed).await;
+        let outcome = match &result {
+            Ok(outcome) => *outcome,
+            Err(_) => valley_replicate::sync::SyncOutcome::Failed,
+        };
+        self.1.observe_sync_write(outcome, Some(started.elapsed()));
+        result.map(|_| ())
     }
 
     async fn read_elsewhere(

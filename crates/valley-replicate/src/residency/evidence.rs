@@ -164,6 +164,9 @@ pub(crate) fn parse_anchor(value: &str) -> Option<Head> {
     })
 }
 
+/// Calls for one peer's evidence before it is listed as unreachable.
+const EVIDENCE_ATTEMPTS: u32 = 3;
+
 /// Evidence from every hub of the network (this one included) for `bucket`. `anchors` are
 /// heads to check per hub (a report's). A hub that does not answer is listed as unreachable.
 pub async fn gather(
@@ -182,7 +185,16 @@ pub async fn gather(
         let route = evidence_route(bucket, audit, anchors.get(&peer).copied());
         let hub = hub.clone();
         async move {
-            let answer = hub.peer_get_large(&peer, &route).await;
+            // A cut connection is not an unreachable hub: ask again, a few times, before the
+            // report lists it as one.
+            let mut answer = hub.peer_get_large(&peer, &route).await;
+            for attempt in 1..EVIDENCE_ATTEMPTS {
+                if !matches!(answer, Err(crate::client::PeerError::Unreachable(_))) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+                answer = hub.peer_get_large(&peer, &route).await;
+            }
             (peer, answer)
         }
     }))
