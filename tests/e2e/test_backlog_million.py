@@ -25,8 +25,8 @@ def test_million_entry_backlog_drains_in_bounded_memory(tmp_path):
     bin_dir = Path(os.environ["VALLEY_BIN"]).resolve().parent
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench_keepup.py"), "--backlog", str(OBJECTS),
-         "--bin-dir", str(bin_dir), "--json", str(out), "--timeout", "600"],
-        capture_output=True, text=True, timeout=850)
+         "--bin-dir", str(bin_dir), "--json", str(out), "--timeout", "900"],
+        capture_output=True, text=True, timeout=1500)
     print(result.stdout)
     assert result.returncode == 0, f"bench_keepup --backlog failed: {result.stderr.strip()[-2000:]}"
     figures = json.loads(out.read_text())["backlog"]

@@ -15,7 +15,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from conftest import ACCESS_KEY, SECRET_KEY, ValleyServer, aws_cli_path, make_client, unique_name, valley_bin
-from network import Network, wait_for
+from network import Network, marker, wait_for
 
 PAIR = [("zhangjiakou", "CN", "east", "north-china-grid"), ("gui-an", "CN", "west", "southern-grid")]
 
@@ -282,6 +282,34 @@ def test_a_tenant_made_at_one_hub_works_at_every_hub_and_a_revocation_reaches_th
     s3(a, clerk).list_buckets()
 
 
+def test_usage_per_tenant_per_hub_and_traffic_between_hubs_are_reported(pair):
+    a, b = "zhangjiakou", "gui-an"
+    pair.cli(a, "tenant", "add", "shipper")
+    owner = json.loads(pair.cli(a, "user", "add", "shipper", "owner", "--admin-of-tenant", "--json").stdout)
+    s3 = make_client(pair.s3_endpoint(a), owner["access_key"], owner["secret_key"], verify=str(pair.ca))
+    bucket = unique_name("shipped")
+    s3.create_bucket(Bucket=bucket)
+    ok(cli(pair.admin_endpoint(a), "bucket", "policy", "set", bucket, "--jurisdictions", "CN", "--copies", "2",
+           access=owner["access_key"], secret=owner["secret_key"], ca=pair.ca))
+    for i in range(4):
+        s3.put_object(Bucket=bucket, Key=f"k{i}", Body=bytes([i]) * 2500)
+
+    def usage():
+        rows = [t for t in pair.status(a)["tenants"] if t["tenant"] == "shipper"]
+        return {h["hub"]: (h["jurisdiction"], h["objects"], h["bytes"]) for h in rows[0]["holdings"]} if rows else {}
+
+    wait_for(lambda: usage() == {a: ("CN", 4, 10000), b: ("CN", 4, 10000)}, timeout=60, what="both copies counted")
+    text = pair.cli(a, "status").stdout
+    assert "TENANTS" in text and "shipper" in text, text
+    metrics = pair.get(f"{pair.admin_endpoint(a)}/metrics", timeout=10).text
+    sent = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
+            if line.startswith("valley_tenant_replication_sent_") and 'tenant="shipper"' in line}
+    assert sent == {
+        f'valley_tenant_replication_sent_versions_total{{tenant="shipper",peer="{b}"}}': 4,
+        f'valley_tenant_replication_sent_bytes_total{{tenant="shipper",peer="{b}"}}': 10000,
+    }, sent
+
+
 def test_byte_and_object_quotas_refuse_a_write_before_any_byte_is_stored(hub):
     admin = hub.admin_endpoint
     ok(cli(admin, "tenant", "add", "umbrella", "--bytes", "10000", "--objects", "3"))
@@ -534,12 +562,20 @@ def test_usage_per_tenant_is_in_metrics_and_tenant_show(hub):
     s3.create_bucket(Bucket=bucket)
     for i in range(3):
         s3.put_object(Bucket=bucket, Key=f"k{i}", Body=b"x" * 1000)
+    # Refused requests on the tenant's bucket are billed to it too (as S3 bills them); a
+    # request on a bucket that does not exist is billed to nobody.
+    assert requests.get(f"{hub.endpoint}/{bucket}/k0", timeout=10).status_code == 403
+    assert code(lambda: make_client(hub.endpoint, ACCESS_KEY, SECRET_KEY).get_object(
+        Bucket=bucket, Key="k0")) == "AccessDenied"
+    assert requests.get(f"{hub.endpoint}/{unique_name('nobody')}/k", timeout=10).status_code in (403, 404)
     metrics = requests.get(admin + "/metrics", timeout=10).text
     lines = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
              if line.startswith("valley_tenant_") and 'tenant="billing"' in line}
     assert lines['valley_tenant_objects{tenant="billing"}'] == 3, lines
     assert lines['valley_tenant_bytes{tenant="billing"}'] == 3000, lines
     assert lines['valley_tenant_buckets{tenant="billing"}'] == 1, lines
+    # create + 3 puts + 2 refused gets
+    assert lines['valley_tenant_requests_total{tenant="billing"}'] == 6, lines
     shown = json.loads(ok(cli(admin, "tenant", "show", "billing", "--json")))
     assert (shown["objects_here"], shown["bytes_here"], shown["buckets"]) == (3, 3000, [bucket])
     assert "3 object versions, 3000 bytes" in ok(cli(admin, "tenant", "show", "billing"))
@@ -581,3 +617,79 @@ def test_under_object_writer_the_writer_owns_what_it_writes(hub, tenants):
     bob.put_object(Bucket=bucket, Key="handed-over", Body=b"h", ACL="bucket-owner-full-control")
     ids = sorted(g["Grantee"]["ID"] for g in alice.get_object_acl(Bucket=bucket, Key="handed-over")["Grants"])
     assert ids == ["acme", "globex"], ids
+
+
+CN_EU = [("zhangjiakou", "CN", "east", "north-china-grid"), ("frankfurt", "EU", "east", "central-europe")]
+
+
+@pytest.fixture(scope="module")
+def cn_eu(tmp_path_factory):
+    net = Network(tmp_path_factory.mktemp("tenants-cn-eu"), hubs=CN_EU)
+    net.start_all()
+    yield net
+    net.stop_all()
+
+
+def test_a_tenants_grant_carries_its_own_data_across_a_border_and_nobody_elses(cn_eu):
+    net, cn, eu = cn_eu, "zhangjiakou", "frankfurt"
+    admin = net.admin_endpoint(cn)
+    creds = {}
+    for tenant in ("acme", "globex"):
+        net.cli(cn, "tenant", "add", tenant)
+        creds[tenant] = json.loads(net.cli(cn, "user", "add", tenant, "admin", "--admin-of-tenant", "--json").stdout)
+
+    def as_tenant(tenant, *args):
+        return cli(admin, *args, access=creds[tenant]["access_key"], secret=creds[tenant]["secret_key"], ca=net.ca)
+
+    def s3(tenant):
+        return make_client(net.s3_endpoint(cn), creds[tenant]["access_key"], creds[tenant]["secret_key"],
+                           verify=str(net.ca))
+
+    # acme records its standard contract; it is acme's, listed to acme and the operator only.
+    grant = "scc-" + unique_name("acme")
+    ok(as_tenant("acme", "grant", "add", "--id", grant, "--from", "CN", "--to", "EU", "--classification",
+                 "personal-info", "--basis", "standard-contract", "--reference", "SCC-ACME-1", "--expires",
+                 "2099-12-31"))
+    assert grant in ok(as_tenant("acme", "grant", "list"))
+    assert grant not in ok(as_tenant("globex", "grant", "list"))
+    listed = json.loads(net.cli(cn, "grant", "list", "--json").stdout)
+    assert [g["tenant"] for g in listed if g["id"] == grant] == ["acme"]
+    # globex can neither revoke it nor replace it under the same id.
+    assert as_tenant("globex", "grant", "revoke", grant).returncode != 0
+    taken = as_tenant("globex", "grant", "add", "--id", grant, "--from", "CN", "--to", "EU", "--classification",
+                      "personal-info", "--basis", "standard-contract", "--reference", "X", "--expires", "2099-12-31")
+    assert taken.returncode != 0 and "taken by another tenant" in taken.stderr, taken.stderr
+
+    # Each tenant sets its own bucket's placement: personal data, one copy in Frankfurt.
+    buckets = {}
+    for tenant in ("acme", "globex"):
+        bucket = unique_name(tenant + "-pi")
+        s3(tenant).create_bucket(Bucket=bucket)
+        ok(as_tenant(tenant, "bucket", "policy", "set", bucket, "--hubs", f"{cn},{eu}", "--copies", "2",
+                     "--classification", "personal-info"))
+        buckets[tenant] = bucket
+    # Nobody sets or reads the placement of another tenant's bucket, the operator included.
+    for who, bucket in (("globex", buckets["acme"]), ("acme", buckets["globex"])):
+        refused = as_tenant(who, "bucket", "policy", "set", bucket, "--jurisdictions", "CN")
+        assert refused.returncode != 0 and "is tenant" in refused.stderr, refused.stderr
+    refused = net.cli(cn, "bucket", "policy", "set", buckets["acme"], "--jurisdictions", "CN", check=False)
+    assert refused.returncode != 0 and "tenant \"acme\"" in refused.stderr, refused.stderr
+    refused = net.cli(cn, "residency", "report", buckets["acme"], check=False)
+    assert refused.returncode != 0, refused.stdout
+
+    time.sleep(0.5)
+    acme_data, globex_data = marker() + os.urandom(500), marker() + os.urandom(500)
+    s3("acme").put_object(Bucket=buckets["acme"], Key="customer", Body=acme_data)
+    s3("globex").put_object(Bucket=buckets["globex"], Key="customer", Body=globex_data)
+    wait_for(lambda: net.holdings(cn, buckets["acme"]).get(eu, 0) == 1, what="acme's copy in frankfurt")
+    net.wait_idle(cn)
+    # acme's grant did not carry globex's data: refused and audited, no byte of it in the EU.
+    assert net.bytes_containing(eu, globex_data[:16]) == 0
+    assert net.holdings(cn, buckets["globex"]).get(eu, 0) == 0
+    audit = net.cli(cn, "audit", "show", "--bucket", buckets["globex"], "--json").stdout
+    assert 'tenant \\"globex\\" has no grant for this direction' in audit, audit[-2000:]
+    eu_s3 = make_client(net.s3_endpoint(eu), creds["acme"]["access_key"], creds["acme"]["secret_key"],
+                        verify=str(net.ca))
+    wait_for(lambda: code(lambda: eu_s3.head_object(Bucket=buckets["acme"], Key="customer")) == "OK",
+             what="acme's key works at frankfurt")
+    assert eu_s3.get_object(Bucket=buckets["acme"], Key="customer")["Body"].read() == acme_data

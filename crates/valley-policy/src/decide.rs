@@ -42,6 +42,8 @@ impl TransferKind {
 pub struct Transfer<'a> {
     pub kind: TransferKind,
     pub bucket: &'a str,
+    /// The tenant whose data moves (the bucket's owner): only its own grants count.
+    pub tenant: &'a str,
     pub policy: &'a PlacementPolicy,
     pub from: &'a str,
     pub to: &'a str,
@@ -158,7 +160,7 @@ pub fn decide(topology: &Topology, grants: &[Grant], t: &Transfer<'_>) -> Decisi
     let mut refusals = Vec::new();
     for g in grants
         .iter()
-        .filter(|g| g.from == from.jurisdiction && g.to == to.jurisdiction)
+        .filter(|g| g.tenant == t.tenant && g.from == from.jurisdiction && g.to == to.jurisdiction)
     {
         if let Some(missing) = t.policy.classifications.iter().find(|c| !g.classifications.contains(c)) {
             refusals.push(format!("grant {} does not cover {missing}", g.id));
@@ -186,7 +188,7 @@ pub fn decide(topology: &Topology, grants: &[Grant], t: &Transfer<'_>) -> Decisi
         }
     }
     let detail = if refusals.is_empty() {
-        "no grant exists for this direction".to_owned()
+        format!("tenant {:?} has no grant for this direction", t.tenant)
     } else {
         refusals.join("; ")
     };

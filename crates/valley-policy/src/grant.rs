@@ -45,10 +45,16 @@ fn serde_json_like(s: &str) -> Option<Basis> {
 }
 
 /// A legal basis for moving data classified `classifications` from one jurisdiction to
-/// another, until the end of `expires`, within volume caps counted per calendar year.
+/// another, until the end of `expires`, within volume caps counted per calendar year. A grant
+/// is its tenant's: a company's standard contract covers that company's data, not its
+/// neighbour's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     pub id: String,
+    /// The tenant whose data the grant covers. Grants recorded before tenants existed were the
+    /// operator's, who was then the default tenant's admin.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
     pub from: String,
     pub to: String,
     pub classifications: Vec<String>,
@@ -63,6 +69,10 @@ pub struct Grant {
     pub usage_year: i64,
     pub used_bytes: u64,
     pub used_individuals: u64,
+}
+
+fn default_tenant() -> String {
+    valley_types::DEFAULT_TENANT.to_owned()
 }
 
 /// The calendar year a day falls in.

@@ -49,6 +49,9 @@ fn arb_policy() -> impl Strategy<Value = PlacementPolicy> {
         })
 }
 
+/// Whose data a transfer moves, and whose grants there are.
+const TENANTS: [&str; 2] = ["default", "acme"];
+
 fn arb_grant() -> impl Strategy<Value = Grant> {
     (
         0usize..3,
@@ -57,9 +60,11 @@ fn arb_grant() -> impl Strategy<Value = Grant> {
         any::<bool>(),
         20_000i64..21_000,
         proptest::option::of(0u64..10_000),
+        proptest::sample::select(TENANTS.to_vec()),
     )
-        .prop_map(|(f, t, classes, revoked, expires, cap)| Grant {
-            id: format!("g-{f}-{t}-{expires}"),
+        .prop_map(|(f, t, classes, revoked, expires, cap, tenant)| Grant {
+            id: format!("g-{f}-{t}-{expires}-{tenant}"),
+            tenant: tenant.into(),
             from: JURISDICTIONS[f].into(),
             to: JURISDICTIONS[t].into(),
             classifications: classes.into_iter().map(str::to_owned).collect(),
@@ -141,10 +146,11 @@ proptest! {
     fn no_transfer_of_any_kind_reaches_a_forbidden_hub(
         policy in arb_policy(), grants in proptest::collection::vec(arb_grant(), 0..4),
         kind in arb_kind(), from in 0usize..12, to in 0usize..12, bytes in 0u64..20_000, today in 19_990i64..21_010,
+        tenant in proptest::sample::select(TENANTS.to_vec()),
     ) {
         let net = network();
         let ids = hub_ids();
-        let t = Transfer { kind, bucket: "b", policy: &policy, from: &ids[from], to: &ids[to], bytes, individuals: 0, today };
+        let t = Transfer { kind, bucket: "b", tenant, policy: &policy, from: &ids[from], to: &ids[to], bytes, individuals: 0, today };
         let d = decide(&net, &grants, &t);
         let to_hub = net.hub(&ids[to]).unwrap();
         let from_hub = net.hub(&ids[from]).unwrap();
@@ -154,6 +160,7 @@ proptest! {
             if crosses && !policy.classifications.is_empty() {
                 let g = grants.iter().find(|g| Some(&g.id) == d.grant.as_ref()).expect("names its grant");
                 prop_assert!(!g.revoked && today <= g.expires);
+                prop_assert_eq!(&g.tenant, tenant, "another tenant's grant carried the data");
                 prop_assert_eq!(&g.from, &from_hub.jurisdiction);
                 prop_assert_eq!(&g.to, &to_hub.jurisdiction);
                 prop_assert!(policy.classifications.iter().all(|c| g.classifications.contains(c)));
@@ -207,7 +214,7 @@ proptest! {
             match step {
                 Step::Write { hub } => {
                     let hub = &ids[hub];
-                    let t = Transfer { kind: TransferKind::Write, bucket: "b", policy: &policy, from: hub, to: hub, bytes: 100, individuals: 1, today };
+                    let t = Transfer { kind: TransferKind::Write, bucket: "b", tenant: "default", policy: &policy, from: hub, to: hub, bytes: 100, individuals: 1, today };
                     if decide(&net, &grants, &t).allowed {
                         let n = objects.len();
                         objects.insert(n, (hub.clone(), BTreeSet::from([hub.clone()])));
@@ -219,7 +226,7 @@ proptest! {
                         let Some(source) = holders.iter().next().cloned() else { continue };
                         for target in targets {
                             if holders.contains(&target) { continue; }
-                            let t = Transfer { kind: TransferKind::Replication, bucket: "b", policy: &policy, from: &source, to: &target, bytes: 100, individuals: 1, today };
+                            let t = Transfer { kind: TransferKind::Replication, bucket: "b", tenant: "default", policy: &policy, from: &source, to: &target, bytes: 100, individuals: 1, today };
                             let d = decide(&net, &grants, &t);
                             if d.allowed {
                                 if let Some(id) = &d.grant && let Some(g) = grants.iter_mut().find(|g| &g.id == id) {
@@ -267,6 +274,7 @@ fn a_cn_only_personal_info_bucket_never_reaches_eu_or_hk_even_with_a_grant() {
     };
     let grant = Grant {
         id: "g1".into(),
+        tenant: "default".into(),
         from: "CN".into(),
         to: "EU".into(),
         classifications: vec!["personal-info".into()],
@@ -284,6 +292,7 @@ fn a_cn_only_personal_info_bucket_never_reaches_eu_or_hk_even_with_a_grant() {
         let t = Transfer {
             kind: TransferKind::Replication,
             bucket: "pi",
+            tenant: "default",
             policy: &policy,
             from: "zhangjiakou",
             to,
@@ -312,6 +321,7 @@ fn an_expired_grant_stops_the_flow_and_says_so() {
     };
     let mut grant = Grant {
         id: "g1".into(),
+        tenant: "default".into(),
         from: "CN".into(),
         to: "EU".into(),
         classifications: vec!["personal-info".into()],
@@ -328,6 +338,7 @@ fn an_expired_grant_stops_the_flow_and_says_so() {
     let mut t = Transfer {
         kind: TransferKind::Replication,
         bucket: "pi",
+        tenant: "default",
         policy: &policy,
         from: "yrd-demo-zone",
         to: "frankfurt",
@@ -363,6 +374,7 @@ fn copy_allowed(
             &Transfer {
                 kind: TransferKind::Copy,
                 bucket: "src",
+                tenant: "default",
                 policy: source,
                 from: at,
                 to: &h.id,
@@ -430,7 +442,7 @@ proptest! {
                 }
                 for to in &ids {
                     let d = decide(&net, &grants, &Transfer {
-                        kind, bucket: "b", policy: &eff, from: &ids[0], to, bytes: 1, individuals: 0, today: day,
+                        kind, bucket: "b", tenant: "default", policy: &eff, from: &ids[0], to, bytes: 1, individuals: 0, today: day,
                     });
                     if d.allowed {
                         prop_assert!(origin_policy.allows(net.hub(to).unwrap()), "bucket {} may send to {}", b, to);
@@ -444,4 +456,64 @@ proptest! {
 /// A new bucket's policy at a CN hub: its jurisdiction, one copy.
 fn arb_default() -> PlacementPolicy {
     PlacementPolicy::local_default(network().hub("zhangjiakou").expect("a CN hub"))
+}
+
+#[test]
+fn a_grant_carries_only_its_own_tenants_data() {
+    let net = network();
+    let policy = PlacementPolicy {
+        jurisdictions: vec!["CN".into(), "EU".into()],
+        copies: 2,
+        classifications: vec!["personal-info".into()],
+        ..PlacementPolicy::default()
+    };
+    let grant = Grant {
+        id: "acme-scc".into(),
+        tenant: "acme".into(),
+        from: "CN".into(),
+        to: "EU".into(),
+        classifications: vec!["personal-info".into()],
+        basis: Basis::StandardContract,
+        reference: "SCC-ACME-1".into(),
+        expires: day_of("2030-01-01").unwrap(),
+        volume_cap_bytes: None,
+        volume_cap_individuals: None,
+        revoked: false,
+        usage_year: 0,
+        used_bytes: 0,
+        used_individuals: 0,
+    };
+    let transfer = |tenant| Transfer {
+        kind: TransferKind::Replication,
+        bucket: "pi",
+        tenant,
+        policy: &policy,
+        from: "zhangjiakou",
+        to: "frankfurt",
+        bytes: 1,
+        individuals: 1,
+        today: day_of("2026-11-28").unwrap(),
+    };
+    let own = decide(&net, std::slice::from_ref(&grant), &transfer("acme"));
+    assert!(
+        own.allowed && own.grant.as_deref() == Some("acme-scc"),
+        "{}",
+        own.reason
+    );
+    let neighbour = decide(&net, std::slice::from_ref(&grant), &transfer("globex"));
+    assert!(!neighbour.allowed, "{}", neighbour.reason);
+    assert!(
+        neighbour.reason.contains("tenant \"globex\" has no grant"),
+        "{}",
+        neighbour.reason
+    );
+}
+
+#[test]
+fn a_grant_recorded_before_tenants_is_the_default_tenants() {
+    let old = r#"{"id":"g1","from":"CN","to":"EU","classifications":["personal-info"],"basis":"standard-contract",
+        "reference":"r","expires":20000,"volume_cap_bytes":null,"volume_cap_individuals":null,"revoked":false,
+        "usage_year":0,"used_bytes":0,"used_individuals":0}"#;
+    let grant: Grant = serde_json::from_str(old).unwrap();
+    assert_eq!(grant.tenant, "default");
 }

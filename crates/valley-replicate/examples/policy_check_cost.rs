@@ -41,6 +41,7 @@ fn main() {
         for (i, to) in ["EU", "HK", "EU"].iter().enumerate() {
             let grant = Grant {
                 id: format!("g-{i}"),
+                tenant: "default".into(),
                 from: "CN".into(),
                 to: (*to).into(),
                 classifications: vec!["personal-info".into()],

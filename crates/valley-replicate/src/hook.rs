@@ -74,6 +74,9 @@ impl OutboxHook {
             &Transfer {
                 kind: TransferKind::Write,
                 bucket,
+                // A write stays at this hub: no grant enters into it, so whose data it is
+                // does not either.
+                tenant: valley_types::DEFAULT_TENANT,
                 policy: &policy,
                 from: &self.hub,
                 to: &self.hub,

@@ -104,6 +104,8 @@ pub struct Hub {
     head_signing: std::sync::OnceLock<crate::heads::HeadSigning>,
     /// The tenant directory, told of tenant records received from peers.
     directory: std::sync::OnceLock<Arc<valley_tenants::Directory>>,
+    /// Versions and bytes delivered to each peer, per bucket.
+    pub moved: crate::moved::MovedTraffic,
 }
 
 /// Ships tenant records to every peer through the outbox, in the transaction that applies them.
@@ -254,6 +256,7 @@ impl Hub {
             unanswered_commits: Mutex::new(std::collections::HashSet::new()),
             head_signing: std::sync::OnceLock::new(),
             directory: std::sync::OnceLock::new(),
+            moved: crate::moved::MovedTraffic::default(),
         })
     }
 
@@ -303,6 +306,14 @@ impl Hub {
             wake: self.wake.clone(),
         }));
         let _ = self.directory.set(directory);
+    }
+
+    /// The tenant owning `bucket`: whose grants its data may cross a border under. Buckets of
+    /// a hub without a directory, and of before tenants, are the default tenant's.
+    pub fn owner_of(&self, bucket: &str) -> String {
+        self.directory
+            .get()
+            .map_or_else(|| valley_types::DEFAULT_TENANT.to_owned(), |d| d.owner_of(bucket))
     }
 
     pub fn enable_signed_heads(&self, signing: crate::heads::HeadSigning) {
@@ -464,12 +475,14 @@ impl Hub {
         to: &str,
         bytes: u64,
     ) -> (valley_policy::Decision, Option<AuditEvent>) {
+        let tenant = self.owner_of(bucket);
         let decision = valley_policy::decide(
             &self.topology,
             grants,
             &valley_policy::Transfer {
                 kind,
                 bucket,
+                tenant: &tenant,
                 policy,
                 from,
                 to,
@@ -668,6 +681,15 @@ impl Hub {
         if grant.id.is_empty() {
             grant.id = format!("g-{}", hex::encode(rand::random::<[u8; 4]>()));
         }
+        // Grant ids are network-wide: one tenant's record never replaces another's.
+        if let Some(taken) = self.grants().await?.into_iter().find(|g| g.id == grant.id)
+            && taken.tenant != grant.tenant
+        {
+            return Err(HubError::Invalid(format!(
+                "grant id {:?} is taken by another tenant: choose another id",
+                grant.id
+            )));
+        }
         let record = GrantRecord {
             grant: grant.clone(),
             hlc: self.clock.now().0,
@@ -678,8 +700,9 @@ impl Hub {
             self.event(
                 AuditKind::GrantChange,
                 format!(
-                    "grant {} added: {} -> {} for [{}], basis {:?}, ref {}, expires {}",
+                    "grant {} of tenant {} added: {} -> {} for [{}], basis {:?}, ref {}, expires {}",
                     grant.id,
+                    grant.tenant,
                     grant.from,
                     grant.to,
                     grant.classifications.join(", "),
@@ -694,12 +717,14 @@ impl Hub {
         Ok(grant)
     }
 
-    pub async fn revoke_grant(self: &Arc<Self>, id: &str) -> Result<(), HubError> {
+    /// Revokes grant `id`: a tenant's admin revokes its own tenant's grants (`tenant`), the
+    /// operator any (`None`: revoking only ever stops flows).
+    pub async fn revoke_grant(self: &Arc<Self>, id: &str, tenant: Option<&str>) -> Result<(), HubError> {
         let mut grant = self
             .grants()
             .await?
             .into_iter()
-            .find(|g| g.id == id)
+            .find(|g| g.id == id && tenant.is_none_or(|t| g.tenant == t))
             .ok_or_else(|| HubError::NotFound(format!("no grant {id:?}")))?;
         grant.revoked = true;
         let record = GrantRecord {
@@ -862,6 +887,13 @@ impl Hub {
             .into_iter()
             .map(|r| r.grant)
             .collect())
+    }
+
+    /// The grants `tenant` recorded.
+    pub async fn grants_of(&self, tenant: &str) -> Result<Vec<Grant>, HubError> {
+        let mut grants = self.grants().await?;
+        grants.retain(|g| g.tenant == tenant);
+        Ok(grants)
     }
 
     /// Applies a control change here and queues it for every peer, in one transaction.
@@ -1058,6 +1090,7 @@ impl Hub {
             &valley_policy::Transfer {
                 kind: valley_policy::TransferKind::Write,
                 bucket,
+                tenant: valley_types::DEFAULT_TENANT,
                 policy: &policy,
                 from: &self.id,
                 to: &self.id,

@@ -12,7 +12,8 @@
 //! - [`residency`]: residency reports, their verification, and dry-runs of policy changes.
 //! - [`batch`]: many small versions in one call, applied in one transaction.
 //! - [`sync`]: synchronous copies (`ack_copies`): copies made before a write is committed.
-//! - [`transfer`]: sending one version (chunked, resumable, rate-limited, audited).
+//! - [`transfer`]: sending one version (chunked, resumable, rate-limited, audited); [`moved`]:
+//!   what was sent to each peer per bucket, for billing.
 //! - [`receive`] and [`wire`]: the peer protocol.
 //! - [`auth`] and [`client`]: signed requests between hubs; [`refusals`]: auditing refused
 //!   calls without letting a stranger grow the log; [`body_timeout`]: bodies that must keep
@@ -28,6 +29,7 @@ pub mod heads;
 pub mod hook;
 pub mod hub;
 pub mod link;
+pub mod moved;
 pub mod outbox;
 pub mod read_through;
 pub mod receive;

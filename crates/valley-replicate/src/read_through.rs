@@ -154,6 +154,7 @@ impl Hub {
             })
             .await
             .map_err(|e| e.to_string())?;
+        let tenant = self.owner_of(bucket);
         let mut holders: Vec<&valley_policy::Hub> = self
             .topology
             .hubs()
@@ -172,6 +173,7 @@ impl Hub {
                 &Transfer {
                     kind: TransferKind::ReadThrough,
                     bucket,
+                    tenant: &tenant,
                     policy: &policy,
                     from: &holder.id,
                     to: &self.id,

@@ -198,6 +198,7 @@ pub async fn send_known_version(
     if sent != Sent::Delivered {
         return Ok(sent);
     }
+    hub.moved.delivered(bucket, peer, version.size);
     hub.audit(transfer_event(hub, kind, peer, bucket, key, version, decision))
         .await;
     Ok(Sent::Delivered)

@@ -188,6 +188,7 @@ fn grant() -> impl Strategy<Value = Grant> {
                 (basis, reference, expires),
                 (volume_cap_bytes, volume_cap_individuals, revoked, usage_year, used_bytes, used_individuals),
             )| Grant {
+                tenant: format!("t-{}", id.len()),
                 id,
                 from,
                 to,

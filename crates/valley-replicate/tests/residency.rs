@@ -126,6 +126,7 @@ fn evidence() -> Evidence {
         topology_hash: topology().hash().to_owned(),
         policy: policy(&["a", "b"]),
         lost: BTreeSet::new(),
+        tenant: "default".into(),
         grants: Vec::new(),
         hubs: vec![a, b, c],
         unreachable: BTreeMap::new(),

@@ -58,7 +58,12 @@ pub struct TenantAccess {
     catalog: valley_store::Catalog,
     quotas: crate::quota::QuotaCheck,
     gate: Option<Arc<dyn crate::NetworkGate>>,
+    count_request: Option<RequestCounter>,
 }
+
+/// Told the tenant each request is billed to: the bucket's owner (whoever asks, refused or
+/// not, as S3 bills), or for requests on no bucket the caller's tenant.
+pub type RequestCounter = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What a write adds to its tenant's usage, from its operation and headers (`None`: not a write).
 fn incoming(op: &str, headers: &http::HeaderMap) -> Option<crate::quota::Incoming> {
@@ -163,6 +168,42 @@ fn context_of(
     cx
 }
 
+/// What a request's condition keys are made from. The context itself is built on first use:
+/// only policies read it, and most requests (an owner's, on a bucket without a policy) meet
+/// none, so they skip its dozen allocations.
+struct RequestFacts<'a> {
+    uri: &'a http::Uri,
+    headers: &'a http::HeaderMap,
+    client: Option<ClientInfo>,
+    signed: bool,
+    context: std::sync::OnceLock<valley_access::RequestContext>,
+}
+
+impl<'a> RequestFacts<'a> {
+    fn new(uri: &'a http::Uri, headers: &'a http::HeaderMap, client: Option<ClientInfo>, signed: bool) -> Self {
+        Self {
+            uri,
+            headers,
+            client,
+            signed,
+            context: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn context(&self) -> &valley_access::RequestContext {
+        self.context
+            .get_or_init(|| context_of(self.uri, self.headers, self.client.as_ref(), self.signed))
+    }
+
+    /// The `versionId` the request names, if any.
+    fn version_id(&self) -> Option<String> {
+        url_query(self.uri)
+            .into_iter()
+            .find(|(k, _)| k == "versionId")
+            .map(|(_, v)| v)
+    }
+}
+
 fn url_pairs(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
     text.split('&').filter(|p| !p.is_empty()).map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -203,6 +244,20 @@ impl TenantAccess {
             catalog,
             quotas: crate::quota::QuotaCheck::default(),
             gate: None,
+            count_request: None,
+        }
+    }
+
+    /// Each request is counted for the tenant it is billed to.
+    #[must_use]
+    pub fn with_request_counter(mut self, counter: RequestCounter) -> Self {
+        self.count_request = Some(counter);
+        self
+    }
+
+    fn bill(&self, tenant: &str) {
+        if let Some(count) = &self.count_request {
+            count(tenant);
         }
     }
 
@@ -234,12 +289,12 @@ impl TenantAccess {
         action: &str,
         bucket: &str,
         key: Option<&str>,
-        context: &valley_access::RequestContext,
+        facts: &RequestFacts<'_>,
     ) -> S3Result<()> {
         let Some(owner) = self.owner(bucket).await else {
             return Ok(());
         };
-        self.decide_owned(principal, action, bucket, key, &owner, context).await
+        self.decide_owned(principal, action, bucket, key, &owner, facts).await
     }
 
     /// The ACL `action` is checked on: the object's for reading it or its ACL (looked up only
@@ -252,7 +307,7 @@ impl TenantAccess {
         bucket: &str,
         key: Option<&str>,
         owner: &str,
-        context: &valley_access::RequestContext,
+        facts: &RequestFacts<'_>,
     ) -> Option<valley_access::Acl> {
         let object_scoped = matches!(
             action,
@@ -266,7 +321,7 @@ impl TenantAccess {
         let insider = principal.is_some_and(|p| p.admin && p.tenant == owner);
         match key {
             Some(key) if object_scoped && !insider => {
-                let version = self.existing(bucket, key, context).await?;
+                let version = self.existing(bucket, key, facts).await?;
                 Some(crate::acl::of_version(version.acl.as_deref(), owner))
             }
             _ => Some(
@@ -283,10 +338,10 @@ impl TenantAccess {
         &self,
         bucket: &str,
         key: &str,
-        context: &valley_access::RequestContext,
+        facts: &RequestFacts<'_>,
     ) -> Option<valley_store::record::ObjectVersion> {
-        let version_id = context.get("s3:VersionId").and_then(|v| v.first()).map(String::as_str);
-        self.catalog.object(bucket, key, version_id).await.ok()
+        let version_id = facts.version_id();
+        self.catalog.object(bucket, key, version_id.as_deref()).await.ok()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -297,7 +352,7 @@ impl TenantAccess {
         bucket: &str,
         key: Option<&str>,
         owner: &str,
-        context: &valley_access::RequestContext,
+        facts: &RequestFacts<'_>,
     ) -> S3Result<()> {
         let who = access_principal(principal);
         let identity: Vec<&valley_access::PolicyDocument> =
@@ -305,19 +360,25 @@ impl TenantAccess {
         let bucket_policy = self.directory.bucket_policy(bucket);
         let resource = valley_access::resource_for(bucket, key);
         let settings = self.directory.bucket_access(bucket);
+        // Only policies read the condition keys: without one, none are gathered.
+        let unconditioned = valley_access::RequestContext::new();
+        let mut context = if bucket_policy.is_some() || !identity.is_empty() {
+            facts.context()
+        } else {
+            &unconditioned
+        };
         // A policy that looks at the object's tags needs them: read only then.
         let mut tagged;
-        let mut context = context;
         if let (Some(key), Some(policy)) = (key, bucket_policy.as_deref())
             && policy.source().contains("ExistingObjectTag")
-            && let Some(version) = self.existing(bucket, key, context).await
+            && let Some(version) = self.existing(bucket, key, facts).await
         {
             tagged = context.clone();
             tagged.set_existing_object_tags(version.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             context = &tagged;
         }
         let acl = if settings.ownership.acls_apply() {
-            self.acl_for(principal, action, bucket, key, owner, context).await
+            self.acl_for(principal, action, bucket, key, owner, facts).await
         } else {
             None
         };
@@ -348,7 +409,7 @@ impl TenantAccess {
         &self,
         principal: Option<&Principal>,
         bucket: &str,
-        context: &valley_access::RequestContext,
+        facts: &RequestFacts<'_>,
     ) -> S3Result<()> {
         let Some(p) = principal else {
             return Err(s3_error!(
@@ -365,7 +426,7 @@ impl TenantAccess {
             ));
         }
         // The bucket would be the caller's tenant's: its own side decides.
-        self.decide_owned(principal, "s3:CreateBucket", bucket, None, &p.tenant, context)
+        self.decide_owned(principal, "s3:CreateBucket", bucket, None, &p.tenant, facts)
             .await?;
         let quota = self.directory.quota(&p.tenant);
         if let Some(max) = quota.buckets {
@@ -391,10 +452,10 @@ impl TenantAccess {
         else {
             return Err(s3_error!(NotImplemented, "Access points are not supported."));
         };
-        let context = context_of(
+        let facts = RequestFacts::new(
             &req.uri,
             &req.headers,
-            req.extensions.get::<ClientInfo>(),
+            req.extensions.get::<ClientInfo>().copied(),
             req.credentials.is_some(),
         );
         let action = if version_id.is_some() {
@@ -402,7 +463,7 @@ impl TenantAccess {
         } else {
             "s3:GetObject"
         };
-        self.decide(req.extensions.get::<Principal>(), action, bucket, Some(key), &context)
+        self.decide(req.extensions.get::<Principal>(), action, bucket, Some(key), &facts)
             .await
     }
 }
@@ -426,7 +487,7 @@ impl S3Access for TenantAccess {
         };
         let client = cx.extensions_mut().get::<ClientInfo>().copied();
         let op = cx.s3_op().name();
-        let context = context_of(cx.uri(), cx.headers(), client.as_ref(), principal.is_some());
+        let facts = RequestFacts::new(cx.uri(), cx.headers(), client, principal.is_some());
         let has_version = cx
             .uri()
             .query()
@@ -440,17 +501,33 @@ impl S3Access for TenantAccess {
                         "Access Denied: anonymous requests cannot list buckets"
                     ));
                 };
-                self.decide_owned(principal.as_ref(), action, "*", None, &p.tenant, &context)
+                self.bill(&p.tenant);
+                self.decide_owned(principal.as_ref(), action, "*", None, &p.tenant, &facts)
                     .await?;
             }
             S3Path::Bucket { bucket } if op == "CreateBucket" => {
-                self.check_create(principal.as_ref(), bucket, &context).await?
+                if let Some(p) = &principal {
+                    self.bill(&p.tenant);
+                }
+                self.check_create(principal.as_ref(), bucket, &facts).await?
             }
-            S3Path::Bucket { bucket } => self.decide(principal.as_ref(), action, bucket, None, &context).await?,
+            S3Path::Bucket { bucket } => {
+                // No such bucket: the operation answers NoSuchBucket, billed to nobody.
+                if let Some(owner) = self.owner(bucket).await {
+                    self.bill(&owner);
+                    self.decide_owned(principal.as_ref(), action, bucket, None, &owner, &facts)
+                        .await?;
+                }
+            }
             S3Path::Object { bucket, key } => {
-                let decided = self
-                    .decide(principal.as_ref(), action, bucket, Some(key), &context)
-                    .await;
+                let decided = match self.owner(bucket).await {
+                    Some(owner) => {
+                        self.bill(&owner);
+                        self.decide_owned(principal.as_ref(), action, bucket, Some(key), &owner, &facts)
+                            .await
+                    }
+                    None => Ok(()),
+                };
                 if let Err(refusal) = decided {
                     // An upload's initiator may always list its parts and abort it, as in S3.
                     let upload_id = url_query(cx.uri())

@@ -24,7 +24,7 @@ mod service;
 mod sync;
 mod tags;
 
-pub use auth::{ClientInfo, TenantAccess, TenantAuth};
+pub use auth::{ClientInfo, RequestCounter, TenantAccess, TenantAuth};
 pub use gate::{NetworkGate, NetworkWrites, RemoteVersion, SyncCopies};
 pub use service::ValleyS3;
 pub use sync::REPLICATION_HEADER;

@@ -9,9 +9,7 @@ use valley_store::{ReadTxn, StoreError, StoreResult, Table, WriteTxn};
 
 use crate::seal::Sealed;
 
-/// The tenant every hub has from its first start; the root credentials are its admin user,
-/// and buckets from before tenants existed belong to it.
-pub const DEFAULT_TENANT: &str = "default";
+pub use valley_types::DEFAULT_TENANT;
 
 const FORMAT: u32 = 1;
 const TENANT_PREFIX: &str = "tenant/";

@@ -5,3 +5,7 @@ pub mod hlc;
 pub mod limits;
 
 pub use hlc::{Hlc, HlcClock};
+
+/// The tenant every hub has from its first start; the root credentials are its admin user,
+/// and buckets and grants from before tenants existed belong to it.
+pub const DEFAULT_TENANT: &str = "default";

@@ -117,6 +117,23 @@ pub struct BucketRow {
     pub links: Vec<valley_replicate::BucketBacklog>,
 }
 
+/// What one tenant's buckets hold at one hub: what an operator bills storage by.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TenantHolding {
+    pub hub: String,
+    pub jurisdiction: String,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TenantRow {
+    pub tenant: String,
+    pub buckets: u64,
+    /// Per hub that answered, in topology order (hubs holding nothing of it left out).
+    pub holdings: Vec<TenantHolding>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StatusReport {
     pub asked_hub: String,
@@ -124,6 +141,9 @@ pub struct StatusReport {
     pub hubs: Vec<HubRow>,
     pub links: Vec<LinkRow>,
     pub buckets: Vec<BucketRow>,
+    /// Absent from hubs of the previous release.
+    #[serde(default)]
+    pub tenants: Vec<TenantRow>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -135,6 +155,15 @@ pub struct VerifyOutcome {
     #[serde(default)]
     pub peers: Vec<valley_replicate::heads::PeerChainCheck>,
 }
+
+/// Admin calls a tenant's admin may make too, on its own buckets and grants.
+const TENANT_DATA_ROUTES: [&str; 5] = [
+    "policy",
+    "policy-dry-run",
+    "grants",
+    "residency-report",
+    "residency-verify",
+];
 
 impl AdminApi {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Bytes> {
@@ -181,8 +210,10 @@ impl AdminApi {
             )
             .await;
         }
-        // Everything else runs the network: the operator's alone.
-        if !caller.operator {
+        // A tenant's admin manages its own buckets' placement and residency and its own
+        // grants; everything else runs the network: the operator's alone.
+        let allowed = caller.operator || (caller.admin && TENANT_DATA_ROUTES.contains(&route.as_str()));
+        if !allowed {
             return reply(
                 StatusCode::FORBIDDEN,
                 format!(
@@ -215,6 +246,27 @@ impl AdminApi {
             Err(why) => return reply(StatusCode::BAD_REQUEST, why.to_string()),
         };
         let param = |name: &str| wire::query_param(&query, name);
+        // The bucket a tenant-data route names must be the caller's tenant's (the operator is
+        // the default tenant's admin: other tenants' placement and key names are theirs).
+        let directory = self.directory.clone();
+        let foreign = |bucket: &str| -> Option<Response<Bytes>> {
+            let owner = directory.owner_of(bucket);
+            (owner != caller.tenant).then(|| {
+                reply(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "{} may not manage bucket {bucket:?}: it is tenant {owner:?}'s",
+                        caller.arn()
+                    ),
+                )
+            })
+        };
+        if TENANT_DATA_ROUTES.contains(&route.as_str())
+            && let Some(bucket) = param("bucket")
+            && let Some(refusal) = foreign(&bucket)
+        {
+            return refusal;
+        }
         match (method, route.as_str()) {
             (Method::GET, "policy") => {
                 let Some(bucket) = param("bucket") else {
@@ -238,6 +290,10 @@ impl AdminApi {
                     Err(e) => hub_error(&e),
                 }
             }
+            (Method::GET, "grants") if !caller.operator => match hub.grants_of(&caller.tenant).await {
+                Ok(grants) => json(&grants),
+                Err(e) => hub_error(&e),
+            },
             (Method::GET, "grants") => match hub.grants().await {
                 Ok(grants) => json(&grants),
                 Err(e) => hub_error(&e),
@@ -247,7 +303,7 @@ impl AdminApi {
                     Ok(r) => r,
                     Err(e) => return reply(StatusCode::BAD_REQUEST, format!("malformed grant: {e}")),
                 };
-                let grant = match grant_of(request) {
+                let grant = match grant_of(request, &caller.tenant) {
                     Ok(g) => g,
                     Err(e) => return reply(StatusCode::BAD_REQUEST, e),
                 };
@@ -260,12 +316,13 @@ impl AdminApi {
                 let Some(id) = param("id") else {
                     return reply(StatusCode::BAD_REQUEST, "id is required");
                 };
-                match hub.revoke_grant(&id).await {
+                let own = (!caller.operator).then_some(caller.tenant.as_str());
+                match hub.revoke_grant(&id, own).await {
                     Ok(()) => reply(StatusCode::OK, "ok"),
                     Err(e) => hub_error(&e),
                 }
             }
-            (Method::GET, "status") => json(&status(&hub).await),
+            (Method::GET, "status") => json(&status(&hub, &self.directory).await),
             (Method::POST, "purge-stranded") => {
                 let Some(bucket) = param("bucket") else {
                     return reply(StatusCode::BAD_REQUEST, "bucket is required");
@@ -292,7 +349,7 @@ impl AdminApi {
                 }
             }
             (Method::GET, "residency-report") => crate::admin_residency::report(&hub, &query).await,
-            (Method::POST, "residency-verify") => crate::admin_residency::verify(&hub, &body).await,
+            (Method::POST, "residency-verify") => crate::admin_residency::verify(&hub, &body, &foreign).await,
             (Method::POST, "policy-dry-run") => crate::admin_residency::dry_run(&hub, &query, &body).await,
             (Method::GET, "audit") => {
                 let filter = valley_audit::Filter {
@@ -357,12 +414,14 @@ pub fn verify_outcome(report: &valley_audit::VerifyReport) -> VerifyOutcome {
     }
 }
 
-fn grant_of(r: GrantRequest) -> Result<Grant, String> {
+/// A grant of `tenant`'s (the caller's) from its request.
+fn grant_of(r: GrantRequest, tenant: &str) -> Result<Grant, String> {
     let basis: Basis = r.basis.parse()?;
     let expires =
         valley_policy::day_of(&r.expires).ok_or_else(|| format!("expires {:?} is not a YYYY-MM-DD date", r.expires))?;
     Ok(Grant {
         id: r.id.unwrap_or_default(),
+        tenant: tenant.to_owned(),
         from: r.from,
         to: r.to,
         classifications: r.classifications,
@@ -379,7 +438,7 @@ fn grant_of(r: GrantRequest) -> Result<Grant, String> {
 }
 
 /// Asks every hub for its holdings and links; a hub that does not answer is down.
-async fn status(hub: &Arc<Hub>) -> StatusReport {
+async fn status(hub: &Arc<Hub>, directory: &valley_tenants::Directory) -> StatusReport {
     let mut hubs = Vec::new();
     let mut links = Vec::new();
     let mut inventories = Vec::new();
@@ -492,11 +551,46 @@ async fn status(hub: &Arc<Hub>) -> StatusReport {
             links: owed,
         });
     }
+    let tenants = tenant_rows(hub, directory, &buckets);
     StatusReport {
         asked_hub: hub.id.clone(),
         topology: hub.topology.hash().to_owned(),
         hubs,
         links,
         buckets,
+        tenants,
     }
+}
+
+/// Each tenant's holdings per hub, summed over its buckets' holders.
+fn tenant_rows(hub: &Hub, directory: &valley_tenants::Directory, buckets: &[BucketRow]) -> Vec<TenantRow> {
+    directory
+        .tenants()
+        .into_iter()
+        .map(|tenant| {
+            let owned: Vec<&BucketRow> = buckets
+                .iter()
+                .filter(|b| directory.owner_of(&b.bucket) == tenant)
+                .collect();
+            let holdings = hub
+                .topology
+                .hubs()
+                .filter_map(|h| {
+                    let held = owned.iter().flat_map(|b| &b.holders).filter(|x| x.hub == h.id);
+                    let (objects, bytes) = held.fold((0, 0), |(o, b), x| (o + x.objects, b + x.bytes));
+                    (objects > 0).then(|| TenantHolding {
+                        hub: h.id.clone(),
+                        jurisdiction: h.jurisdiction.clone(),
+                        objects,
+                        bytes,
+                    })
+                })
+                .collect();
+            TenantRow {
+                buckets: directory.buckets_of(&tenant).len() as u64,
+                tenant,
+                holdings,
+            }
+        })
+        .collect()
 }

@@ -41,11 +41,19 @@ pub async fn report(hub: &Arc<Hub>, query: &str) -> Response<Bytes> {
 }
 
 /// `POST residency-verify` with a report as its body.
-pub async fn verify(hub: &Arc<Hub>, body: &[u8]) -> Response<Bytes> {
+/// `refused` answers the refusal for a bucket the caller may not manage.
+pub async fn verify(
+    hub: &Arc<Hub>,
+    body: &[u8],
+    refused: &(dyn Fn(&str) -> Option<Response<Bytes>> + Sync),
+) -> Response<Bytes> {
     let report: Report = match serde_json::from_slice(body) {
         Ok(report) => report,
         Err(e) => return reply(StatusCode::BAD_REQUEST, format!("not a residency report: {e}")),
     };
+    if let Some(refusal) = refused(&report.bucket) {
+        return refusal;
+    }
     let anchors = report
         .hubs
         .iter()

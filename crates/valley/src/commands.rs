@@ -191,14 +191,15 @@ pub async fn grant(admin: &AdminClient, command: GrantCommand) -> anyhow::Result
             let grants: Vec<valley_policy::Grant> =
                 serde_json::from_slice(&body).context("reading the hub's answer")?;
             println!(
-                "{:<14} {:<5} {:<5} {:<28} {:<20} {:<12} {:<8} REFERENCE",
-                "ID", "FROM", "TO", "CLASSIFICATIONS", "BASIS", "EXPIRES", "STATE"
+                "{:<14} {:<14} {:<5} {:<5} {:<28} {:<20} {:<12} {:<8} REFERENCE",
+                "ID", "TENANT", "FROM", "TO", "CLASSIFICATIONS", "BASIS", "EXPIRES", "STATE"
             );
             for g in grants {
                 let state = if g.revoked { "revoked" } else { "active" };
                 println!(
-                    "{:<14} {:<5} {:<5} {:<28} {:<20} {:<12} {:<8} {}",
+                    "{:<14} {:<14} {:<5} {:<5} {:<28} {:<20} {:<12} {:<8} {}",
                     g.id,
+                    g.tenant,
                     g.from,
                     g.to,
                     g.classifications.join(","),
@@ -357,6 +358,32 @@ pub fn print_status(report: &StatusReport) {
         }
         if b.holders.is_empty() {
             println!("      (no objects yet)");
+        }
+    }
+    print_tenants(&report.tenants);
+}
+
+/// Storage per tenant, per hub and per jurisdiction.
+fn print_tenants(tenants: &[crate::admin::TenantRow]) {
+    println!("\nTENANTS (objects and bytes held, per hub and jurisdiction)");
+    for t in tenants {
+        let (objects, bytes) = t.holdings.iter().fold((0, 0), |(o, b), h| (o + h.objects, b + h.bytes));
+        println!(
+            "  {:<20} {:>3} buckets {:>8} objects {:>14} bytes",
+            t.tenant, t.buckets, objects, bytes
+        );
+        let mut by_jurisdiction: std::collections::BTreeMap<&str, (u64, u64)> = std::collections::BTreeMap::new();
+        for h in &t.holdings {
+            println!(
+                "      {:<14} {:<3} {:>8} objects {:>14} bytes",
+                h.hub, h.jurisdiction, h.objects, h.bytes
+            );
+            let sum = by_jurisdiction.entry(&h.jurisdiction).or_default();
+            sum.0 += h.objects;
+            sum.1 += h.bytes;
+        }
+        for (jurisdiction, (objects, bytes)) in by_jurisdiction {
+            println!("      in {jurisdiction:<11} {objects:>12} objects {bytes:>14} bytes");
         }
     }
 }

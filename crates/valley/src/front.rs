@@ -291,6 +291,7 @@ impl hyper::service::Service<Request<Incoming>> for AdminFront {
                 (&Method::GET, "/metrics") => {
                     if let Some(hub) = &hub {
                         metrics.observe_network(hub).await;
+                        metrics.observe_tenant_traffic(hub, &admin.directory);
                     }
                     metrics.observe_tenants(&admin.directory, &admin.catalog).await;
                     let mut res = Response::new(s3s::Body::from(metrics.encode()));

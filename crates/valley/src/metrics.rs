@@ -23,6 +23,13 @@ pub struct TenantLabel {
     pub tenant: String,
 }
 
+/// A tenant's traffic over one link (this hub to `peer`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantPeerLabel {
+    pub tenant: String,
+    pub peer: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BucketLabel {
     pub bucket: String,
@@ -78,6 +85,9 @@ pub struct Metrics {
     pub tenant_objects: Family<TenantLabel, Gauge>,
     pub tenant_bytes: Family<TenantLabel, Gauge>,
     pub tenant_buckets: Family<TenantLabel, Gauge>,
+    pub tenant_requests: Family<TenantLabel, Counter>,
+    pub tenant_sent_versions: Family<TenantPeerLabel, Counter>,
+    pub tenant_sent_bytes: Family<TenantPeerLabel, Counter>,
     pub sync_writes: Family<OutcomeLabel, Counter>,
     pub sync_write_seconds: Family<OutcomeLabel, Histogram>,
 }
@@ -209,6 +219,24 @@ impl Metrics {
         );
         let tenant_buckets = Family::<TenantLabel, Gauge>::default();
         registry.register("tenant_buckets", "Buckets each tenant owns", tenant_buckets.clone());
+        let tenant_requests = Family::<TenantLabel, Counter>::default();
+        registry.register(
+            "tenant_requests",
+            "S3 requests on each tenant's buckets (refused ones too), and requests on no bucket by its users",
+            tenant_requests.clone(),
+        );
+        let tenant_sent_versions = Family::<TenantPeerLabel, Counter>::default();
+        registry.register(
+            "tenant_replication_sent_versions",
+            "Versions of each tenant's buckets this hub delivered to each peer",
+            tenant_sent_versions.clone(),
+        );
+        let tenant_sent_bytes = Family::<TenantPeerLabel, Counter>::default();
+        registry.register(
+            "tenant_replication_sent_bytes",
+            "Bytes of each tenant's buckets this hub delivered to each peer",
+            tenant_sent_bytes.clone(),
+        );
         let sync_writes = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "replication_sync_writes",
@@ -228,6 +256,9 @@ impl Metrics {
             tenant_objects,
             tenant_bytes,
             tenant_buckets,
+            tenant_requests,
+            tenant_sent_versions,
+            tenant_sent_bytes,
             sync_writes,
             sync_write_seconds,
             stranded_versions,
@@ -282,6 +313,43 @@ impl Metrics {
             self.tenant_buckets
                 .get_or_create(&label)
                 .set(gauge(buckets.len() as u64));
+        }
+    }
+
+    /// Counts one S3 request billed to `tenant`.
+    pub fn count_tenant_request(&self, tenant: &str) {
+        self.tenant_requests
+            .get_or_create(&TenantLabel {
+                tenant: tenant.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Brings the per-tenant traffic counters up to what the hub has delivered, per bucket,
+    /// summed by each bucket's owner.
+    pub fn observe_tenant_traffic(&self, hub: &valley_replicate::Hub, directory: &valley_tenants::Directory) {
+        let mut sums: std::collections::HashMap<TenantPeerLabel, valley_replicate::moved::Moved> =
+            std::collections::HashMap::new();
+        for (bucket, peer, moved) in hub.moved.snapshot() {
+            let label = TenantPeerLabel {
+                tenant: directory.owner_of(&bucket),
+                peer,
+            };
+            let sum = sums.entry(label).or_default();
+            sum.versions += moved.versions;
+            sum.bytes += moved.bytes;
+        }
+        // Counters only go up: a bucket re-created by another tenant leaves its old owner's
+        // total as it was.
+        let raise = |counter: &Counter, to: u64| {
+            let now = counter.get();
+            if to > now {
+                counter.inc_by(to - now);
+            }
+        };
+        for (label, sum) in sums {
+            raise(&self.tenant_sent_versions.get_or_create(&label), sum.versions);
+            raise(&self.tenant_sent_bytes.get_or_create(&label), sum.bytes);
         }
     }
 

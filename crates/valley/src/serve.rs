@@ -234,7 +234,9 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         }
         let mut builder = S3ServiceBuilder::new(api);
         builder.set_auth(valley_s3::TenantAuth::new(directory.clone()));
-        let mut access = valley_s3::TenantAccess::new(directory.clone(), catalog.clone());
+        let billing = metrics.clone();
+        let mut access = valley_s3::TenantAccess::new(directory.clone(), catalog.clone())
+            .with_request_counter(Arc::new(move |tenant: &str| billing.count_tenant_request(tenant)));
         if let Some(hub) = &hub {
             access = access.with_gate(Arc::new(HubGate(hub.clone(), metrics.clone())));
         }

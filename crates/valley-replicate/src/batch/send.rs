@@ -125,6 +125,7 @@ async fn prepare_and_send(
                 // The bytes crossed the link (a duplicate may be an earlier attempt of ours
                 // whose answer was lost): the transfer is recorded.
                 ItemOutcome::Applied | ItemOutcome::Duplicate | ItemOutcome::Superseded => {
+                    hub.moved.delivered(&item.bucket, peer, item.version.size);
                     events.push(transfer::transfer_event(
                         hub,
                         kind,

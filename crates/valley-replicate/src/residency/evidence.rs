@@ -42,10 +42,19 @@ pub struct Evidence {
     /// The bucket's policy, held to its floors.
     pub policy: PlacementPolicy,
     pub lost: BTreeSet<String>,
+    /// The bucket's owner (absent from evidence of the previous release, whose buckets were
+    /// all the default tenant's).
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// The owner's grants: the only ones its data may cross a border under.
     pub grants: Vec<Grant>,
     pub hubs: Vec<HubEvidence>,
     /// Hubs that did not answer, with why.
     pub unreachable: BTreeMap<String, String>,
+}
+
+fn default_tenant() -> String {
+    valley_types::DEFAULT_TENANT.to_owned()
 }
 
 impl Evidence {
@@ -178,7 +187,8 @@ pub async fn gather(
     let policy = hub.policy(bucket).await?;
     visible_to(&hub.topology, &policy, bucket, &hub.id).map_err(HubError::Invalid)?;
     let lost = hub.read(control::lost_hubs).await?;
-    let grants = hub.grants().await?;
+    let tenant = hub.owner_of(bucket);
+    let grants = hub.grants_of(&tenant).await?;
     let mut hubs = vec![local_evidence(hub, bucket, audit, anchors.get(&hub.id).copied()).await?];
     let mut unreachable = BTreeMap::new();
     let answers = futures::future::join_all(hub.peers().into_iter().map(|peer| {
@@ -221,6 +231,7 @@ pub async fn gather(
         topology_hash: hub.topology.hash().to_owned(),
         policy,
         lost,
+        tenant,
         grants,
         hubs,
         unreachable,

@@ -220,6 +220,7 @@ fn decide(
         &Transfer {
             kind,
             bucket: &evidence.bucket,
+            tenant: &evidence.tenant,
             policy,
             from,
             to,

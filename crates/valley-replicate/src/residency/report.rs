@@ -142,10 +142,12 @@ fn day_of_unix_ms(ms: u64) -> valley_policy::Day {
 
 /// The engine's decision on the origin's data being at `hub` (a client's write at the origin
 /// itself, a replication anywhere else), as of `today`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn copy_decision(
     topology: &Topology,
     grants: &[Grant],
     bucket: &str,
+    tenant: &str,
     policy: &PlacementPolicy,
     origin: &str,
     hub: &str,
@@ -162,6 +164,7 @@ pub(crate) fn copy_decision(
         &Transfer {
             kind,
             bucket,
+            tenant,
             policy,
             from: origin,
             to: hub,
@@ -237,6 +240,7 @@ pub fn build_report(evidence: &Evidence, topology: &Topology, at_unix_ms: Option
                 topology,
                 &evidence.grants,
                 &evidence.bucket,
+                &evidence.tenant,
                 &evidence.policy,
                 version,
                 &hub.hub,
@@ -275,13 +279,14 @@ pub(crate) fn copy_entry(
     topology: &Topology,
     grants: &[Grant],
     bucket: &str,
+    tenant: &str,
     policy: &PlacementPolicy,
     version: &VersionSummary,
     hub: &str,
     today: valley_policy::Day,
     records: Vec<RecordRef>,
 ) -> CopyEntry {
-    let decision = copy_decision(topology, grants, bucket, policy, &version.origin, hub, today);
+    let decision = copy_decision(topology, grants, bucket, tenant, policy, &version.origin, hub, today);
     let place = topology.hub(hub);
     let grant = decision
         .grant

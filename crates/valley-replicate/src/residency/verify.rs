@@ -109,6 +109,7 @@ pub fn verify_report(report: &Report, evidence: &Evidence, topology: &Topology) 
                 topology,
                 &evidence.grants,
                 &report.bucket,
+                &evidence.tenant,
                 &report.policy,
                 &v.origin,
                 &c.hub,
