@@ -511,7 +511,16 @@ def test_bucket_owner_enforced_turns_acls_off(hub, tenants):
     assert code(lambda: alice.put_object(Bucket=bucket, Key="k", Body=b"v", ACL="public-read")) \
         == "AccessControlListNotSupported"
     alice.put_object(Bucket=bucket, Key="k", Body=b"v")
-    assert code(lambda: alice.put_bucket_acl(Bucket=bucket, ACL="public-read")) == "AccessControlListNotSupported"
+    alice.put_object(Bucket=bucket, Key="k2", Body=b"v", ACL="bucket-owner-full-control")
+    # No ACL is set at all while ACLs are off, not even `private` (as S3).
+    for refused in (lambda: alice.put_object(Bucket=bucket, Key="k3", Body=b"v", ACL="private"),
+                    lambda: alice.copy_object(Bucket=bucket, Key="k4", CopySource={"Bucket": bucket, "Key": "k"},
+                                              ACL="private"),
+                    lambda: alice.put_bucket_acl(Bucket=bucket, ACL="public-read"),
+                    lambda: alice.put_bucket_acl(Bucket=bucket, ACL="private"),
+                    lambda: alice.put_object_acl(Bucket=bucket, Key="k", ACL="private")):
+        assert code(refused) == "AccessControlListNotSupported"
+    assert code(lambda: alice.head_object(Bucket=bucket, Key="k3")) in ("404", "NoSuchKey")
     alice.delete_bucket_ownership_controls(Bucket=bucket)
     assert code(lambda: alice.get_bucket_ownership_controls(Bucket=bucket)) == "OwnershipControlsNotFoundError"
     alice.put_object_acl(Bucket=bucket, Key="k", ACL="public-read")

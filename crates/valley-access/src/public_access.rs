@@ -101,7 +101,9 @@ impl ObjectOwnership {
     /// Whether a request's `x-amz-acl` canned ACL must be refused.
     #[must_use]
     pub fn refuses_canned_acl(self, canned: &str) -> bool {
-        !self.acls_apply() && !matches!(canned, "private" | "bucket-owner-full-control")
+        // As S3: only bucket-owner-full-control, not even `private` (which would name the
+        // writer as owner).
+        !self.acls_apply() && canned != "bucket-owner-full-control"
     }
 
     /// Who owns an object `writer` puts into a bucket of `bucket_owner`, given the canned ACL
@@ -201,6 +203,7 @@ mod tests {
         assert!(!enforced.refuses_acl(&Acl::private("o"), "o"));
         assert!(enforced.refuses_acl(&Acl::private("writer"), "o"));
         assert!(enforced.refuses_canned_acl("public-read"));
+        assert!(enforced.refuses_canned_acl("private"));
         assert!(!enforced.refuses_canned_acl("bucket-owner-full-control"));
         assert_eq!(enforced.object_owner("w", "o", None), "o");
         let preferred = ObjectOwnership::BucketOwnerPreferred;

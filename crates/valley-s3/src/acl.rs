@@ -78,12 +78,9 @@ pub(crate) fn for_write(
             )
         };
         if let Some(name) = canned
-            && name != "bucket-owner-full-control"
+            && ownership.refuses_canned_acl(name)
         {
-            let acl = Acl::canned(name, writer, &bucket_owner).map_err(|e| acl_error(&e))?;
-            if !acl.is_owner_full_control_only(&bucket_owner) {
-                return Err(refused());
-            }
+            return Err(refused());
         }
         if canned.is_none()
             && let Some(acl) = requested_in(headers, &bucket_owner, &bucket_owner)?
@@ -110,6 +107,18 @@ pub(crate) fn for_write(
         }
         None => Ok(None),
     }
+}
+
+/// With ACLs off (BucketOwnerEnforced), no ACL is set on the bucket or its objects, whatever
+/// it says (S3 answers AccessControlListNotSupported even for `private`).
+fn refuse_when_enforced(s: &ValleyS3, bucket: &str) -> S3Result<()> {
+    if s.directory.bucket_access(bucket).ownership.acls_apply() {
+        return Ok(());
+    }
+    Err(s3_error!(
+        AccessControlListNotSupported,
+        "The bucket does not allow ACLs (object ownership BucketOwnerEnforced)"
+    ))
 }
 
 /// Refuses an ACL the bucket's settings do not allow, or that names someone unknown.
@@ -275,6 +284,7 @@ pub async fn get_bucket(s: &ValleyS3, req: S3Request<GetBucketAclInput>) -> S3Re
 pub async fn put_bucket(s: &ValleyS3, req: S3Request<PutBucketAclInput>) -> S3Result<S3Response<PutBucketAclOutput>> {
     let bucket = req.input.bucket.clone();
     s.catalog.bucket(&bucket).await.map_err(s3_err)?;
+    refuse_when_enforced(s, &bucket)?;
     let owner = s.directory.owner_of(&bucket);
     let acl = of_put(req.input.access_control_policy, &req.headers, &owner)?;
     check_allowed(s, &bucket, &acl)?;
@@ -302,6 +312,7 @@ pub async fn get_object(s: &ValleyS3, req: S3Request<GetObjectAclInput>) -> S3Re
 }
 
 pub async fn put_object(s: &ValleyS3, req: S3Request<PutObjectAclInput>) -> S3Result<S3Response<PutObjectAclOutput>> {
+    refuse_when_enforced(s, &req.input.bucket)?;
     let bucket_owner = s.directory.owner_of(&req.input.bucket);
     let input = req.input;
     // The object keeps its owner (the writer's, under ObjectWriter).

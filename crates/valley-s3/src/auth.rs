@@ -190,6 +190,13 @@ impl<'a> RequestFacts<'a> {
         }
     }
 
+    /// The same request with `context` as its condition keys.
+    fn with_context(&self, context: valley_access::RequestContext) -> RequestFacts<'a> {
+        let facts = RequestFacts::new(self.uri, self.headers, self.client, self.signed);
+        let _ = facts.context.set(context);
+        facts
+    }
+
     fn context(&self) -> &valley_access::RequestContext {
         self.context
             .get_or_init(|| context_of(self.uri, self.headers, self.client.as_ref(), self.signed))
@@ -354,6 +361,29 @@ impl TenantAccess {
         owner: &str,
         facts: &RequestFacts<'_>,
     ) -> S3Result<()> {
+        let verdict = self.verdict(principal, action, bucket, key, owner, facts).await;
+        if verdict.is_allowed() {
+            return Ok(());
+        }
+        let resource = valley_access::resource_for(bucket, key);
+        let name = principal.map_or_else(|| "anonymous".to_owned(), Principal::arn);
+        if let Some(gate) = &self.gate {
+            gate.access_refused(bucket, format!("{name} may not {action} on {resource}: {verdict}"));
+        }
+        Err(denied(&verdict, &name, action, &resource))
+    }
+
+    /// `authorize()`'s verdict on `principal` taking `action` on `bucket` (and `key`) of
+    /// `owner`, with the bucket's policy, settings and ACL.
+    async fn verdict(
+        &self,
+        principal: Option<&Principal>,
+        action: &str,
+        bucket: &str,
+        key: Option<&str>,
+        owner: &str,
+        facts: &RequestFacts<'_>,
+    ) -> valley_access::Verdict {
         let who = access_principal(principal);
         let identity: Vec<&valley_access::PolicyDocument> =
             principal.and_then(|p| p.policy.as_deref()).into_iter().collect();
@@ -382,7 +412,7 @@ impl TenantAccess {
         } else {
             None
         };
-        let verdict = valley_access::authorize(&valley_access::AccessQuery {
+        valley_access::authorize(&valley_access::AccessQuery {
             principal: &who,
             action,
             resource: &resource,
@@ -393,16 +423,29 @@ impl TenantAccess {
             public_access_block: settings.public_access_block,
             ownership: settings.ownership,
             context,
-        });
-        if verdict.is_allowed() {
-            Ok(())
-        } else {
-            let name = principal.map_or_else(|| "anonymous".to_owned(), Principal::arn);
-            if let Some(gate) = &self.gate {
-                gate.access_refused(bucket, format!("{name} may not {action} on {resource}: {verdict}"));
-            }
-            Err(denied(&verdict, &name, action, &resource))
+        })
+    }
+
+    /// As S3: a read refused on a key that does not exist answers NoSuchKey to a requester who
+    /// may list that name (`s3:ListBucket` with `s3:prefix` the key), AccessDenied to anyone
+    /// else; a key's absence is told only to whoever could list it anyway.
+    async fn may_learn_missing(
+        &self,
+        principal: Option<&Principal>,
+        bucket: &str,
+        key: &str,
+        owner: &str,
+        facts: &RequestFacts<'_>,
+    ) -> bool {
+        if self.existing(bucket, key, facts).await.is_some() {
+            return false;
         }
+        let mut listing = facts.context().clone();
+        listing.set_prefix(key);
+        let listing = facts.with_context(listing);
+        self.verdict(principal, "s3:ListBucket", bucket, None, owner, &listing)
+            .await
+            .is_allowed()
     }
 
     async fn check_create(
@@ -520,10 +563,11 @@ impl S3Access for TenantAccess {
                 }
             }
             S3Path::Object { bucket, key } => {
-                let decided = match self.owner(bucket).await {
+                let owner = self.owner(bucket).await;
+                let decided = match &owner {
                     Some(owner) => {
-                        self.bill(&owner);
-                        self.decide_owned(principal.as_ref(), action, bucket, Some(key), &owner, &facts)
+                        self.bill(owner);
+                        self.decide_owned(principal.as_ref(), action, bucket, Some(key), owner, &facts)
                             .await
                     }
                     None => Ok(()),
@@ -543,6 +587,14 @@ impl S3Access for TenantAccess {
                         _ => false,
                     };
                     if !own_upload {
+                        if let Some(owner) = &owner
+                            && matches!(action, "s3:GetObject" | "s3:GetObjectVersion")
+                            && self
+                                .may_learn_missing(principal.as_ref(), bucket, key, owner, &facts)
+                                .await
+                        {
+                            return Err(s3_error!(NoSuchKey, "The specified key does not exist."));
+                        }
                         return Err(refusal);
                     }
                 }
