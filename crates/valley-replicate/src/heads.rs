@@ -106,7 +106,7 @@ impl HeadSigning {
 
 /// Signs this hub's head now.
 pub fn sign_head(hub: &Hub, signing: &HeadSigning) -> Result<SignedHead, String> {
-    let head = hub.audit_head();
+    let head = hub.auditor.head();
     let time_unix_ms = now_unix_ms();
     let message = SignedHead::message(&hub.id, head.seq, &head.hash, time_unix_ms);
     let signed = signing.signer.sign(&message).map_err(|e| e.to_string())?;
@@ -132,7 +132,9 @@ pub fn start(hub: &Arc<Hub>, interval: Duration) {
         }
         loop {
             tokio::time::sleep(interval).await;
-            let Some(signing) = hub.head_signing() else { return };
+            let Some(signing) = hub.auditor.head_signing() else {
+                return;
+            };
             let head = match sign_head(&hub, signing) {
                 Ok(head) => head,
                 Err(e) => {
@@ -140,8 +142,8 @@ pub fn start(hub: &Arc<Hub>, interval: Duration) {
                     continue;
                 }
             };
-            for peer in hub.peers() {
-                if let Err(e) = hub.peer_post_json::<crate::wire::Outcome>(&peer, "head", &head).await {
+            for peer in hub.peers.ids() {
+                if let Err(e) = hub.peers.post_json::<crate::wire::Outcome>(&peer, "head", &head).await {
                     tracing::debug!(peer, error = %e, "sending the signed audit head failed");
                 }
             }
@@ -152,7 +154,7 @@ pub fn start(hub: &Arc<Hub>, interval: Duration) {
 /// Fills the memory of recorded heads from this hub's own chain (after a restart).
 async fn load_known(hub: &Arc<Hub>) -> Result<(), HubError> {
     let records = read_recorded(hub).await?;
-    let Some(signing) = hub.head_signing() else {
+    let Some(signing) = hub.auditor.head_signing() else {
         return Ok(());
     };
     let mut known = signing.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -177,7 +179,7 @@ async fn load_known(hub: &Arc<Hub>) -> Result<(), HubError> {
 
 /// Every `peer-head` record of this hub's chain: (peer, head, record time), oldest first.
 async fn read_recorded(hub: &Arc<Hub>) -> Result<Vec<(String, RecordedHead, u64)>, HubError> {
-    let path = hub.audit_path().to_owned();
+    let path = hub.auditor.path().to_owned();
     let records = tokio::task::spawn_blocking(move || {
         valley_audit::read_filtered(
             &path,
@@ -209,7 +211,7 @@ pub enum HeadRefusal {
 /// Takes a signed head from peer `from`: checks it, and records it when it is new (at most one
 /// per peer per [`RECORD_MIN_INTERVAL_MS`]) or contradicts the last one recorded (always).
 pub async fn receive_head(hub: &Arc<Hub>, from: &str, head: SignedHead) -> Result<&'static str, HeadRefusal> {
-    let Some(signing) = hub.head_signing() else {
+    let Some(signing) = hub.auditor.head_signing() else {
         return Err(HeadRefusal::NotSigning);
     };
     if head.v != HEAD_VERSION || head.hub != from {
@@ -261,12 +263,14 @@ pub async fn receive_head(hub: &Arc<Hub>, from: &str, head: SignedHead) -> Resul
         contradicts: contradicts.clone(),
     };
     let detail = serde_json::to_string(&recorded).unwrap_or_default();
-    hub.audit(
-        hub.event(AuditKind::PeerHead, detail)
-            .with_peer(from)
-            .with_allowed(contradicts.is_none()),
-    )
-    .await;
+    hub.auditor
+        .record(
+            hub.auditor
+                .event(AuditKind::PeerHead, detail)
+                .with_peer(from)
+                .with_allowed(contradicts.is_none()),
+        )
+        .await;
     if let Some(why) = &contradicts {
         tracing::error!(peer = from, "{why}");
     }
@@ -351,11 +355,13 @@ pub async fn check_peer_chains(hub: &Arc<Hub>) -> Result<Vec<PeerChainCheck>, Hu
 /// chain fails the check.
 async fn fetch_and_verify(hub: &Arc<Hub>, peer: &str, heads: &[Head]) -> Result<Result<String, String>, String> {
     let chain = hub
-        .peer_get_large(peer, "audit-chain")
+        .peers
+        .get_large(peer, "audit-chain")
         .await
         .map_err(|e| e.to_string())?;
     let path = hub
-        .audit_path()
+        .auditor
+        .path()
         .with_file_name(format!("audit-check-{peer}-{}.tmp", rand::random::<u64>()));
     let heads = heads.to_vec();
     let peer = peer.to_owned();
@@ -387,7 +393,7 @@ async fn fetch_and_verify(hub: &Arc<Hub>, peer: &str, heads: &[Head]) -> Result<
 /// record (written before redaction existed) cannot be redacted: a chain holding one that
 /// `asker` may not read is not sent (`Err` says why).
 pub async fn own_chain(hub: &Arc<Hub>, asker: &str) -> Result<Vec<u8>, String> {
-    let path = hub.audit_path().to_owned();
+    let path = hub.auditor.path().to_owned();
     let chain = tokio::task::spawn_blocking(move || {
         let len = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
         if len > CHAIN_BYTES_MAX {

@@ -1,21 +1,25 @@
-//! [`Hub`]: one hub's place in the network — its control-plane state, its links to peers, and
-//! its audit log.
+//! [`Hub`]: one hub's place in the network — its links ([`crate::links`]), its calls to peers
+//! ([`crate::peers`]), its audit log ([`crate::auditor`]), and the control-plane operations
+//! that need several of them.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use valley_audit::{AuditEvent, AuditKind, AuditLog};
+use valley_audit::{AuditEvent, AuditKind};
 use valley_policy::{Grant, PlacementPolicy, Topology};
 use valley_store::{Catalog, ReadTxn, StoreError, StoreResult, WriteTxn};
 use valley_types::HlcClock;
 
-use crate::client::{PeerClient, PeerError};
+use crate::auditor::Auditor;
+use crate::client::PeerError;
 use crate::control::{self, ControlChange, GrantRecord, PolicyRecord};
+use crate::grant_ledger::GrantLedger;
 use crate::hook::{OutboxHook, effective_policy, now_unix_ms};
+use crate::links::{LinkStatus, Links};
 use crate::outbox::{self, Shipment};
-use crate::transfer::RateLimit;
+use crate::peers::Peers;
+use crate::policy_cache::PolicyCache;
 
 /// What went wrong with a network operation, said for an operator.
 #[derive(Debug, thiserror::Error)]
@@ -28,27 +32,6 @@ pub enum HubError {
     Store(#[from] StoreError),
     #[error("audit log: {0}")]
     Audit(#[from] valley_audit::AuditError),
-}
-
-/// The state of one link, as `valley status` shows it.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
-pub struct LinkStatus {
-    pub peer: String,
-    pub reachable: bool,
-    pub last_contact_unix_ms: Option<u64>,
-    pub last_error: Option<String>,
-    pub backlog_entries: u64,
-    pub backlog_bytes: u64,
-    pub lag_seconds: f64,
-    pub shipped_entries: u64,
-    pub shipped_bytes: u64,
-    pub refused_entries: u64,
-    /// Versions anti-entropy found missing at the peer and sent.
-    #[serde(default)]
-    pub repaired_versions: u64,
-    /// The peer is declared lost for good.
-    #[serde(default)]
-    pub lost: bool,
 }
 
 /// What one bucket still has to replicate from this hub over one link.
@@ -66,42 +49,22 @@ pub struct BucketBacklog {
     pub lag_seconds: f64,
 }
 
+/// One hub's place in the network: the parts below, and the control-plane operations that
+/// need several of them (publishing and receiving policies, grants and hub states).
 pub struct Hub {
     pub id: String,
     pub topology: Arc<Topology>,
     pub catalog: Catalog,
-    pub(crate) client: PeerClient,
-    pub(crate) secret: Vec<u8>,
-    pub(crate) wake: Arc<tokio::sync::Notify>,
-    pub(crate) links: Mutex<BTreeMap<String, LinkStatus>>,
-    audit: Arc<AuditLog>,
+    pub links: Links,
+    pub peers: Peers,
+    pub auditor: Auditor,
+    /// Stamps the control records made here (and observes those received), so that every hub
+    /// settles on the same newest record.
     clock: HlcClock,
-    /// Policies read by the S3 front's per-request residency check, so that check costs a map
-    /// lookup instead of a store read. Entries are dropped whenever this process applies a
-    /// policy change (the only way policy records change), and reloaded on the next miss.
-    /// The number counts invalidations, so a read that raced with a change is not cached.
-    policy_cache: Mutex<(u64, std::collections::HashMap<String, PlacementPolicy>)>,
-    /// Per-peer bandwidth limits from the topology's `replication_limit_mbit`.
-    rate_limits: BTreeMap<String, Arc<RateLimit>>,
-    /// Per-peer budget of chunk streams open at once.
-    chunk_slots: BTreeMap<String, Arc<tokio::sync::Semaphore>>,
-    /// Grant reservations already counted here (as the grants' accountant), so a retried
-    /// transfer is not counted twice. Bounded; forgetting one only over-counts (the safe side).
-    reservations: Mutex<(std::collections::HashSet<String>, std::collections::VecDeque<String>)>,
+    policy_cache: PolicyCache,
+    grant_ledger: GrantLedger,
     /// Wakes anti-entropy early (a hub lost or back, a policy changed, a link healed).
     pub(crate) repair_wake: Arc<tokio::sync::Notify>,
-    /// Signatures of peer calls already taken (a replayed call is refused).
-    pub(crate) replays: crate::auth::ReplayGuard,
-    /// Refused unauthenticated calls: counted, audited once per interval.
-    pub refusals: crate::refusals::RefusalLimiter,
-    /// S3 requests refused by their access check: counted, audited once per interval.
-    pub access_refusals: crate::refusals::RefusalLimiter,
-    /// Chunked transfers whose commit call got no answer (a cut): if the next attempt finds
-    /// the peer holding the version, that commit happened and is recorded then. In memory: a
-    /// restart in between loses only the sender's record of such a transfer. Bounded.
-    unanswered_commits: Mutex<std::collections::HashSet<String>>,
-    /// Signing this hub's audit heads and checking its peers' (networks with TLS only).
-    head_signing: std::sync::OnceLock<crate::heads::HeadSigning>,
     /// The tenant directory, told of tenant records received from peers.
     directory: std::sync::OnceLock<Arc<valley_tenants::Directory>>,
     /// Versions and bytes delivered to each peer, per bucket.
@@ -127,9 +90,6 @@ impl valley_tenants::Replicate for TenantReplication {
     }
 }
 
-/// Most unanswered commits remembered (each is one large transfer being retried).
-const UNANSWERED_COMMITS_MAX: usize = 100_000;
-
 /// The hook to install in the catalog before building the [`Hub`] (they share `wake`).
 pub fn outbox_hook(id: &str, topology: Arc<Topology>, wake: Arc<tokio::sync::Notify>) -> Arc<OutboxHook> {
     Arc::new(OutboxHook {
@@ -137,43 +97,6 @@ pub fn outbox_hook(id: &str, topology: Arc<Topology>, wake: Arc<tokio::sync::Not
         topology,
         wake,
     })
-}
-
-/// The connector to every peer: over mutual TLS when the topology pins a network CA (each peer
-/// endpoint must then be `https`, and the server must prove it is the hub of that endpoint),
-/// plain HTTP otherwise.
-fn peer_connector(
-    topology: &Topology,
-    tls: Option<&valley_tls::PeerTls>,
-) -> Result<valley_tls::PeerConnector, HubError> {
-    let invalid = |e: valley_tls::TlsError| HubError::Invalid(e.to_string());
-    match (topology.tls(), tls) {
-        (None, None) => valley_tls::plain_connector().map_err(invalid),
-        (None, Some(_)) => Err(HubError::Invalid(
-            "TLS certificates were given but the topology pins no network CA ([tls] ca_sha256)".into(),
-        )),
-        (Some(_), None) => Err(HubError::Invalid(
-            "the topology pins a network CA ([tls]): this hub needs --tls-cert, --tls-key and --tls-ca".into(),
-        )),
-        (Some(_), Some(tls)) => {
-            let mut map = std::collections::HashMap::new();
-            for hub in topology.hubs() {
-                let endpoint = hub.peer_endpoint.as_deref().unwrap_or("");
-                let uri: http::Uri = endpoint.parse().map_err(|_| {
-                    HubError::Invalid(format!("hub {:?}: peer_endpoint {endpoint:?} is not a URL", hub.id))
-                })?;
-                if uri.scheme_str() != Some("https") {
-                    return Err(HubError::Invalid(format!(
-                        "hub {:?}: the topology pins a network CA, so its peer_endpoint must be https, not {endpoint:?}",
-                        hub.id
-                    )));
-                }
-                let authority = uri.authority().map(ToString::to_string).unwrap_or_default();
-                map.insert(authority, hub.id.clone());
-            }
-            tls.connector(map).map_err(invalid)
-        }
-    }
 }
 
 impl Hub {
@@ -198,112 +121,31 @@ impl Hub {
                 )));
             }
         }
-        let audit = Arc::new(AuditLog::open(data_dir.join("audit.log"))?);
-        let connector = peer_connector(&topology, tls)?;
-        let client = PeerClient::new(
-            network_secret.clone(),
-            id.to_owned(),
-            topology.hash().to_owned(),
-            connector,
-        );
-        let links = topology
-            .hubs()
-            .filter(|h| h.id != id)
-            .map(|h| {
-                (
-                    h.id.clone(),
-                    LinkStatus {
-                        peer: h.id.clone(),
-                        ..LinkStatus::default()
-                    },
-                )
-            })
-            .collect();
-        let rate_limits = topology
-            .hubs()
-            .filter(|h| h.id != id)
-            .filter_map(|h| {
-                let mbit = topology.link(id, &h.id)?.replication_limit_mbit?;
-                Some((h.id.clone(), Arc::new(RateLimit::new(mbit * 1_000_000.0 / 8.0))))
-            })
-            .collect();
-        let chunk_slots = topology
-            .hubs()
-            .filter(|h| h.id != id)
-            .map(|h| {
-                let streams = crate::transfer::link_streams(topology.link(id, &h.id));
-                (h.id.clone(), Arc::new(tokio::sync::Semaphore::new(streams)))
-            })
-            .collect();
+        let auditor = Auditor::open(id, data_dir)?;
+        let peers = Peers::open(id, topology.clone(), network_secret, tls)?;
+        let links = Links::new(id, &topology, wake);
         Ok(Self {
             id: id.to_owned(),
             topology,
             catalog,
-            client,
-            secret: network_secret,
-            wake,
-            links: Mutex::new(links),
-            audit,
+            links,
+            peers,
+            auditor,
             clock: HlcClock::new(),
-            policy_cache: Mutex::new((0, std::collections::HashMap::new())),
-            rate_limits,
-            chunk_slots,
-            reservations: Mutex::new(Default::default()),
+            policy_cache: PolicyCache::default(),
+            grant_ledger: GrantLedger::default(),
             repair_wake: Arc::new(tokio::sync::Notify::new()),
-            replays: crate::auth::ReplayGuard::new(),
-            refusals: crate::refusals::RefusalLimiter::new("peer request refused"),
-            access_refusals: crate::refusals::RefusalLimiter::new("S3 request refused"),
-            unanswered_commits: Mutex::new(std::collections::HashSet::new()),
-            head_signing: std::sync::OnceLock::new(),
             directory: std::sync::OnceLock::new(),
             moved: crate::moved::MovedTraffic::default(),
         })
     }
 
-    /// A chunked transfer's commit call went unanswered.
-    pub(crate) fn note_unanswered_commit(&self, transfer: String) {
-        if let Ok(mut set) = self.unanswered_commits.lock()
-            && set.len() < UNANSWERED_COMMITS_MAX
-        {
-            set.insert(transfer);
-        }
-    }
-
-    /// Whether `transfer`'s commit went unanswered before (forgotten as it is answered).
-    pub(crate) fn confirm_unanswered_commit(&self, transfer: &str) -> bool {
-        self.unanswered_commits.lock().is_ok_and(|mut set| set.remove(transfer))
-    }
-
-    /// Drops every cached policy (a policy or floor changed); reads racing with this are not
-    /// cached, by the generation count.
-    fn invalidate_policy_cache(&self) {
-        if let Ok(mut cache) = self.policy_cache.lock() {
-            cache.0 += 1;
-            cache.1.clear();
-        }
-    }
-
-    /// The bandwidth limit on transfers to `peer`, if its link has one.
-    pub(crate) fn rate_limit(&self, peer: &str) -> Option<Arc<RateLimit>> {
-        self.rate_limits.get(peer).cloned()
-    }
-
-    /// The stream budget of the link to `peer`.
-    pub(crate) fn chunk_slots(&self, peer: &str) -> Arc<tokio::sync::Semaphore> {
-        self.chunk_slots
-            .get(peer)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(tokio::sync::Semaphore::new(crate::transfer::LINK_STREAMS_DEFAULT)))
-    }
-
-    /// Signs this hub's audit heads with its certificate key and checks its peers' heads
-    /// against the network CA (call once, on a network with TLS, before [`crate::heads::start`]).
     /// Puts the tenant directory on the network: its changes ship to every peer, and the
     /// tenant records peers send reach it.
     pub fn attach_directory(&self, directory: Arc<valley_tenants::Directory>) {
         directory.set_replicate(Arc::new(TenantReplication {
-            peers: self.peers(),
-            wake: self.wake.clone(),
+            peers: self.peers.ids(),
+            wake: self.links.wake.clone(),
         }));
         let _ = self.directory.set(directory);
     }
@@ -314,75 +156,6 @@ impl Hub {
         self.directory
             .get()
             .map_or_else(|| valley_types::DEFAULT_TENANT.to_owned(), |d| d.owner_of(bucket))
-    }
-
-    pub fn enable_signed_heads(&self, signing: crate::heads::HeadSigning) {
-        let _ = self.head_signing.set(signing);
-    }
-
-    pub(crate) fn head_signing(&self) -> Option<&crate::heads::HeadSigning> {
-        self.head_signing.get()
-    }
-
-    /// The newest durable record of this hub's audit chain.
-    #[must_use]
-    pub fn audit_head(&self) -> valley_audit::Head {
-        self.audit.head()
-    }
-
-    #[must_use]
-    pub fn audit_path(&self) -> &Path {
-        self.audit.path()
-    }
-
-    /// Appends to the audit log; a failure to audit is logged loudly (the action stands).
-    pub async fn audit(&self, event: AuditEvent) {
-        let log = self.audit.clone();
-        let result = tokio::task::spawn_blocking(move || log.append(event)).await;
-        match result {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "audit append failed"),
-            Err(e) => tracing::error!(error = %e, "audit task failed"),
-        }
-    }
-
-    /// Records several events with one write and one fsync.
-    /// An S3 request refused by its access check: counted, and recorded with the statement (or
-    /// missing allow) that decided at most once per interval, so a stranger cannot flood the log.
-    pub fn access_refused(self: &Arc<Self>, bucket: &str, detail: &str) {
-        if let Some(recorded) = self.access_refusals.note("access-denied", detail) {
-            let event = self
-                .event(AuditKind::RefusedRequest, recorded)
-                .with_bucket(bucket)
-                .with_allowed(false);
-            let hub = self.clone();
-            tokio::spawn(async move { hub.audit(event).await });
-        }
-    }
-
-    pub async fn audit_batch(&self, events: Vec<AuditEvent>) {
-        if events.is_empty() {
-            return;
-        }
-        let log = self.audit.clone();
-        let result = tokio::task::spawn_blocking(move || log.append_batch(events)).await;
-        match result {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "audit append failed"),
-            Err(e) => tracing::error!(error = %e, "audit task failed"),
-        }
-    }
-
-    pub(crate) fn event(&self, kind: AuditKind, detail: impl Into<String>) -> AuditEvent {
-        AuditEvent::new(self.id.clone(), kind, detail)
-    }
-
-    pub(crate) fn peers(&self) -> Vec<String> {
-        self.topology
-            .hubs()
-            .filter(|h| h.id != self.id)
-            .map(|h| h.id.clone())
-            .collect()
     }
 
     pub(crate) async fn read<R: Send + 'static>(
@@ -456,7 +229,7 @@ impl Hub {
         let grants = self.read(control::grants).await?;
         let (decision, refusal) = self.decide_with(&grants, kind, bucket, key, policy, from, to, bytes);
         if let Some(event) = refusal {
-            self.audit(event).await;
+            self.auditor.record(event).await;
         }
         Ok(decision)
     }
@@ -500,6 +273,7 @@ impl Hub {
             (to, decision.reason.clone())
         };
         let event = self
+            .auditor
             .event(AuditKind::PolicyDecision, detail)
             .with_bucket(bucket)
             .with_key(key)
@@ -529,7 +303,8 @@ impl Hub {
             record,
         })
         .await?;
-        self.audit(self.event(AuditKind::PolicyChange, detail).with_bucket(bucket))
+        self.auditor
+            .record(self.auditor.event(AuditKind::PolicyChange, detail).with_bucket(bucket))
             .await;
         Ok(())
     }
@@ -597,7 +372,12 @@ impl Hub {
             })
             .await
             .map_err(|e| e.to_string())?;
-            self.audit(self.event(AuditKind::PolicyChange, detail).with_bucket(dest_bucket))
+            self.auditor
+                .record(
+                    self.auditor
+                        .event(AuditKind::PolicyChange, detail)
+                        .with_bucket(dest_bucket),
+                )
                 .await;
         }
         Ok(())
@@ -620,7 +400,7 @@ impl Hub {
                 deleted: false,
             },
         };
-        let peers = self.peers();
+        let peers = self.peers.ids();
         let bucket = bucket.to_owned();
         let written = Arc::new(Mutex::new(false));
         let wrote = written.clone();
@@ -645,18 +425,20 @@ impl Hub {
         if !written.lock().is_ok_and(|w| *w) {
             return;
         }
-        self.wake.notify_waiters();
-        self.invalidate_policy_cache();
+        self.links.wake_senders();
+        self.policy_cache.invalidate();
         self.repair_wake.notify_one();
         let jurisdiction = self.topology.hub(&self.id).map_or("", |h| h.jurisdiction.as_str());
-        self.audit(
-            self.event(
-                AuditKind::PolicyChange,
-                format!("bucket {bucket:?} created with the default policy ({jurisdiction} only, one copy)"),
+        self.auditor
+            .record(
+                self.auditor
+                    .event(
+                        AuditKind::PolicyChange,
+                        format!("bucket {bucket:?} created with the default policy ({jurisdiction} only, one copy)"),
+                    )
+                    .with_bucket(bucket),
             )
-            .with_bucket(bucket),
-        )
-        .await;
+            .await;
     }
 
     pub async fn add_grant(self: &Arc<Self>, mut grant: Grant) -> Result<Grant, HubError> {
@@ -696,24 +478,26 @@ impl Hub {
             origin: self.id.clone(),
         };
         self.publish(ControlChange::Grant { record }).await?;
-        self.audit(
-            self.event(
-                AuditKind::GrantChange,
-                format!(
-                    "grant {} of tenant {} added: {} -> {} for [{}], basis {:?}, ref {}, expires {}",
-                    grant.id,
-                    grant.tenant,
-                    grant.from,
-                    grant.to,
-                    grant.classifications.join(", "),
-                    grant.basis,
-                    grant.reference,
-                    valley_policy::date_of(grant.expires)
-                ),
+        self.auditor
+            .record(
+                self.auditor
+                    .event(
+                        AuditKind::GrantChange,
+                        format!(
+                            "grant {} of tenant {} added: {} -> {} for [{}], basis {:?}, ref {}, expires {}",
+                            grant.id,
+                            grant.tenant,
+                            grant.from,
+                            grant.to,
+                            grant.classifications.join(", "),
+                            grant.basis,
+                            grant.reference,
+                            valley_policy::date_of(grant.expires)
+                        ),
+                    )
+                    .with_grant(grant.id.clone()),
             )
-            .with_grant(grant.id.clone()),
-        )
-        .await;
+            .await;
         Ok(grant)
     }
 
@@ -733,11 +517,13 @@ impl Hub {
             origin: self.id.clone(),
         };
         self.publish(ControlChange::Grant { record }).await?;
-        self.audit(
-            self.event(AuditKind::GrantChange, format!("grant {id} revoked"))
-                .with_grant(id),
-        )
-        .await;
+        self.auditor
+            .record(
+                self.auditor
+                    .event(AuditKind::GrantChange, format!("grant {id} revoked"))
+                    .with_grant(id),
+            )
+            .await;
         Ok(())
     }
 
@@ -756,16 +542,11 @@ impl Hub {
                 origin: self.id.clone(),
             },
         };
-        let peers = self.peers();
+        let peers = self.peers.ids();
         move |txn: &mut dyn WriteTxn| {
             control::apply(txn, &change)?;
             outbox::push_to_each(txn, &peers, &Shipment::Control { change }, 0)
         }
-    }
-
-    /// Wakes the senders after control records were queued in another transaction.
-    pub fn control_queued(&self) {
-        self.wake.notify_waiters();
     }
 
     /// Declares `hub` lost for good (placement passes it over; its copies are re-created on
@@ -795,7 +576,8 @@ impl Hub {
         })
         .await?;
         tracing::warn!("{detail}");
-        self.audit(self.event(AuditKind::PolicyChange, detail).with_peer(hub))
+        self.auditor
+            .record(self.auditor.event(AuditKind::PolicyChange, detail).with_peer(hub))
             .await;
         Ok(())
     }
@@ -832,16 +614,14 @@ impl Hub {
             transfer: transfer.to_owned(),
             bytes,
         };
-        let _: crate::wire::Outcome = self.peer_post_json(&record.origin, "grant-use", &request).await?;
+        let _: crate::wire::Outcome = self.peers.post_json(&record.origin, "grant-use", &request).await?;
         Ok(())
     }
 
     /// As the accountant of grant `grant_id`: counts `bytes` for `transfer` if the grant can
     /// carry them this year (a transfer already counted is not counted again).
     pub(crate) async fn account_grant_use(&self, grant_id: &str, transfer: &str, bytes: u64) -> Result<(), String> {
-        if let Ok(seen) = self.reservations.lock()
-            && seen.0.contains(transfer)
-        {
+        if self.grant_ledger.counted(transfer) {
             return Ok(());
         }
         let id = grant_id.to_owned();
@@ -864,18 +644,8 @@ impl Hub {
             })
             .await
             .map_err(|e| e.to_string())?;
-        if outcome.is_ok()
-            && let Ok(mut seen) = self.reservations.lock()
-        {
-            let (set, order) = &mut *seen;
-            if set.insert(transfer.to_owned()) {
-                order.push_back(transfer.to_owned());
-                if order.len() > 100_000
-                    && let Some(old) = order.pop_front()
-                {
-                    set.remove(&old);
-                }
-            }
+        if outcome.is_ok() {
+            self.grant_ledger.remember(transfer);
         }
         outcome
     }
@@ -898,14 +668,14 @@ impl Hub {
 
     /// Applies a control change here and queues it for every peer, in one transaction.
     async fn publish(self: &Arc<Self>, change: ControlChange) -> Result<(), HubError> {
-        let peers = self.peers();
+        let peers = self.peers.ids();
         let queued = change.clone();
         self.write(move |txn| {
             control::apply(txn, &queued)?;
             outbox::push_to_each(txn, &peers, &Shipment::Control { change: queued }, 0)
         })
         .await?;
-        self.wake.notify_waiters();
+        self.links.wake_senders();
         self.after_control_change(&change).await;
         Ok(())
     }
@@ -982,11 +752,11 @@ impl Hub {
                     )
                 }
             };
-            let mut event = self.event(kind, detail).with_peer(from);
+            let mut event = self.auditor.event(kind, detail).with_peer(from);
             if let Some(b) = bucket {
                 event = event.with_bucket(b);
             }
-            self.audit(event).await;
+            self.auditor.record(event).await;
             self.after_control_change(&change).await;
         }
         Ok(applied)
@@ -1000,7 +770,7 @@ impl Hub {
             change,
             ControlChange::Policy { .. } | ControlChange::HubState { .. } | ControlChange::Floor { .. }
         ) {
-            self.invalidate_policy_cache();
+            self.policy_cache.invalidate();
             self.repair_wake.notify_one();
         }
         if let ControlChange::Versioning { bucket, record } = change {
@@ -1046,8 +816,8 @@ impl Hub {
             )));
         }
         let removed = self.catalog.purge_bucket_data(bucket).await?;
-        self.audit(
-            self.event(
+        self.auditor.record(
+            self.auditor.event(
                 AuditKind::PolicyDecision,
                 format!(
                     "operator purged {removed} stranded versions of bucket {bucket:?}: the policy no longer allows hub {}",
@@ -1063,20 +833,8 @@ impl Hub {
 
     /// `bucket`'s effective policy from the per-request cache (a map lookup when cached).
     pub async fn cached_policy(&self, bucket: &str) -> Result<PlacementPolicy, String> {
-        let (generation, cached) = match self.policy_cache.lock() {
-            Ok(c) => (c.0, c.1.get(bucket).cloned()),
-            Err(_) => (u64::MAX, None),
-        };
-        if let Some(policy) = cached {
-            return Ok(policy);
-        }
-        let policy = self.effective_policy(bucket).await.map_err(|e| e.to_string())?;
-        if let Ok(mut cache) = self.policy_cache.lock()
-            && cache.0 == generation
-        {
-            cache.1.insert(bucket.to_owned(), policy.clone());
-        }
-        Ok(policy)
+        let load = async { self.effective_policy(bucket).await.map_err(|e| e.to_string()) };
+        self.policy_cache.get_or_load(bucket, load).await
     }
 
     /// Whether this hub may take a client's write into `bucket`: `Err` names the rule.
@@ -1102,101 +860,27 @@ impl Hub {
         if decision.allowed {
             return Ok(());
         }
-        self.audit(
-            self.event(
-                AuditKind::RefusedRequest,
-                format!("client write refused: {}", decision.reason),
+        self.auditor
+            .record(
+                self.auditor
+                    .event(
+                        AuditKind::RefusedRequest,
+                        format!("client write refused: {}", decision.reason),
+                    )
+                    .with_bucket(bucket)
+                    .with_allowed(false)
+                    .with_rule(format!("{:?}", decision.rule)),
             )
-            .with_bucket(bucket)
-            .with_allowed(false)
-            .with_rule(format!("{:?}", decision.rule)),
-        )
-        .await;
+            .await;
         Err(decision.reason)
     }
 
     // ---- status ----
 
-    /// A GET of the peer API of `peer` (`route` under the peer prefix), for status views.
-    pub async fn peer_get(&self, peer: &str, route: &str) -> Result<bytes::Bytes, crate::client::PeerError> {
-        self.peer_get_hinted(peer, route, 0).await
-    }
-
-    /// [`Hub::peer_get`] for answers that may be large and slow to compute (residency
-    /// evidence: a bucket's versions and audit records), with a timeout to match.
-    pub(crate) async fn peer_get_large(
-        &self,
-        peer: &str,
-        route: &str,
-    ) -> Result<bytes::Bytes, crate::client::PeerError> {
-        self.peer_get_hinted(peer, route, 16 << 20).await
-    }
-
-    async fn peer_get_hinted(
-        &self,
-        peer: &str,
-        route: &str,
-        bytes_hint: u64,
-    ) -> Result<bytes::Bytes, crate::client::PeerError> {
-        let endpoint = self.endpoint_of(peer)?;
-        let path = format!("{}{route}", crate::wire::PREFIX);
-        self.client
-            .call(
-                http::Method::GET,
-                &endpoint,
-                &path,
-                &[],
-                crate::client::Payload::empty(),
-                bytes_hint,
-            )
-            .await
-    }
-
-    /// Where `peer` takes peer calls.
-    pub(crate) fn endpoint_of(&self, peer: &str) -> Result<String, crate::client::PeerError> {
-        self.topology
-            .hub(peer)
-            .and_then(|h| h.peer_endpoint.clone())
-            .ok_or_else(|| crate::client::PeerError::Unreachable(format!("hub {peer} has no peer endpoint")))
-    }
-
-    /// A signed POST of a JSON body to `peer`, answered with JSON.
-    pub(crate) async fn peer_post_json<T: serde::de::DeserializeOwned>(
-        &self,
-        peer: &str,
-        route: &str,
-        body: &impl Serialize,
-    ) -> Result<T, crate::client::PeerError> {
-        use crate::client::PeerError;
-        let endpoint = self.endpoint_of(peer)?;
-        let body = serde_json::to_vec(body).map_err(|e| PeerError::Unreachable(e.to_string()))?;
-        let path = format!("{}{route}", crate::wire::PREFIX);
-        let headers = [("content-type", "application/json".to_owned())];
-        let answer = self
-            .client
-            .call(
-                http::Method::POST,
-                &endpoint,
-                &path,
-                &headers,
-                crate::client::Payload::Bytes(body.into()),
-                0,
-            )
-            .await?;
-        serde_json::from_slice(&answer).map_err(|e| PeerError::Failed {
-            status: 200,
-            message: format!("malformed answer to {route}: {e}"),
-        })
-    }
-
     /// Every link's state; the backlog comes from counters kept with the outbox (exact at the
     /// moment of asking, and as cheap at a million entries as at none).
     pub async fn link_status(&self) -> Vec<LinkStatus> {
-        let mut links: Vec<LinkStatus> = self
-            .links
-            .lock()
-            .map(|l| l.values().cloned().collect())
-            .unwrap_or_default();
+        let mut links = self.links.statuses();
         let peers: Vec<String> = links.iter().map(|l| l.peer.clone()).collect();
         let backlogs = self
             .read(move |txn| {
@@ -1221,18 +905,10 @@ impl Hub {
         links
     }
 
-    pub(crate) fn update_link(&self, peer: &str, change: impl FnOnce(&mut LinkStatus)) {
-        if let Ok(mut links) = self.links.lock()
-            && let Some(link) = links.get_mut(peer)
-        {
-            change(link);
-        }
-    }
-
     /// Replication still owed per bucket and link: entries, bytes and the age of the oldest
     /// unreplicated write (the bucket's recovery point on that link), from counters.
     pub async fn bucket_backlog(&self) -> Result<Vec<BucketBacklog>, HubError> {
-        let peers = self.peers();
+        let peers = self.peers.ids();
         let rows = self
             .read(move |txn| {
                 let mut rows = Vec::new();

@@ -4,7 +4,9 @@
 //! - [`control`]: placement policies and grants, held by every hub.
 //! - [`outbox`]: what each peer is still owed, written with the change it ships.
 //! - [`hook`]: the catalog hook that refuses forbidden writes and fills the outbox.
-//! - [`hub`]: one hub's network state and control-plane operations.
+//! - [`hub`]: one hub's network state and control-plane operations, composed of [`links`] (link
+//!   state and per-peer budgets), [`peers`] (signed calls to other hubs), [`auditor`] (the
+//!   audit log), `policy_cache` and `grant_ledger`.
 //! - [`heads`]: signed audit chain heads exchanged between hubs, and the check of peers' chains.
 //! - [`link`]: the per-peer workers that ship the outbox.
 //! - [`read_through`]: serving reads of versions held at other hubs.
@@ -19,18 +21,23 @@
 //!   calls without letting a stranger grow the log; [`body_timeout`]: bodies that must keep
 //!   arriving.
 
+pub mod auditor;
 pub mod auth;
 pub mod batch;
 pub mod body_timeout;
 pub mod client;
 pub mod control;
 pub mod core;
+mod grant_ledger;
 pub mod heads;
 pub mod hook;
 pub mod hub;
 pub mod link;
+pub mod links;
 pub mod moved;
 pub mod outbox;
+pub mod peers;
+mod policy_cache;
 pub mod read_through;
 pub mod receive;
 pub mod refusals;
@@ -40,4 +47,5 @@ pub mod sync;
 pub mod transfer;
 pub mod wire;
 
-pub use hub::{BucketBacklog, Hub, HubError, LinkStatus, outbox_hook};
+pub use hub::{BucketBacklog, Hub, HubError, outbox_hook};
+pub use links::LinkStatus;

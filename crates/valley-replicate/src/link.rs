@@ -22,6 +22,7 @@ use crate::core::{Backoff, LinkQueue};
 use crate::hook::now_unix_ms;
 use crate::hub::Hub;
 use crate::outbox::{self, OutboxEntry, Shipment};
+use crate::peers::Peers;
 use crate::transfer::{self, Sent};
 use crate::wire;
 
@@ -55,7 +56,7 @@ const BACKOFF: Backoff = Backoff {
 
 /// Starts one worker per peer.
 pub fn start(hub: &Arc<Hub>) {
-    for peer in hub.peers() {
+    for peer in hub.peers.ids() {
         let hub = hub.clone();
         tokio::spawn(async move { run(hub, peer).await });
     }
@@ -160,7 +161,7 @@ async fn run(hub: Arc<Hub>, peer: String) {
                 }
                 worker.settle(finished).await;
             }
-            () = worker.hub.wake.notified() => scan_now = true,
+            () = worker.hub.links.wake.notified() => scan_now = true,
             () = tokio::time::sleep(wait) => scan_now = true,
         }
     }
@@ -354,7 +355,7 @@ async fn settle(
     for (seq, entry, result) in finished {
         match &result {
             Ok(Shipped::Delivered) => {
-                hub.update_link(peer, |l| {
+                hub.links.update(peer, |l| {
                     l.reachable = true;
                     l.last_contact_unix_ms = Some(now);
                     l.last_error = None;
@@ -365,7 +366,7 @@ async fn settle(
                 done.push(seq);
             }
             Ok(Shipped::Refused(why)) | Err(PeerError::Refused(why)) => {
-                hub.update_link(peer, |l| {
+                hub.links.update(peer, |l| {
                     l.reachable = true;
                     l.last_contact_unix_ms = Some(now);
                     l.refused_entries += 1;
@@ -377,7 +378,7 @@ async fn settle(
                 let unreachable = matches!(e, PeerError::Unreachable(_));
                 health.failing |= unreachable;
                 let message = e.to_string();
-                hub.update_link(peer, |l| {
+                hub.links.update(peer, |l| {
                     if unreachable {
                         l.reachable = false;
                     } else {
@@ -470,8 +471,8 @@ async fn ship_deletes(hub: &Arc<Hub>, peer: &str, entries: Vec<(u64, OutboxEntry
         .iter()
         .filter_map(|(_, e)| e.shipment.delete_message())
         .collect();
-    let result = match hub.endpoint_of(peer) {
-        Ok(endpoint) => post_json(hub, &endpoint, "deletes", &messages).await,
+    let result = match hub.peers.endpoint_of(peer) {
+        Ok(endpoint) => post_json(&hub.peers, &endpoint, "deletes", &messages).await,
         Err(e) => Err(e),
     };
     entries
@@ -514,11 +515,12 @@ async fn ship_puts(hub: &Arc<Hub>, peer: &str, entries: Vec<(u64, OutboxEntry)>)
 }
 
 /// POSTs a JSON body to a peer call.
-async fn post_json(hub: &Hub, endpoint: &str, route: &str, body: &impl serde::Serialize) -> Result<(), PeerError> {
+async fn post_json(peers: &Peers, endpoint: &str, route: &str, body: &impl serde::Serialize) -> Result<(), PeerError> {
     let body = serde_json::to_vec(body).map_err(|e| PeerError::Unreachable(e.to_string()))?;
     let path = format!("{}{route}", wire::PREFIX);
     let headers = [("content-type", "application/json".to_owned())];
-    hub.client
+    peers
+        .client
         .call(
             http::Method::POST,
             endpoint,
@@ -534,10 +536,10 @@ async fn post_json(hub: &Hub, endpoint: &str, route: &str, body: &impl serde::Se
 /// Ships one entry; the policy engine decides every object transfer again at send time,
 /// since the policy or a grant may have changed since the write.
 async fn ship(hub: &Arc<Hub>, peer: &str, entry: &OutboxEntry) -> Result<Shipped, PeerError> {
-    let endpoint = hub.endpoint_of(peer)?;
+    let endpoint = hub.peers.endpoint_of(peer)?;
     match &entry.shipment {
         Shipment::Control { change } => {
-            post_json(hub, &endpoint, "control", change).await?;
+            post_json(&hub.peers, &endpoint, "control", change).await?;
             Ok(Shipped::Delivered)
         }
         // Deletes and newer-version notices travel in batches (`ship_deletes`).

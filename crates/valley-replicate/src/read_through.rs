@@ -116,15 +116,17 @@ pub(crate) async fn serve_read(
         .read(&bucket, &key, &version, start, len)
         .await
         .map_err(|e| store_reply(&e))?;
-    hub.audit(
-        hub.event(AuditKind::Transfer, format!("read-through to {reader}"))
-            .with_bucket(&bucket)
-            .with_key(&key)
-            .with_peer(reader)
-            .with_allowed(true)
-            .with_bytes(len),
-    )
-    .await;
+    hub.auditor
+        .record(
+            hub.auditor
+                .event(AuditKind::Transfer, format!("read-through to {reader}"))
+                .with_bucket(&bucket)
+                .with_key(&key)
+                .with_peer(reader)
+                .with_allowed(true)
+                .with_bytes(len),
+        )
+        .await;
     let mut response = Response::new(client::streaming(stream));
     response.headers_mut().insert(
         http::header::CONTENT_LENGTH,
@@ -190,17 +192,19 @@ impl Hub {
         }
         if allowed.is_empty() {
             let Some(decision) = refusal else { return Ok(None) };
-            self.audit(
-                self.event(
-                    AuditKind::RefusedRequest,
-                    format!("read-through refused: {}", decision.reason),
+            self.auditor
+                .record(
+                    self.auditor
+                        .event(
+                            AuditKind::RefusedRequest,
+                            format!("read-through refused: {}", decision.reason),
+                        )
+                        .with_bucket(bucket)
+                        .with_key(key)
+                        .with_allowed(false)
+                        .with_rule(format!("{:?}", decision.rule)),
                 )
-                .with_bucket(bucket)
-                .with_key(key)
-                .with_allowed(false)
-                .with_rule(format!("{:?}", decision.rule)),
-            )
-            .await;
+                .await;
             return Err(decision.reason);
         }
         let mut params = vec![("bucket", bucket), ("key", key)];
@@ -212,7 +216,7 @@ impl Hub {
         let answers = futures::future::join_all(allowed.iter().map(|holder| {
             let route = route.clone();
             async move {
-                let answer = tokio::time::timeout(STAT_TIMEOUT, self.peer_get(holder, &route)).await;
+                let answer = tokio::time::timeout(STAT_TIMEOUT, self.peers.get(holder, &route)).await;
                 (holder.clone(), answer)
             }
         }))
@@ -271,7 +275,7 @@ impl Hub {
         start: u64,
         len: u64,
     ) -> Result<ByteStream, String> {
-        let endpoint = self.endpoint_of(holder).map_err(|e| e.to_string())?;
+        let endpoint = self.peers.endpoint_of(holder).map_err(|e| e.to_string())?;
         let (hlc, start_text, len_text) = (version.hlc.to_string(), start.to_string(), len.to_string());
         let path = wire::path(
             "read",
@@ -286,21 +290,24 @@ impl Hub {
         );
         let response = tokio::time::timeout(
             STAT_TIMEOUT * 4,
-            self.client
+            self.peers
+                .client
                 .open(http::Method::GET, &endpoint, &path, &[], client::Payload::empty()),
         )
         .await
         .map_err(|_| format!("hub {holder} did not answer"))?
         .map_err(|e: PeerError| e.to_string())?;
-        self.audit(
-            self.event(AuditKind::Transfer, format!("read-through from {holder}"))
-                .with_bucket(bucket)
-                .with_key(key)
-                .with_peer(holder)
-                .with_allowed(true)
-                .with_bytes(len),
-        )
-        .await;
+        self.auditor
+            .record(
+                self.auditor
+                    .event(AuditKind::Transfer, format!("read-through from {holder}"))
+                    .with_bucket(bucket)
+                    .with_key(key)
+                    .with_peer(holder)
+                    .with_allowed(true)
+                    .with_bytes(len),
+            )
+            .await;
         let stream = http_body_util::BodyStream::new(response.into_body()).filter_map(|frame| async move {
             match frame {
                 Ok(f) => f.into_data().ok().map(Ok),

@@ -127,12 +127,12 @@ async fn refuse_stranger(
     why: String,
     peer: Option<&str>,
 ) -> Response<Bytes> {
-    if let Some(detail) = hub.refusals.note(kind, &why) {
-        let mut event = hub.event(AuditKind::RefusedRequest, detail).with_allowed(false);
+    if let Some(detail) = hub.peers.refusals.note(kind, &why) {
+        let mut event = hub.auditor.event(AuditKind::RefusedRequest, detail).with_allowed(false);
         if let Some(peer) = peer {
             event = event.with_peer(peer);
         }
-        hub.audit(event).await;
+        hub.auditor.record(event).await;
     }
     reply(status, why)
 }
@@ -145,7 +145,7 @@ async fn authenticate(
     peer_hub: Option<&str>,
 ) -> Result<auth::Verified, Response<Bytes>> {
     let path_and_query = req.uri.path_and_query().map_or("", |p| p.as_str()).to_owned();
-    let verified = match auth::verify(&hub.secret, req.method.as_str(), &path_and_query, &req.headers) {
+    let verified = match auth::verify(&hub.peers.secret, req.method.as_str(), &path_and_query, &req.headers) {
         Ok(verified) => verified,
         Err(why) => {
             return Err(refuse_stranger(hub, "signature", StatusCode::UNAUTHORIZED, why.to_string(), None).await);
@@ -178,7 +178,7 @@ async fn authenticate(
         };
         return Err(refuse_stranger(hub, "certificate", StatusCode::FORBIDDEN, why, Some(&from)).await);
     }
-    if let Err(why) = hub.replays.admit(&verified) {
+    if let Err(why) = hub.peers.replays.admit(&verified) {
         let status = if why == auth::AuthError::Busy {
             StatusCode::SERVICE_UNAVAILABLE
         } else {
@@ -474,18 +474,20 @@ async fn receive_object(
                 Commit::Staged(version) => hub.catalog.apply_staged_replica(&bucket, &key, version).await,
             };
             if matches!(applied, Ok(ReplicaOutcome::Applied)) {
-                hub.audit(
-                    hub.event(
-                        AuditKind::Transfer,
-                        format!("{} received from {from} {tag}", kind.as_str()),
+                hub.auditor
+                    .record(
+                        hub.auditor
+                            .event(
+                                AuditKind::Transfer,
+                                format!("{} received from {from} {tag}", kind.as_str()),
+                            )
+                            .with_bucket(&bucket)
+                            .with_key(&key)
+                            .with_peer(&from)
+                            .with_allowed(true)
+                            .with_bytes(size),
                     )
-                    .with_bucket(&bucket)
-                    .with_key(&key)
-                    .with_peer(&from)
-                    .with_allowed(true)
-                    .with_bytes(size),
-                )
-                .await;
+                    .await;
             }
             applied
         })

@@ -258,10 +258,10 @@ pub fn start(hub: &Arc<Hub>, config: RepairConfig) {
 /// the peers silent for too long, and back the lost ones that answer again.
 async fn check_peers(hub: &Arc<Hub>, config: RepairConfig, unreachable_since: &mut HashMap<String, u64>) {
     let lost = hub.read(control::lost_hubs).await.unwrap_or_default();
-    let hellos = futures::future::join_all(hub.peers().into_iter().map(|peer| {
+    let hellos = futures::future::join_all(hub.peers.ids().into_iter().map(|peer| {
         let hub = hub.clone();
         async move {
-            let answer = hub.peer_get(&peer, "hello").await;
+            let answer = hub.peers.get(&peer, "hello").await;
             (peer, answer)
         }
     }))
@@ -271,7 +271,7 @@ async fn check_peers(hub: &Arc<Hub>, config: RepairConfig, unreachable_since: &m
         match answer {
             Ok(_) => {
                 unreachable_since.remove(&peer);
-                hub.update_link(&peer, |l| {
+                hub.links.update(&peer, |l| {
                     l.reachable = true;
                     l.last_contact_unix_ms = Some(now);
                 });
@@ -284,7 +284,7 @@ async fn check_peers(hub: &Arc<Hub>, config: RepairConfig, unreachable_since: &m
             }
             Err(e) => {
                 let since = *unreachable_since.entry(peer.clone()).or_insert(now);
-                hub.update_link(&peer, |l| {
+                hub.links.update(&peer, |l| {
                     l.reachable = false;
                     l.last_error = Some(e.to_string());
                 });
@@ -309,7 +309,7 @@ async fn round(hub: &Arc<Hub>) -> Result<(), HubError> {
     let Some(me) = hub.topology.hub(&hub.id) else {
         return Ok(());
     };
-    let peers: Vec<String> = hub.peers().into_iter().filter(|p| !lost.contains(p)).collect();
+    let peers: Vec<String> = hub.peers.ids().into_iter().filter(|p| !lost.contains(p)).collect();
     let idle_peers: Vec<String> = {
         let peers = peers.clone();
         hub.read(move |txn| {
@@ -347,16 +347,18 @@ async fn round(hub: &Arc<Hub>) -> Result<(), HubError> {
                 match repair_pair(hub, peer, &bucket, tally, &mut placement).await {
                     Ok(0) => {}
                     Ok(sent) => {
-                        hub.update_link(peer, |l| l.repaired_versions += sent as u64);
+                        hub.links.update(peer, |l| l.repaired_versions += sent as u64);
                         let detail =
                             format!("anti-entropy: sent {sent} missing versions of bucket {bucket:?} to {peer}");
                         tracing::info!("{detail}");
-                        hub.audit(
-                            hub.event(AuditKind::Transfer, detail)
-                                .with_bucket(&bucket)
-                                .with_peer(peer),
-                        )
-                        .await;
+                        hub.auditor
+                            .record(
+                                hub.auditor
+                                    .event(AuditKind::Transfer, detail)
+                                    .with_bucket(&bucket)
+                                    .with_peer(peer),
+                            )
+                            .await;
                     }
                     Err(e) => tracing::debug!(peer, bucket, error = %e, "anti-entropy with peer failed"),
                 }
@@ -390,7 +392,7 @@ async fn repair_pair(
         hub: hub.id.clone(),
         partitions: Vec::new(),
     };
-    let theirs: DigestReply = hub.peer_post_json(peer, "digest", &request).await?;
+    let theirs: DigestReply = hub.peers.post_json(peer, "digest", &request).await?;
     let differing: Vec<u16> = (0..PARTITIONS)
         .filter(|p| theirs.digests.get(*p) != ours.digests.get(*p))
         .filter_map(|p| u16::try_from(p).ok())
@@ -412,7 +414,7 @@ async fn repair_pair(
             partitions: group,
             ..request.clone()
         };
-        let held: ItemsReply = hub.peer_post_json(peer, "digest", &request).await?;
+        let held: ItemsReply = hub.peers.post_json(peer, "digest", &request).await?;
         let held: HashSet<ItemId> = held.items.into_iter().collect();
         mine.retain(|(i, _)| !held.contains(i));
         drop(held);
@@ -527,21 +529,23 @@ async fn hand_off_page(
                     HandOff::Tiering => "tiering",
                     HandOff::Stranded => "stranded by the policy",
                 };
-                hub.audit(
-                    hub.event(
-                        AuditKind::Transfer,
-                        format!(
-                            "{what}: copy of {:?} held at [{}]; dropped here",
-                            s.key,
-                            targets.join(", ")
-                        ),
+                hub.auditor
+                    .record(
+                        hub.auditor
+                            .event(
+                                AuditKind::Transfer,
+                                format!(
+                                    "{what}: copy of {:?} held at [{}]; dropped here",
+                                    s.key,
+                                    targets.join(", ")
+                                ),
+                            )
+                            .with_bucket(bucket)
+                            .with_key(&s.key)
+                            .with_allowed(true)
+                            .with_bytes(s.size),
                     )
-                    .with_bucket(bucket)
-                    .with_key(&s.key)
-                    .with_allowed(true)
-                    .with_bytes(s.size),
-                )
-                .await;
+                    .await;
             }
             Ok(false) => {}
             Err(e) => tracing::error!(bucket, key = s.key, error = %e, "dropping a copy handed off failed"),
@@ -557,15 +561,15 @@ async fn sync_control(hub: &Arc<Hub>) {
     let Ok(changes) = hub.read(control::all_changes).await else {
         return;
     };
-    for peer in hub.peers() {
-        let Ok(theirs) = hub.peer_get(&peer, "control-digest").await else {
+    for peer in hub.peers.ids() {
+        let Ok(theirs) = hub.peers.get(&peer, "control-digest").await else {
             continue;
         };
         if theirs.as_ref() == ours.as_bytes() {
             continue;
         }
         for change in &changes {
-            if let Err(e) = hub.peer_post_json::<wire::Outcome>(&peer, "control", change).await {
+            if let Err(e) = hub.peers.post_json::<wire::Outcome>(&peer, "control", change).await {
                 tracing::debug!(peer, error = %e, "control sync failed");
                 break;
             }

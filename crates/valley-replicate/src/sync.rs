@@ -172,7 +172,7 @@ pub async fn retract(
         )
         .await
         .map_err(|e| e.to_string())?;
-    hub.wake.notify_waiters();
+    hub.links.wake_senders();
     Ok(())
 }
 
@@ -239,14 +239,16 @@ pub async fn settle(
         },
         copies.timeout.as_secs()
     );
-    hub.audit(
-        hub.event(AuditKind::SyncDegraded, detail)
-            .with_bucket(bucket)
-            .with_key(key)
-            .with_allowed(true)
-            .with_bytes(version.size),
-    )
-    .await;
+    hub.auditor
+        .record(
+            hub.auditor
+                .event(AuditKind::SyncDegraded, detail)
+                .with_bucket(bucket)
+                .with_key(key)
+                .with_allowed(true)
+                .with_bytes(version.size),
+        )
+        .await;
     Ok(SyncOutcome::Degraded)
 }
 

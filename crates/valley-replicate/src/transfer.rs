@@ -18,6 +18,7 @@ use valley_store::ByteStream;
 use valley_store::keys::{Stamp, origin_tag};
 use valley_store::record::ObjectVersion;
 
+use crate::auditor::Auditor;
 use crate::client::{self, PeerError};
 use crate::hub::Hub;
 use crate::wire;
@@ -169,7 +170,7 @@ pub async fn send_known_version(
     kind: TransferKind,
 ) -> Result<Sent, PeerError> {
     let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
-    let endpoint = hub.endpoint_of(peer)?;
+    let endpoint = hub.peers.endpoint_of(peer)?;
     let policy = hub.effective_policy(bucket).await.map_err(local)?;
     let decision = hub
         .judge(kind, bucket, key, &policy, &hub.id, peer, version.size)
@@ -186,8 +187,8 @@ pub async fn send_known_version(
     let route = Route {
         peer: peer.to_owned(),
         endpoint,
-        limit: hub.rate_limit(peer),
-        slots: hub.chunk_slots(peer),
+        limit: hub.links.rate_limit(peer),
+        slots: hub.links.chunk_slots(peer),
     };
     let sent = if version.size > CHUNK_BYTES_MIN {
         send_chunked(hub, &route, bucket, key, version, kind).await?
@@ -199,7 +200,8 @@ pub async fn send_known_version(
         return Ok(sent);
     }
     hub.moved.delivered(bucket, peer, version.size);
-    hub.audit(transfer_event(hub, kind, peer, bucket, key, version, decision))
+    hub.auditor
+        .record(transfer_event(&hub.auditor, kind, peer, bucket, key, version, decision))
         .await;
     Ok(Sent::Delivered)
 }
@@ -223,16 +225,18 @@ pub(crate) async fn reserve_grant(
     {
         Ok(()) => Ok(None),
         Err(PeerError::Refused(why)) => {
-            hub.audit(
-                hub.event(AuditKind::PolicyDecision, format!("{} refused: {why}", kind.as_str()))
-                    .with_bucket(bucket)
-                    .with_key(key)
-                    .with_peer(peer)
-                    .with_grant(grant_id.to_owned())
-                    .with_allowed(false)
-                    .with_bytes(version.size),
-            )
-            .await;
+            hub.auditor
+                .record(
+                    hub.auditor
+                        .event(AuditKind::PolicyDecision, format!("{} refused: {why}", kind.as_str()))
+                        .with_bucket(bucket)
+                        .with_key(key)
+                        .with_peer(peer)
+                        .with_grant(grant_id.to_owned())
+                        .with_allowed(false)
+                        .with_bytes(version.size),
+                )
+                .await;
             Ok(Some(why))
         }
         Err(e) => Err(e),
@@ -241,7 +245,7 @@ pub(crate) async fn reserve_grant(
 
 /// The audit record of `version` sent to `peer` as `decision` allowed.
 pub(crate) fn transfer_event(
-    hub: &Hub,
+    auditor: &Auditor,
     kind: TransferKind,
     peer: &str,
     bucket: &str,
@@ -249,7 +253,7 @@ pub(crate) fn transfer_event(
     version: &ObjectVersion,
     decision: valley_policy::Decision,
 ) -> valley_audit::AuditEvent {
-    let mut event = hub
+    let mut event = auditor
         .event(
             AuditKind::Transfer,
             format!(
@@ -297,7 +301,8 @@ async fn send_whole(
         .read(bucket, key, version, 0, version.size)
         .await
         .map_err(local)?;
-    hub.client
+    hub.peers
+        .client
         .call(
             http::Method::PUT,
             &route.endpoint,
@@ -325,6 +330,7 @@ async fn send_chunked(
     let state: wire::StageState = {
         let path = wire::path("stage", &[("bucket", bucket), ("key", key), ("kind", kind.as_str())]);
         let body = hub
+            .peers
             .client
             .call(
                 http::Method::POST,
@@ -344,7 +350,7 @@ async fn send_chunked(
     if state.done {
         // The peer holds it. If our own commit call went out and its answer was lost (a cut),
         // the transfer happened: it is recorded now, once. Otherwise another hub delivered it.
-        return Ok(if hub.confirm_unanswered_commit(&id) {
+        return Ok(if hub.links.confirm_unanswered_commit(&id) {
             Sent::Delivered
         } else {
             Sent::Nothing
@@ -375,6 +381,7 @@ async fn send_chunked(
         return Err(e);
     }
     let committed = hub
+        .peers
         .client
         .call(
             http::Method::PUT,
@@ -390,7 +397,7 @@ async fn send_chunked(
         Ok(_) => Ok(Sent::Delivered),
         // No answer: the commit may have happened; the next attempt finds out (`confirm_…`).
         Err(e @ PeerError::Unreachable(_)) => {
-            hub.note_unanswered_commit(id);
+            hub.links.note_unanswered_commit(id);
             Err(e)
         }
         Err(e) => Err(e),
@@ -444,6 +451,7 @@ async fn send_chunk(
             .await
             .map_err(local)?;
         let result = hub
+            .peers
             .client
             .call(
                 http::Method::PUT,

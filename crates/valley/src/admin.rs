@@ -358,7 +358,7 @@ impl AdminApi {
                     grant: param("grant"),
                     ..Default::default()
                 };
-                let path = hub.audit_path().to_path_buf();
+                let path = hub.auditor.path().to_path_buf();
                 match tokio::task::spawn_blocking(move || valley_audit::read_filtered(&path, &filter)).await {
                     Ok(Ok(records)) => json(&records),
                     Ok(Err(e)) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -366,7 +366,7 @@ impl AdminApi {
                 }
             }
             (Method::GET, "audit-verify") => {
-                let path = hub.audit_path().to_path_buf();
+                let path = hub.auditor.path().to_path_buf();
                 match tokio::task::spawn_blocking(move || valley_audit::verify_file(&path)).await {
                     Ok(Ok(report)) => {
                         let mut outcome = verify_outcome(&report);
@@ -453,9 +453,9 @@ async fn status(hub: &Arc<Hub>, directory: &valley_tenants::Directory) -> Status
             } else {
                 // The three questions at once: over a long link each costs a round trip.
                 let (inventory, links, backlog) = tokio::join!(
-                    hub.peer_get(&id, "inventory"),
-                    hub.peer_get(&id, "links"),
-                    hub.peer_get(&id, "backlog")
+                    hub.peers.get(&id, "inventory"),
+                    hub.peers.get(&id, "links"),
+                    hub.peers.get(&id, "backlog")
                 );
                 let inventory = match inventory {
                     Ok(b) => serde_json::from_slice::<wire::Inventory>(&b).map_err(|e| e.to_string()),

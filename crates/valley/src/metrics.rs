@@ -356,7 +356,7 @@ impl Metrics {
     /// Refreshes the replication gauges from the hub's outbox and links.
     pub async fn observe_network(&self, hub: &valley_replicate::Hub) {
         self.peer_calls_refused
-            .set(i64::try_from(hub.refusals.total()).unwrap_or(i64::MAX));
+            .set(i64::try_from(hub.peers.refusals.total()).unwrap_or(i64::MAX));
         for link in hub.link_status().await {
             let label = PeerLabel {
                 peer: link.peer.clone(),

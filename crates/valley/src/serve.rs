@@ -205,10 +205,11 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
                 &args.tls_ca,
             ) {
                 let check = valley_tls::HubSignatureCheck::load(ca)?;
-                hub.enable_signed_heads(valley_replicate::heads::HeadSigning::new(
-                    valley_tls::HubSigner::new(cert, key),
-                    check,
-                ));
+                hub.auditor
+                    .enable_signed_heads(valley_replicate::heads::HeadSigning::new(
+                        valley_tls::HubSigner::new(cert, key),
+                        check,
+                    ));
                 valley_replicate::heads::start(&hub, Duration::from_secs(args.audit_head_interval));
             }
             valley_replicate::link::start(&hub);
@@ -440,7 +441,7 @@ impl valley_s3::NetworkGate for HubGate {
     }
 
     fn access_refused(&self, bucket: &str, detail: String) {
-        self.0.access_refused(bucket, &detail);
+        self.0.auditor.access_refused(bucket, &detail);
     }
 
     fn bucket_created_writes(&self, bucket: &str) -> Result<valley_s3::NetworkWrites, String> {
@@ -463,7 +464,7 @@ impl valley_s3::NetworkGate for HubGate {
             write: Box::new(self.0.versioning_writes(bucket, versioning)),
             committed: Box::new(move || {
                 Box::pin(async move {
-                    hub.control_queued();
+                    hub.links.wake_senders();
                 })
             }),
         }

@@ -66,7 +66,7 @@ pub(crate) async fn receive_batch(hub: &Arc<Hub>, from: &str, query: &str, body:
         }
         accepted.push((index, item));
     }
-    hub.audit_batch(refusals).await;
+    hub.auditor.record_batch(refusals).await;
     // The commit and its audit records run as a task of their own, so a connection cut
     // mid-commit (the request's future dropped) can neither lose the record of a transfer that
     // happened nor record one that did not.
@@ -157,15 +157,16 @@ async fn apply(
         let outcome = match result {
             Ok(ReplicaOutcome::Applied) => {
                 events.push(
-                    hub.event(
-                        AuditKind::Transfer,
-                        format!("{} received from {from} {tag}", kind.as_str()),
-                    )
-                    .with_bucket(&bucket)
-                    .with_key(&key)
-                    .with_peer(from)
-                    .with_allowed(true)
-                    .with_bytes(size),
+                    hub.auditor
+                        .event(
+                            AuditKind::Transfer,
+                            format!("{} received from {from} {tag}", kind.as_str()),
+                        )
+                        .with_bucket(&bucket)
+                        .with_key(&key)
+                        .with_peer(from)
+                        .with_allowed(true)
+                        .with_bytes(size),
                 );
                 ItemOutcome::Applied
             }
@@ -175,6 +176,6 @@ async fn apply(
         };
         outcomes.push((index, outcome));
     }
-    hub.audit_batch(events).await;
+    hub.auditor.record_batch(events).await;
     Ok(outcomes)
 }

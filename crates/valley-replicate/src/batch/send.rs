@@ -45,7 +45,7 @@ async fn prepare_and_send(
     kind: TransferKind,
 ) -> Result<Vec<Result<Sent, PeerError>>, PeerError> {
     let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
-    let endpoint = hub.endpoint_of(peer)?;
+    let endpoint = hub.peers.endpoint_of(peer)?;
     let stamps = wanted
         .iter()
         .map(|v| {
@@ -115,7 +115,7 @@ async fn prepare_and_send(
         };
         batch.push((index, item, decision));
     }
-    hub.audit_batch(refusals).await;
+    hub.auditor.record_batch(refusals).await;
     if !batch.is_empty() {
         let items: Vec<BatchItem> = batch.iter().map(|(_, item, _)| item.clone()).collect();
         let outcomes = call(hub, peer, &endpoint, &items, kind).await?;
@@ -127,7 +127,7 @@ async fn prepare_and_send(
                 ItemOutcome::Applied | ItemOutcome::Duplicate | ItemOutcome::Superseded => {
                     hub.moved.delivered(&item.bucket, peer, item.version.size);
                     events.push(transfer::transfer_event(
-                        hub,
+                        &hub.auditor,
                         kind,
                         peer,
                         &item.bucket,
@@ -144,7 +144,7 @@ async fn prepare_and_send(
                 }),
             });
         }
-        hub.audit_batch(events).await;
+        hub.auditor.record_batch(events).await;
     }
     Ok(results
         .into_iter()
@@ -162,12 +162,13 @@ async fn call(
     kind: TransferKind,
 ) -> Result<Vec<ItemOutcome>, PeerError> {
     let body = encode(items);
-    if let Some(limit) = hub.rate_limit(peer) {
+    if let Some(limit) = hub.links.rate_limit(peer) {
         limit.take(body.len()).await;
     }
     let len = body.len() as u64;
     let path = wire::path("batch", &[("kind", kind.as_str())]);
     let answer = hub
+        .peers
         .client
         .call(
             http::Method::POST,

@@ -82,7 +82,7 @@ pub async fn local_evidence(
         Err(e) => return Err(e.into()),
     };
     let (transfers, chain) = if audit {
-        let path = hub.audit_path().to_owned();
+        let path = hub.auditor.path().to_owned();
         let bucket = bucket.to_owned();
         tokio::task::spawn_blocking(move || -> Result<_, HubError> {
             let report = valley_audit::verify_file_anchored(&path, anchor.unwrap_or(Head::EMPTY))?;
@@ -191,19 +191,19 @@ pub async fn gather(
     let grants = hub.grants_of(&tenant).await?;
     let mut hubs = vec![local_evidence(hub, bucket, audit, anchors.get(&hub.id).copied()).await?];
     let mut unreachable = BTreeMap::new();
-    let answers = futures::future::join_all(hub.peers().into_iter().map(|peer| {
+    let answers = futures::future::join_all(hub.peers.ids().into_iter().map(|peer| {
         let route = evidence_route(bucket, audit, anchors.get(&peer).copied());
         let hub = hub.clone();
         async move {
             // A cut connection is not an unreachable hub: ask again, a few times, before the
             // report lists it as one.
-            let mut answer = hub.peer_get_large(&peer, &route).await;
+            let mut answer = hub.peers.get_large(&peer, &route).await;
             for attempt in 1..EVIDENCE_ATTEMPTS {
                 if !matches!(answer, Err(crate::client::PeerError::Unreachable(_))) {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
-                answer = hub.peer_get_large(&peer, &route).await;
+                answer = hub.peers.get_large(&peer, &route).await;
             }
             (peer, answer)
         }
