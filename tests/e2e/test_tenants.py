@@ -702,3 +702,23 @@ def test_a_tenants_grant_carries_its_own_data_across_a_border_and_nobody_elses(c
     wait_for(lambda: code(lambda: eu_s3.head_object(Bucket=buckets["acme"], Key="customer")) == "OK",
              what="acme's key works at frankfurt")
     assert eu_s3.get_object(Bucket=buckets["acme"], Key="customer")["Body"].read() == acme_data
+
+
+def test_a_missing_key_is_not_found_only_for_whoever_may_list_its_name(hub, tenants):
+    alice, bob = client_of(hub, tenants["acme"]), client_of(hub, tenants["globex"])
+    bucket = unique_name("acme-listable")
+    alice.create_bucket(Bucket=bucket)
+    alice.put_object(Bucket=bucket, Key="public/present", Body=b"not for bob")
+    alice.put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "s3:ListBucket",
+                       "Resource": f"arn:aws:s3:::{bucket}", "Condition": {"StringLike": {"s3:prefix": "public/*"}}}],
+    }))
+    # bob may list names under public/: a missing one there is 404, as S3 answers...
+    assert code(lambda: bob.head_object(Bucket=bucket, Key="public/missing")) == "404"
+    assert code(lambda: bob.get_object(Bucket=bucket, Key="public/missing")) == "NoSuchKey"
+    # ...a present one is still his to read only with s3:GetObject, and names he may not list
+    # are refused whether they exist or not.
+    assert code(lambda: bob.get_object(Bucket=bucket, Key="public/present")) == "AccessDenied"
+    assert code(lambda: bob.head_object(Bucket=bucket, Key="private/missing")) == "403"
+    assert code(lambda: bob.get_object(Bucket=bucket, Key="private/missing")) == "AccessDenied"
