@@ -25,6 +25,7 @@ pub mod acl;
 pub mod action;
 pub mod condition;
 pub mod context;
+pub mod cors;
 pub mod evaluate;
 pub mod policy;
 pub mod principal;
@@ -39,6 +40,7 @@ pub use action::{
 };
 pub use condition::{Condition, Operator, SetQualifier};
 pub use context::{RequestContext, normalize_key};
+pub use cors::{CorsConfiguration, CorsError, CorsRule, PreflightRefusal};
 pub use evaluate::{AccessQuery, PolicySource, PublicAccessRule, Reason, StatementRef, Verdict, authorize};
 pub use policy::{
     Effect, MAX_BUCKET_POLICY_BYTES, MAX_IDENTITY_POLICY_BYTES, MAX_STATEMENTS, MalformedPolicy, PolicyDocument,

@@ -13,6 +13,7 @@ mod bucket;
 mod conditions;
 mod convert;
 mod copy;
+mod cors;
 mod gate;
 mod listing;
 mod multipart;

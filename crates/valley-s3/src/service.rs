@@ -127,6 +127,18 @@ impl S3 for ValleyS3 {
     ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
         bucket::put_versioning(self, req).await
     }
+    async fn put_bucket_cors(&self, req: S3Request<PutBucketCorsInput>) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        crate::cors::put(self, req).await
+    }
+    async fn get_bucket_cors(&self, req: S3Request<GetBucketCorsInput>) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        crate::cors::get(self, req).await
+    }
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        crate::cors::delete(self, req).await
+    }
     async fn get_bucket_acl(&self, req: S3Request<GetBucketAclInput>) -> S3Result<S3Response<GetBucketAclOutput>> {
         crate::acl::get_bucket(self, req).await
     }

@@ -60,6 +60,7 @@ struct State {
     settings: HashMap<(String, BucketSetting), BucketSettingRecord>,
     /// Parsed settings, by bucket.
     acls: HashMap<String, Arc<valley_access::Acl>>,
+    cors: HashMap<String, Arc<valley_access::CorsConfiguration>>,
     ownership: HashMap<String, valley_access::ObjectOwnership>,
     public_access_blocks: HashMap<String, valley_access::PublicAccessBlock>,
 }
@@ -227,6 +228,19 @@ impl State {
                     failed(e);
                     self.ownership
                         .insert(bucket, valley_access::ObjectOwnership::BucketOwnerEnforced);
+                }
+            },
+            // A configuration that does not parse here allows no cross-origin call.
+            BucketSetting::Cors => match value.map(serde_json::from_str::<valley_access::CorsConfiguration>) {
+                Some(Ok(cors)) => {
+                    self.cors.insert(bucket, Arc::new(cors));
+                }
+                None => {
+                    self.cors.remove(&bucket);
+                }
+                Some(Err(e)) => {
+                    failed(e);
+                    self.cors.remove(&bucket);
                 }
             },
             BucketSetting::PublicAccessBlock => match value.map(serde_json::from_str) {
@@ -481,12 +495,19 @@ impl Directory {
             BucketSetting::Acl,
             BucketSetting::Ownership,
             BucketSetting::PublicAccessBlock,
+            BucketSetting::Cors,
         ] {
             if self.has_setting(bucket, setting) {
                 changes.push(self.bucket_setting_change(bucket, setting, None));
             }
         }
         changes
+    }
+
+    /// `bucket`'s CORS configuration, if it has one.
+    #[must_use]
+    pub fn bucket_cors(&self, bucket: &str) -> Option<Arc<valley_access::CorsConfiguration>> {
+        self.read().cors.get(bucket).cloned()
     }
 
     /// `bucket`'s policy, parsed.

@@ -108,6 +108,8 @@ pub enum BucketSetting {
     Ownership,
     /// The bucket's Public Access Block (`valley_access::PublicAccessBlock` as JSON).
     PublicAccessBlock,
+    /// The bucket's CORS configuration (`valley_access::CorsConfiguration` as JSON).
+    Cors,
 }
 
 impl BucketSetting {
@@ -116,6 +118,7 @@ impl BucketSetting {
             BucketSetting::Acl => "acl",
             BucketSetting::Ownership => "ownership",
             BucketSetting::PublicAccessBlock => "public-access-block",
+            BucketSetting::Cors => "cors",
         }
     }
 }

@@ -118,6 +118,7 @@ pub struct S3Front {
     pub metrics: Arc<Metrics>,
     /// Regions a SigV4 signature may be scoped to.
     pub regions: Arc<[String]>,
+    pub cors: Arc<crate::cors_front::Cors>,
 }
 
 /// Counts a request in flight for as long as it is: dropped with the request's future, also
@@ -147,6 +148,18 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
             return Box::pin(async { Ok(text(StatusCode::OK, "ok\n")) });
         }
         let request_id = hex::encode_upper(rand::random::<[u8; 8]>());
+        if *req.method() == Method::OPTIONS {
+            let res = self.cors.preflight(req.uri(), req.headers(), &request_id);
+            self.metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    method: "OPTIONS".to_owned(),
+                    status: res.status().as_u16(),
+                })
+                .inc();
+            return Box::pin(async move { Ok(res) });
+        }
+        let cors = self.cors.for_request(req.method(), req.uri(), req.headers());
         if let Some(client) = self.client {
             req.extensions_mut().insert(client);
         }
@@ -201,6 +214,9 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
                 && let Ok(id) = http::HeaderValue::from_str(&request_id)
             {
                 r.headers_mut().insert("x-amz-request-id", id);
+            }
+            if let Ok(r) = &mut result {
+                crate::cors_front::add(r.headers_mut(), cors);
             }
             let status = result.as_ref().map_or(500, |r| r.status().as_u16());
             metrics

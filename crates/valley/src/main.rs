@@ -10,6 +10,7 @@ mod aws_chunked;
 mod certs;
 mod cli;
 mod commands;
+mod cors_front;
 mod credentials;
 mod demo;
 mod front;

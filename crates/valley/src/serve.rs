@@ -315,6 +315,10 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         client: None,
         metrics: metrics.clone(),
         regions: regions.into(),
+        cors: Arc::new(crate::cors_front::Cors {
+            directory: directory.clone(),
+            domains: args.domains.clone().into(),
+        }),
     };
     let admin_api = Arc::new(crate::admin::AdminApi {
         hub: hub.clone(),
