@@ -571,20 +571,22 @@ def test_usage_per_tenant_is_in_metrics_and_tenant_show(hub):
     s3.create_bucket(Bucket=bucket)
     for i in range(3):
         s3.put_object(Bucket=bucket, Key=f"k{i}", Body=b"x" * 1000)
-    # Refused requests on the tenant's bucket are billed to it too (as S3 bills them); a
-    # request on a bucket that does not exist is billed to nobody.
+    # Requests refused to strangers are billed to nobody (they cannot run up a tenant's bill),
+    # its own users' refused ones are; nor is a request on a bucket that does not exist.
     assert requests.get(f"{hub.endpoint}/{bucket}/k0", timeout=10).status_code == 403
     assert code(lambda: make_client(hub.endpoint, ACCESS_KEY, SECRET_KEY).get_object(
         Bucket=bucket, Key="k0")) == "AccessDenied"
     assert requests.get(f"{hub.endpoint}/{unique_name('nobody')}/k", timeout=10).status_code in (403, 404)
+    reader = json.loads(ok(cli(admin, "user", "add", "billing", "reader", "--json")))
+    assert code(lambda: client_of(hub, reader).get_object(Bucket=bucket, Key="k0")) == "AccessDenied"
     metrics = requests.get(admin + "/metrics", timeout=10).text
     lines = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
              if line.startswith("valley_tenant_") and 'tenant="billing"' in line}
     assert lines['valley_tenant_objects{tenant="billing"}'] == 3, lines
     assert lines['valley_tenant_bytes{tenant="billing"}'] == 3000, lines
     assert lines['valley_tenant_buckets{tenant="billing"}'] == 1, lines
-    # create + 3 puts + 2 refused gets
-    assert lines['valley_tenant_requests_total{tenant="billing"}'] == 6, lines
+    # create + 3 puts + its own user's refused get
+    assert lines['valley_tenant_requests_total{tenant="billing"}'] == 5, lines
     shown = json.loads(ok(cli(admin, "tenant", "show", "billing", "--json")))
     assert (shown["objects_here"], shown["bytes_here"], shown["buckets"]) == (3, 3000, [bucket])
     assert "3 object versions, 3000 bytes" in ok(cli(admin, "tenant", "show", "billing"))

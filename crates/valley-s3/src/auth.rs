@@ -61,8 +61,9 @@ pub struct TenantAccess {
     count_request: Option<RequestCounter>,
 }
 
-/// Told the tenant each request is billed to: the bucket's owner (whoever asks, refused or
-/// not, as S3 bills), or for requests on no bucket the caller's tenant.
+/// Told the tenant each request is billed to: the bucket's owner, or for requests on no bucket
+/// the caller's tenant. A request refused to someone outside the owner tenant is billed to
+/// nobody (as S3 has done since 2024): a stranger's refused calls cannot run up a tenant's bill.
 pub type RequestCounter = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// What a write adds to its tenant's usage, from its operation and headers (`None`: not a write).
@@ -265,6 +266,14 @@ impl TenantAccess {
     fn bill(&self, tenant: &str) {
         if let Some(count) = &self.count_request {
             count(tenant);
+        }
+    }
+
+    /// Bills `owner` for a request decided as `decided`: always when allowed, when refused only
+    /// if the caller is one of its own.
+    fn bill_decided(&self, owner: &str, principal: Option<&Principal>, decided: &S3Result<()>) {
+        if decided.is_ok() || principal.is_some_and(|p| p.tenant == owner) {
+            self.bill(owner);
         }
     }
 
@@ -557,18 +566,22 @@ impl S3Access for TenantAccess {
             S3Path::Bucket { bucket } => {
                 // No such bucket: the operation answers NoSuchBucket, billed to nobody.
                 if let Some(owner) = self.owner(bucket).await {
-                    self.bill(&owner);
-                    self.decide_owned(principal.as_ref(), action, bucket, None, &owner, &facts)
-                        .await?;
+                    let decided = self
+                        .decide_owned(principal.as_ref(), action, bucket, None, &owner, &facts)
+                        .await;
+                    self.bill_decided(&owner, principal.as_ref(), &decided);
+                    decided?;
                 }
             }
             S3Path::Object { bucket, key } => {
                 let owner = self.owner(bucket).await;
                 let decided = match &owner {
                     Some(owner) => {
-                        self.bill(owner);
-                        self.decide_owned(principal.as_ref(), action, bucket, Some(key), owner, &facts)
-                            .await
+                        let decided = self
+                            .decide_owned(principal.as_ref(), action, bucket, Some(key), owner, &facts)
+                            .await;
+                        self.bill_decided(owner, principal.as_ref(), &decided);
+                        decided
                     }
                     None => Ok(()),
                 };

@@ -222,7 +222,7 @@ impl Metrics {
         let tenant_requests = Family::<TenantLabel, Counter>::default();
         registry.register(
             "tenant_requests",
-            "S3 requests on each tenant's buckets (refused ones too), and requests on no bucket by its users",
+            "S3 requests on each tenant's buckets (refused ones only from its own users), and requests on no bucket by its users",
             tenant_requests.clone(),
         );
         let tenant_sent_versions = Family::<TenantPeerLabel, Counter>::default();
