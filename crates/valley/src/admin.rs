@@ -290,14 +290,18 @@ impl AdminApi {
                     Err(e) => hub_error(&e),
                 }
             }
-            (Method::GET, "grants") if !caller.operator => match hub.grants_of(&caller.tenant).await {
-                Ok(grants) => json(&grants),
-                Err(e) => hub_error(&e),
-            },
-            (Method::GET, "grants") => match hub.grants().await {
-                Ok(grants) => json(&grants),
-                Err(e) => hub_error(&e),
-            },
+            // The operator sees every tenant's grants; a tenant's admin its own.
+            (Method::GET, "grants") => {
+                let grants = if caller.operator {
+                    hub.grants().await
+                } else {
+                    hub.grants_of(&caller.tenant).await
+                };
+                match grants {
+                    Ok(grants) => json(&grants),
+                    Err(e) => hub_error(&e),
+                }
+            }
             (Method::POST, "grants") => {
                 let request: GrantRequest = match serde_json::from_slice(&body) {
                     Ok(r) => r,

@@ -24,17 +24,10 @@ impl Cors {
     /// The bucket a request names: by its host under a virtual-host domain, else the first
     /// segment of its path.
     fn bucket_of(&self, uri: &http::Uri, headers: &HeaderMap) -> Option<String> {
-        if let Some(host) = header(headers, "host") {
-            let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
-            for domain in self.domains.iter() {
-                if let Some(bucket) = name
-                    .strip_suffix(domain.as_str())
-                    .and_then(|rest| rest.strip_suffix('.'))
-                    .filter(|b| !b.is_empty())
-                {
-                    return Some(bucket.to_owned());
-                }
-            }
+        if let Some((bucket, _)) =
+            header(headers, "host").and_then(|host| crate::front::virtual_host_bucket(host, &self.domains))
+        {
+            return Some(bucket.to_owned());
         }
         let first = uri.path().trim_start_matches('/').split('/').next()?;
         (!first.is_empty()).then(|| first.to_owned())

@@ -331,22 +331,25 @@ pub struct VirtualHosts {
     pub domains: Vec<String>,
 }
 
+/// The bucket a `Host` header names under one of `domains` (`BUCKET.DOMAIN[:PORT]`), and that
+/// domain; `None` for a path-style host.
+pub fn virtual_host_bucket<'a>(host: &'a str, domains: &'a [String]) -> Option<(&'a str, &'a str)> {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    domains.iter().find_map(|domain| {
+        let bucket = name.strip_suffix(domain.as_str())?.strip_suffix('.')?;
+        (!bucket.is_empty()).then_some((bucket, domain.as_str()))
+    })
+}
+
 impl S3Host for VirtualHosts {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
-        let name = match host.rsplit_once(':') {
-            Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
-            _ => host,
-        };
-        for domain in &self.domains {
-            if let Some(bucket) = name
-                .strip_suffix(domain.as_str())
-                .and_then(|rest| rest.strip_suffix('.'))
-                && !bucket.is_empty()
-            {
-                return Ok(VirtualHost::new(domain.as_str()).with_bucket(bucket));
-            }
-        }
-        Ok(VirtualHost::new(host))
+        Ok(match virtual_host_bucket(host, &self.domains) {
+            Some((bucket, domain)) => VirtualHost::new(domain).with_bucket(bucket),
+            None => VirtualHost::new(host),
+        })
     }
 }
 
