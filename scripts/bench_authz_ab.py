@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """The cost of authorization, A/B: two Valley binaries side by side on loopback, the small-object
 rows (4 KiB PUT, GET, HEAD at 16 clients) run against each in alternating rounds, so both see
-the same machine. The new binary's bucket carries a realistic six-statement bucket policy
-(scripts/bench-policy.json); the previous release has none to evaluate.
+the same machine. Three arms: the previous release, the new binary on a bucket without a
+policy, and the new binary on a bucket with a realistic six-statement bucket policy
+(scripts/bench-policy.json), so the cost of the new release and that of evaluating a policy
+are told apart.
 
     python3 scripts/bench_authz_ab.py --old PREV/valley --new target/release/valley \\
         --bench target/release/valley-bench [--rounds 6] [--duration 5]
 
-Prints ops/s per round and the means, and the new binary's mean as a ratio of the old one's.
+Prints ops/s per round and the means, and each new arm's mean as a ratio of the old one's.
 Nothing is gated: the figures go to docs/benchmarks.md."""
 from __future__ import annotations
 
@@ -66,36 +68,37 @@ def main() -> None:
     ap.add_argument("--bench", required=True)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--duration", type=int, default=5)
-    ap.add_argument("--no-policy", action="store_true", help="the new binary's bucket without a policy too")
     args = ap.parse_args()
-    policy = None if args.no_policy else str(ROOT / "scripts" / "bench-policy.json")
+    policy = str(ROOT / "scripts" / "bench-policy.json")
     with tempfile.TemporaryDirectory(prefix="valley-authz-ab-") as tmp:
         work = Path(tmp)
         old, old_ep = start(args.old, work, "old")
         new, new_ep = start(args.new, work, "new")
-        rows: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}}
+        arms = [("old", old_ep, None), ("new", new_ep, None), ("new+policy", new_ep, policy)]
+        rows: dict[str, dict[str, list[float]]] = {label: {} for label, _, _ in arms}
         try:
             for r in range(args.rounds):
-                # Alternate which goes first, so neither always runs on a warmer machine.
-                order = [("old", old_ep, None), ("new", new_ep, policy)]
-                if r % 2:
-                    order.reverse()
+                # Rotate which goes first, so none always runs on a warmer machine.
+                order = arms[r % 3:] + arms[:r % 3]
                 for label, ep, pol in order:
-                    got = run(args.bench, ep, f"authz-{label}-{r}", args.duration, pol, work / f"{label}-{r}.json")
+                    name = label.replace("+", "-")
+                    got = run(args.bench, ep, f"authz-{name}-{r}", args.duration, pol, work / f"{name}-{r}.json")
                     for phase, ops in got.items():
                         rows[label].setdefault(phase, []).append(ops)
                 print(f"round {r + 1}: " + "  ".join(
-                    f"{phase} old {rows['old'][phase][-1]:,.0f} new {rows['new'][phase][-1]:,.0f}"
+                    f"{phase} " + " ".join(f"{label} {rows[label][phase][-1]:,.0f}" for label, _, _ in arms)
                     for phase in rows["old"]), flush=True)
         finally:
             for p in (old, new):
                 p.terminate()
                 p.wait(timeout=10)
-    print("\nphase   old mean   new mean   new/old   old stdev   new stdev")
+    print("\nphase  arm          mean ops/s   stdev   vs old")
     for phase in rows["old"]:
-        o, n = rows["old"][phase], rows["new"][phase]
-        print(f"{phase:<6} {statistics.mean(o):>9,.0f} {statistics.mean(n):>10,.0f} {statistics.mean(n) / statistics.mean(o):>9.3f}"
-              f" {statistics.stdev(o) if len(o) > 1 else 0:>10,.0f} {statistics.stdev(n) if len(n) > 1 else 0:>10,.0f}")
+        base = statistics.mean(rows["old"][phase])
+        for label, _, _ in arms:
+            v = rows[label][phase]
+            sd = statistics.stdev(v) if len(v) > 1 else 0
+            print(f"{phase:<6} {label:<12} {statistics.mean(v):>10,.0f} {sd:>7,.0f} {statistics.mean(v) / base:>8.3f}")
 
 
 if __name__ == "__main__":
