@@ -7,9 +7,11 @@
 //! it covers.
 //!
 //! Each chunk is bound, through the AEAD's associated data, to the object it belongs to (the
-//! caller's binding: bucket, key and the version's data id), its segment, its position and the
-//! segment's plaintext length. A chunk moved to another position or object, a segment cut
-//! short or lengthened, or one byte altered fails to open; it never yields other bytes.
+//! caller's binding: bucket, key and the version's data id), its segment, its position, and
+//! whether it is the segment's last. A chunk moved to another position or object, a segment
+//! cut short (its new last chunk was not sealed as last) or lengthened, or one byte altered
+//! fails to open; it never yields other bytes. Marking the last chunk instead of binding the
+//! segment's length lets a writer seal a body whose length it learns only at its end.
 //!
 //! The nonce is the segment number and chunk index: unique for the data key, which is random
 //! per object version and never seals two versions.
@@ -82,35 +84,27 @@ pub struct SegmentSealer {
     key: LessSafeKey,
     binding: Vec<u8>,
     segment: u32,
-    layout: ChunkLayout,
 }
 
 impl std::fmt::Debug for SegmentSealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SegmentSealer")
             .field("segment", &self.segment)
-            .field("layout", &self.layout)
             .finish_non_exhaustive()
     }
 }
 
 impl SegmentSealer {
     /// The sealer of segment `segment` (0 for a single PUT, the part number for a part) of the
-    /// object `binding` names, `plain_len` bytes long.
+    /// object `binding` names.
     #[must_use]
-    pub fn new(key: &DataKey, binding: &[u8], segment: u32, plain_len: u64) -> Self {
+    pub fn new(key: &DataKey, binding: &[u8], segment: u32) -> Self {
         let unbound = UnboundKey::new(&AES_256_GCM, key.expose()).expect("a data key is 32 bytes");
         Self {
             key: LessSafeKey::new(unbound),
             binding: binding.to_vec(),
             segment,
-            layout: ChunkLayout::new(plain_len),
         }
-    }
-
-    #[must_use]
-    pub fn layout(&self) -> ChunkLayout {
-        self.layout
     }
 
     fn nonce(&self, index: u64) -> Nonce {
@@ -120,78 +114,74 @@ impl SegmentSealer {
         Nonce::assume_unique_for_key(n)
     }
 
-    fn aad(&self, index: u64) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(AAD_LABEL.len() + 24 + self.binding.len());
+    fn aad(&self, index: u64, last: bool) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(AAD_LABEL.len() + 17 + self.binding.len());
         aad.extend_from_slice(AAD_LABEL);
         aad.extend_from_slice(&u32::try_from(self.binding.len()).unwrap_or(u32::MAX).to_be_bytes());
         aad.extend_from_slice(&self.binding);
         aad.extend_from_slice(&self.segment.to_be_bytes());
         aad.extend_from_slice(&index.to_be_bytes());
-        aad.extend_from_slice(&self.layout.plain_len.to_be_bytes());
+        aad.push(u8::from(last));
         aad
     }
 
-    /// Seals chunk `index` in place: `buf` holds its plaintext (exactly the chunk's length) and
-    /// gets the tag appended.
-    pub fn seal(&self, index: u64, buf: &mut Vec<u8>) -> CryptoResult<()> {
-        if self.layout.chunk_plain_len(index) != Some(buf.len() as u64) {
+    /// Seals chunk `index` in place: `buf` holds its plaintext (a full chunk, or at most one
+    /// when `last`) and gets the tag appended.
+    pub fn seal(&self, index: u64, last: bool, buf: &mut Vec<u8>) -> CryptoResult<()> {
+        let len = buf.len() as u64;
+        if len > CHUNK_PLAIN || (!last && len != CHUNK_PLAIN) {
             return Err(CryptoError::Malformed {
                 what: "chunk to seal",
-                detail: format!(
-                    "chunk {index} of a {}-byte segment cannot hold {} bytes",
-                    self.layout.plain_len,
-                    buf.len()
-                ),
+                detail: format!("{len} bytes in a {} chunk", if last { "last" } else { "full" }),
             });
         }
         let tag: Tag = self
             .key
-            .seal_in_place_separate_tag(self.nonce(index), Aad::from(self.aad(index)), buf)
+            .seal_in_place_separate_tag(self.nonce(index), Aad::from(self.aad(index, last)), buf)
             .map_err(|_| CryptoError::Integrity { what: "a chunk" })?;
         buf.extend_from_slice(tag.as_ref());
         Ok(())
     }
 
-    /// Opens chunk `index` in place (`buf` as stored: ciphertext then tag) and returns its
-    /// plaintext, a prefix of `buf`.
-    pub fn open<'b>(&self, index: u64, buf: &'b mut [u8]) -> CryptoResult<&'b mut [u8]> {
-        let expected = self.layout.chunk_plain_len(index).map(|n| n + TAG_LEN);
+    /// Opens chunk `index` of a segment laid out as `layout` in place (`buf` as stored:
+    /// ciphertext then tag) and returns its plaintext, a prefix of `buf`.
+    pub fn open<'b>(&self, layout: ChunkLayout, index: u64, buf: &'b mut [u8]) -> CryptoResult<&'b mut [u8]> {
+        let expected = layout.chunk_plain_len(index).map(|n| n + TAG_LEN);
         if expected != Some(buf.len() as u64) {
             return Err(CryptoError::Integrity { what: "a chunk" });
         }
+        let last = index + 1 == layout.chunk_count();
         self.key
-            .open_in_place(self.nonce(index), Aad::from(self.aad(index)), buf)
+            .open_in_place(self.nonce(index), Aad::from(self.aad(index, last)), buf)
             .map_err(|_| CryptoError::Integrity { what: "a chunk" })
     }
 
     /// Seals a whole segment held in memory (tests and small objects).
-    pub fn seal_all(&self, plain: &[u8]) -> CryptoResult<Vec<u8>> {
-        if plain.len() as u64 != self.layout.plain_len {
-            return Err(CryptoError::Malformed {
-                what: "segment to seal",
-                detail: format!("{} bytes for a {}-byte segment", plain.len(), self.layout.plain_len),
-            });
-        }
-        let mut out = Vec::with_capacity(usize::try_from(self.layout.sealed_len()).unwrap_or(0));
-        for index in 0..self.layout.chunk_count() {
+    #[must_use]
+    pub fn seal_all(&self, plain: &[u8]) -> Vec<u8> {
+        let layout = ChunkLayout::new(plain.len() as u64);
+        let mut out = Vec::with_capacity(usize::try_from(layout.sealed_len()).unwrap_or(0));
+        for index in 0..layout.chunk_count() {
             let start = usize::try_from(index * CHUNK_PLAIN).unwrap_or(usize::MAX);
             let end = plain.len().min(start.saturating_add(CHUNK_PLAIN as usize));
             let mut buf = plain[start..end].to_vec();
-            self.seal(index, &mut buf)?;
+            self.seal(index, index + 1 == layout.chunk_count(), &mut buf)
+                .expect("chunks cut to size");
             out.extend_from_slice(&buf);
         }
-        Ok(out)
+        out
     }
 
-    /// Opens a whole stored segment held in memory.
-    pub fn open_all(&self, sealed: &[u8]) -> CryptoResult<Vec<u8>> {
-        if sealed.len() as u64 != self.layout.sealed_len() {
+    /// Opens a whole stored segment of `plain_len` bytes held in memory.
+    pub fn open_all(&self, plain_len: u64, sealed: &[u8]) -> CryptoResult<Vec<u8>> {
+        let layout = ChunkLayout::new(plain_len);
+        if sealed.len() as u64 != layout.sealed_len() {
             return Err(CryptoError::Integrity { what: "a segment" });
         }
-        let mut out = Vec::with_capacity(usize::try_from(self.layout.plain_len).unwrap_or(0));
+        let mut out = Vec::with_capacity(usize::try_from(plain_len).unwrap_or(0));
         for (index, chunk) in (0u64..).zip(sealed.chunks(CHUNK_SEALED as usize)) {
             let mut buf = chunk.to_vec();
-            out.extend_from_slice(self.open(index, &mut buf)?);
+            out.extend_from_slice(self.open(layout, index, &mut buf)?);
         }
         Ok(out)
     }
@@ -202,9 +192,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn sealer(binding: &[u8], segment: u32, len: u64) -> (DataKey, SegmentSealer) {
+    fn sealer(binding: &[u8], segment: u32) -> (DataKey, SegmentSealer) {
         let key = DataKey::from_bytes([7; 32]);
-        let s = SegmentSealer::new(&key, binding, segment, len);
+        let s = SegmentSealer::new(&key, binding, segment);
         (key, s)
     }
 
@@ -225,67 +215,64 @@ mod tests {
     #[test]
     fn sealed_bytes_are_not_the_plaintext_and_open_back() {
         let plain = b"personal information of a citizen".repeat(5000);
-        let (_, s) = sealer(b"bucket/key/id", 0, plain.len() as u64);
-        let sealed = s.seal_all(&plain).unwrap();
-        assert_eq!(sealed.len() as u64, s.layout().sealed_len());
+        let (_, s) = sealer(b"bucket/key/id", 0);
+        let sealed = s.seal_all(&plain);
+        assert_eq!(sealed.len() as u64, ChunkLayout::new(plain.len() as u64).sealed_len());
         assert!(!sealed.windows(16).any(|w| w == &plain[..16]));
-        assert_eq!(s.open_all(&sealed).unwrap(), plain);
+        assert_eq!(s.open_all(plain.len() as u64, &sealed).unwrap(), plain);
     }
 
     #[test]
     fn a_chunk_moved_swapped_truncated_or_rebound_is_refused() {
         let plain = vec![42u8; (CHUNK_PLAIN * 2 + 10) as usize];
-        let (key, s) = sealer(b"b/k/1", 0, plain.len() as u64);
-        let sealed = s.seal_all(&plain).unwrap();
+        let n = plain.len() as u64;
+        let (key, s) = sealer(b"b/k/1", 0);
+        let sealed = s.seal_all(&plain);
         let c = CHUNK_SEALED as usize;
         // Swapped: chunk 1 where chunk 0 was (same plaintext, so only the position differs).
         let mut swapped = sealed.clone();
         swapped.copy_within(c..2 * c, 0);
-        assert!(s.open_all(&swapped).is_err());
-        // Truncated to two full chunks, opened as a two-chunk segment: its length is bound.
-        let short = SegmentSealer::new(&key, b"b/k/1", 0, CHUNK_PLAIN * 2);
-        assert!(short.open_all(&sealed[..2 * c]).is_err());
+        assert!(s.open_all(n, &swapped).is_err());
+        // Truncated to two full chunks and read as a two-chunk segment: the new last chunk
+        // was not sealed as the last.
+        assert!(s.open_all(CHUNK_PLAIN * 2, &sealed[..2 * c]).is_err());
         // Another object, another segment.
-        assert!(
-            SegmentSealer::new(&key, b"b/k/2", 0, plain.len() as u64)
-                .open_all(&sealed)
-                .is_err()
-        );
-        assert!(
-            SegmentSealer::new(&key, b"b/k/1", 1, plain.len() as u64)
-                .open_all(&sealed)
-                .is_err()
-        );
+        assert!(SegmentSealer::new(&key, b"b/k/2", 0).open_all(n, &sealed).is_err());
+        assert!(SegmentSealer::new(&key, b"b/k/1", 1).open_all(n, &sealed).is_err());
         // Another key.
-        let other = SegmentSealer::new(&DataKey::from_bytes([8; 32]), b"b/k/1", 0, plain.len() as u64);
-        assert!(other.open_all(&sealed).is_err());
+        let other = SegmentSealer::new(&DataKey::from_bytes([8; 32]), b"b/k/1", 0);
+        assert!(other.open_all(n, &sealed).is_err());
+        // Chunks of the wrong size are not sealed.
+        assert!(s.seal(0, false, &mut vec![0; 10]).is_err());
+        assert!(s.seal(0, true, &mut vec![0; CHUNK_PLAIN as usize + 1]).is_err());
     }
 
     proptest! {
         #[test]
         fn any_flipped_bit_is_refused(len in 0usize..200_000, at in any::<prop::sample::Index>(), bit in 0u8..8) {
             let plain: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let (_, s) = sealer(b"b/k/v", 3, len as u64);
-            let mut sealed = s.seal_all(&plain).unwrap();
-            prop_assert_eq!(s.open_all(&sealed).unwrap(), plain);
+            let (_, s) = sealer(b"b/k/v", 3);
+            let mut sealed = s.seal_all(&plain);
+            prop_assert_eq!(s.open_all(len as u64, &sealed).unwrap(), plain);
             let i = at.index(sealed.len());
             sealed[i] ^= 1 << bit;
-            prop_assert!(s.open_all(&sealed).is_err());
+            prop_assert!(s.open_all(len as u64, &sealed).is_err());
         }
 
         #[test]
         fn a_range_opens_from_its_span_alone(len in 1u64..300_000, a in any::<prop::sample::Index>(), b in any::<prop::sample::Index>()) {
             let plain: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
-            let (_, s) = sealer(b"b/k/v", 0, len);
-            let sealed = s.seal_all(&plain).unwrap();
+            let (_, s) = sealer(b"b/k/v", 0);
+            let layout = ChunkLayout::new(len);
+            let sealed = s.seal_all(&plain);
             let (x, y) = (a.index(len as usize) as u64, b.index(len as usize) as u64);
             let (start, end) = (x.min(y), x.max(y) + 1);
-            let (first, span) = s.layout().sealed_span(start, end);
+            let (first, span) = layout.sealed_span(start, end);
             let mut got = Vec::new();
             let bytes = &sealed[span.start as usize..span.end as usize];
             for (i, chunk) in (first..).zip(bytes.chunks(CHUNK_SEALED as usize)) {
                 let mut buf = chunk.to_vec();
-                got.extend_from_slice(s.open(i, &mut buf).unwrap());
+                got.extend_from_slice(s.open(layout, i, &mut buf).unwrap());
             }
             let skip = (start - first * CHUNK_PLAIN) as usize;
             prop_assert_eq!(&got[skip..skip + (end - start) as usize], &plain[start as usize..end as usize]);

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 
-use crate::chunk::{CHUNK_PLAIN, SegmentSealer, TAG_LEN};
+use crate::chunk::{CHUNK_PLAIN, ChunkLayout, SegmentSealer, TAG_LEN};
 use crate::error::CryptoError;
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>;
@@ -24,8 +24,8 @@ struct Sealing {
     done: bool,
 }
 
-/// `plain` (exactly the sealer's segment length) as its sealed chunks. A stream that ends
-/// short or runs long ends in an error, never in a sealed segment of another length.
+/// `plain` as its sealed chunks. A full chunk is held back until more bytes follow it, so the
+/// last one is sealed as the last whatever the body's length (which is not known before).
 pub fn seal(plain: ByteStream, sealer: SegmentSealer) -> ByteStream {
     let state = Sealing {
         input: plain,
@@ -38,65 +38,35 @@ pub fn seal(plain: ByteStream, sealer: SegmentSealer) -> ByteStream {
         if s.done {
             return None;
         }
-        let layout = s.sealer.layout();
         loop {
-            let want = layout.chunk_plain_len(s.index);
-            let Some(want) = want else {
-                // Every chunk sealed: anything more is a body longer than declared.
-                s.done = true;
-                return match s.input.next().await {
-                    Some(Ok(extra)) if !extra.is_empty() || !s.buf.is_empty() => Some((
-                        Err(to_io(CryptoError::Malformed {
-                            what: "body",
-                            detail: "longer than its declared length".into(),
-                        })),
-                        s,
-                    )),
-                    Some(Err(e)) => Some((Err(e), s)),
-                    _ if !s.buf.is_empty() => Some((
-                        Err(to_io(CryptoError::Malformed {
-                            what: "body",
-                            detail: "longer than its declared length".into(),
-                        })),
-                        s,
-                    )),
-                    _ => None,
-                };
-            };
-            if s.buf.len() as u64 >= want {
-                let mut chunk = s.buf.split_to(want as usize).to_vec();
-                chunk.reserve(TAG_LEN as usize);
-                let index = s.index;
-                s.index += 1;
-                return match s.sealer.seal(index, &mut chunk) {
-                    Ok(()) => Some((Ok(Bytes::from(chunk)), s)),
-                    Err(e) => {
-                        s.done = true;
-                        Some((Err(to_io(e)), s))
+            let last = if s.buf.len() as u64 > CHUNK_PLAIN {
+                false
+            } else {
+                match s.input.next().await {
+                    Some(Ok(bytes)) => {
+                        s.buf.extend_from_slice(&bytes);
+                        continue;
                     }
-                };
-            }
-            match s.input.next().await {
-                Some(Ok(bytes)) => s.buf.extend_from_slice(&bytes),
-                Some(Err(e)) => {
-                    s.done = true;
-                    return Some((Err(e), s));
+                    Some(Err(e)) => {
+                        s.done = true;
+                        return Some((Err(e), s));
+                    }
+                    None => true,
                 }
-                None => {
+            };
+            let take = if last { s.buf.len() } else { CHUNK_PLAIN as usize };
+            let mut chunk = Vec::with_capacity(take + TAG_LEN as usize);
+            chunk.extend_from_slice(&s.buf.split_to(take));
+            let index = s.index;
+            s.index += 1;
+            s.done = last;
+            return match s.sealer.seal(index, last, &mut chunk) {
+                Ok(()) => Some((Ok(Bytes::from(chunk)), s)),
+                Err(e) => {
                     s.done = true;
-                    return Some((
-                        Err(to_io(CryptoError::Malformed {
-                            what: "body",
-                            detail: format!(
-                                "ended after {} of its declared {} bytes",
-                                s.index * CHUNK_PLAIN + s.buf.len() as u64,
-                                layout.plain_len()
-                            ),
-                        })),
-                        s,
-                    ));
+                    Some((Err(to_io(e)), s))
                 }
-            }
+            };
         }
     }))
 }
@@ -104,6 +74,7 @@ pub fn seal(plain: ByteStream, sealer: SegmentSealer) -> ByteStream {
 struct Opening {
     input: ByteStream,
     sealer: SegmentSealer,
+    layout: ChunkLayout,
     buf: BytesMut,
     index: u64,
     skip: u64,
@@ -113,13 +84,13 @@ struct Opening {
 /// The plaintext bytes `start..end` of a segment, from `sealed`: the stored bytes of the span
 /// [`crate::ChunkLayout::sealed_span`] gives for that range. A chunk that fails its check ends
 /// the stream in an error: a reader gets the true bytes or none.
-pub fn open(sealed: ByteStream, sealer: SegmentSealer, start: u64, end: u64) -> ByteStream {
-    let layout = sealer.layout();
+pub fn open(sealed: ByteStream, sealer: SegmentSealer, layout: ChunkLayout, start: u64, end: u64) -> ByteStream {
     let end = end.min(layout.plain_len());
     let (first, _) = layout.sealed_span(start, end);
     let state = Opening {
         input: sealed,
         sealer,
+        layout,
         buf: BytesMut::new(),
         index: first,
         skip: start - first * CHUNK_PLAIN,
@@ -130,7 +101,7 @@ pub fn open(sealed: ByteStream, sealer: SegmentSealer, start: u64, end: u64) -> 
             return None;
         }
         loop {
-            let Some(plain_len) = s.sealer.layout().chunk_plain_len(s.index) else {
+            let Some(plain_len) = s.layout.chunk_plain_len(s.index) else {
                 s.left = 0;
                 return Some((Err(to_io(CryptoError::Integrity { what: "a segment" })), s));
             };
@@ -139,7 +110,7 @@ pub fn open(sealed: ByteStream, sealer: SegmentSealer, start: u64, end: u64) -> 
                 let mut chunk = s.buf.split_to(want as usize);
                 let index = s.index;
                 s.index += 1;
-                return match s.sealer.open(index, &mut chunk) {
+                return match s.sealer.open(s.layout, index, &mut chunk) {
                     Ok(plain) => {
                         let from = (s.skip as usize).min(plain.len());
                         let to = plain.len().min(from + usize::try_from(s.left).unwrap_or(usize::MAX));
@@ -194,48 +165,51 @@ mod tests {
         let key = DataKey::generate();
         let len = CHUNK_PLAIN as usize * 3 + 1234;
         let plain: Vec<u8> = (0..len).map(|i| (i % 249) as u8).collect();
-        let sealer = || SegmentSealer::new(&key, b"b/k/v", 0, len as u64);
+        let sealer = || SegmentSealer::new(&key, b"b/k/v", 0);
+        let layout = ChunkLayout::new(len as u64);
         let sealed = collect(seal(pieces(plain.clone(), 1000), sealer())).await.unwrap();
-        assert_eq!(sealed, sealer().seal_all(&plain).unwrap());
+        assert_eq!(sealed, sealer().seal_all(&plain));
         for (start, end) in [
             (0, len),
             (5, 6),
             (CHUNK_PLAIN as usize - 1, CHUNK_PLAIN as usize + 1),
             (len - 3, len),
         ] {
-            let (_, span) = sealer().layout().sealed_span(start as u64, end as u64);
+            let (_, span) = layout.sealed_span(start as u64, end as u64);
             let part = sealed[span.start as usize..span.end as usize].to_vec();
-            let got = collect(open(pieces(part, 777), sealer(), start as u64, end as u64))
+            let got = collect(open(pieces(part, 777), sealer(), layout, start as u64, end as u64))
                 .await
                 .unwrap();
             assert_eq!(got, &plain[start..end], "{start}..{end}");
         }
+        // Bodies of exactly one and two full chunks, and an empty one, end in a last chunk.
+        for n in [0, CHUNK_PLAIN as usize, 2 * CHUNK_PLAIN as usize] {
+            let body = vec![5u8; n];
+            let sealed = collect(seal(pieces(body.clone(), 4096), sealer())).await.unwrap();
+            assert_eq!(sealer().open_all(n as u64, &sealed).unwrap(), body);
+        }
     }
 
     #[tokio::test]
-    async fn a_body_of_the_wrong_length_or_a_bad_chunk_is_an_error() {
+    async fn a_bad_chunk_or_a_missing_one_is_an_error() {
         let key = DataKey::generate();
-        let sealer = |n: u64| SegmentSealer::new(&key, b"b/k/v", 0, n);
-        assert!(
-            collect(seal(pieces(vec![1; 100], 10), sealer(101))).await.is_err(),
-            "short"
+        let sealer = || SegmentSealer::new(&key, b"b/k/v", 0);
+        assert_eq!(
+            collect(seal(pieces(Vec::new(), 10), sealer())).await.unwrap().len(),
+            TAG_LEN as usize
         );
-        assert!(
-            collect(seal(pieces(vec![1; 100], 10), sealer(99))).await.is_err(),
-            "long"
-        );
-        assert!(collect(seal(pieces(Vec::new(), 10), sealer(0))).await.unwrap().len() == TAG_LEN as usize);
         let n = CHUNK_PLAIN * 2;
-        let mut sealed = collect(seal(pieces(vec![9; n as usize], 4096), sealer(n)))
+        let layout = ChunkLayout::new(n);
+        let mut sealed = collect(seal(pieces(vec![9; n as usize], 4096), sealer()))
             .await
             .unwrap();
         sealed[CHUNK_SEALED as usize + 3] ^= 1;
-        let got = open(pieces(sealed.clone(), 4096), sealer(n), 0, n);
+        let got = open(pieces(sealed.clone(), 4096), sealer(), layout, 0, n);
         let items: Vec<io::Result<Bytes>> = got.collect().await;
         assert_eq!(items.len(), 2, "the first chunk, then the error");
         assert!(items[0].is_ok() && items[1].is_err());
         // Cut short: the last chunk is missing.
         let cut = sealed[..CHUNK_SEALED as usize].to_vec();
-        assert!(collect(open(pieces(cut, 4096), sealer(n), 0, n)).await.is_err());
+        assert!(collect(open(pieces(cut, 4096), sealer(), layout, 0, n)).await.is_err());
     }
 }
