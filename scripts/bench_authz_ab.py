@@ -9,7 +9,10 @@ are told apart.
     python3 scripts/bench_authz_ab.py --old PREV/valley --new target/release/valley \\
         --bench target/release/valley-bench [--rounds 6] [--duration 5]
 
-Prints ops/s per round and the means, and each new arm's mean as a ratio of the old one's.
+Prints ops/s per round and the means, and each new arm's mean as a ratio of the old one's. On a
+small shared machine throughput swings by 10-20 % from round to round, so each phase's server
+CPU time per operation (from /proc/PID/stat) is printed too: what the server spends on a
+request, which the client and other processes on the machine do not disturb.
 Nothing is gated: the figures go to docs/benchmarks.md."""
 from __future__ import annotations
 
@@ -50,15 +53,38 @@ def start(binary: str, work: Path, name: str) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"{name} did not start; see {work / name}.log")
 
 
-def run(bench: str, endpoint: str, bucket: str, duration: int, policy: str | None, out: Path) -> dict:
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's user + system CPU time so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def run(bench: str, endpoint: str, server: int, bucket: str, duration: int, policy: str | None,
+        out: Path) -> tuple[dict, dict]:
+    """ops/s per phase, and the server's CPU microseconds per operation per phase (the bench
+    prints a line as each phase ends: the CPU between two lines is that phase's)."""
     cmd = [bench, "--endpoint", endpoint, "--access-key", ACCESS, "--secret-key", SECRET, "--bucket", bucket,
            "--json", str(out)]
     if policy:
         cmd += ["--bucket-policy", policy]
     cmd += ["small", "--size", "4096", "-c", "16", "--duration", str(duration)]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    cpu_us: dict[str, float] = {}
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        mark = cpu_seconds(server)
+        for line in proc.stdout:
+            words = line.split()
+            if len(words) > 3 and words[0] == "small" and words[2].startswith("c="):
+                now = cpu_seconds(server)
+                ops = int(next(w for w in words if w.startswith("ops=")).split("=")[1])
+                cpu_us[words[1]] = (now - mark) * 1e6 / max(ops, 1)
+                mark = now
+    if proc.returncode:
+        raise SystemExit(f"valley-bench failed ({proc.returncode})")
     data = json.loads(out.read_text())
-    return {p["phase"]: p["ops_per_sec"] for p in data["results"]}
+    return {p["phase"]: p["ops_per_sec"] for p in data["results"]}, cpu_us
 
 
 def main() -> None:
@@ -75,16 +101,21 @@ def main() -> None:
         old, old_ep = start(args.old, work, "old")
         new, new_ep = start(args.new, work, "new")
         arms = [("old", old_ep, None), ("new", new_ep, None), ("new+policy", new_ep, policy)]
+        pids = {"old": old.pid, "new": new.pid, "new+policy": new.pid}
         rows: dict[str, dict[str, list[float]]] = {label: {} for label, _, _ in arms}
+        cpu: dict[str, dict[str, list[float]]] = {label: {} for label, _, _ in arms}
         try:
             for r in range(args.rounds):
                 # Rotate which goes first, so none always runs on a warmer machine.
                 order = arms[r % 3:] + arms[:r % 3]
                 for label, ep, pol in order:
                     name = label.replace("+", "-")
-                    got = run(args.bench, ep, f"authz-{name}-{r}", args.duration, pol, work / f"{name}-{r}.json")
+                    got, us = run(args.bench, ep, pids[label], f"authz-{name}-{r}", args.duration, pol,
+                                  work / f"{name}-{r}.json")
                     for phase, ops in got.items():
                         rows[label].setdefault(phase, []).append(ops)
+                    for phase, v in us.items():
+                        cpu[label].setdefault(phase, []).append(v)
                 print(f"round {r + 1}: " + "  ".join(
                     f"{phase} " + " ".join(f"{label} {rows[label][phase][-1]:,.0f}" for label, _, _ in arms)
                     for phase in rows["old"]), flush=True)
@@ -92,14 +123,16 @@ def main() -> None:
             for p in (old, new):
                 p.terminate()
                 p.wait(timeout=10)
-    print("\nphase  arm          mean ops/s   stdev   vs old")
+    print("\nphase  arm          mean ops/s   stdev   vs old   server CPU us/op (median)   vs old")
     for phase in rows["old"]:
         base = statistics.mean(rows["old"][phase])
-        for label, _, _ in arms:
+        cpu_base = statistics.median(cpu["old"][phase])
+        for label in rows:
             v = rows[label][phase]
             sd = statistics.stdev(v) if len(v) > 1 else 0
-            print(f"{phase:<6} {label:<12} {statistics.mean(v):>10,.0f} {sd:>7,.0f} {statistics.mean(v) / base:>8.3f}")
-
+            c = statistics.median(cpu[label][phase])
+            print(f"{phase:<6} {label:<12} {statistics.mean(v):>10,.0f} {sd:>7,.0f} {statistics.mean(v) / base:>8.3f}"
+                  f" {c:>26.1f} {c / cpu_base:>8.3f}")
 
 if __name__ == "__main__":
     main()

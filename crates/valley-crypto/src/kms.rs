@@ -68,6 +68,10 @@ struct KeystoreFile {
 }
 
 /// Key-encryption keys in one local file, sealed under a master key.
+///
+/// Several processes may share the file (hubs on one machine, or on a shared file system): each
+/// change is made under an exclusive lock on `FILE.lock`, from the file as it is then, and a key
+/// not known in memory is looked for in the file again before it is declared missing.
 pub struct LocalKeystore {
     path: PathBuf,
     master: DataKey,
@@ -117,40 +121,18 @@ impl LocalKeystore {
         prk.expand(&[b"fingerprint"], Len(8))
             .and_then(|o| o.fill(&mut fp))
             .expect("8 bytes of HKDF output");
-        let master_key_id = hex::encode(fp);
-        let keys = match std::fs::read(path) {
-            Ok(bytes) => {
-                let file: KeystoreFile = serde_json::from_slice(&bytes).map_err(|e| CryptoError::Malformed {
-                    what: "keystore file",
-                    detail: e.to_string(),
-                })?;
-                if file.format != KEYSTORE_FORMAT {
-                    return Err(CryptoError::Malformed {
-                        what: "keystore file",
-                        detail: format!("format {} (this build reads {KEYSTORE_FORMAT})", file.format),
-                    });
-                }
-                if file.master_key_id != master_key_id {
-                    return Err(CryptoError::MasterKey(format!(
-                        "does not open keystore {} (sealed under key {}, given key {master_key_id})",
-                        path.display(),
-                        file.master_key_id
-                    )));
-                }
-                file.keys
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(io_err(path)(e)),
-        };
         let store = Self {
             path: path.to_owned(),
             master,
-            master_key_id,
-            keys: Mutex::new(keys),
+            master_key_id: hex::encode(fp),
+            keys: Mutex::new(BTreeMap::new()),
         };
+        let _lock = store.lock_file()?;
+        let keys = store.read_file()?;
         if !path.exists() {
-            store.persist(&store.keys.lock().expect("keystore lock"))?;
+            store.persist(&keys)?;
         }
+        *store.keys.lock().expect("keystore lock") = keys;
         Ok(store)
     }
 
@@ -158,17 +140,73 @@ impl LocalKeystore {
         format!("kek/{key_id}").into_bytes()
     }
 
+    /// An exclusive lock on the keystore's lock file, held while the file is changed.
+    fn lock_file(&self) -> CryptoResult<std::fs::File> {
+        let lock_path = self.path.with_extension("lock");
+        if let Some(dir) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        file.lock().map_err(io_err(&lock_path))?;
+        Ok(file)
+    }
+
+    /// The keys the file holds now (none when it does not exist yet).
+    fn read_file(&self) -> CryptoResult<BTreeMap<String, WrappedKey>> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(io_err(&self.path)(e)),
+        };
+        let file: KeystoreFile = serde_json::from_slice(&bytes).map_err(|e| CryptoError::Malformed {
+            what: "keystore file",
+            detail: e.to_string(),
+        })?;
+        if file.format != KEYSTORE_FORMAT {
+            return Err(CryptoError::Malformed {
+                what: "keystore file",
+                detail: format!("format {} (this build reads {KEYSTORE_FORMAT})", file.format),
+            });
+        }
+        if file.master_key_id != self.master_key_id {
+            return Err(CryptoError::MasterKey(format!(
+                "does not open keystore {} (sealed under key {}, given key {})",
+                self.path.display(),
+                file.master_key_id,
+                self.master_key_id
+            )));
+        }
+        Ok(file.keys)
+    }
+
+    /// The file's keys, also kept in memory.
+    fn reload(&self) -> CryptoResult<BTreeMap<String, WrappedKey>> {
+        let now = self.read_file()?;
+        *self.keys.lock().expect("keystore lock") = now.clone();
+        Ok(now)
+    }
+
     /// The key-encryption key `key_id`, opened from its sealed entry.
     fn kek(&self, key_id: &str) -> CryptoResult<DataKey> {
-        let keys = self.keys.lock().expect("keystore lock");
-        let sealed = keys
-            .get(key_id)
-            .ok_or_else(|| CryptoError::NoSuchKey(key_id.to_owned()))?;
-        self.master.unwrap_key(sealed, &Self::context(key_id))
+        let known = self.keys.lock().expect("keystore lock").get(key_id).cloned();
+        let sealed = match known {
+            Some(sealed) => sealed,
+            // Perhaps made by another process sharing the file since this one read it.
+            None => self
+                .reload()?
+                .remove(key_id)
+                .ok_or_else(|| CryptoError::NoSuchKey(key_id.to_owned()))?,
+        };
+        self.master.unwrap_key(&sealed, &Self::context(key_id))
     }
 
     /// Writes the keystore: a new file, synced, renamed over the old one, the directory synced,
-    /// so a crash leaves the old or the new keystore, never half of one.
+    /// so a crash leaves the old or the new keystore, never half of one. Called under the lock.
     fn persist(&self, keys: &BTreeMap<String, WrappedKey>) -> CryptoResult<()> {
         let file = KeystoreFile {
             format: KEYSTORE_FORMAT,
@@ -195,6 +233,18 @@ impl LocalKeystore {
         std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
     }
+
+    /// Changes the file under its lock, from its content now.
+    fn change<T>(&self, edit: impl FnOnce(&mut BTreeMap<String, WrappedKey>) -> CryptoResult<T>) -> CryptoResult<T> {
+        let _lock = self.lock_file()?;
+        let mut keys = self.read_file()?;
+        let result = edit(&mut keys);
+        if result.is_ok() {
+            self.persist(&keys)?;
+        }
+        *self.keys.lock().expect("keystore lock") = keys;
+        result
+    }
 }
 
 impl Kms for LocalKeystore {
@@ -204,27 +254,28 @@ impl Kms for LocalKeystore {
 
     fn create_key(&self, key_id: &str) -> CryptoResult<()> {
         check_key_id(key_id)?;
-        let mut keys = self.keys.lock().expect("keystore lock");
-        if keys.contains_key(key_id) {
-            return Err(CryptoError::KeyExists(key_id.to_owned()));
-        }
-        let kek = DataKey::generate();
-        let mut next = keys.clone();
-        next.insert(
-            key_id.to_owned(),
-            self.master.wrap("master", &kek, &Self::context(key_id)),
-        );
-        self.persist(&next)?;
-        *keys = next;
-        Ok(())
+        self.change(|keys| {
+            if keys.contains_key(key_id) {
+                return Err(CryptoError::KeyExists(key_id.to_owned()));
+            }
+            let kek = DataKey::generate();
+            keys.insert(
+                key_id.to_owned(),
+                self.master.wrap("master", &kek, &Self::context(key_id)),
+            );
+            Ok(())
+        })
     }
 
     fn has_key(&self, key_id: &str) -> CryptoResult<bool> {
-        Ok(self.keys.lock().expect("keystore lock").contains_key(key_id))
+        if self.keys.lock().expect("keystore lock").contains_key(key_id) {
+            return Ok(true);
+        }
+        Ok(self.reload()?.contains_key(key_id))
     }
 
     fn list_keys(&self) -> CryptoResult<Vec<String>> {
-        Ok(self.keys.lock().expect("keystore lock").keys().cloned().collect())
+        Ok(self.reload()?.into_keys().collect())
     }
 
     fn wrap(&self, key_id: &str, key: &DataKey, context: &[u8]) -> CryptoResult<WrappedKey> {
@@ -236,15 +287,11 @@ impl Kms for LocalKeystore {
     }
 
     fn destroy_key(&self, key_id: &str) -> CryptoResult<()> {
-        let mut keys = self.keys.lock().expect("keystore lock");
-        if !keys.contains_key(key_id) {
-            return Err(CryptoError::NoSuchKey(key_id.to_owned()));
-        }
-        let mut next = keys.clone();
-        next.remove(key_id);
-        self.persist(&next)?;
-        *keys = next;
-        Ok(())
+        self.change(|keys| {
+            keys.remove(key_id)
+                .map(|_| ())
+                .ok_or_else(|| CryptoError::NoSuchKey(key_id.to_owned()))
+        })
     }
 }
 
@@ -305,6 +352,28 @@ mod tests {
         // Re-creating the id makes a new key, which does not open the old wrapping.
         reopened.create_key("t/k").unwrap();
         assert!(reopened.unwrap(&wrapped, b"c").is_err());
+    }
+
+    #[test]
+    fn two_processes_sharing_the_file_see_each_others_keys_and_never_lose_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keystore.json");
+        let a = LocalKeystore::open(&path, master()).unwrap();
+        let b = LocalKeystore::open(&path, master()).unwrap();
+        a.create_key("t/one").unwrap();
+        b.create_key("t/two").unwrap();
+        assert!(
+            matches!(b.create_key("t/one"), Err(CryptoError::KeyExists(_))),
+            "made by a, seen by b"
+        );
+        let wrapped = a.wrap("t/two", &DataKey::generate(), b"c").unwrap();
+        assert!(b.unwrap(&wrapped, b"c").is_ok());
+        assert_eq!(a.list_keys().unwrap(), ["t/one", "t/two"]);
+        b.destroy_key("t/one").unwrap();
+        assert_eq!(
+            LocalKeystore::open(&path, master()).unwrap().list_keys().unwrap(),
+            ["t/two"]
+        );
     }
 
     #[test]

@@ -23,3 +23,4 @@ pub use chunk::{ChunkLayout, SegmentSealer};
 pub use envelope::{DataKey, WrappedKey};
 pub use error::CryptoError;
 pub use kms::{Kms, LocalKeystore};
+pub use stream::IncrementalSealer;

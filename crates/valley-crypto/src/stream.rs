@@ -16,57 +16,82 @@ fn to_io(e: CryptoError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-struct Sealing {
-    input: ByteStream,
+/// Seals a body pushed to it piece by piece: a full chunk is held back until more bytes follow
+/// it, so the last one is sealed as the last whatever the body's length (not known before).
+#[derive(Debug)]
+pub struct IncrementalSealer {
     sealer: SegmentSealer,
     buf: BytesMut,
     index: u64,
-    done: bool,
 }
 
-/// `plain` as its sealed chunks. A full chunk is held back until more bytes follow it, so the
-/// last one is sealed as the last whatever the body's length (which is not known before).
+impl IncrementalSealer {
+    #[must_use]
+    pub fn new(sealer: SegmentSealer) -> Self {
+        Self {
+            sealer,
+            buf: BytesMut::new(),
+            index: 0,
+        }
+    }
+
+    fn seal_next(&mut self, last: bool) -> Bytes {
+        let take = if last { self.buf.len() } else { CHUNK_PLAIN as usize };
+        let mut chunk = Vec::with_capacity(take + TAG_LEN as usize);
+        chunk.extend_from_slice(&self.buf.split_to(take));
+        self.sealer
+            .seal(self.index, last, &mut chunk)
+            .expect("chunks are cut to size here");
+        self.index += 1;
+        Bytes::from(chunk)
+    }
+
+    /// Takes `plain` in; returns the chunks it completed, sealed.
+    pub fn push(&mut self, plain: &[u8]) -> Vec<Bytes> {
+        self.buf.extend_from_slice(plain);
+        let mut out = Vec::new();
+        while self.buf.len() as u64 > CHUNK_PLAIN {
+            out.push(self.seal_next(false));
+        }
+        out
+    }
+
+    /// The last chunk, sealed as the last.
+    pub fn finish(mut self) -> Bytes {
+        self.seal_next(true)
+    }
+}
+
+struct Sealing {
+    input: ByteStream,
+    sealer: Option<IncrementalSealer>,
+    ready: std::collections::VecDeque<Bytes>,
+}
+
+/// `plain` as its sealed chunks ([`IncrementalSealer`] over a stream).
 pub fn seal(plain: ByteStream, sealer: SegmentSealer) -> ByteStream {
     let state = Sealing {
         input: plain,
-        sealer,
-        buf: BytesMut::new(),
-        index: 0,
-        done: false,
+        sealer: Some(IncrementalSealer::new(sealer)),
+        ready: std::collections::VecDeque::new(),
     };
     Box::pin(futures::stream::unfold(state, |mut s| async move {
-        if s.done {
-            return None;
-        }
         loop {
-            let last = if s.buf.len() as u64 > CHUNK_PLAIN {
-                false
-            } else {
-                match s.input.next().await {
-                    Some(Ok(bytes)) => {
-                        s.buf.extend_from_slice(&bytes);
-                        continue;
-                    }
-                    Some(Err(e)) => {
-                        s.done = true;
-                        return Some((Err(e), s));
-                    }
-                    None => true,
+            if let Some(chunk) = s.ready.pop_front() {
+                return Some((Ok(chunk), s));
+            }
+            let sealer = s.sealer.as_mut()?;
+            match s.input.next().await {
+                Some(Ok(bytes)) => s.ready.extend(sealer.push(&bytes)),
+                Some(Err(e)) => {
+                    s.sealer = None;
+                    return Some((Err(e), s));
                 }
-            };
-            let take = if last { s.buf.len() } else { CHUNK_PLAIN as usize };
-            let mut chunk = Vec::with_capacity(take + TAG_LEN as usize);
-            chunk.extend_from_slice(&s.buf.split_to(take));
-            let index = s.index;
-            s.index += 1;
-            s.done = last;
-            return match s.sealer.seal(index, last, &mut chunk) {
-                Ok(()) => Some((Ok(Bytes::from(chunk)), s)),
-                Err(e) => {
-                    s.done = true;
-                    Some((Err(to_io(e)), s))
+                None => {
+                    let last = s.sealer.take().expect("present").finish();
+                    return Some((Ok(last), s));
                 }
-            };
+            }
         }
     }))
 }

@@ -107,7 +107,7 @@ pub(crate) async fn serve_read(
         Ok(None) => return Err(reply(StatusCode::NOT_FOUND, "that version is not here")),
         Err(e) => return Err(store_reply(&e)),
     };
-    if start.checked_add(len).is_none_or(|end| end > version.size) {
+    if start.checked_add(len).is_none_or(|end| end > version.stored_size()) {
         return Err(reply(StatusCode::RANGE_NOT_SATISFIABLE, "range outside the version"));
     }
     release(hub, reader, &bucket, &key, len).await?;

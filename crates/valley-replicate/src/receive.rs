@@ -516,13 +516,17 @@ async fn check_staged(hub: &Arc<Hub>, bucket: &str, key: &str, version: &ObjectV
     let stamp = version.stamp();
     let staged = hub.catalog.staged_chunks(bucket, key, stamp).await.map_err(internal)?;
     let total: u64 = staged.iter().map(|(_, b)| b.size).sum();
-    if total != version.size || staged.iter().enumerate().any(|(i, (index, _))| *index as usize != i) {
+    if total != version.stored_size() || staged.iter().enumerate().any(|(i, (index, _))| *index as usize != i) {
         return Err(reply(
             StatusCode::CONFLICT,
-            format!("{} of {} bytes staged; send the missing chunks", total, version.size),
+            format!(
+                "{} of {} bytes staged; send the missing chunks",
+                total,
+                version.stored_size()
+            ),
         ));
     }
-    let mut check = EtagCheck::new(&version.part_sizes);
+    let mut check = EtagCheck::for_stored(version);
     for (_, blob) in &staged {
         let mut stream = hub
             .catalog
@@ -535,14 +539,12 @@ async fn check_staged(hub: &Arc<Hub>, bucket: &str, key: &str, version: &ObjectV
         }
     }
     let etag = check.finish();
-    if etag != version.etag {
+    let expected = version.stored_digest().1;
+    if etag != expected {
         let _ = hub.catalog.drop_staged(bucket, key, stamp).await;
         return Err(reply(
             StatusCode::BAD_REQUEST,
-            format!(
-                "checksum mismatch: staged bytes hash to {etag}, the origin recorded {}",
-                version.etag
-            ),
+            format!("checksum mismatch: staged bytes hash to {etag}, the origin recorded {expected}"),
         ));
     }
     Ok(())
@@ -681,9 +683,9 @@ async fn take_body(
     version: &ObjectVersion,
 ) -> Result<ObjectData, Response<Bytes>> {
     let blobs = hub.catalog.blobs().clone();
-    let mut check = EtagCheck::new(&version.part_sizes);
+    let mut check = EtagCheck::for_stored(version);
     let mut received = 0u64;
-    let inline = version.size <= INLINE_OBJECT_BYTES_MAX;
+    let inline = version.stored_size() <= INLINE_OBJECT_BYTES_MAX;
     let mut buffer = Vec::new();
     let mut writer = if inline {
         None
@@ -707,7 +709,7 @@ async fn take_body(
         };
         let Ok(chunk) = frame.into_data() else { continue };
         received += chunk.len() as u64;
-        if received > version.size {
+        if received > version.stored_size() {
             failure = Some(reply(StatusCode::BAD_REQUEST, "more bytes than the version's size"));
             break;
         }

@@ -190,7 +190,7 @@ pub async fn send_known_version(
         limit: hub.links.rate_limit(peer),
         slots: hub.links.chunk_slots(peer),
     };
-    let sent = if version.size > CHUNK_BYTES_MIN {
+    let sent = if version.stored_size() > CHUNK_BYTES_MIN {
         send_chunked(hub, &route, bucket, key, version, kind).await?
     } else {
         send_whole(hub, &route, bucket, key, version, kind).await?;
@@ -298,7 +298,7 @@ async fn send_whole(
     let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
     let stream = hub
         .catalog
-        .read(bucket, key, version, 0, version.size)
+        .read(bucket, key, version, 0, version.stored_size())
         .await
         .map_err(local)?;
     hub.peers
@@ -309,10 +309,10 @@ async fn send_whole(
             &object_call_path(bucket, key, kind),
             &[
                 (wire::HEADER_VERSION, wire::encode_version(version)),
-                ("content-length", version.size.to_string()),
+                ("content-length", version.stored_size().to_string()),
             ],
             client::Payload::Checked(throttle(stream, route.limit.clone())),
-            version.size,
+            version.stored_size(),
         )
         .await?;
     Ok(())
@@ -356,7 +356,7 @@ async fn send_chunked(
             Sent::Nothing
         });
     }
-    let chunks = version.size.div_ceil(chunk_bytes(version.size));
+    let chunks = version.stored_size().div_ceil(chunk_bytes(version.stored_size()));
     let missing: Vec<u32> = (0..chunks)
         .filter_map(|i| u32::try_from(i).ok())
         .filter(|i| !state.staged.contains(i))
@@ -390,7 +390,7 @@ async fn send_chunked(
             &[(wire::HEADER_VERSION, header), (wire::HEADER_STAGED, "1".to_owned())],
             client::Payload::empty(),
             // The receiver reads the staged chunks back to check the ETag: allow for that.
-            version.size / 8,
+            version.stored_size() / 8,
         )
         .await;
     match committed {
@@ -414,9 +414,9 @@ async fn send_chunk(
     kind: TransferKind,
 ) -> Result<(), PeerError> {
     let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
-    let chunk = chunk_bytes(version.size);
+    let chunk = chunk_bytes(version.stored_size());
     let offset = u64::from(index) * chunk;
-    let len = chunk.min(version.size - offset);
+    let len = chunk.min(version.stored_size() - offset);
     // A slot of the link's stream budget, held for the whole chunk (retries included).
     let _slot = route.slots.clone().acquire_owned().await;
     // The chunk's MD5 goes ahead of it, so the receiver refuses a damaged chunk at once; the

@@ -218,13 +218,13 @@ pub struct Inventory {
 /// `version`, as the origin recorded it; `Err` says what differs. A delete marker carries no
 /// bytes and no ETag: only its size (0) is checked.
 pub fn check_body(version: &valley_store::record::ObjectVersion, received: u64, etag: &str) -> Result<(), String> {
-    if received != version.size {
-        return Err(format!("got {received} of {} bytes", version.size));
+    if received != version.stored_size() {
+        return Err(format!("got {received} of {} bytes", version.stored_size()));
     }
-    if !version.delete_marker && etag != version.etag {
+    let expected = version.stored_digest().1;
+    if !version.delete_marker && etag != expected {
         return Err(format!(
-            "checksum mismatch: bytes hash to {etag}, the origin recorded {}",
-            version.etag
+            "checksum mismatch: bytes hash to {etag}, the origin recorded {expected}"
         ));
     }
     Ok(())
@@ -242,6 +242,12 @@ pub struct EtagCheck {
 }
 
 impl EtagCheck {
+    /// The check of a version's stored bytes (a sealed version's are hashed whole).
+    #[must_use]
+    pub fn for_stored(version: &valley_store::record::ObjectVersion) -> Self {
+        Self::new(version.stored_digest().0)
+    }
+
     #[must_use]
     pub fn new(part_sizes: &[u64]) -> Self {
         Self {

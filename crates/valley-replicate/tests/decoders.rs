@@ -123,6 +123,7 @@ fn version() -> impl Strategy<Value = ObjectVersion> {
                 part_sizes,
                 part_checksums,
                 acl,
+                sealing: None,
             },
         )
 }

@@ -223,6 +223,7 @@ fn version_of(data: ObjectData, bytes: &[u8]) -> ObjectVersion {
         part_sizes: Vec::new(),
         part_checksums: Vec::new(),
         acl: None,
+        sealing: None,
     }
 }
 

@@ -7,7 +7,7 @@ use s3s::checksum::ChecksumHasher;
 use s3s::crypto::{Checksum, Md5};
 use s3s::dto::{ChecksumAlgorithm, StreamingBlob};
 use s3s::{S3Error, S3Result, s3_error};
-use valley_store::record::{BlobRef, Checksums, ObjectData};
+use valley_store::record::{BlobRef, Checksums, ObjectData, Sealing};
 use valley_store::{BlobStore, BlobWriter};
 use valley_types::limits::INLINE_OBJECT_BYTES_MAX;
 
@@ -81,17 +81,78 @@ impl Declared {
     }
 }
 
-/// A body taken in: where its bytes are, and its digests.
+/// A body taken in: where its bytes are, and its digests (of the plaintext; a sealed body's
+/// stored bytes are described by `sealing`).
 pub struct Ingested {
     pub data: ObjectData,
     pub size: u64,
     pub md5_hex: String,
     pub checksums: Checksums,
+    pub sealing: Option<Sealing>,
 }
 
 enum Sink {
     Buffer(Vec<u8>),
     Blob(Box<dyn BlobWriter>),
+}
+
+/// Where the body's bytes go: sealed first when the write is encrypted, then kept inline while
+/// small, else streamed to a blob.
+struct Output {
+    sink: Sink,
+    /// Bytes stored so far (ciphertext and tags when sealed).
+    stored: u64,
+    seal: Option<(crate::sse::Sealer, Md5)>,
+}
+
+impl Output {
+    async fn write(&mut self, chunk: bytes::Bytes, blobs: &dyn BlobStore) -> S3Result<()> {
+        match &mut self.seal {
+            None => self.store(chunk, blobs).await,
+            Some((sealer, _)) => {
+                for sealed in sealer.incremental.push(&chunk) {
+                    self.store(sealed, blobs).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn store(&mut self, chunk: bytes::Bytes, blobs: &dyn BlobStore) -> S3Result<()> {
+        self.stored += chunk.len() as u64;
+        if let Some((_, md5)) = &mut self.seal {
+            md5.update(&chunk);
+        }
+        match &mut self.sink {
+            Sink::Buffer(buf) if self.stored <= INLINE_OBJECT_BYTES_MAX => {
+                buf.extend_from_slice(&chunk);
+            }
+            Sink::Buffer(buf) => {
+                let mut writer = blobs.create().await.map_err(internal)?;
+                writer
+                    .write(bytes::Bytes::from(std::mem::take(buf)))
+                    .await
+                    .map_err(internal)?;
+                writer.write(chunk).await.map_err(internal)?;
+                self.sink = Sink::Blob(writer);
+            }
+            Sink::Blob(writer) => writer.write(chunk).await.map_err(internal)?,
+        }
+        Ok(())
+    }
+
+    /// Seals and stores the last chunk; the version's sealing record.
+    async fn finish(&mut self, blobs: &dyn BlobStore) -> S3Result<Option<Sealing>> {
+        let Some((sealer, mut md5)) = self.seal.take() else {
+            return Ok(None);
+        };
+        let crate::sse::Sealer { incremental, record } = sealer;
+        let last = incremental.finish();
+        md5.update(&last);
+        // `seal` is taken: `store` does not hash the last chunk a second time.
+        self.store(last, blobs).await?;
+        Ok(Some(record.sealing(self.stored, hex::encode(md5.finalize()))))
+    }
 }
 
 /// Streams `body` into the store. `inline_ok` allows keeping a small body in the metadata
@@ -103,29 +164,41 @@ pub async fn ingest(
     trailers: Option<s3s::TrailingHeaders>,
     inline_ok: bool,
     size_max: u64,
+    seal: Option<crate::sse::Sealer>,
 ) -> S3Result<Ingested> {
     let mut hasher = declared.hasher()?;
     let mut md5 = Md5::new();
     let mut size = 0u64;
-    let mut sink = if inline_ok {
+    let sink = if inline_ok {
         Sink::Buffer(Vec::new())
     } else {
         Sink::Blob(blobs.create().await.map_err(internal)?)
     };
-    let outcome = pump(body, &mut sink, &mut hasher, &mut md5, &mut size, blobs, size_max).await;
-    if let Err(e) = outcome {
-        if let Sink::Blob(w) = sink {
-            w.abort().await;
+    let mut out = Output {
+        sink,
+        stored: 0,
+        seal: seal.map(|s| (s, Md5::new())),
+    };
+    let outcome = match pump(body, &mut out, &mut hasher, &mut md5, &mut size, blobs, size_max).await {
+        Ok(()) => out.finish(blobs).await,
+        Err(e) => Err(e),
+    };
+    let sealing = match outcome {
+        Ok(sealing) => sealing,
+        Err(e) => {
+            if let Sink::Blob(w) = out.sink {
+                w.abort().await;
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
     let md5_digest = md5.finalize();
     let computed = hasher.finalize();
-    let data = match sink {
+    let data = match out.sink {
         Sink::Buffer(bytes) => ObjectData::Inline(bytes),
         Sink::Blob(w) => ObjectData::Blobs(vec![BlobRef {
             id: w.finish().await.map_err(internal)?,
-            size,
+            size: out.stored,
         }]),
     };
     let ingested = Ingested {
@@ -140,6 +213,7 @@ pub async fn ingest(
         data,
         size,
         md5_hex: hex::encode(md5_digest),
+        sealing,
     };
     declared.add_trailers(trailers)?;
     if let Err(e) = verify(declared, &ingested, &md5_digest) {
@@ -151,7 +225,7 @@ pub async fn ingest(
 
 async fn pump(
     body: Option<StreamingBlob>,
-    sink: &mut Sink,
+    out: &mut Output,
     hasher: &mut ChecksumHasher,
     md5: &mut Md5,
     size: &mut u64,
@@ -169,19 +243,7 @@ async fn pump(
         }
         hasher.update(&chunk);
         md5.update(&chunk);
-        match sink {
-            Sink::Buffer(buf) if *size <= INLINE_OBJECT_BYTES_MAX => buf.extend_from_slice(&chunk),
-            Sink::Buffer(buf) => {
-                let mut writer = blobs.create().await.map_err(internal)?;
-                writer
-                    .write(bytes::Bytes::from(std::mem::take(buf)))
-                    .await
-                    .map_err(internal)?;
-                writer.write(chunk).await.map_err(internal)?;
-                *sink = Sink::Blob(writer);
-            }
-            Sink::Blob(writer) => writer.write(chunk).await.map_err(internal)?,
-        }
+        out.write(chunk, blobs).await?;
     }
     Ok(())
 }
@@ -258,13 +320,14 @@ pub async fn ingest_stream(
     stream: valley_store::ByteStream,
     algorithm: Option<ChecksumAlgorithm>,
     inline_ok: bool,
+    seal: Option<crate::sse::Sealer>,
 ) -> S3Result<Ingested> {
     let wrapped = StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream));
     let mut declared = Declared {
         algorithm,
         ..Declared::default()
     };
-    ingest(blobs, Some(wrapped), &mut declared, None, inline_ok, u64::MAX).await
+    ingest(blobs, Some(wrapped), &mut declared, None, inline_ok, u64::MAX, seal).await
 }
 
 /// The Content-Encoding to store: the client's, without `aws-chunked`, which only describes

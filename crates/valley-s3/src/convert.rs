@@ -172,7 +172,7 @@ pub fn refuse_encryption(sse: bool, sse_c: bool) -> Result<(), S3Error> {
     if sse || sse_c {
         return Err(s3_error!(
             NotImplemented,
-            "Server-side encryption (SSE-S3, SSE-KMS, SSE-C) is not supported yet; the request was not stored."
+            "This server-side encryption is not supported yet (SSE-C; SSE-S3 and SSE-KMS of multipart uploads); the request was not stored."
         ));
     }
     Ok(())

@@ -17,6 +17,25 @@ pub struct Source {
     pub version: ObjectVersion,
 }
 
+/// The plaintext of `start..start+len` of a copy's source (opened, when sealed).
+pub async fn read_source(s: &ValleyS3, source: &Source, start: u64, len: u64) -> S3Result<valley_store::ByteStream> {
+    let plan = crate::sse::plan_read(
+        s.sse.as_deref(),
+        &source.bucket,
+        &source.key,
+        &source.version,
+        start,
+        len,
+    )?;
+    let (stored_start, stored_len) = plan.stored_range(start, len);
+    let stored = s
+        .catalog
+        .read(&source.bucket, &source.key, &source.version, stored_start, stored_len)
+        .await
+        .map_err(s3_err)?;
+    Ok(plan.plaintext(stored, start, len))
+}
+
 pub async fn resolve(s: &ValleyS3, source: &CopySource, conditions: &Conditions) -> S3Result<Source> {
     let CopySource::Bucket {
         bucket,
@@ -74,8 +93,13 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
     let input = req.input;
     check_key(&input.key)?;
     crate::convert::refuse_encryption(
-        input.server_side_encryption.is_some(),
-        input.sse_customer_algorithm.is_some(),
+        false,
+        input.sse_customer_algorithm.is_some() || input.copy_source_sse_customer_algorithm.is_some(),
+    )?;
+    // The copy is sealed as the request asks, whatever the source's sealing (as S3).
+    let encryption = crate::sse::requested(
+        input.server_side_encryption.as_ref().map(|e| e.as_str()),
+        input.ssekms_key_id.as_deref(),
     )?;
     let conditions = Conditions {
         if_match: input.copy_source_if_match.clone(),
@@ -97,6 +121,7 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
         && !replace_metadata
         && !replace_tags
         && input.storage_class.is_none()
+        && encryption.is_none()
         && source.version.version_id.is_none()
     {
         return Err(s3_error!(
@@ -136,12 +161,12 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
     let acl = crate::acl::for_write(s, &input.bucket, &writer, &req.headers, None)?;
 
     let algorithm = checksum_algorithm_for(input.checksum_algorithm.clone(), &source.version);
-    let stream = s
-        .catalog
-        .read(&source.bucket, &source.key, &source.version, 0, source.version.size)
-        .await
-        .map_err(s3_err)?;
-    let ingested = body::ingest_stream(s.catalog.blobs().as_ref(), stream, algorithm, true).await?;
+    let stream = read_source(s, &source, 0, source.version.size).await?;
+    let sealer = match &encryption {
+        Some(requested) => Some(crate::sse::sealer_for(s, &input.bucket, &input.key, requested)?),
+        None => None,
+    };
+    let ingested = body::ingest_stream(s.catalog.blobs().as_ref(), stream, algorithm, true, sealer).await?;
     let version = ObjectVersion {
         version_id: None,
         hlc: 0,
@@ -156,6 +181,7 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
         part_sizes: Vec::new(),
         part_checksums: Vec::new(),
         acl,
+        sealing: ingested.sealing,
     };
     let written = if crate::sync::wanted(s, &input.bucket).await {
         let (bucket, key) = (input.bucket.clone(), input.key.clone());
@@ -176,7 +202,10 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
     let mut response = S3Response::new(CopyObjectOutput::default());
     let stored = written.apply(&mut response);
     let sums = crate::convert::checksum_fields(&stored.checksums, true);
+    let (server_side_encryption, ssekms_key_id) = crate::sse::response_headers(&stored);
     response.output = CopyObjectOutput {
+        server_side_encryption,
+        ssekms_key_id,
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(etag(&stored.etag)),
             last_modified: Some(timestamp_of_unix_ns(stored.hlc)),

@@ -22,6 +22,7 @@ mod part_checksum;
 mod policy;
 mod quota;
 mod service;
+pub mod sse;
 mod sync;
 mod tags;
 

@@ -122,6 +122,7 @@ pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Res
         trailers,
         false,
         PART_SIZE_BYTES_MAX,
+        None,
     )
     .await?;
     let ObjectData::Blobs(mut blobs) = ingested.data else {
@@ -200,13 +201,9 @@ pub async fn upload_part_copy(
             "A part may be at most {PART_SIZE_BYTES_MAX} bytes."
         ));
     }
-    let stream = s
-        .catalog
-        .read(&source.bucket, &source.key, &source.version, offset, len)
-        .await
-        .map_err(s3_err)?;
+    let stream = copy::read_source(s, &source, offset, len).await?;
     let algorithm = part_checksum::algorithm(&upload);
-    let ingested = body::ingest_stream(s.catalog.blobs().as_ref(), stream, algorithm, false).await?;
+    let ingested = body::ingest_stream(s.catalog.blobs().as_ref(), stream, algorithm, false, None).await?;
     let ObjectData::Blobs(mut blobs) = ingested.data else {
         return Err(crate::convert::internal("a part was kept inline"));
     };

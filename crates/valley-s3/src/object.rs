@@ -18,9 +18,10 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     let trailers = req.trailing_headers;
     let input = req.input;
     check_key(&input.key)?;
-    crate::convert::refuse_encryption(
-        input.server_side_encryption.is_some(),
-        input.sse_customer_algorithm.is_some(),
+    crate::convert::refuse_encryption(false, input.sse_customer_algorithm.is_some())?;
+    let encryption = crate::sse::requested(
+        input.server_side_encryption.as_ref().map(|e| e.as_str()),
+        input.ssekms_key_id.as_deref(),
     )?;
     if let Some(class) = &input.storage_class
         && !matches!(
@@ -66,6 +67,10 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
         crc64nvme: input.checksum_crc64nvme.clone(),
         content_md5: input.content_md5.clone(),
     };
+    let sealer = match &encryption {
+        Some(requested) => Some(crate::sse::sealer_for(s, &input.bucket, &input.key, requested)?),
+        None => None,
+    };
     let ingested = body::ingest(
         s.catalog.blobs().as_ref(),
         input.body,
@@ -73,6 +78,7 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
         trailers,
         true,
         PART_SIZE_BYTES_MAX,
+        sealer,
     )
     .await?;
     let version = ObjectVersion {
@@ -89,6 +95,7 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
         part_sizes: Vec::new(),
         part_checksums: Vec::new(),
         acl,
+        sealing: ingested.sealing,
     };
     let precondition = write_precondition(input.if_match, input.if_none_match);
     let written = if crate::sync::wanted(s, &input.bucket).await {
@@ -110,8 +117,11 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     let mut response = S3Response::new(PutObjectOutput::default());
     let stored = written.apply(&mut response);
     let sums = checksum_fields(&stored.checksums, true);
+    let (server_side_encryption, ssekms_key_id) = crate::sse::response_headers(&stored);
     response.output = PutObjectOutput {
         e_tag: Some(etag(&stored.etag)),
+        server_side_encryption,
+        ssekms_key_id,
         version_id: stored.version_id,
         checksum_crc32: sums.crc32,
         checksum_crc32c: sums.crc32c,
@@ -255,26 +265,33 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
         Some(r) => (r.start, r.end - r.start),
         None => (0, version.size),
     };
-    let stream = match &found {
+    // A sealed version is read as the stored chunks covering the range, then opened.
+    let plan = crate::sse::plan_read(s.sse.as_deref(), &input.bucket, &input.key, version, start, len)?;
+    let (stored_start, stored_len) = plan.stored_range(start, len);
+    let stored = match &found {
         Found::Here(v) => s
             .catalog
-            .read(&input.bucket, &input.key, v, start, len)
+            .read(&input.bucket, &input.key, v, stored_start, stored_len)
             .await
             .map_err(s3_err)?,
         Found::Elsewhere(remote) => match &s.gate {
             Some(gate) => gate
-                .read_elsewhere(remote, start, len)
+                .read_elsewhere(remote, stored_start, stored_len)
                 .await
                 .map_err(|why| s3_error!(ServiceUnavailable, "reading through from hub {}: {why}", remote.holder))?,
             None => return Err(s3_error!(InternalError, "no network to read through")),
         },
     };
+    let stream = plan.plaintext(stored, start, len);
+    let (server_side_encryption, ssekms_key_id) = crate::sse::response_headers(version);
     // A range has no checksum; a part of a multipart object has its own, when it was kept.
     let stored = reported_checksums(version, input.part_number, range.is_none());
     let sums = checksum_fields(&stored, input.checksum_mode.is_some());
     let h = &version.headers;
     Ok(S3Response::new(GetObjectOutput {
         body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream))),
+        server_side_encryption,
+        ssekms_key_id,
         content_length: i64::try_from(len).ok(),
         content_range: range
             .as_ref()
@@ -322,7 +339,10 @@ pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3R
     let stored = reported_checksums(version, input.part_number, true);
     let sums = checksum_fields(&stored, input.checksum_mode.is_some());
     let h = &version.headers;
+    let (server_side_encryption, ssekms_key_id) = crate::sse::response_headers(version);
     Ok(S3Response::new(HeadObjectOutput {
+        server_side_encryption,
+        ssekms_key_id,
         content_length: i64::try_from(len).ok(),
         content_range: range
             .as_ref()

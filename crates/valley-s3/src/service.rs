@@ -14,6 +14,8 @@ pub struct ValleyS3 {
     pub(crate) region: String,
     pub(crate) directory: std::sync::Arc<valley_tenants::Directory>,
     pub(crate) gate: Option<std::sync::Arc<dyn crate::NetworkGate>>,
+    /// Server-side encryption, when a key service is configured.
+    pub(crate) sse: Option<std::sync::Arc<crate::sse::Encryption>>,
 }
 
 impl ValleyS3 {
@@ -28,7 +30,16 @@ impl ValleyS3 {
             region: region.into(),
             directory,
             gate: None,
+            sse: None,
         }
+    }
+
+    /// Seals objects written with server-side encryption under keys held by `encryption`'s
+    /// key service.
+    #[must_use]
+    pub fn with_encryption(mut self, encryption: std::sync::Arc<crate::sse::Encryption>) -> Self {
+        self.sse = Some(encryption);
+        self
     }
 
     /// Puts this hub's S3 API under the network's residency rules.

@@ -899,12 +899,14 @@ impl Catalog {
         offset: u64,
         len: u64,
     ) -> StoreResult<ByteStream> {
+        // The stored bytes: for a sealed version, its ciphertext.
+        let stored = version.stored_size();
         let end = offset
             .checked_add(len)
-            .filter(|end| *end <= version.size)
+            .filter(|end| *end <= stored)
             .ok_or_else(|| StoreError::Corrupt {
                 what: "read range",
-                detail: format!("{len} bytes from {offset} of a {}-byte object", version.size),
+                detail: format!("{len} bytes from {offset} of a {stored}-byte object"),
             })?;
         let inline_range = |bytes: bytes::Bytes| {
             if bytes.len() as u64 >= end {
@@ -912,7 +914,7 @@ impl Catalog {
             } else {
                 Err(StoreError::Corrupt {
                     what: "inline object",
-                    detail: format!("holds {} bytes, record says {}", bytes.len(), version.size),
+                    detail: format!("holds {} bytes, record says {stored}", bytes.len()),
                 })
             }
         };
@@ -1663,5 +1665,6 @@ fn assemble(
         part_sizes,
         part_checksums,
         acl: upload.acl.clone(),
+        sealing: None,
     })
 }

@@ -17,6 +17,9 @@ pub const FORMAT_V2: u8 = 2;
 /// Object versions since they carry their ACL ([`crate::record::ObjectVersion::acl`]);
 /// formats 1 and 2 still decode.
 pub const FORMAT_V3: u8 = 3;
+/// Object versions since they may be sealed at rest ([`crate::record::ObjectVersion::sealing`]);
+/// formats 1 to 3 still decode.
+pub const FORMAT_V4: u8 = 4;
 
 #[must_use]
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {

@@ -63,6 +63,7 @@ impl ObjectVersion {
             part_sizes: Vec::new(),
             part_checksums: Vec::new(),
             acl: None,
+            sealing: None,
         }
     }
 
@@ -142,6 +143,63 @@ pub struct ObjectVersion {
     /// `None`: the default, private to the bucket's owner. New in format 3.
     #[serde(default)]
     pub acl: Option<String>,
+    /// How the stored bytes are sealed (server-side encryption); `None`: stored as written.
+    /// `size`, `etag` and the checksums stay the plaintext's, as S3 reports them. New in
+    /// format 4.
+    #[serde(default)]
+    pub sealing: Option<Sealing>,
+}
+
+/// A version's bytes as sealed at rest. The store and the wire read only the stored length and
+/// digest (what a copy of the bytes is checked against); the rest is the encryption layer's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealing {
+    /// The encryption record, opaque here (valley-s3's versioned JSON: mode, key ids, wrapped
+    /// data key, data id).
+    pub record: String,
+    /// Bytes as stored (ciphertext and tags): what `data` holds.
+    pub stored_size: u64,
+    /// MD5 of the stored bytes, hex.
+    pub stored_md5: String,
+}
+
+/// [`ObjectVersion`] as format 3 stored it (before `sealing`), decoded and converted.
+#[derive(Deserialize)]
+struct ObjectVersionV3 {
+    version_id: Option<String>,
+    hlc: u64,
+    origin: String,
+    delete_marker: bool,
+    size: u64,
+    etag: String,
+    data: ObjectData,
+    headers: ObjectHeaders,
+    checksums: Checksums,
+    tags: Vec<(String, String)>,
+    part_sizes: Vec<u64>,
+    part_checksums: Vec<Checksums>,
+    acl: Option<String>,
+}
+
+impl From<ObjectVersionV3> for ObjectVersion {
+    fn from(v: ObjectVersionV3) -> Self {
+        Self {
+            version_id: v.version_id,
+            hlc: v.hlc,
+            origin: v.origin,
+            delete_marker: v.delete_marker,
+            size: v.size,
+            etag: v.etag,
+            data: v.data,
+            headers: v.headers,
+            checksums: v.checksums,
+            tags: v.tags,
+            part_sizes: v.part_sizes,
+            part_checksums: v.part_checksums,
+            acl: v.acl,
+            sealing: None,
+        }
+    }
 }
 
 /// [`ObjectVersion`] as format 2 stored it (before `acl`), decoded and converted.
@@ -177,6 +235,7 @@ impl From<ObjectVersionV2> for ObjectVersion {
             part_sizes: v.part_sizes,
             part_checksums: v.part_checksums,
             acl: None,
+            sealing: None,
         }
     }
 }
@@ -213,15 +272,32 @@ impl From<ObjectVersionV1> for ObjectVersion {
             part_sizes: v.part_sizes,
             part_checksums: Vec::new(),
             acl: None,
+            sealing: None,
         }
     }
 }
 
 impl ObjectVersion {
-    /// The stored form: format byte 3, then the version in postcard.
+    /// The stored form: format byte 4, then the version in postcard.
     #[must_use]
     pub fn to_record(&self) -> Vec<u8> {
-        crate::codec::encode_as(crate::codec::FORMAT_V3, self)
+        crate::codec::encode_as(crate::codec::FORMAT_V4, self)
+    }
+
+    /// Bytes as stored: `size`, unless sealed.
+    #[must_use]
+    pub fn stored_size(&self) -> u64 {
+        self.sealing.as_ref().map_or(self.size, |s| s.stored_size)
+    }
+
+    /// What the stored bytes hash to, as an ETag check computes it: the part sizes to hash by
+    /// and the expected answer (the ETag; a sealed version's stored MD5, hashed whole).
+    #[must_use]
+    pub fn stored_digest(&self) -> (&[u64], &str) {
+        match &self.sealing {
+            Some(s) => (&[], &s.stored_md5),
+            None => (&self.part_sizes, &self.etag),
+        }
     }
 
     /// Reads a stored version of either format.
@@ -232,7 +308,10 @@ impl ObjectVersion {
             Some(&crate::codec::FORMAT_V2) => {
                 crate::codec::decode_as::<ObjectVersionV2>(WHAT, crate::codec::FORMAT_V2, bytes).map(Self::from)
             }
-            _ => crate::codec::decode_as(WHAT, crate::codec::FORMAT_V3, bytes),
+            Some(&crate::codec::FORMAT_V3) => {
+                crate::codec::decode_as::<ObjectVersionV3>(WHAT, crate::codec::FORMAT_V3, bytes).map(Self::from)
+            }
+            _ => crate::codec::decode_as(WHAT, crate::codec::FORMAT_V4, bytes),
         }
     }
 }
@@ -347,6 +426,7 @@ mod tests {
             part_sizes: vec![],
             part_checksums: vec![],
             acl: None,
+            sealing: None,
         }
     }
 
@@ -383,17 +463,40 @@ mod tests {
     }
 
     #[test]
-    fn format_3_object_version_round_trips_with_its_acl() {
+    fn format_3_object_version_still_decodes_with_its_acl() {
         let mut version = with_part_checksums();
         let golden_v2 = hex::decode(OBJECT_VERSION_V2_HEX).expect("golden hex");
-        // Format 3 is format 2 plus the ACL, after everything else.
-        let mut expected = golden_v2.clone();
-        expected[0] = 3;
-        expected.push(0);
-        assert_eq!(version.to_record(), expected);
+        // Format 3 is format 2 plus the ACL (here `None`), after everything else.
+        let mut v3 = golden_v2.clone();
+        v3[0] = 3;
+        v3.push(0);
+        assert_eq!(ObjectVersion::from_record(&v3).expect("decodes"), version);
         version.acl = Some(r#"{"owner":"acme","grants":[]}"#.into());
         let bytes = version.to_record();
         assert_eq!(ObjectVersion::from_record(&bytes).expect("decodes"), version);
+    }
+
+    #[test]
+    fn format_4_adds_the_sealing_after_everything_else() {
+        let mut version = with_part_checksums();
+        let golden_v2 = hex::decode(OBJECT_VERSION_V2_HEX).expect("golden hex");
+        let mut expected = golden_v2.clone();
+        expected[0] = 4;
+        expected.extend([0, 0]);
+        assert_eq!(version.to_record(), expected);
+        assert_eq!(
+            (version.stored_size(), version.stored_digest().1),
+            (3, version.etag.as_str())
+        );
+        version.sealing = Some(Sealing {
+            record: "{}".into(),
+            stored_size: 19,
+            stored_md5: "00".repeat(16),
+        });
+        let bytes = version.to_record();
+        assert_eq!(ObjectVersion::from_record(&bytes).expect("decodes"), version);
+        assert_eq!(version.stored_size(), 19);
+        assert_eq!(version.stored_digest(), (&[][..], "00".repeat(16).as_str()));
     }
 
     #[test]
@@ -434,7 +537,7 @@ mod tests {
     #[test]
     fn unknown_format_is_refused_not_misread() {
         let mut bytes = sample_version().to_record();
-        bytes[0] = 4;
+        bytes[0] = 5;
         assert!(ObjectVersion::from_record(&bytes).is_err());
     }
 }

@@ -216,13 +216,13 @@ impl Catalog {
         let staged = self.staged_chunks(bucket, key, stamp).await?;
         let contiguous = staged.iter().enumerate().all(|(i, (index, _))| *index as usize == i);
         let total: u64 = staged.iter().map(|(_, b)| b.size).sum();
-        if !contiguous || total != version.size {
+        if !contiguous || total != version.stored_size() {
             return Err(StoreError::Corrupt {
                 what: "staged replica",
                 detail: format!(
                     "{} chunks of {total} bytes staged for a {}-byte version",
                     staged.len(),
-                    version.size
+                    version.stored_size()
                 ),
             });
         }

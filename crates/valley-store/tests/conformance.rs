@@ -233,6 +233,7 @@ fn version_of(data: ObjectData, size: u64, etag: String) -> ObjectVersion {
         part_sizes: Vec::new(),
         part_checksums: Vec::new(),
         acl: None,
+        sealing: None,
     }
 }
 

@@ -167,6 +167,18 @@ pub struct ServeArgs {
     /// network with TLS), which record them.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub audit_head_interval: u64,
+
+    /// The key service's master key for server-side encryption (SSE-S3, SSE-KMS): a file of
+    /// 64 hex digits, kept outside the data dir (whoever holds the data dir and this key reads
+    /// every encrypted object). Without it (or VALLEY_KMS_MASTER_KEY), encrypted writes are
+    /// refused.
+    #[arg(long, value_name = "FILE", env = "VALLEY_KMS_MASTER_KEY_FILE")]
+    pub kms_master_key_file: Option<PathBuf>,
+
+    /// The local keystore: the tenants' key-encryption keys, each sealed under the master key
+    /// (default: DATA/kms/keystore.json).
+    #[arg(long, value_name = "FILE")]
+    pub kms_keystore: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

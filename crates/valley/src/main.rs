@@ -14,6 +14,7 @@ mod cors_front;
 mod credentials;
 mod demo;
 mod front;
+mod kms;
 mod listener;
 mod metrics;
 mod residency_commands;

@@ -228,8 +228,12 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
     };
     spawn_upload_expiry(catalog.clone(), Duration::from_secs(args.multipart_expiry_secs));
     let usage_catalog = catalog.clone();
+    let encryption = crate::kms::open(&args).context("server-side encryption")?;
     let s3 = {
         let mut api = ValleyS3::new(catalog.clone(), args.region.clone(), directory.clone());
+        if let Some(encryption) = &encryption {
+            api = api.with_encryption(encryption.clone());
+        }
         if let Some(hub) = &hub {
             api = api.with_gate(Arc::new(HubGate(hub.clone(), metrics.clone())));
         }

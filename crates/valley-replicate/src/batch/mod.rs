@@ -134,11 +134,11 @@ pub fn decode(body: &[u8]) -> Result<Vec<BatchItem>, BatchError> {
                 max: BATCH_ITEM_BYTES_MAX,
             });
         }
-        if len != meta.version.size {
+        if len != meta.version.stored_size() {
             return Err(BatchError::SizeMismatch {
                 index,
                 len,
-                size: meta.version.size,
+                size: meta.version.stored_size(),
             });
         }
         let data = take(&mut rest, data_len, index)?;
@@ -215,6 +215,7 @@ mod tests {
                 part_sizes: Vec::new(),
                 part_checksums: Vec::new(),
                 acl: None,
+                sealing: None,
             },
         }
     }

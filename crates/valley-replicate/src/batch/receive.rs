@@ -125,7 +125,7 @@ fn check_data(item: &BatchItem) -> Result<(), String> {
     let valley_store::record::ObjectData::Inline(data) = &item.version.data else {
         return Err("batched data must be inline".into());
     };
-    let mut check = EtagCheck::new(&item.version.part_sizes);
+    let mut check = EtagCheck::for_stored(&item.version);
     check.update(data);
     wire::check_body(&item.version, data.len() as u64, &check.finish())
 }

@@ -75,7 +75,7 @@ async fn prepare_and_send(
             ))));
             continue;
         };
-        if !matches!(version.data, ObjectData::Inline(_)) || version.size > super::BATCH_ITEM_BYTES_MAX {
+        if !matches!(version.data, ObjectData::Inline(_)) || version.stored_size() > super::BATCH_ITEM_BYTES_MAX {
             results[index] =
                 Some(transfer::send_known_version(hub, peer, &want.bucket, &want.key, &version, kind).await);
             continue;
