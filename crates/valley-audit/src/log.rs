@@ -257,7 +257,7 @@ fn recover(file: &File, path: &Path) -> AuditResult<(Head, u64)> {
         if let Ok(record) = AuditRecord::from_line(&fragment)
             && record.hash_is_valid()
             && record.prev == head.hash
-            && record.seq == head.seq + 1
+            && head.seq.checked_add(1) == Some(record.seq)
         {
             info!(path = %path.display(), seq = record.seq, "audit log: completing final record that lost its newline");
             let mut writer = file;
@@ -305,10 +305,11 @@ fn check_tail(file: &File, path: &Path, end: u64) -> AuditResult<Head> {
             "prev link broken (record deleted or reordered)".to_string(),
         ));
     }
-    if last.seq != before.seq + 1 {
+    // A forged record may carry any seq: no arithmetic on it may overflow.
+    if before.seq.checked_add(1) != Some(last.seq) {
         return Err(bad(
             last_start,
-            format!("seq gap: expected {}, found {}", before.seq + 1, last.seq),
+            format!("seq gap: expected the one after {}, found {}", before.seq, last.seq),
         ));
     }
     Ok(last.head())

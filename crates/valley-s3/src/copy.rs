@@ -162,6 +162,10 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
 
     let algorithm = checksum_algorithm_for(input.checksum_algorithm.clone(), &source.version);
     let stream = read_source(s, &source, 0, source.version.size).await?;
+    let encryption = match encryption {
+        Some(asked) => Some(asked),
+        None => crate::bucket_encryption::default_for(s, &input.bucket)?,
+    };
     let sealer = match &encryption {
         Some(requested) => Some(crate::sse::sealer_for(s, &input.bucket, &input.key, requested)?),
         None => None,

@@ -10,6 +10,7 @@ mod acl;
 mod auth;
 pub mod body;
 mod bucket;
+mod bucket_encryption;
 mod conditions;
 mod convert;
 mod copy;

@@ -38,8 +38,11 @@ pub async fn create(
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let input = req.input;
     check_key(&input.key)?;
+    // Parts are not sealed yet: an upload to a bucket whose default is encryption is refused
+    // rather than stored as plaintext the tenant asked to have encrypted.
+    let default_sealed = crate::bucket_encryption::default_for(s, &input.bucket)?.is_some();
     crate::convert::refuse_encryption(
-        input.server_side_encryption.is_some(),
+        input.server_side_encryption.is_some() || default_sealed,
         input.sse_customer_algorithm.is_some(),
     )?;
     let headers = ObjectHeaders {

@@ -67,6 +67,10 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
         crc64nvme: input.checksum_crc64nvme.clone(),
         content_md5: input.content_md5.clone(),
     };
+    let encryption = match encryption {
+        Some(asked) => Some(asked),
+        None => crate::bucket_encryption::default_for(s, &input.bucket)?,
+    };
     let sealer = match &encryption {
         Some(requested) => Some(crate::sse::sealer_for(s, &input.bucket, &input.key, requested)?),
         None => None,

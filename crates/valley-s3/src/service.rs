@@ -138,6 +138,24 @@ impl S3 for ValleyS3 {
     ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
         bucket::put_versioning(self, req).await
     }
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        crate::bucket_encryption::put(self, req).await
+    }
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        crate::bucket_encryption::get(self, req).await
+    }
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        crate::bucket_encryption::delete(self, req).await
+    }
     async fn put_bucket_cors(&self, req: S3Request<PutBucketCorsInput>) -> S3Result<S3Response<PutBucketCorsOutput>> {
         crate::cors::put(self, req).await
     }

@@ -243,6 +243,8 @@ impl State {
                     self.cors.remove(&bucket);
                 }
             },
+            // Read where it is used (valley-s3), from the record itself.
+            BucketSetting::Encryption => {}
             BucketSetting::PublicAccessBlock => match value.map(serde_json::from_str) {
                 None => {
                     self.public_access_blocks.remove(&bucket);
@@ -496,12 +498,22 @@ impl Directory {
             BucketSetting::Ownership,
             BucketSetting::PublicAccessBlock,
             BucketSetting::Cors,
+            BucketSetting::Encryption,
         ] {
             if self.has_setting(bucket, setting) {
                 changes.push(self.bucket_setting_change(bucket, setting, None));
             }
         }
         changes
+    }
+
+    /// The value of one of `bucket`'s settings (JSON), if set.
+    #[must_use]
+    pub fn bucket_setting(&self, bucket: &str, setting: BucketSetting) -> Option<String> {
+        self.read()
+            .settings
+            .get(&(bucket.to_owned(), setting))
+            .and_then(|r| r.value.clone())
     }
 
     /// `bucket`'s CORS configuration, if it has one.

@@ -110,6 +110,9 @@ pub enum BucketSetting {
     PublicAccessBlock,
     /// The bucket's CORS configuration (`valley_access::CorsConfiguration` as JSON).
     Cors,
+    /// The bucket's default server-side encryption (`valley_s3::sse::DefaultEncryption` as
+    /// JSON, opaque here).
+    Encryption,
 }
 
 impl BucketSetting {
@@ -119,6 +122,7 @@ impl BucketSetting {
             BucketSetting::Ownership => "ownership",
             BucketSetting::PublicAccessBlock => "public-access-block",
             BucketSetting::Cors => "cors",
+            BucketSetting::Encryption => "encryption",
         }
     }
 }

@@ -73,6 +73,13 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Key-encryption keys in the local keystore (SSE-KMS key ids; SSE-S3's default key is
+    /// made on first use). Works on the keystore file itself, with the master key, while the
+    /// hub runs or not: whoever holds the master key manages the keys.
+    Kms {
+        #[command(subcommand)]
+        command: KmsCommand,
+    },
     /// Certificates for a network's mutual TLS.
     Cert {
         #[command(subcommand)]
@@ -356,6 +363,37 @@ pub enum AuditCommand {
         /// Read a log file directly instead of asking the hub.
         #[arg(long)]
         file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KeystoreArgs {
+    /// The master key: a file of 64 hex digits (or VALLEY_KMS_MASTER_KEY itself).
+    #[arg(long, value_name = "FILE", env = "VALLEY_KMS_MASTER_KEY_FILE")]
+    pub kms_master_key_file: Option<PathBuf>,
+    /// The keystore file (default: DATA/kms/keystore.json of --data).
+    #[arg(long, value_name = "FILE")]
+    pub kms_keystore: Option<PathBuf>,
+    /// The hub's data directory, for the default keystore.
+    #[arg(long, value_name = "DIR", default_value = "./valley-data")]
+    pub data: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KmsCommand {
+    /// Make key NAME for TENANT (refused if it exists): clients name it as SSEKMSKeyId.
+    Create {
+        #[command(flatten)]
+        keystore: KeystoreArgs,
+        /// The tenant whose key it is.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        name: String,
+    },
+    /// The keys in the keystore, one `TENANT/NAME` a line.
+    List {
+        #[command(flatten)]
+        keystore: KeystoreArgs,
     },
 }
 

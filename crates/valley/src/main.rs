@@ -37,6 +37,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Demo(args) => demo::run(args),
         cli::Command::Cert { command } => certs::run(command),
+        cli::Command::Kms { command } => kms::run(command),
         command => run_admin(&cli.admin, command),
     };
     match result {
@@ -73,7 +74,7 @@ fn run_admin(admin: &str, command: cli::Command) -> anyhow::Result<()> {
             cli::Command::Tenant { command } => tenant_commands::tenant(&client, command).await,
             cli::Command::User { command } => tenant_commands::user(&client, command).await,
             cli::Command::Key { command } => tenant_commands::key(&client, command).await,
-            cli::Command::Serve(_) | cli::Command::Demo(_) | cli::Command::Cert { .. } => {
+            cli::Command::Serve(_) | cli::Command::Demo(_) | cli::Command::Cert { .. } | cli::Command::Kms { .. } => {
                 unreachable!("handled in main")
             }
         }
