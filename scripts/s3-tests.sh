@@ -94,6 +94,14 @@ while [ "$ADMIN_PORT" = "$PORT" ]; do ADMIN_PORT=$(free_port); done
 ACCESS_KEY=S3TESTSVALLEYROOTKEY
 SECRET_KEY=s3testsValleySecretKey0123456789abcdefgh
 
+# Server-side encryption: a master key outside the data dir, and the suite's SSE-KMS key ids
+# (kms_keyid, kms_keyid2) made for the main tenant with `valley kms create`.
+MASTER_KEY=$OUT/kms-master.key
+"$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(32))' >"$MASTER_KEY"
+for key in testkey-1 testkey-2; do
+    "$VALLEY_BIN" kms create --kms-master-key-file "$MASTER_KEY" --data "$DATA" "$key" >/dev/null
+done
+
 HUB_PID=
 cleanup() {
     if [ -n "$HUB_PID" ] && kill -0 "$HUB_PID" 2>/dev/null; then
@@ -106,7 +114,8 @@ trap cleanup EXIT
 
 VALLEY_ACCESS_KEY=$ACCESS_KEY VALLEY_SECRET_KEY=$SECRET_KEY VALLEY_LOG=${VALLEY_LOG:-info} \
     "$VALLEY_BIN" serve --data "$DATA" --listen "127.0.0.1:$PORT" \
-    --admin-listen "127.0.0.1:$ADMIN_PORT" --region us-east-1 >"$OUT/hub.log" 2>&1 &
+    --admin-listen "127.0.0.1:$ADMIN_PORT" --region us-east-1 --kms-master-key-file "$MASTER_KEY" \
+    >"$OUT/hub.log" 2>&1 &
 HUB_PID=$!
 for _ in $(seq 100); do
     if "$VENV/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$PORT/_valley/health', timeout=1)" 2>/dev/null; then
@@ -150,6 +159,8 @@ iam path prefix = /s3-tests/
 
 [s3 main]
 api_name = us-east-1
+kms_keyid = testkey-1
+kms_keyid2 = testkey-2
 EOF
     user_section main@example.com default "$ACCESS_KEY" "$SECRET_KEY"
     printf '\n[s3 alt]\n'; user_section alt@example.com alt "$ALT_ACCESS" "$ALT_SECRET"

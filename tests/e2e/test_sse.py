@@ -113,6 +113,27 @@ def test_sse_requests_that_cannot_be_honoured_are_refused_and_store_nothing(hub)
     assert error_code(lambda: s3.create_multipart_upload(Bucket=bucket, Key="m",
                                                          ServerSideEncryption="AES256")) == "NotImplemented"
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    # Server-held and customer keys at once: a conflict (S3's InvalidArgument), checked first.
+    both = {"x-amz-server-side-encryption": "AES256", "x-amz-server-side-encryption-customer-algorithm": "AES256",
+            "x-amz-server-side-encryption-customer-key": "pO3upElrwuEXSoFwCfnZPdSsmt/xWeFa0N9KgDijwVs=",
+            "x-amz-server-side-encryption-customer-key-md5": "DWygnHRtgiJ77HCm+1rvHw=="}
+    conflict = make_client(hub.endpoint, ACCESS_KEY, SECRET_KEY)
+    conflict.meta.events.register("before-call.s3.PutObject",
+                                  lambda **kw: kw["params"]["headers"].update(both))
+    assert error_code(lambda: conflict.put_object(Bucket=bucket, Key="k", Body=b"x")) == "InvalidArgument"
+    # A read does not name server-held encryption: 400, as S3.
+    s3.put_object(Bucket=bucket, Key="sealed", Body=b"x", ServerSideEncryption="AES256")
+    reader = make_client(hub.endpoint, ACCESS_KEY, SECRET_KEY)
+    for op in ("GetObject", "HeadObject"):
+        reader.meta.events.register(f"before-call.s3.{op}", lambda **kw: kw["params"]["headers"].update(
+            {"x-amz-server-side-encryption": "AES256"}))
+    for call in (lambda: reader.get_object(Bucket=bucket, Key="sealed"),
+                 lambda: reader.head_object(Bucket=bucket, Key="sealed")):
+        try:
+            call()
+            raise AssertionError("a read naming SSE was served")
+        except ClientError as e:
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
 def test_a_tampered_chunk_is_an_error_never_other_bytes(hub):

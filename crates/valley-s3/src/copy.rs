@@ -92,6 +92,10 @@ pub fn checksum_algorithm_for(asked: Option<ChecksumAlgorithm>, source: &ObjectV
 pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
     let input = req.input;
     check_key(&input.key)?;
+    crate::sse::refuse_conflict(
+        input.server_side_encryption.is_some(),
+        input.sse_customer_algorithm.is_some(),
+    )?;
     crate::convert::refuse_encryption(
         false,
         input.sse_customer_algorithm.is_some() || input.copy_source_sse_customer_algorithm.is_some(),

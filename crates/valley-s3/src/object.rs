@@ -18,6 +18,10 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     let trailers = req.trailing_headers;
     let input = req.input;
     check_key(&input.key)?;
+    crate::sse::refuse_conflict(
+        input.server_side_encryption.is_some(),
+        input.sse_customer_algorithm.is_some(),
+    )?;
     crate::convert::refuse_encryption(false, input.sse_customer_algorithm.is_some())?;
     let encryption = crate::sse::requested(
         input.server_side_encryption.as_ref().map(|e| e.as_str()),
@@ -254,6 +258,7 @@ fn select_range(
 }
 
 pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    crate::sse::refuse_on_read(&req.headers)?;
     let input = req.input;
     let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let version = found.version();
@@ -328,6 +333,7 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
 }
 
 pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    crate::sse::refuse_on_read(&req.headers)?;
     let input = req.input;
     let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let version = found.version();

@@ -82,6 +82,34 @@ pub fn requested(sse: Option<&str>, key_id: Option<&str>) -> S3Result<Option<Req
     }
 }
 
+/// A write may ask for server-held keys or its own key (SSE-C), not both (as S3).
+pub fn refuse_conflict(sse: bool, sse_c: bool) -> S3Result<()> {
+    if sse && sse_c {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Server Side Encryption with Customer provided key is incompatible with the encryption method specified"
+        ));
+    }
+    Ok(())
+}
+
+/// A read names no server-held encryption: S3 answers 400 to `x-amz-server-side-encryption`
+/// (or its key id) on GET and HEAD; the object's own sealing decides how it is opened.
+pub fn refuse_on_read(headers: &http::HeaderMap) -> S3Result<()> {
+    for name in [
+        "x-amz-server-side-encryption",
+        "x-amz-server-side-encryption-aws-kms-key-id",
+    ] {
+        if headers.contains_key(name) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "The {name} header is not supported for this operation."
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The sealing record a version carries (in [`Sealing::record`]), format 1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealRecord {
