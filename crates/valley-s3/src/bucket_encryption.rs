@@ -105,7 +105,6 @@ pub async fn get(
                     kms_master_key_id: config.kms_key_id,
                 }),
                 bucket_key_enabled: Some(config.bucket_key_enabled),
-                ..Default::default()
             }],
         }),
     }))
