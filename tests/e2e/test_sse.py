@@ -107,9 +107,13 @@ def test_sse_requests_that_cannot_be_honoured_are_refused_and_store_nothing(hub)
     s3.create_bucket(Bucket=bucket)
     assert error_code(lambda: s3.put_object(Bucket=bucket, Key="k", Body=b"x", ServerSideEncryption="aws:kms",
                                             SSEKMSKeyId="never-made")) == "KMS.NotFoundException"
-    assert error_code(lambda: s3.put_object(Bucket=bucket, Key="k", Body=b"x",
-                                            SSECustomerAlgorithm="AES256",
-                                            SSECustomerKey="a" * 32)) in ("NotImplemented", "InvalidRequest")
+    assert error_code(lambda: s3.put_object(Bucket=bucket, Key="k", Body=b"x", SSECustomerAlgorithm="AES256",
+                                            SSECustomerKey="k" * 32,
+                                            SSECustomerKeyMD5="AAAAAAAAAAAAAAAAAAAAAA==")) == "InvalidArgument"
+    assert error_code(lambda: s3.put_object(Bucket=bucket, Key="k", Body=b"x", SSECustomerAlgorithm="AES128",
+                                            SSECustomerKey=os.urandom(32))) == "InvalidArgument"
+    assert error_code(lambda: s3.create_multipart_upload(Bucket=bucket, Key="m", SSECustomerAlgorithm="AES256",
+                                                         SSECustomerKey=os.urandom(32))) == "NotImplemented"
     assert error_code(lambda: s3.create_multipart_upload(Bucket=bucket, Key="m",
                                                          ServerSideEncryption="AES256")) == "NotImplemented"
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
@@ -276,3 +280,39 @@ def test_kms_keys_and_bucket_default_encryption(hub, master_key):
     assert "ServerSideEncryption" not in s3.head_object(Bucket=bucket, Key="plain-again")
     assert error_code(lambda: s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
         {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES128"}}]})) == "InvalidArgument"
+
+
+def test_sse_c_opens_only_with_the_customers_key(hub):
+    s3 = make_client(hub.endpoint, ACCESS_KEY, SECRET_KEY)
+    bucket = unique_name("sse-c")
+    s3.create_bucket(Bucket=bucket)
+    key_a, key_b = os.urandom(32), os.urandom(32)
+    mark = marker()
+    body = body_of(mark, CHUNK + 999)
+    put = s3.put_object(Bucket=bucket, Key="c", Body=body, SSECustomerAlgorithm="AES256", SSECustomerKey=key_a)
+    assert put["SSECustomerAlgorithm"] == "AES256" and "ServerSideEncryption" not in put
+    with_a = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key_a}
+    got = s3.get_object(Bucket=bucket, Key="c", **with_a)
+    assert got["Body"].read() == body and got["SSECustomerKeyMD5"] == put["SSECustomerKeyMD5"]
+    assert s3.get_object(Bucket=bucket, Key="c", Range="bytes=65530-65545", **with_a)["Body"].read() == body[65530:65546]
+    assert s3.head_object(Bucket=bucket, Key="c", **with_a)["ContentLength"] == len(body)
+    for call in (lambda: s3.get_object(Bucket=bucket, Key="c"),
+                 lambda: s3.head_object(Bucket=bucket, Key="c"),
+                 lambda: s3.get_object(Bucket=bucket, Key="c", SSECustomerAlgorithm="AES256", SSECustomerKey=key_b)):
+        try:
+            call()
+            raise AssertionError("read without the right key")
+        except ClientError as e:
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert files_containing(hub.data_dir, mark) == []
+    # Copied out under the customer's key into SSE-S3, and back under another customer key.
+    s3.copy_object(Bucket=bucket, Key="s3", CopySource={"Bucket": bucket, "Key": "c"},
+                   CopySourceSSECustomerAlgorithm="AES256", CopySourceSSECustomerKey=key_a,
+                   ServerSideEncryption="AES256")
+    assert s3.get_object(Bucket=bucket, Key="s3")["Body"].read() == body
+    s3.copy_object(Bucket=bucket, Key="b", CopySource={"Bucket": bucket, "Key": "s3"},
+                   SSECustomerAlgorithm="AES256", SSECustomerKey=key_b)
+    assert s3.get_object(Bucket=bucket, Key="b", SSECustomerAlgorithm="AES256",
+                         SSECustomerKey=key_b)["Body"].read() == body
+    assert error_code(lambda: s3.copy_object(Bucket=bucket, Key="x", CopySource={"Bucket": bucket, "Key": "c"})) \
+        == "InvalidRequest"

@@ -125,7 +125,7 @@ fn context_of(
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     type Setter = fn(&mut valley_access::RequestContext, &str);
-    let keyed: [(&str, Setter); 6] = [
+    let keyed: [(&str, Setter); 8] = [
         ("x-amz-acl", |cx, v| {
             cx.set_canned_acl(v);
         }),
@@ -137,6 +137,12 @@ fn context_of(
         }),
         ("x-amz-server-side-encryption", |cx, v| {
             cx.set_server_side_encryption(v);
+        }),
+        ("x-amz-server-side-encryption-aws-kms-key-id", |cx, v| {
+            cx.set("s3:x-amz-server-side-encryption-aws-kms-key-id", v);
+        }),
+        ("x-amz-server-side-encryption-customer-algorithm", |cx, v| {
+            cx.set("s3:x-amz-server-side-encryption-customer-algorithm", v);
         }),
         ("referer", |cx, v| {
             cx.set_referer(v);

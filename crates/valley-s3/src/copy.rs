@@ -18,9 +18,16 @@ pub struct Source {
 }
 
 /// The plaintext of `start..start+len` of a copy's source (opened, when sealed).
-pub async fn read_source(s: &ValleyS3, source: &Source, start: u64, len: u64) -> S3Result<valley_store::ByteStream> {
+pub async fn read_source(
+    s: &ValleyS3,
+    source: &Source,
+    customer: Option<&crate::sse::CustomerKey>,
+    start: u64,
+    len: u64,
+) -> S3Result<valley_store::ByteStream> {
     let plan = crate::sse::plan_read(
         s.sse.as_deref(),
+        customer,
         &source.bucket,
         &source.key,
         &source.version,
@@ -96,9 +103,17 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
         input.server_side_encryption.is_some(),
         input.sse_customer_algorithm.is_some(),
     )?;
-    crate::convert::refuse_encryption(
-        false,
-        input.sse_customer_algorithm.is_some() || input.copy_source_sse_customer_algorithm.is_some(),
+    let customer = crate::sse::request_customer_key(
+        &req.extensions,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
+    let source_customer = crate::sse::request_customer_key(
+        &req.extensions,
+        input.copy_source_sse_customer_algorithm.as_deref(),
+        input.copy_source_sse_customer_key.as_deref(),
+        input.copy_source_sse_customer_key_md5.as_deref(),
     )?;
     // The copy is sealed as the request asks, whatever the source's sealing (as S3).
     let encryption = crate::sse::requested(
@@ -126,6 +141,7 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
         && !replace_tags
         && input.storage_class.is_none()
         && encryption.is_none()
+        && customer.is_none()
         && source.version.version_id.is_none()
     {
         return Err(s3_error!(
@@ -165,15 +181,8 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
     let acl = crate::acl::for_write(s, &input.bucket, &writer, &req.headers, None)?;
 
     let algorithm = checksum_algorithm_for(input.checksum_algorithm.clone(), &source.version);
-    let stream = read_source(s, &source, 0, source.version.size).await?;
-    let encryption = match encryption {
-        Some(asked) => Some(asked),
-        None => crate::bucket_encryption::default_for(s, &input.bucket)?,
-    };
-    let sealer = match &encryption {
-        Some(requested) => Some(crate::sse::sealer_for(s, &input.bucket, &input.key, requested)?),
-        None => None,
-    };
+    let stream = read_source(s, &source, source_customer.as_ref(), 0, source.version.size).await?;
+    let sealer = crate::sse::write_sealer(s, &input.bucket, &input.key, encryption, customer.as_ref())?;
     let ingested = body::ingest_stream(s.catalog.blobs().as_ref(), stream, algorithm, true, sealer).await?;
     let version = ObjectVersion {
         version_id: None,
@@ -210,10 +219,12 @@ pub async fn copy_object(s: &ValleyS3, req: S3Request<CopyObjectInput>) -> S3Res
     let mut response = S3Response::new(CopyObjectOutput::default());
     let stored = written.apply(&mut response);
     let sums = crate::convert::checksum_fields(&stored.checksums, true);
-    let (server_side_encryption, ssekms_key_id) = crate::sse::response_headers(&stored);
+    let sse = crate::sse::response_headers(&stored, customer.as_ref());
     response.output = CopyObjectOutput {
-        server_side_encryption,
-        ssekms_key_id,
+        server_side_encryption: sse.sse,
+        ssekms_key_id: sse.kms_key_id,
+        sse_customer_algorithm: sse.customer_algorithm,
+        sse_customer_key_md5: sse.customer_key_md5,
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(etag(&stored.etag)),
             last_modified: Some(timestamp_of_unix_ns(stored.hlc)),

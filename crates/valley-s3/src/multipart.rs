@@ -204,7 +204,13 @@ pub async fn upload_part_copy(
             "A part may be at most {PART_SIZE_BYTES_MAX} bytes."
         ));
     }
-    let stream = copy::read_source(s, &source, offset, len).await?;
+    let source_customer = crate::sse::request_customer_key(
+        &req.extensions,
+        input.copy_source_sse_customer_algorithm.as_deref(),
+        input.copy_source_sse_customer_key.as_deref(),
+        input.copy_source_sse_customer_key_md5.as_deref(),
+    )?;
+    let stream = copy::read_source(s, &source, source_customer.as_ref(), offset, len).await?;
     let algorithm = part_checksum::algorithm(&upload);
     let ingested = body::ingest_stream(s.catalog.blobs().as_ref(), stream, algorithm, false, None).await?;
     let ObjectData::Blobs(mut blobs) = ingested.data else {

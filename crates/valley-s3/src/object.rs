@@ -22,7 +22,12 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
         input.server_side_encryption.is_some(),
         input.sse_customer_algorithm.is_some(),
     )?;
-    crate::convert::refuse_encryption(false, input.sse_customer_algorithm.is_some())?;
+    let customer = crate::sse::request_customer_key(
+        &req.extensions,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
     let encryption = crate::sse::requested(
         input.server_side_encryption.as_ref().map(|e| e.as_str()),
         input.ssekms_key_id.as_deref(),
@@ -71,14 +76,7 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
         crc64nvme: input.checksum_crc64nvme.clone(),
         content_md5: input.content_md5.clone(),
     };
-    let encryption = match encryption {
-        Some(asked) => Some(asked),
-        None => crate::bucket_encryption::default_for(s, &input.bucket)?,
-    };
-    let sealer = match &encryption {
-        Some(requested) => Some(crate::sse::sealer_for(s, &input.bucket, &input.key, requested)?),
-        None => None,
-    };
+    let sealer = crate::sse::write_sealer(s, &input.bucket, &input.key, encryption, customer.as_ref())?;
     let ingested = body::ingest(
         s.catalog.blobs().as_ref(),
         input.body,
@@ -125,11 +123,13 @@ pub async fn put(s: &ValleyS3, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     let mut response = S3Response::new(PutObjectOutput::default());
     let stored = written.apply(&mut response);
     let sums = checksum_fields(&stored.checksums, true);
-    let (server_side_encryption, ssekms_key_id) = crate::sse::response_headers(&stored);
+    let sse = crate::sse::response_headers(&stored, customer.as_ref());
     response.output = PutObjectOutput {
         e_tag: Some(etag(&stored.etag)),
-        server_side_encryption,
-        ssekms_key_id,
+        server_side_encryption: sse.sse,
+        ssekms_key_id: sse.kms_key_id,
+        sse_customer_algorithm: sse.customer_algorithm,
+        sse_customer_key_md5: sse.customer_key_md5,
         version_id: stored.version_id,
         checksum_crc32: sums.crc32,
         checksum_crc32c: sums.crc32c,
@@ -260,6 +260,12 @@ fn select_range(
 pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
     crate::sse::refuse_on_read(&req.headers)?;
     let input = req.input;
+    let customer = crate::sse::request_customer_key(
+        &req.extensions,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
     let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let version = found.version();
     Conditions {
@@ -275,7 +281,15 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
         None => (0, version.size),
     };
     // A sealed version is read as the stored chunks covering the range, then opened.
-    let plan = crate::sse::plan_read(s.sse.as_deref(), &input.bucket, &input.key, version, start, len)?;
+    let plan = crate::sse::plan_read(
+        s.sse.as_deref(),
+        customer.as_ref(),
+        &input.bucket,
+        &input.key,
+        version,
+        start,
+        len,
+    )?;
     let (stored_start, stored_len) = plan.stored_range(start, len);
     let stored = match &found {
         Found::Here(v) => s
@@ -292,15 +306,17 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
         },
     };
     let stream = plan.plaintext(stored, start, len);
-    let (server_side_encryption, ssekms_key_id) = crate::sse::response_headers(version);
+    let sse = crate::sse::response_headers(version, customer.as_ref());
     // A range has no checksum; a part of a multipart object has its own, when it was kept.
     let stored = reported_checksums(version, input.part_number, range.is_none());
     let sums = checksum_fields(&stored, input.checksum_mode.is_some());
     let h = &version.headers;
     Ok(S3Response::new(GetObjectOutput {
         body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream))),
-        server_side_encryption,
-        ssekms_key_id,
+        server_side_encryption: sse.sse,
+        ssekms_key_id: sse.kms_key_id,
+        sse_customer_algorithm: sse.customer_algorithm,
+        sse_customer_key_md5: sse.customer_key_md5,
         content_length: i64::try_from(len).ok(),
         content_range: range
             .as_ref()
@@ -335,8 +351,15 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
 pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
     crate::sse::refuse_on_read(&req.headers)?;
     let input = req.input;
+    let customer = crate::sse::request_customer_key(
+        &req.extensions,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
     let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let version = found.version();
+    crate::sse::check_customer(version, customer.as_ref())?;
     Conditions {
         if_match: input.if_match,
         if_none_match: input.if_none_match,
@@ -349,10 +372,12 @@ pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3R
     let stored = reported_checksums(version, input.part_number, true);
     let sums = checksum_fields(&stored, input.checksum_mode.is_some());
     let h = &version.headers;
-    let (server_side_encryption, ssekms_key_id) = crate::sse::response_headers(version);
+    let sse = crate::sse::response_headers(version, customer.as_ref());
     Ok(S3Response::new(HeadObjectOutput {
-        server_side_encryption,
-        ssekms_key_id,
+        server_side_encryption: sse.sse,
+        ssekms_key_id: sse.kms_key_id,
+        sse_customer_algorithm: sse.customer_algorithm,
+        sse_customer_key_md5: sse.customer_key_md5,
         content_length: i64::try_from(len).ok(),
         content_range: range
             .as_ref()
@@ -470,8 +495,16 @@ pub async fn attributes(
     req: S3Request<GetObjectAttributesInput>,
 ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
     let input = req.input;
+    let customer = crate::sse::request_customer_key(
+        &req.extensions,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
     let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let version = found.version();
+    // An SSE-C object's attributes are told only to whoever holds its key (as S3).
+    crate::sse::check_customer(version, customer.as_ref())?;
     // Clients send the list as one comma-separated header; s3s may hand it over unsplit.
     let wants = |name: &str| {
         input

@@ -1,5 +1,9 @@
-//! Server-side encryption (SSE-S3 and SSE-KMS): which key a write is sealed under, the
+//! Server-side encryption (SSE-S3, SSE-KMS and SSE-C): which key a write is sealed under, the
 //! sealing record a version carries, and the plaintext a reader gets back.
+//!
+//! SSE-C: the customer's key, sent with every request, wraps the version's data key; the hub
+//! keeps only the wrapped data key and a salted HMAC of the customer's key (to tell a wrong
+//! key by name). Without the customer's key nobody, operator included, opens the object.
 //!
 //! Envelope encryption (`valley-crypto`): each version's bytes are sealed under a fresh data
 //! key; the data key is wrapped by a bucket key, which is wrapped by the tenant's
@@ -27,7 +31,7 @@ pub const BUCKET_KEY_LIFETIME: Duration = Duration::from_secs(300);
 const READ_CACHE_MAX: usize = 4096;
 const RECORD_FORMAT: u32 = 1;
 
-/// S3's two modes with server-held keys.
+/// S3's three modes: two with server-held keys, one with the customer's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
     /// `x-amz-server-side-encryption: AES256`: the tenant's default key.
@@ -36,15 +40,115 @@ pub enum Mode {
     /// `x-amz-server-side-encryption: aws:kms` with a key id the tenant created.
     #[serde(rename = "aws:kms")]
     Kms,
+    /// `x-amz-server-side-encryption-customer-*`: the client's own key, never kept.
+    #[serde(rename = "SSE-C")]
+    Customer,
 }
 
 impl Mode {
+    /// The `x-amz-server-side-encryption` value (SSE-C answers with its algorithm instead).
     #[must_use]
     pub fn header(self) -> &'static str {
         match self {
-            Mode::S3 => "AES256",
+            Mode::S3 | Mode::Customer => "AES256",
             Mode::Kms => "aws:kms",
         }
+    }
+}
+
+/// A customer's key (SSE-C), from a request's three headers, checked.
+pub struct CustomerKey {
+    key: DataKey,
+    /// The key's MD5 as the client sent it (base64), echoed in responses.
+    md5: String,
+}
+
+/// The SSE-C key a request gives (`None` when it gives none), checked as S3 checks it: the
+/// algorithm AES256, a 256-bit key, and its MD5.
+pub fn customer_key(algorithm: Option<&str>, key: Option<&str>, md5: Option<&str>) -> S3Result<Option<CustomerKey>> {
+    use base64::Engine as _;
+    if algorithm.is_none() && key.is_none() && md5.is_none() {
+        return Ok(None);
+    }
+    if algorithm != Some("AES256") {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Requests specifying Server Side Encryption with Customer provided keys must provide a valid encryption algorithm (AES256)."
+        ));
+    }
+    let raw = key
+        .and_then(|k| base64::engine::general_purpose::STANDARD.decode(k).ok())
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "Requests specifying Server Side Encryption with Customer provided keys must provide an appropriate secret key."
+            )
+        })?;
+    let key = DataKey::from_slice(&raw)
+        .map_err(|_| s3_error!(InvalidArgument, "The secret key was invalid for the specified algorithm."))?;
+    let Some(md5) = md5 else {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Requests specifying Server Side Encryption with Customer provided keys must provide the client calculated MD5 of the secret key."
+        ));
+    };
+    let computed = base64::engine::general_purpose::STANDARD.encode(<md5::Md5 as md5::Digest>::digest(&raw));
+    if computed != md5 {
+        return Err(s3_error!(
+            InvalidArgument,
+            "The calculated MD5 hash of the key did not match the hash that was provided."
+        ));
+    }
+    Ok(Some(CustomerKey {
+        key,
+        md5: md5.to_owned(),
+    }))
+}
+
+/// SSE-C keys travel only inside TLS (or on loopback, where there is no wire to read): S3
+/// refuses them over plain HTTP.
+pub fn refuse_plain_transport(client: Option<&crate::ClientInfo>) -> S3Result<()> {
+    let ok = client.is_some_and(|c| c.secure || c.ip.is_some_and(|ip| ip.is_loopback()));
+    if ok {
+        Ok(())
+    } else {
+        Err(s3_error!(
+            InvalidRequest,
+            "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection."
+        ))
+    }
+}
+
+/// Salt and HMAC-SHA256 of a customer's key: tells a wrong key from the right one without
+/// keeping anything that opens the object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCheck {
+    pub salt: String,
+    pub hmac: String,
+}
+
+impl KeyCheck {
+    fn of(key: &DataKey, salt: [u8; 16]) -> KeyCheck {
+        let mac = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &salt), key.expose());
+        KeyCheck {
+            salt: hex::encode(salt),
+            hmac: hex::encode(mac.as_ref()),
+        }
+    }
+
+    fn matches(&self, key: &DataKey) -> bool {
+        let Some(salt) = hex::decode(&self.salt).ok().and_then(|s| <[u8; 16]>::try_from(s).ok()) else {
+            return false;
+        };
+        let Ok(expected) = hex::decode(&self.hmac) else {
+            return false;
+        };
+        ring::hmac::verify(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &salt),
+            key.expose(),
+            &expected,
+        )
+        .is_ok()
     }
 }
 
@@ -118,12 +222,17 @@ pub struct SealRecord {
     /// The key id the client named (SSE-KMS), for the response headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key_id: Option<String>,
-    /// The bucket key, wrapped by the tenant's key-encryption key (its `wrapping_key`).
-    pub bucket_key: WrappedKey,
-    /// The data key, wrapped by the bucket key.
+    /// SSE-S3/KMS: the bucket key, wrapped by the tenant's key-encryption key (its
+    /// `wrapping_key`). SSE-C has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_key: Option<WrappedKey>,
+    /// The data key, wrapped by the bucket key (SSE-S3/KMS) or the customer's key (SSE-C).
     pub data_key: WrappedKey,
     /// Random per version: with bucket and key, what every chunk is bound to.
     pub data_id: String,
+    /// SSE-C: the check of the customer's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_key_check: Option<KeyCheck>,
 }
 
 impl SealRecord {
@@ -139,10 +248,10 @@ impl SealRecord {
         Ok(record)
     }
 
-    /// The key-encryption key's id in the key service.
+    /// The key-encryption key's id in the key service (none for SSE-C).
     #[must_use]
-    pub fn kek(&self) -> &str {
-        &self.bucket_key.wrapping_key
+    pub fn kek(&self) -> Option<&str> {
+        self.bucket_key.as_ref().map(|k| k.wrapping_key.as_str())
     }
 }
 
@@ -287,8 +396,9 @@ impl Encryption {
             mode: requested.mode,
             client_key_id: requested.key_id.clone(),
             data_key: bucket_key.wrap("bucket-key", &data_key, &bound),
-            bucket_key: wrapped_bucket_key,
+            bucket_key: Some(wrapped_bucket_key),
             data_id,
+            customer_key_check: None,
         };
         Ok(Sealer {
             incremental: IncrementalSealer::new(SegmentSealer::new(&data_key, &bound, 0)),
@@ -297,8 +407,8 @@ impl Encryption {
     }
 
     /// The bucket key a record's data key is wrapped by, from the cache or the key service.
-    fn read_key(&self, bucket: &str, record: &SealRecord) -> S3Result<DataKey> {
-        let slot = record.bucket_key.sealed.clone();
+    fn read_key(&self, bucket: &str, wrapped: &WrappedKey) -> S3Result<DataKey> {
+        let slot = wrapped.sealed.clone();
         if let Some(k) = self.reading.lock().expect("bucket keys").get(&slot)
             && k.made.elapsed() < BUCKET_KEY_LIFETIME
         {
@@ -306,7 +416,7 @@ impl Encryption {
         }
         let key = self
             .kms
-            .unwrap(&record.bucket_key, &bucket_key_context(bucket))
+            .unwrap(wrapped, &bucket_key_context(bucket))
             .map_err(kms_error)?;
         let mut cache = self.reading.lock().expect("bucket keys");
         if cache.len() >= READ_CACHE_MAX {
@@ -332,14 +442,63 @@ impl Encryption {
         self.reading.lock().expect("bucket keys").clear();
     }
 
-    /// The opener of a sealed version of `bucket`/`key`.
-    fn opener(&self, bucket: &str, key: &str, record: &SealRecord) -> S3Result<SegmentSealer> {
-        let bucket_key = self.read_key(bucket, record)?;
-        let bound = binding(bucket, key, &record.data_id);
-        let data_key = bucket_key
-            .unwrap_key(&record.data_key, &bound)
-            .map_err(|e| s3_error!(InternalError, "the object's data key does not open: {e}"))?;
-        Ok(SegmentSealer::new(&data_key, &bound, 0))
+    /// The bucket key a server-held record's data key is wrapped by.
+    fn bucket_key_of(&self, bucket: &str, record: &SealRecord) -> S3Result<DataKey> {
+        let wrapped = record
+            .bucket_key
+            .as_ref()
+            .ok_or_else(|| crate::convert::internal("a server-held sealing without a bucket key"))?;
+        self.read_key(bucket, wrapped)
+    }
+}
+
+/// The sealer of a new version of `bucket`/`key` under a customer's key (SSE-C).
+#[must_use]
+pub fn customer_sealer(bucket: &str, key: &str, customer: &CustomerKey) -> Sealer {
+    let data_key = DataKey::generate();
+    let data_id = hex::encode(rand::random::<[u8; 16]>());
+    let bound = binding(bucket, key, &data_id);
+    let record = SealRecord {
+        format: RECORD_FORMAT,
+        mode: Mode::Customer,
+        client_key_id: None,
+        bucket_key: None,
+        data_key: customer.key.wrap("customer-key", &data_key, &bound),
+        data_id,
+        customer_key_check: Some(KeyCheck::of(&customer.key, rand::random())),
+    };
+    Sealer {
+        incremental: IncrementalSealer::new(SegmentSealer::new(&data_key, &bound, 0)),
+        record,
+    }
+}
+
+/// Whether a read's SSE-C key fits the version: required, and right, for an SSE-C object;
+/// not given for any other (as S3: 400 either way).
+pub fn check_customer(version: &ObjectVersion, customer: Option<&CustomerKey>) -> S3Result<Option<SealRecord>> {
+    let record = version.sealing.as_ref().map(SealRecord::parse).transpose()?;
+    let customer_mode = record.as_ref().is_some_and(|r| r.mode == Mode::Customer);
+    match (customer_mode, customer) {
+        (true, None) => Err(s3_error!(
+            InvalidRequest,
+            "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object."
+        )),
+        (false, Some(_)) => Err(s3_error!(
+            InvalidRequest,
+            "The encryption parameters are not applicable to this object."
+        )),
+        (true, Some(c)) => {
+            let check = record.as_ref().and_then(|r| r.customer_key_check.as_ref());
+            if check.is_some_and(|k| k.matches(&c.key)) {
+                Ok(record)
+            } else {
+                Err(s3_error!(
+                    InvalidRequest,
+                    "The provided customer key is not the one the object was encrypted with."
+                ))
+            }
+        }
+        (false, None) => Ok(record),
     }
 }
 
@@ -352,6 +511,39 @@ pub fn sealer_for(s: &crate::ValleyS3, bucket: &str, key: &str, requested: &Requ
         ));
     };
     enc.sealer(&s.directory.owner_of(bucket), bucket, key, requested)
+}
+
+/// The sealer of a write: under the request's SSE-C key, else as it asks for server-held
+/// keys, else as the bucket's default encryption says; `None` for plaintext.
+pub fn write_sealer(
+    s: &crate::ValleyS3,
+    bucket: &str,
+    key: &str,
+    asked: Option<Requested>,
+    customer: Option<&CustomerKey>,
+) -> S3Result<Option<Sealer>> {
+    if let Some(customer) = customer {
+        return Ok(Some(customer_sealer(bucket, key, customer)));
+    }
+    let requested = match asked {
+        Some(asked) => Some(asked),
+        None => crate::bucket_encryption::default_for(s, bucket)?,
+    };
+    requested.map(|r| sealer_for(s, bucket, key, &r)).transpose()
+}
+
+/// The SSE-C key of a request's headers (checked, and refused off TLS except on loopback).
+pub fn request_customer_key(
+    extensions: &http::Extensions,
+    algorithm: Option<&str>,
+    key: Option<&str>,
+    md5: Option<&str>,
+) -> S3Result<Option<CustomerKey>> {
+    let customer = customer_key(algorithm, key, md5)?;
+    if customer.is_some() {
+        refuse_plain_transport(extensions.get::<crate::ClientInfo>())?;
+    }
+    Ok(customer)
 }
 
 /// Where a read of `start..start+len` of a version's plaintext comes from: the stored range
@@ -372,23 +564,32 @@ pub struct SealedRead {
 /// Plans a plaintext read of `version` (of `bucket`/`key`).
 pub fn plan_read(
     enc: Option<&Encryption>,
+    customer: Option<&CustomerKey>,
     bucket: &str,
     key: &str,
     version: &ObjectVersion,
     start: u64,
     len: u64,
 ) -> S3Result<PlainRead> {
-    let Some(sealing) = &version.sealing else {
+    let Some(record) = check_customer(version, customer)? else {
         return Ok(PlainRead::Plain);
     };
-    let Some(enc) = enc else {
-        return Err(s3_error!(
-            InvalidRequest,
-            "This object is encrypted and this hub has no key service configured (--kms-master-key-file)."
-        ));
+    let bound = binding(bucket, key, &record.data_id);
+    let wrapping = match (record.mode, customer, enc) {
+        (Mode::Customer, Some(c), _) => c.key.clone(),
+        (Mode::Customer, None, _) => return Err(crate::convert::internal("SSE-C read without its key")),
+        (_, _, Some(enc)) => enc.bucket_key_of(bucket, &record)?,
+        (_, _, None) => {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This object is encrypted and this hub has no key service configured (--kms-master-key-file)."
+            ));
+        }
     };
-    let record = SealRecord::parse(sealing)?;
-    let opener = enc.opener(bucket, key, &record)?;
+    let data_key = wrapping
+        .unwrap_key(&record.data_key, &bound)
+        .map_err(|e| s3_error!(InternalError, "the object's data key does not open: {e}"))?;
+    let opener = SegmentSealer::new(&data_key, &bound, 0);
     let layout = ChunkLayout::new(version.size);
     let (_, stored) = layout.sealed_span(start, start + len);
     Ok(PlainRead::Sealed(Box::new(SealedRead { opener, layout, stored })))
@@ -417,16 +618,33 @@ impl PlainRead {
     }
 }
 
-/// The `x-amz-server-side-encryption` (and key id) a version's responses carry.
+/// The encryption headers a version's responses carry.
+#[derive(Debug, Default)]
+pub struct ResponseHeaders {
+    pub sse: Option<s3s::dto::ServerSideEncryption>,
+    pub kms_key_id: Option<String>,
+    pub customer_algorithm: Option<String>,
+    pub customer_key_md5: Option<String>,
+}
+
+/// What `version`'s responses say of its encryption (`customer`: the request's SSE-C key).
 #[must_use]
-pub fn response_headers(version: &ObjectVersion) -> (Option<s3s::dto::ServerSideEncryption>, Option<String>) {
+pub fn response_headers(version: &ObjectVersion, customer: Option<&CustomerKey>) -> ResponseHeaders {
     let Some(record) = version.sealing.as_ref().and_then(|s| SealRecord::parse(s).ok()) else {
-        return (None, None);
+        return ResponseHeaders::default();
     };
-    (
-        Some(s3s::dto::ServerSideEncryption::from(record.mode.header().to_owned())),
-        record.client_key_id.filter(|_| record.mode == Mode::Kms),
-    )
+    match record.mode {
+        Mode::Customer => ResponseHeaders {
+            customer_algorithm: Some("AES256".to_owned()),
+            customer_key_md5: customer.map(|c| c.md5.clone()),
+            ..ResponseHeaders::default()
+        },
+        mode => ResponseHeaders {
+            sse: Some(s3s::dto::ServerSideEncryption::from(mode.header().to_owned())),
+            kms_key_id: record.client_key_id.filter(|_| mode == Mode::Kms),
+            ..ResponseHeaders::default()
+        },
+    }
 }
 
 #[cfg(test)]
