@@ -37,11 +37,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(binary: str, work: Path, name: str) -> tuple[subprocess.Popen, str]:
+def start(binary: str, work: Path, name: str, extra: tuple[str, ...] | list[str] = ()) -> tuple[subprocess.Popen, str]:
     port, admin = free_port(), free_port()
     env = dict(os.environ, VALLEY_ACCESS_KEY=ACCESS, VALLEY_SECRET_KEY=SECRET, VALLEY_LOG="warn")
     proc = subprocess.Popen([binary, "serve", "--data", str(work / name), "--listen", f"127.0.0.1:{port}",
-                             "--admin-listen", f"127.0.0.1:{admin}"], env=env,
+                             "--admin-listen", f"127.0.0.1:{admin}", *extra], env=env,
                             stdout=subprocess.DEVNULL, stderr=open(work / f"{name}.log", "wb"))
     endpoint = f"http://127.0.0.1:{port}"
     for _ in range(100):
@@ -63,13 +63,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run(bench: str, endpoint: str, server: int, bucket: str, duration: int, policy: str | None,
-        out: Path) -> tuple[dict, dict]:
+        out: Path, encryption: str | None = None) -> tuple[dict, dict]:
     """ops/s per phase, and the server's CPU microseconds per operation per phase (the bench
     prints a line as each phase ends: the CPU between two lines is that phase's)."""
     cmd = [bench, "--endpoint", endpoint, "--access-key", ACCESS, "--secret-key", SECRET, "--bucket", bucket,
            "--json", str(out)]
     if policy:
         cmd += ["--bucket-policy", policy]
+    if encryption:
+        cmd += ["--bucket-encryption", encryption]
     cmd += ["small", "--size", "4096", "-c", "16", "--duration", str(duration)]
     cpu_us: dict[str, float] = {}
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:

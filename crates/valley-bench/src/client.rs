@@ -53,6 +53,7 @@ pub struct S3 {
     timeout: Duration,
     /// Put on the bucket once created (`{bucket}` replaced by its name).
     bucket_policy: Option<Arc<str>>,
+    bucket_encryption: Option<Arc<str>>,
 }
 
 impl S3 {
@@ -89,6 +90,7 @@ impl S3 {
             signer: Arc::new(signer),
             timeout,
             bucket_policy: None,
+            bucket_encryption: None,
         })
     }
 
@@ -110,6 +112,12 @@ impl S3 {
     #[must_use]
     pub fn with_bucket_policy(mut self, policy: Option<String>) -> Self {
         self.bucket_policy = policy.map(Arc::from);
+        self
+    }
+
+    #[must_use]
+    pub fn with_bucket_encryption(mut self, algorithm: Option<String>) -> Self {
+        self.bucket_encryption = algorithm.map(Arc::from);
         self
     }
 
@@ -153,6 +161,19 @@ impl S3 {
             let text = read_text(resp).await?;
             if !(status.is_success() || (status == StatusCode::CONFLICT && text.contains("BucketAlreadyOwnedByYou"))) {
                 bail!("{status}: {}", snippet(&text))
+            }
+            if let Some(algorithm) = &self.bucket_encryption {
+                let body = Bytes::from(format!(
+                    "<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault>\
+                     <SSEAlgorithm>{algorithm}</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule>\
+                     </ServerSideEncryptionConfiguration>"
+                ));
+                let resp = self.send(Method::PUT, None, "encryption=", body).await?;
+                let status = resp.status();
+                let text = read_text(resp).await?;
+                if !status.is_success() {
+                    bail!("put bucket encryption: {status}: {}", snippet(&text));
+                }
             }
             if let Some(policy) = &self.bucket_policy {
                 let body = Bytes::from(policy.replace("{bucket}", &self.bucket));

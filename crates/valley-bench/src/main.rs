@@ -49,6 +49,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub bucket_policy: Option<PathBuf>,
 
+    /// Default encryption put on every bucket the scenario creates (`AES256`: SSE-S3), so
+    /// every write is sealed and every read opened: the cost of encryption at rest.
+    #[arg(long, value_name = "ALGORITHM")]
+    pub bucket_encryption: Option<String>,
+
     /// Tokio worker threads of the load generator.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -168,7 +173,8 @@ fn run(cli: Cli) -> Result<()> {
             256,
             Duration::from_secs(cli.timeout.max(1)),
         )?
-        .with_bucket_policy(policy);
+        .with_bucket_policy(policy)
+        .with_bucket_encryption(cli.bucket_encryption.clone());
         let phases = match &cli.scenario {
             Scenario::Large(a) => scenarios::large(&s3, a).await?,
             Scenario::Small(a) => scenarios::small(&s3, a).await?,

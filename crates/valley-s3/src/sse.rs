@@ -84,8 +84,12 @@ pub fn customer_key(algorithm: Option<&str>, key: Option<&str>, md5: Option<&str
                 "Requests specifying Server Side Encryption with Customer provided keys must provide an appropriate secret key."
             )
         })?;
-    let key = DataKey::from_slice(&raw)
-        .map_err(|_| s3_error!(InvalidArgument, "The secret key was invalid for the specified algorithm."))?;
+    let key = DataKey::from_slice(&raw).map_err(|_| {
+        s3_error!(
+            InvalidArgument,
+            "The secret key was invalid for the specified algorithm."
+        )
+    })?;
     let Some(md5) = md5 else {
         return Err(s3_error!(
             InvalidArgument,
