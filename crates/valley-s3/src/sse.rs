@@ -656,6 +656,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn customer_keys_are_checked_and_travel_only_inside_tls_or_on_loopback() {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let key = [7u8; 32];
+        let md5 = b64(&<md5::Md5 as md5::Digest>::digest(key));
+        assert!(customer_key(None, None, None).unwrap().is_none());
+        let ok = customer_key(Some("AES256"), Some(&b64(&key)), Some(&md5))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.md5, md5);
+        assert!(customer_key(Some("AES128"), Some(&b64(&key)), Some(&md5)).is_err());
+        assert!(customer_key(None, Some(&b64(&key)), Some(&md5)).is_err());
+        assert!(
+            customer_key(Some("AES256"), Some(&b64(&[7u8; 16])), Some(&md5)).is_err(),
+            "128-bit key"
+        );
+        assert!(customer_key(Some("AES256"), Some(&b64(&key)), None).is_err());
+        assert!(customer_key(Some("AES256"), Some(&b64(&key)), Some("AAAAAAAAAAAAAAAAAAAAAA==")).is_err());
+        let client = |ip: &str, secure| crate::ClientInfo {
+            ip: Some(ip.parse().unwrap()),
+            secure,
+        };
+        assert!(refuse_plain_transport(Some(&client("127.0.0.1", false))).is_ok());
+        assert!(refuse_plain_transport(Some(&client("::1", false))).is_ok());
+        assert!(refuse_plain_transport(Some(&client("10.0.0.5", true))).is_ok());
+        assert!(refuse_plain_transport(Some(&client("10.0.0.5", false))).is_err());
+        assert!(refuse_plain_transport(None).is_err());
+        // The salted check tells the right key from another, and keeps neither.
+        let check = KeyCheck::of(&ok.key, [1; 16]);
+        assert!(check.matches(&ok.key));
+        assert!(!check.matches(&DataKey::from_bytes([8; 32])));
+        assert!(!check.hmac.contains(&hex::encode(key)));
+    }
+
+    #[test]
     fn requests_are_checked() {
         assert_eq!(requested(None, None).unwrap(), None);
         assert_eq!(requested(Some("AES256"), None).unwrap().unwrap().mode, Mode::S3);
