@@ -305,8 +305,8 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
             None => return Err(s3_error!(InternalError, "no network to read through")),
         },
     };
+    let sse = plan.response_headers();
     let stream = plan.plaintext(stored, start, len);
-    let sse = crate::sse::response_headers(version, customer.as_ref());
     // A range has no checksum; a part of a multipart object has its own, when it was kept.
     let stored = reported_checksums(version, input.part_number, range.is_none());
     let sums = checksum_fields(&stored, input.checksum_mode.is_some());
@@ -359,7 +359,7 @@ pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3R
     )?;
     let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
     let version = found.version();
-    crate::sse::check_customer(version, customer.as_ref())?;
+    let sealed = crate::sse::check_customer(version, customer.as_ref())?;
     Conditions {
         if_match: input.if_match,
         if_none_match: input.if_none_match,
@@ -372,7 +372,10 @@ pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3R
     let stored = reported_checksums(version, input.part_number, true);
     let sums = checksum_fields(&stored, input.checksum_mode.is_some());
     let h = &version.headers;
-    let sse = crate::sse::response_headers(version, customer.as_ref());
+    let sse = sealed
+        .as_ref()
+        .map(|record| crate::sse::headers_of(record, customer.as_ref()))
+        .unwrap_or_default();
     Ok(S3Response::new(HeadObjectOutput {
         server_side_encryption: sse.sse,
         ssekms_key_id: sse.kms_key_id,

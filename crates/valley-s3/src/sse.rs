@@ -563,6 +563,7 @@ pub struct SealedRead {
     opener: SegmentSealer,
     layout: ChunkLayout,
     stored: std::ops::Range<u64>,
+    headers: ResponseHeaders,
 }
 
 /// Plans a plaintext read of `version` (of `bucket`/`key`).
@@ -596,10 +597,25 @@ pub fn plan_read(
     let opener = SegmentSealer::new(&data_key, &bound, 0);
     let layout = ChunkLayout::new(version.size);
     let (_, stored) = layout.sealed_span(start, start + len);
-    Ok(PlainRead::Sealed(Box::new(SealedRead { opener, layout, stored })))
+    let headers = headers_of(&record, customer);
+    Ok(PlainRead::Sealed(Box::new(SealedRead {
+        opener,
+        layout,
+        stored,
+        headers,
+    })))
 }
 
 impl PlainRead {
+    /// The encryption headers of the response (the sealing record is parsed once a read).
+    #[must_use]
+    pub fn response_headers(&self) -> ResponseHeaders {
+        match self {
+            PlainRead::Plain => ResponseHeaders::default(),
+            PlainRead::Sealed(read) => read.headers.clone(),
+        }
+    }
+
     /// The stored range to read for plaintext `start..start+len`.
     #[must_use]
     pub fn stored_range(&self, start: u64, len: u64) -> (u64, u64) {
@@ -623,7 +639,7 @@ impl PlainRead {
 }
 
 /// The encryption headers a version's responses carry.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ResponseHeaders {
     pub sse: Option<s3s::dto::ServerSideEncryption>,
     pub kms_key_id: Option<String>,
@@ -634,9 +650,15 @@ pub struct ResponseHeaders {
 /// What `version`'s responses say of its encryption (`customer`: the request's SSE-C key).
 #[must_use]
 pub fn response_headers(version: &ObjectVersion, customer: Option<&CustomerKey>) -> ResponseHeaders {
-    let Some(record) = version.sealing.as_ref().and_then(|s| SealRecord::parse(s).ok()) else {
-        return ResponseHeaders::default();
-    };
+    match version.sealing.as_ref().and_then(|s| SealRecord::parse(s).ok()) {
+        Some(record) => headers_of(&record, customer),
+        None => ResponseHeaders::default(),
+    }
+}
+
+/// What the responses of a version sealed as `record` say of its encryption.
+#[must_use]
+pub fn headers_of(record: &SealRecord, customer: Option<&CustomerKey>) -> ResponseHeaders {
     match record.mode {
         Mode::Customer => ResponseHeaders {
             customer_algorithm: Some("AES256".to_owned()),
@@ -645,7 +667,7 @@ pub fn response_headers(version: &ObjectVersion, customer: Option<&CustomerKey>)
         },
         mode => ResponseHeaders {
             sse: Some(s3s::dto::ServerSideEncryption::from(mode.header().to_owned())),
-            kms_key_id: record.client_key_id.filter(|_| mode == Mode::Kms),
+            kms_key_id: record.client_key_id.clone().filter(|_| mode == Mode::Kms),
             ..ResponseHeaders::default()
         },
     }
