@@ -112,10 +112,6 @@ def test_sse_requests_that_cannot_be_honoured_are_refused_and_store_nothing(hub)
                                             SSECustomerKeyMD5="AAAAAAAAAAAAAAAAAAAAAA==")) == "InvalidArgument"
     assert error_code(lambda: s3.put_object(Bucket=bucket, Key="k", Body=b"x", SSECustomerAlgorithm="AES128",
                                             SSECustomerKey=os.urandom(32))) == "InvalidArgument"
-    assert error_code(lambda: s3.create_multipart_upload(Bucket=bucket, Key="m", SSECustomerAlgorithm="AES256",
-                                                         SSECustomerKey=os.urandom(32))) == "NotImplemented"
-    assert error_code(lambda: s3.create_multipart_upload(Bucket=bucket, Key="m",
-                                                         ServerSideEncryption="AES256")) == "NotImplemented"
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
     # Server-held and customer keys at once: a conflict (S3's InvalidArgument), checked first.
     both = {"x-amz-server-side-encryption": "AES256", "x-amz-server-side-encryption-customer-algorithm": "AES256",
@@ -216,13 +212,16 @@ def test_encrypted_objects_replicate_as_ciphertext_and_read_at_the_other_hub(tmp
         small, big = body_of(mark, 5000), body_of(mark, 3 * 1024 * 1024 + 7)
         a.put_object(Bucket=bucket, Key="small", Body=small, ServerSideEncryption="AES256")
         a.put_object(Bucket=bucket, Key="big", Body=big, ServerSideEncryption="AES256")
-        wait_for(lambda: net.holdings("gui-an", bucket).get("gui-an", 0) == 2, timeout=90,
-                 what="both objects copied to gui-an")
+        parts = body_of(mark, 2 * 5 * 1024 * 1024 + 3)
+        multipart(a, bucket, "parts", parts, 5 * 1024 * 1024, create={"ServerSideEncryption": "AES256"})
+        wait_for(lambda: net.holdings("gui-an", bucket).get("gui-an", 0) == 3, timeout=90,
+                 what="the three objects copied to gui-an")
         for hub in ("zhangjiakou", "gui-an"):
             assert net.bytes_containing(hub, mark) == 0, f"plaintext at {hub}"
         got = b.get_object(Bucket=bucket, Key="big")
         assert got["ServerSideEncryption"] == "AES256" and got["Body"].read() == big
         assert b.get_object(Bucket=bucket, Key="small")["Body"].read() == small
+        assert b.get_object(Bucket=bucket, Key="parts")["Body"].read() == parts
         assert b.get_object(Bucket=bucket, Key="big", Range="bytes=1000000-1000099")["Body"].read() \
             == big[1000000:1000100]
     finally:
@@ -264,8 +263,17 @@ def test_kms_keys_and_bucket_default_encryption(hub, master_key):
     assert s3.head_object(Bucket=bucket, Key="by-default")["ServerSideEncryption"] == "AES256"
     assert s3.get_object(Bucket=bucket, Key="by-default")["Body"].read() == mark * 100
     assert files_containing(hub.data_dir, mark) == []
-    # Parts are not sealed yet: refused rather than stored in plaintext against the default.
-    assert error_code(lambda: s3.create_multipart_upload(Bucket=bucket, Key="m")) == "NotImplemented"
+    # A multipart upload follows the default too (aws-cli splits large files into parts).
+    big = body_of(mark, 12 * 1024 * 1024 + 5)
+    (hub.workdir / "big.bin").write_bytes(big)
+    from boto3.s3.transfer import TransferConfig
+    s3.upload_file(str(hub.workdir / "big.bin"), bucket, "multi",
+                   Config=TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024))
+    head = s3.head_object(Bucket=bucket, Key="multi")
+    assert head["ServerSideEncryption"] == "AES256" and head["ContentLength"] == len(big)
+    assert head["ETag"].strip('"').endswith("-3")
+    assert s3.get_object(Bucket=bucket, Key="multi")["Body"].read() == big
+    assert files_containing(hub.data_dir, mark) == []
 
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
         {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "testkey-1"}}]})
@@ -316,3 +324,58 @@ def test_sse_c_opens_only_with_the_customers_key(hub):
                          SSECustomerKey=key_b)["Body"].read() == body
     assert error_code(lambda: s3.copy_object(Bucket=bucket, Key="x", CopySource={"Bucket": bucket, "Key": "c"})) \
         == "InvalidRequest"
+
+
+def multipart(s3, bucket, key, body, part, create=None, each=None):
+    """Uploads `body` in parts of `part` bytes; `create` and `each` are extra arguments for the
+    create call and for every part."""
+    up = s3.create_multipart_upload(Bucket=bucket, Key=key, **(create or {}))
+    parts = []
+    for number, at in enumerate(range(0, len(body), part), start=1):
+        r = s3.upload_part(Bucket=bucket, Key=key, UploadId=up["UploadId"], PartNumber=number,
+                           Body=body[at:at + part], **(each or {}))
+        parts.append({"PartNumber": number, "ETag": r["ETag"]})
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up["UploadId"],
+                                 MultipartUpload={"Parts": parts})
+    return up
+
+
+def test_multipart_uploads_are_sealed_part_by_part(hub, master_key):
+    s3 = make_client(hub.endpoint, ACCESS_KEY, SECRET_KEY)
+    bucket = unique_name("sse-mp")
+    s3.create_bucket(Bucket=bucket)
+    mark = marker()
+    part = 5 * 1024 * 1024
+    body = body_of(mark, 2 * part + 70_001)
+    up = multipart(s3, bucket, "s3", body, part, create={"ServerSideEncryption": "AES256"})
+    assert up["ServerSideEncryption"] == "AES256"
+    got = s3.get_object(Bucket=bucket, Key="s3")
+    assert got["ServerSideEncryption"] == "AES256" and got["Body"].read() == body
+    # Ranges inside a part, across a part boundary, and a whole part by number.
+    for start, end in [(10, 20), (part - 100, part + 100), (2 * part - 1, 2 * part + 70_000)]:
+        assert s3.get_object(Bucket=bucket, Key="s3", Range=f"bytes={start}-{end}")["Body"].read() \
+            == body[start:end + 1], (start, end)
+    assert s3.get_object(Bucket=bucket, Key="s3", PartNumber=2)["Body"].read() == body[part:2 * part]
+
+    key = os.urandom(32)
+    sse_c = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
+    multipart(s3, bucket, "c", body, part, create=sse_c, each=sse_c)
+    assert s3.get_object(Bucket=bucket, Key="c", **sse_c)["Body"].read() == body
+    assert error_code(lambda: s3.get_object(Bucket=bucket, Key="c")) == "InvalidRequest"
+    # A part without the upload's key, or with another, is refused.
+    up = s3.create_multipart_upload(Bucket=bucket, Key="c2", **sse_c)
+    assert error_code(lambda: s3.upload_part(Bucket=bucket, Key="c2", UploadId=up["UploadId"], PartNumber=1,
+                                             Body=b"x")) == "InvalidRequest"
+    assert error_code(lambda: s3.upload_part(Bucket=bucket, Key="c2", UploadId=up["UploadId"], PartNumber=1,
+                                             Body=b"x", SSECustomerAlgorithm="AES256",
+                                             SSECustomerKey=os.urandom(32))) == "InvalidRequest"
+    # A part copied from a sealed object into a sealed upload.
+    up = s3.create_multipart_upload(Bucket=bucket, Key="copied", ServerSideEncryption="AES256")
+    r = s3.upload_part_copy(Bucket=bucket, Key="copied", UploadId=up["UploadId"], PartNumber=1,
+                            CopySource={"Bucket": bucket, "Key": "c"}, CopySourceRange=f"bytes=0-{part - 1}",
+                            CopySourceSSECustomerAlgorithm="AES256", CopySourceSSECustomerKey=key)
+    r2 = s3.upload_part(Bucket=bucket, Key="copied", UploadId=up["UploadId"], PartNumber=2, Body=b"tail")
+    s3.complete_multipart_upload(Bucket=bucket, Key="copied", UploadId=up["UploadId"], MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": r["CopyPartResult"]["ETag"]}, {"PartNumber": 2, "ETag": r2["ETag"]}]})
+    assert s3.get_object(Bucket=bucket, Key="copied")["Body"].read() == body[:part] + b"tail"
+    assert files_containing(hub.data_dir, mark) == []

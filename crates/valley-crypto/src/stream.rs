@@ -96,37 +96,81 @@ pub fn seal(plain: ByteStream, sealer: SegmentSealer) -> ByteStream {
     }))
 }
 
+/// The part of one segment a read wants: its opener, its layout, and the plaintext range
+/// `start..end` within it.
+pub struct SegmentRead {
+    pub sealer: SegmentSealer,
+    pub layout: ChunkLayout,
+    pub start: u64,
+    pub end: u64,
+}
+
 struct Opening {
     input: ByteStream,
-    sealer: SegmentSealer,
-    layout: ChunkLayout,
+    current: Option<SegmentRead>,
+    rest: std::collections::VecDeque<SegmentRead>,
     buf: BytesMut,
     index: u64,
     skip: u64,
     left: u64,
 }
 
+impl Opening {
+    /// Moves to the next segment wanted; `false` when there is none.
+    fn next_segment(&mut self) -> bool {
+        let Some(seg) = self.rest.pop_front() else {
+            self.current = None;
+            return false;
+        };
+        let end = seg.end.min(seg.layout.plain_len());
+        let (first, _) = seg.layout.sealed_span(seg.start, end);
+        self.index = first;
+        self.skip = seg.start - first * CHUNK_PLAIN;
+        self.left = end.saturating_sub(seg.start);
+        self.current = Some(seg);
+        true
+    }
+}
+
 /// The plaintext bytes `start..end` of a segment, from `sealed`: the stored bytes of the span
 /// [`crate::ChunkLayout::sealed_span`] gives for that range. A chunk that fails its check ends
 /// the stream in an error: a reader gets the true bytes or none.
 pub fn open(sealed: ByteStream, sealer: SegmentSealer, layout: ChunkLayout, start: u64, end: u64) -> ByteStream {
-    let end = end.min(layout.plain_len());
-    let (first, _) = layout.sealed_span(start, end);
-    let state = Opening {
+    open_segments(
+        sealed,
+        vec![SegmentRead {
+            sealer,
+            layout,
+            start,
+            end,
+        }],
+    )
+}
+
+/// The plaintext of consecutive segments (the parts of a multipart object), from the stored
+/// bytes of their spans laid end to end: each segment's span ends where the next one's begins
+/// when the read goes on into it (it ends at its segment's end).
+pub fn open_segments(sealed: ByteStream, segments: Vec<SegmentRead>) -> ByteStream {
+    let mut state = Opening {
         input: sealed,
-        sealer,
-        layout,
+        current: None,
+        rest: segments.into(),
         buf: BytesMut::new(),
-        index: first,
-        skip: start - first * CHUNK_PLAIN,
-        left: end.saturating_sub(start),
+        index: 0,
+        skip: 0,
+        left: 0,
     };
+    state.next_segment();
     Box::pin(futures::stream::unfold(state, |mut s| async move {
-        if s.left == 0 {
-            return None;
-        }
         loop {
-            let Some(plain_len) = s.layout.chunk_plain_len(s.index) else {
+            while s.left == 0 {
+                if !s.next_segment() {
+                    return None;
+                }
+            }
+            let seg = s.current.as_ref().expect("a segment is being read");
+            let Some(plain_len) = seg.layout.chunk_plain_len(s.index) else {
+                s.rest.clear();
                 s.left = 0;
                 return Some((Err(to_io(CryptoError::Integrity { what: "a segment" })), s));
             };
@@ -135,7 +179,7 @@ pub fn open(sealed: ByteStream, sealer: SegmentSealer, layout: ChunkLayout, star
                 let mut chunk = s.buf.split_to(want as usize);
                 let index = s.index;
                 s.index += 1;
-                return match s.sealer.open(s.layout, index, &mut chunk) {
+                return match seg.sealer.open(seg.layout, index, &mut chunk) {
                     Ok(plain) => {
                         let from = (s.skip as usize).min(plain.len());
                         let to = plain.len().min(from + usize::try_from(s.left).unwrap_or(usize::MAX));
@@ -145,6 +189,7 @@ pub fn open(sealed: ByteStream, sealer: SegmentSealer, layout: ChunkLayout, star
                         Some((Ok(out), s))
                     }
                     Err(e) => {
+                        s.rest.clear();
                         s.left = 0;
                         Some((Err(to_io(e)), s))
                     }
@@ -153,10 +198,12 @@ pub fn open(sealed: ByteStream, sealer: SegmentSealer, layout: ChunkLayout, star
             match s.input.next().await {
                 Some(Ok(bytes)) => s.buf.extend_from_slice(&bytes),
                 Some(Err(e)) => {
+                    s.rest.clear();
                     s.left = 0;
                     return Some((Err(e), s));
                 }
                 None => {
+                    s.rest.clear();
                     s.left = 0;
                     return Some((Err(to_io(CryptoError::Integrity { what: "a segment" })), s));
                 }
@@ -212,6 +259,72 @@ mod tests {
             let body = vec![5u8; n];
             let sealed = collect(seal(pieces(body.clone(), 4096), sealer())).await.unwrap();
             assert_eq!(sealer().open_all(n as u64, &sealed).unwrap(), body);
+        }
+    }
+
+    #[tokio::test]
+    async fn consecutive_segments_open_as_one_range() {
+        let key = DataKey::generate();
+        let parts: Vec<Vec<u8>> = vec![
+            vec![1; CHUNK_PLAIN as usize + 7],
+            vec![2; 100],
+            vec![3; 2 * CHUNK_PLAIN as usize],
+        ];
+        let numbers = [1u32, 3, 4];
+        let sealed: Vec<Vec<u8>> = parts
+            .iter()
+            .zip(numbers)
+            .map(|(p, n)| SegmentSealer::new(&key, b"b/k/v", n).seal_all(p))
+            .collect();
+        let whole: Vec<u8> = parts.concat();
+        let (mut plain_at, mut stored_at) = (0u64, 0u64);
+        let bounds: Vec<(u64, u64, u64, u64)> = parts
+            .iter()
+            .zip(&sealed)
+            .map(|(p, s)| {
+                let b = (
+                    plain_at,
+                    plain_at + p.len() as u64,
+                    stored_at,
+                    stored_at + s.len() as u64,
+                );
+                plain_at += p.len() as u64;
+                stored_at += s.len() as u64;
+                b
+            })
+            .collect();
+        let stored_all: Vec<u8> = sealed.concat();
+        for (start, end) in [
+            (0, whole.len() as u64),
+            (CHUNK_PLAIN, CHUNK_PLAIN + 150),
+            (5, 6),
+            (CHUNK_PLAIN + 50, whole.len() as u64 - 1),
+        ] {
+            let mut segments = Vec::new();
+            let (mut from, mut to) = (u64::MAX, 0);
+            for (i, &(p0, p1, s0, _)) in bounds.iter().enumerate() {
+                if p1 <= start || p0 >= end {
+                    continue;
+                }
+                let layout = ChunkLayout::new(p1 - p0);
+                let (a, b) = (start.max(p0) - p0, end.min(p1) - p0);
+                let (_, span) = layout.sealed_span(a, b);
+                from = from.min(s0 + span.start);
+                to = to.max(s0 + span.end);
+                segments.push(SegmentRead {
+                    sealer: SegmentSealer::new(&key, b"b/k/v", numbers[i]),
+                    layout,
+                    start: a,
+                    end: b,
+                });
+            }
+            let got = collect(open_segments(
+                pieces(stored_all[from as usize..to as usize].to_vec(), 999),
+                segments,
+            ))
+            .await
+            .unwrap();
+            assert_eq!(got, &whole[start as usize..end as usize], "{start}..{end}");
         }
     }
 

@@ -165,15 +165,3 @@ pub fn checksum_fields(c: &Checksums, wanted: bool) -> ChecksumFields {
         }),
     }
 }
-
-/// Server-side encryption is not implemented yet: refuse a request that asks for it rather than
-/// store the data in the clear while the client believes it is encrypted.
-pub fn refuse_encryption(sse: bool, sse_c: bool) -> Result<(), S3Error> {
-    if sse || sse_c {
-        return Err(s3_error!(
-            NotImplemented,
-            "This server-side encryption is not supported yet (SSE-C; SSE-S3 and SSE-KMS of multipart uploads); the request was not stored."
-        ));
-    }
-    Ok(())
-}

@@ -38,13 +38,24 @@ pub async fn create(
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let input = req.input;
     check_key(&input.key)?;
-    // Parts are not sealed yet: an upload to a bucket whose default is encryption is refused
-    // rather than stored as plaintext the tenant asked to have encrypted.
-    let default_sealed = crate::bucket_encryption::default_for(s, &input.bucket)?.is_some();
-    crate::convert::refuse_encryption(
-        input.server_side_encryption.is_some() || default_sealed,
+    crate::sse::refuse_conflict(
+        input.server_side_encryption.is_some(),
         input.sse_customer_algorithm.is_some(),
     )?;
+    let customer = crate::sse::request_customer_key(
+        &req.extensions,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
+    let asked = crate::sse::requested(
+        input.server_side_encryption.as_ref().map(|e| e.as_str()),
+        input.ssekms_key_id.as_deref(),
+    )?;
+    // Decided once for the upload: every part is sealed under the same data key, each as a
+    // segment of its own (its part number).
+    let sealing = crate::sse::new_sealing(s, &input.bucket, &input.key, asked, customer.as_ref())?
+        .map(|(record, _)| serde_json::to_string(&record).expect("a sealing record serializes"));
     let headers = ObjectHeaders {
         content_type: input.content_type.clone(),
         content_encoding: crate::body::stored_content_encoding(input.content_encoding.clone()),
@@ -77,7 +88,14 @@ pub async fn create(
         )?,
         initiator: Some(writer.clone()),
         acl,
+        sealing,
     };
+    let sse = upload
+        .sealing
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<crate::sse::SealRecord>(r).ok())
+        .map(|r| crate::sse::headers_of(&r, customer.as_ref()))
+        .unwrap_or_default();
     let upload_id = upload.upload_id.clone();
     let checksum_type = part_checksum::checksum_type(&upload);
     s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
@@ -92,8 +110,32 @@ pub async fn create(
         upload_id: Some(upload_id),
         checksum_type,
         checksum_algorithm: input.checksum_algorithm,
+        server_side_encryption: sse.sse,
+        ssekms_key_id: sse.kms_key_id,
+        sse_customer_algorithm: sse.customer_algorithm,
+        sse_customer_key_md5: sse.customer_key_md5,
         ..Default::default()
     }))
+}
+
+/// The sealer of part `number` of `upload`, when the upload is sealed (an SSE-C upload's
+/// parts carry its key); a customer key given to an unsealed upload is refused.
+fn part_sealer(
+    s: &ValleyS3,
+    upload: &UploadRecord,
+    customer: Option<&crate::sse::CustomerKey>,
+    bucket: &str,
+    key: &str,
+    number: u32,
+) -> S3Result<Option<crate::sse::Sealer>> {
+    match &upload.sealing {
+        Some(record) => crate::sse::part_sealer(s, customer, bucket, key, record, number).map(Some),
+        None if customer.is_some() => Err(s3_error!(
+            InvalidRequest,
+            "The upload was not started with Server Side Encryption with a customer provided key."
+        )),
+        None => Ok(None),
+    }
 }
 
 pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
@@ -106,6 +148,13 @@ pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Res
         .await
         .map_err(s3_err)?;
     s.check_write(&input.bucket).await?;
+    let customer = crate::sse::request_customer_key(
+        &req.extensions,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
+    let sealer = part_sealer(s, &upload, customer.as_ref(), &input.bucket, &input.key, number)?;
     let mut declared = Declared {
         algorithm: input
             .checksum_algorithm
@@ -125,7 +174,7 @@ pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Res
         trailers,
         false,
         PART_SIZE_BYTES_MAX,
-        None,
+        sealer,
     )
     .await?;
     let ObjectData::Blobs(mut blobs) = ingested.data else {
@@ -135,8 +184,14 @@ pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Res
         id: valley_store::BlobId::random(),
         size: 0,
     });
+    // A sealed part's ETag is the MD5 of its stored bytes (as S3's for SSE-KMS and SSE-C is no
+    // MD5 of the plaintext): the object's ETag is then what its stored bytes hash to.
+    let part_etag = ingested
+        .sealing
+        .as_ref()
+        .map_or_else(|| ingested.md5_hex.clone(), |s| s.stored_md5.clone());
     let part = PartRecord {
-        etag: ingested.md5_hex.clone(),
+        etag: part_etag.clone(),
         size: ingested.size,
         blob,
         last_modified_unix_ns: now_unix_ns(),
@@ -147,8 +202,18 @@ pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Res
         .await
         .map_err(s3_err)?;
     let sums = crate::convert::checksum_fields(&ingested.checksums, true);
+    let sse = upload
+        .sealing
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<crate::sse::SealRecord>(r).ok())
+        .map(|r| crate::sse::headers_of(&r, customer.as_ref()))
+        .unwrap_or_default();
     Ok(S3Response::new(UploadPartOutput {
-        e_tag: Some(etag(&ingested.md5_hex)),
+        e_tag: Some(etag(&part_etag)),
+        server_side_encryption: sse.sse,
+        ssekms_key_id: sse.kms_key_id,
+        sse_customer_algorithm: sse.customer_algorithm,
+        sse_customer_key_md5: sse.customer_key_md5,
         checksum_crc32: sums.crc32,
         checksum_crc32c: sums.crc32c,
         checksum_sha1: sums.sha1,
@@ -210,9 +275,16 @@ pub async fn upload_part_copy(
         input.copy_source_sse_customer_key.as_deref(),
         input.copy_source_sse_customer_key_md5.as_deref(),
     )?;
+    let customer = crate::sse::request_customer_key(
+        &req.extensions,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
+    let sealer = part_sealer(s, &upload, customer.as_ref(), &input.bucket, &input.key, number)?;
     let stream = copy::read_source(s, &source, source_customer.as_ref(), offset, len).await?;
     let algorithm = part_checksum::algorithm(&upload);
-    let ingested = body::ingest_stream(s.catalog.blobs().as_ref(), stream, algorithm, false, None).await?;
+    let ingested = body::ingest_stream(s.catalog.blobs().as_ref(), stream, algorithm, false, sealer).await?;
     let ObjectData::Blobs(mut blobs) = ingested.data else {
         return Err(crate::convert::internal("a part was kept inline"));
     };
@@ -221,8 +293,12 @@ pub async fn upload_part_copy(
         size: 0,
     });
     let last_modified = now_unix_ns();
+    let part_etag = ingested
+        .sealing
+        .as_ref()
+        .map_or_else(|| ingested.md5_hex.clone(), |s| s.stored_md5.clone());
     let part = PartRecord {
-        etag: ingested.md5_hex.clone(),
+        etag: part_etag.clone(),
         size: ingested.size,
         blob,
         last_modified_unix_ns: last_modified,
@@ -234,7 +310,7 @@ pub async fn upload_part_copy(
         .map_err(s3_err)?;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
-            e_tag: Some(etag(&ingested.md5_hex)),
+            e_tag: Some(etag(&part_etag)),
             last_modified: Some(timestamp_of_unix_ns(last_modified)),
             ..Default::default()
         }),
@@ -502,7 +578,10 @@ fn complete_output(
     version: valley_store::record::ObjectVersion,
 ) -> CompleteMultipartUploadOutput {
     let sums = crate::convert::checksum_fields(&version.checksums, true);
+    let sse = crate::sse::response_headers(&version, None);
     CompleteMultipartUploadOutput {
+        server_side_encryption: sse.sse,
+        ssekms_key_id: sse.kms_key_id,
         location: Some(format!("/{bucket}/{key}")),
         bucket: Some(bucket.to_owned()),
         key: Some(key.to_owned()),

@@ -215,6 +215,7 @@ mod tests {
                 .expect("allowed"),
                 initiator: None,
                 acl: None,
+                sealing: None,
             };
             let parts: Vec<PartRecord> = pieces.iter().map(|p| part(p, name)).collect();
             let sums = of_parts(&upload, &parts.iter().collect::<Vec<_>>());

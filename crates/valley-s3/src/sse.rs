@@ -343,6 +343,8 @@ impl SealRecord {
             record: serde_json::to_string(self).expect("a sealing record serializes"),
             stored_size,
             stored_md5,
+            stored_part_sizes: Vec::new(),
+            part_numbers: Vec::new(),
         }
     }
 }
@@ -388,8 +390,15 @@ impl Encryption {
         Ok((key, wrapped))
     }
 
-    /// The sealer of a new version of `bucket`/`key` owned by `tenant`.
-    pub fn sealer(&self, tenant: &str, bucket: &str, key: &str, requested: &Requested) -> S3Result<Sealer> {
+    /// The sealing record of a new version of `bucket`/`key` owned by `tenant`, and its data
+    /// key.
+    pub fn new_record(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        key: &str,
+        requested: &Requested,
+    ) -> S3Result<(SealRecord, DataKey)> {
         let kek = kek_id(tenant, requested);
         let (bucket_key, wrapped_bucket_key) = self.write_key(bucket, &kek, requested.mode)?;
         let data_key = DataKey::generate();
@@ -404,10 +413,7 @@ impl Encryption {
             data_id,
             customer_key_check: None,
         };
-        Ok(Sealer {
-            incremental: IncrementalSealer::new(SegmentSealer::new(&data_key, &bound, 0)),
-            record,
-        })
+        Ok((record, data_key))
     }
 
     /// The bucket key a record's data key is wrapped by, from the cache or the key service.
@@ -456,9 +462,10 @@ impl Encryption {
     }
 }
 
-/// The sealer of a new version of `bucket`/`key` under a customer's key (SSE-C).
+/// The sealing record of a new version of `bucket`/`key` under a customer's key (SSE-C), and
+/// its data key.
 #[must_use]
-pub fn customer_sealer(bucket: &str, key: &str, customer: &CustomerKey) -> Sealer {
+pub fn customer_record(bucket: &str, key: &str, customer: &CustomerKey) -> (SealRecord, DataKey) {
     let data_key = DataKey::generate();
     let data_id = hex::encode(rand::random::<[u8; 16]>());
     let bound = binding(bucket, key, &data_id);
@@ -471,16 +478,18 @@ pub fn customer_sealer(bucket: &str, key: &str, customer: &CustomerKey) -> Seale
         data_id,
         customer_key_check: Some(KeyCheck::of(&customer.key, rand::random())),
     };
-    Sealer {
-        incremental: IncrementalSealer::new(SegmentSealer::new(&data_key, &bound, 0)),
-        record,
-    }
+    (record, data_key)
 }
 
 /// Whether a read's SSE-C key fits the version: required, and right, for an SSE-C object;
 /// not given for any other (as S3: 400 either way).
 pub fn check_customer(version: &ObjectVersion, customer: Option<&CustomerKey>) -> S3Result<Option<SealRecord>> {
     let record = version.sealing.as_ref().map(SealRecord::parse).transpose()?;
+    check_record_key(record, customer)
+}
+
+/// [`check_customer`] on a parsed record (`None`: not sealed).
+fn check_record_key(record: Option<SealRecord>, customer: Option<&CustomerKey>) -> S3Result<Option<SealRecord>> {
     let customer_mode = record.as_ref().is_some_and(|r| r.mode == Mode::Customer);
     match (customer_mode, customer) {
         (true, None) => Err(s3_error!(
@@ -506,19 +515,39 @@ pub fn check_customer(version: &ObjectVersion, customer: Option<&CustomerKey>) -
     }
 }
 
-/// The sealer of a new version of `bucket`/`key`, under its owner's keys.
-pub fn sealer_for(s: &crate::ValleyS3, bucket: &str, key: &str, requested: &Requested) -> S3Result<Sealer> {
-    let Some(enc) = &s.sse else {
-        return Err(s3_error!(
-            NotImplemented,
-            "Server-side encryption needs a key service: start the hub with --kms-master-key-file (or VALLEY_KMS_MASTER_KEY). The request was not stored."
-        ));
-    };
-    enc.sealer(&s.directory.owner_of(bucket), bucket, key, requested)
+fn no_key_service() -> S3Error {
+    s3_error!(
+        NotImplemented,
+        "Server-side encryption needs a key service: start the hub with --kms-master-key-file (or VALLEY_KMS_MASTER_KEY). The request was not stored."
+    )
 }
 
-/// The sealer of a write: under the request's SSE-C key, else as it asks for server-held
-/// keys, else as the bucket's default encryption says; `None` for plaintext.
+/// The sealing of a new version (or upload) of `bucket`/`key`: under the request's SSE-C key,
+/// else as it asks for server-held keys, else as the bucket's default encryption says; `None`
+/// for plaintext.
+pub fn new_sealing(
+    s: &crate::ValleyS3,
+    bucket: &str,
+    key: &str,
+    asked: Option<Requested>,
+    customer: Option<&CustomerKey>,
+) -> S3Result<Option<(SealRecord, DataKey)>> {
+    if let Some(customer) = customer {
+        return Ok(Some(customer_record(bucket, key, customer)));
+    }
+    let requested = match asked {
+        Some(asked) => Some(asked),
+        None => crate::bucket_encryption::default_for(s, bucket)?,
+    };
+    let Some(requested) = requested else {
+        return Ok(None);
+    };
+    let enc = s.sse.as_ref().ok_or_else(no_key_service)?;
+    enc.new_record(&s.directory.owner_of(bucket), bucket, key, &requested)
+        .map(Some)
+}
+
+/// The sealer of a single write (segment 0), as [`new_sealing`] decides.
 pub fn write_sealer(
     s: &crate::ValleyS3,
     bucket: &str,
@@ -526,14 +555,60 @@ pub fn write_sealer(
     asked: Option<Requested>,
     customer: Option<&CustomerKey>,
 ) -> S3Result<Option<Sealer>> {
-    if let Some(customer) = customer {
-        return Ok(Some(customer_sealer(bucket, key, customer)));
-    }
-    let requested = match asked {
-        Some(asked) => Some(asked),
-        None => crate::bucket_encryption::default_for(s, bucket)?,
+    Ok(new_sealing(s, bucket, key, asked, customer)?.map(|(record, data_key)| {
+        let bound = binding(bucket, key, &record.data_id);
+        Sealer {
+            incremental: IncrementalSealer::new(SegmentSealer::new(&data_key, &bound, 0)),
+            record,
+        }
+    }))
+}
+
+/// The data key of a version sealed as `record`: unwrapped with the customer's key (SSE-C) or
+/// the bucket key from the key service.
+fn data_key_of(
+    enc: Option<&Encryption>,
+    customer: Option<&CustomerKey>,
+    bucket: &str,
+    key: &str,
+    record: &SealRecord,
+) -> S3Result<DataKey> {
+    let bound = binding(bucket, key, &record.data_id);
+    let wrapping = match (record.mode, customer, enc) {
+        (Mode::Customer, Some(c), _) => c.key.clone(),
+        (Mode::Customer, None, _) => return Err(crate::convert::internal("SSE-C read without its key")),
+        (_, _, Some(enc)) => enc.bucket_key_of(bucket, record)?,
+        (_, _, None) => {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This object is encrypted and this hub has no key service configured (--kms-master-key-file)."
+            ));
+        }
     };
-    requested.map(|r| sealer_for(s, bucket, key, &r)).transpose()
+    wrapping
+        .unwrap_key(&record.data_key, &bound)
+        .map_err(|e| s3_error!(InternalError, "the object's data key does not open: {e}"))
+}
+
+/// The sealer of part `part` of an upload sealed as `record` (the upload's JSON record); an
+/// SSE-C upload's parts carry its key, checked against the upload's.
+pub fn part_sealer(
+    s: &crate::ValleyS3,
+    customer: Option<&CustomerKey>,
+    bucket: &str,
+    key: &str,
+    record: &str,
+    part: u32,
+) -> S3Result<Sealer> {
+    let record: SealRecord = serde_json::from_str(record)
+        .map_err(|e| crate::convert::internal(format!("unreadable sealing record: {e}")))?;
+    let record = check_record_key(Some(record), customer)?.expect("given");
+    let data_key = data_key_of(s.sse.as_deref(), customer, bucket, key, &record)?;
+    let bound = binding(bucket, key, &record.data_id);
+    Ok(Sealer {
+        incremental: IncrementalSealer::new(SegmentSealer::new(&data_key, &bound, part)),
+        record,
+    })
 }
 
 /// The SSE-C key of a request's headers (checked, and refused off TLS except on loopback).
@@ -558,10 +633,10 @@ pub enum PlainRead {
     Sealed(Box<SealedRead>),
 }
 
-/// A read of sealed chunks: the opener, the segment's layout, the stored range covering it.
+/// A read of sealed chunks: the segments it covers (one, or the parts of a multipart
+/// object), and the stored range holding their chunks.
 pub struct SealedRead {
-    opener: SegmentSealer,
-    layout: ChunkLayout,
+    segments: Vec<valley_crypto::stream::SegmentRead>,
     stored: std::ops::Range<u64>,
     headers: ResponseHeaders,
 }
@@ -579,28 +654,48 @@ pub fn plan_read(
     let Some(record) = check_customer(version, customer)? else {
         return Ok(PlainRead::Plain);
     };
+    let sealing = version.sealing.as_ref().expect("checked: sealed");
+    let data_key = data_key_of(enc, customer, bucket, key, &record)?;
     let bound = binding(bucket, key, &record.data_id);
-    let wrapping = match (record.mode, customer, enc) {
-        (Mode::Customer, Some(c), _) => c.key.clone(),
-        (Mode::Customer, None, _) => return Err(crate::convert::internal("SSE-C read without its key")),
-        (_, _, Some(enc)) => enc.bucket_key_of(bucket, &record)?,
-        (_, _, None) => {
-            return Err(s3_error!(
-                InvalidRequest,
-                "This object is encrypted and this hub has no key service configured (--kms-master-key-file)."
-            ));
-        }
+    let end = start + len;
+    // Each part is a segment of its own (a single PUT: one segment, number 0).
+    let parts: Vec<(u32, u64, u64)> = if sealing.stored_part_sizes.is_empty() {
+        vec![(0, version.size, sealing.stored_size)]
+    } else {
+        sealing
+            .part_numbers
+            .iter()
+            .zip(&version.part_sizes)
+            .zip(&sealing.stored_part_sizes)
+            .map(|((n, p), st)| (*n, *p, *st))
+            .collect()
     };
-    let data_key = wrapping
-        .unwrap_key(&record.data_key, &bound)
-        .map_err(|e| s3_error!(InternalError, "the object's data key does not open: {e}"))?;
-    let opener = SegmentSealer::new(&data_key, &bound, 0);
-    let layout = ChunkLayout::new(version.size);
-    let (_, stored) = layout.sealed_span(start, start + len);
+    let (mut plain_at, mut stored_at) = (0u64, 0u64);
+    let mut segments = Vec::new();
+    // The stored span covering every segment read: (first start, last end).
+    let mut span_of_read: Option<(u64, u64)> = None;
+    for (number, plain_len, stored_len) in parts {
+        let (p0, p1) = (plain_at, plain_at + plain_len);
+        if p0 < end && p1 > start {
+            let layout = ChunkLayout::new(plain_len);
+            let (a, b) = (start.max(p0) - p0, end.min(p1) - p0);
+            let (_, span) = layout.sealed_span(a, b);
+            let (from, to) = (stored_at + span.start, stored_at + span.end);
+            span_of_read = Some(span_of_read.map_or((from, to), |(a, b)| (a.min(from), b.max(to))));
+            segments.push(valley_crypto::stream::SegmentRead {
+                sealer: SegmentSealer::new(&data_key, &bound, number),
+                layout,
+                start: a,
+                end: b,
+            });
+        }
+        plain_at = p1;
+        stored_at += stored_len;
+    }
+    let stored = span_of_read.map_or(0..0, |(from, to)| from..to);
     let headers = headers_of(&record, customer);
     Ok(PlainRead::Sealed(Box::new(SealedRead {
-        opener,
-        layout,
+        segments,
         stored,
         headers,
     })))
@@ -631,8 +726,8 @@ impl PlainRead {
         match self {
             PlainRead::Plain => stored,
             PlainRead::Sealed(read) => {
-                let SealedRead { opener, layout, .. } = *read;
-                valley_crypto::stream::open(stored, opener, layout, start, start + len)
+                let _ = (start, len);
+                valley_crypto::stream::open_segments(stored, read.segments)
             }
         }
     }

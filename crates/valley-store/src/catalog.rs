@@ -20,7 +20,7 @@ use crate::keys;
 use crate::list::{self, ListPage, ListQuery, VersionEntry};
 use crate::meta::{MetaStore, ReadTxn, Table, WriteTxn};
 use crate::record::Checksums;
-use crate::record::{BlobRef, BucketRecord, ObjectData, ObjectVersion, PartRecord, UploadRecord, Versioning};
+use crate::record::{BlobRef, BucketRecord, ObjectData, ObjectVersion, PartRecord, Sealing, UploadRecord, Versioning};
 
 /// Work run inside another write's transaction.
 pub type WriteJob = Box<dyn FnOnce(&mut dyn WriteTxn) -> StoreResult<()> + Send>;
@@ -1651,13 +1651,15 @@ fn assemble(
         }
         size += part.size;
     }
+    let stored_part_sizes: Vec<u64> = blobs.iter().map(|b| b.size).collect();
+    let etag = format!("{}-{}", hex::encode(md5_of_md5s.finalize()), chosen.len());
     Ok(ObjectVersion {
         version_id: None,
         hlc: 0,
         origin: String::new(),
         delete_marker: false,
         size,
-        etag: format!("{}-{}", hex::encode(md5_of_md5s.finalize()), chosen.len()),
+        etag: etag.clone(),
         data: ObjectData::Blobs(blobs),
         headers: upload.headers.clone(),
         checksums: Default::default(),
@@ -1665,6 +1667,14 @@ fn assemble(
         part_sizes,
         part_checksums,
         acl: upload.acl.clone(),
-        sealing: None,
+        // A sealed upload's parts' ETags are the MD5s of their stored bytes, so the object's
+        // ETag is what its stored bytes hash to, part by part.
+        sealing: upload.sealing.clone().map(|record| Sealing {
+            record,
+            stored_size: stored_part_sizes.iter().sum(),
+            stored_md5: etag.clone(),
+            stored_part_sizes,
+            part_numbers: chosen.iter().map(|(n, _)| *n).collect(),
+        }),
     })
 }

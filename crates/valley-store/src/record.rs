@@ -159,8 +159,18 @@ pub struct Sealing {
     pub record: String,
     /// Bytes as stored (ciphertext and tags): what `data` holds.
     pub stored_size: u64,
-    /// MD5 of the stored bytes, hex.
+    /// What the stored bytes hash to, hex: their MD5, or for a multipart version the MD5 of
+    /// its parts' stored MD5s with `-N` (which is then also its ETag), hashed by
+    /// `stored_part_sizes`.
     pub stored_md5: String,
+    /// The stored size of each part of a multipart version (each sealed as its own segment);
+    /// empty for a single PUT.
+    #[serde(default)]
+    pub stored_part_sizes: Vec<u64>,
+    /// The part number each part was sealed under (its segment), in order; empty for a single
+    /// PUT (segment 0).
+    #[serde(default)]
+    pub part_numbers: Vec<u32>,
 }
 
 /// [`ObjectVersion`] as format 3 stored it (before `sealing`), decoded and converted.
@@ -295,7 +305,7 @@ impl ObjectVersion {
     #[must_use]
     pub fn stored_digest(&self) -> (&[u64], &str) {
         match &self.sealing {
-            Some(s) => (&[], &s.stored_md5),
+            Some(s) => (&s.stored_part_sizes, &s.stored_md5),
             None => (&self.part_sizes, &self.etag),
         }
     }
@@ -335,6 +345,22 @@ pub struct UploadRecord {
     /// The ACL the completed object gets (as [`ObjectVersion::acl`]). New in format 2.
     #[serde(default)]
     pub acl: Option<String>,
+    /// How the upload's parts are sealed (the encryption layer's record, as
+    /// [`Sealing::record`]); the completed object gets it. New in format 3.
+    #[serde(default)]
+    pub sealing: Option<String>,
+}
+
+/// [`UploadRecord`] as format 2 stored it (before `sealing`).
+#[derive(Deserialize)]
+struct UploadRecordV2 {
+    upload_id: String,
+    created_unix_ns: u64,
+    headers: ObjectHeaders,
+    tags: Vec<(String, String)>,
+    checksum_algorithm: Option<String>,
+    initiator: Option<String>,
+    acl: Option<String>,
 }
 
 /// [`UploadRecord`] as format 1 stored it (before `initiator` and `acl`).
@@ -351,10 +377,10 @@ struct UploadRecordV1 {
 pub const FULL_OBJECT_SUFFIX: &str = "/FULL_OBJECT";
 
 impl UploadRecord {
-    /// The stored form: format byte 2, then the record in postcard.
+    /// The stored form: format byte 3, then the record in postcard.
     #[must_use]
     pub fn to_record(&self) -> Vec<u8> {
-        crate::codec::encode_as(crate::codec::FORMAT_V2, self)
+        crate::codec::encode_as(crate::codec::FORMAT_V3, self)
     }
 
     /// Reads a stored upload of either format.
@@ -371,9 +397,23 @@ impl UploadRecord {
                     checksum_algorithm: v1.checksum_algorithm,
                     initiator: None,
                     acl: None,
+                    sealing: None,
                 })
             }
-            _ => crate::codec::decode_as(WHAT, crate::codec::FORMAT_V2, bytes),
+            Some(&crate::codec::FORMAT_V2) => {
+                let v2: UploadRecordV2 = crate::codec::decode_as(WHAT, crate::codec::FORMAT_V2, bytes)?;
+                Ok(Self {
+                    upload_id: v2.upload_id,
+                    created_unix_ns: v2.created_unix_ns,
+                    headers: v2.headers,
+                    tags: v2.tags,
+                    checksum_algorithm: v2.checksum_algorithm,
+                    initiator: v2.initiator,
+                    acl: v2.acl,
+                    sealing: None,
+                })
+            }
+            _ => crate::codec::decode_as(WHAT, crate::codec::FORMAT_V3, bytes),
         }
     }
 
@@ -492,6 +532,8 @@ mod tests {
             record: "{}".into(),
             stored_size: 19,
             stored_md5: "00".repeat(16),
+            stored_part_sizes: Vec::new(),
+            part_numbers: Vec::new(),
         });
         let bytes = version.to_record();
         assert_eq!(ObjectVersion::from_record(&bytes).expect("decodes"), version);
@@ -529,8 +571,13 @@ mod tests {
         let mut now = decoded.clone();
         now.initiator = Some("acme".into());
         now.acl = Some("{}".into());
+        // Format 2 (as `now` was written before `sealing`) still decodes.
+        let mut v2 = crate::codec::encode_as(crate::codec::FORMAT_V2, &now);
+        v2.truncate(v2.len() - 1); // drop `sealing: None`, the byte format 3 added
+        assert_eq!(UploadRecord::from_record(&v2).expect("format 2 decodes"), now);
+        now.sealing = Some("{}".into());
         let bytes = now.to_record();
-        assert_eq!(bytes[0], 2);
+        assert_eq!(bytes[0], 3);
         assert_eq!(UploadRecord::from_record(&bytes).expect("decodes"), now);
     }
 

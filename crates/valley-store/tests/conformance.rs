@@ -1772,6 +1772,7 @@ fn upload_record(upload_id: &str) -> UploadRecord {
         checksum_algorithm: None,
         initiator: None,
         acl: None,
+        sealing: None,
     }
 }
 
