@@ -336,7 +336,7 @@ def multipart(s3, bucket, key, body, part, create=None, each=None):
                            Body=body[at:at + part], **(each or {}))
         parts.append({"PartNumber": number, "ETag": r["ETag"]})
     s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up["UploadId"],
-                                 MultipartUpload={"Parts": parts})
+                                 MultipartUpload={"Parts": parts}, **(each or {}))
     return up
 
 
@@ -362,13 +362,18 @@ def test_multipart_uploads_are_sealed_part_by_part(hub, master_key):
     multipart(s3, bucket, "c", body, part, create=sse_c, each=sse_c)
     assert s3.get_object(Bucket=bucket, Key="c", **sse_c)["Body"].read() == body
     assert error_code(lambda: s3.get_object(Bucket=bucket, Key="c")) == "InvalidRequest"
-    # A part without the upload's key, or with another, is refused.
+    # A part, or the completion, without the upload's key or with another, is refused.
     up = s3.create_multipart_upload(Bucket=bucket, Key="c2", **sse_c)
     assert error_code(lambda: s3.upload_part(Bucket=bucket, Key="c2", UploadId=up["UploadId"], PartNumber=1,
                                              Body=b"x")) == "InvalidRequest"
     assert error_code(lambda: s3.upload_part(Bucket=bucket, Key="c2", UploadId=up["UploadId"], PartNumber=1,
                                              Body=b"x", SSECustomerAlgorithm="AES256",
                                              SSECustomerKey=os.urandom(32))) == "InvalidRequest"
+    r = s3.upload_part(Bucket=bucket, Key="c2", UploadId=up["UploadId"], PartNumber=1, Body=b"x", **sse_c)
+    done = {"Parts": [{"PartNumber": 1, "ETag": r["ETag"]}]}
+    assert error_code(lambda: s3.complete_multipart_upload(Bucket=bucket, Key="c2", UploadId=up["UploadId"],
+                                                           MultipartUpload=done)) == "InvalidRequest"
+    s3.complete_multipart_upload(Bucket=bucket, Key="c2", UploadId=up["UploadId"], MultipartUpload=done, **sse_c)
     # A part copied from a sealed object into a sealed upload.
     up = s3.create_multipart_upload(Bucket=bucket, Key="copied", ServerSideEncryption="AES256")
     r = s3.upload_part_copy(Bucket=bucket, Key="copied", UploadId=up["UploadId"], PartNumber=1,

@@ -90,12 +90,7 @@ pub async fn create(
         acl,
         sealing,
     };
-    let sse = upload
-        .sealing
-        .as_deref()
-        .and_then(|r| serde_json::from_str::<crate::sse::SealRecord>(r).ok())
-        .map(|r| crate::sse::headers_of(&r, customer.as_ref()))
-        .unwrap_or_default();
+    let sse = upload_headers(&upload, customer.as_ref());
     let upload_id = upload.upload_id.clone();
     let checksum_type = part_checksum::checksum_type(&upload);
     s.catalog.bucket(&input.bucket).await.map_err(s3_err)?;
@@ -116,6 +111,16 @@ pub async fn create(
         sse_customer_key_md5: sse.customer_key_md5,
         ..Default::default()
     }))
+}
+
+/// The encryption headers of the answers about a (sealed) upload.
+fn upload_headers(upload: &UploadRecord, customer: Option<&crate::sse::CustomerKey>) -> crate::sse::ResponseHeaders {
+    upload
+        .sealing
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<crate::sse::SealRecord>(r).ok())
+        .map(|r| crate::sse::headers_of(&r, customer))
+        .unwrap_or_default()
 }
 
 /// The sealer of part `number` of `upload`, when the upload is sealed (an SSE-C upload's
@@ -202,12 +207,7 @@ pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Res
         .await
         .map_err(s3_err)?;
     let sums = crate::convert::checksum_fields(&ingested.checksums, true);
-    let sse = upload
-        .sealing
-        .as_deref()
-        .and_then(|r| serde_json::from_str::<crate::sse::SealRecord>(r).ok())
-        .map(|r| crate::sse::headers_of(&r, customer.as_ref()))
-        .unwrap_or_default();
+    let sse = upload_headers(&upload, customer.as_ref());
     Ok(S3Response::new(UploadPartOutput {
         e_tag: Some(etag(&part_etag)),
         server_side_encryption: sse.sse,
@@ -308,7 +308,12 @@ pub async fn upload_part_copy(
         .put_part(&input.bucket, &input.key, &input.upload_id, number, part)
         .await
         .map_err(s3_err)?;
+    let sse = upload_headers(&upload, customer.as_ref());
     Ok(S3Response::new(UploadPartCopyOutput {
+        server_side_encryption: sse.sse,
+        ssekms_key_id: sse.kms_key_id,
+        sse_customer_algorithm: sse.customer_algorithm,
+        sse_customer_key_md5: sse.customer_key_md5,
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(etag(&part_etag)),
             last_modified: Some(timestamp_of_unix_ns(last_modified)),
@@ -395,6 +400,16 @@ pub async fn complete(
     if chosen.is_empty() {
         return Err(s3_error!(MalformedXML, "You must specify at least one part."));
     }
+    // An SSE-C upload is completed with its key, as its parts were uploaded (as S3).
+    let customer = crate::sse::request_customer_key(
+        &req.extensions,
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.as_deref(),
+        input.sse_customer_key_md5.as_deref(),
+    )?;
+    if let Ok(upload) = s.catalog.upload(&input.bucket, &input.key, &input.upload_id).await {
+        part_sealer(s, &upload, customer.as_ref(), &input.bucket, &input.key, 1)?;
+    }
     let checksums = match upload_checksum(s, &input.bucket, &input.key, &input.upload_id, &chosen).await {
         Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchUpload => {
             return completed_before(s, &input.bucket, &input.key, &chosen)
@@ -438,10 +453,12 @@ pub async fn complete(
         })
         .await?;
         let header = written.header.clone();
+        let sse = crate::sse::response_headers(&written.version, customer.as_ref());
         let mut response = S3Response::new(complete_output(&input.bucket, &input.key, written.version));
         if let Some(h) = header {
             response.headers.insert(crate::sync::REPLICATION_HEADER, h);
         }
+        add_customer_headers(&mut response.headers, &sse);
         return Ok(response);
     }
     let stored = s
@@ -456,7 +473,26 @@ pub async fn complete(
         )
         .await
         .map_err(s3_err)?;
-    Ok(S3Response::new(complete_output(&input.bucket, &input.key, stored)))
+    let sse = crate::sse::response_headers(&stored, customer.as_ref());
+    let mut response = S3Response::new(complete_output(&input.bucket, &input.key, stored));
+    add_customer_headers(&mut response.headers, &sse);
+    Ok(response)
+}
+
+/// The SSE-C headers of a completion, which s3s's output has no fields for.
+fn add_customer_headers(headers: &mut http::HeaderMap, sse: &crate::sse::ResponseHeaders) {
+    let pairs = [
+        (
+            "x-amz-server-side-encryption-customer-algorithm",
+            &sse.customer_algorithm,
+        ),
+        ("x-amz-server-side-encryption-customer-key-md5", &sse.customer_key_md5),
+    ];
+    for (name, value) in pairs {
+        if let Some(v) = value.as_deref().and_then(|v| http::HeaderValue::from_str(v).ok()) {
+            headers.insert(name, v);
+        }
+    }
 }
 
 pub async fn abort(
