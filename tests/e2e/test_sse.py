@@ -1,8 +1,8 @@
-"""Server-side encryption with keys the hub's key service holds (issue 13, SSE-S3 and SSE-KMS
-of single PUTs and copies): boto3 round trips with ranges, no plaintext byte of a marked
-object anywhere under the data dir, a tampered chunk read as an error and never as other bytes,
-the master key kept apart, and encrypted objects replicated as ciphertext and read at the
-other hub."""
+"""Server-side encryption (issue 13: SSE-S3, SSE-KMS and SSE-C of PUTs, multipart uploads and
+copies, bucket default encryption): boto3 round trips with ranges, no plaintext byte of a
+marked object anywhere under the data dir, a tampered chunk read as an error and never as other
+bytes, the master key kept apart, and encrypted objects replicated as ciphertext and read at
+the other hub."""
 from __future__ import annotations
 
 import os
