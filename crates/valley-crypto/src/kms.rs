@@ -26,8 +26,6 @@ use crate::error::{CryptoError, CryptoResult};
 
 /// A key service holding key-encryption keys by id.
 pub trait Kms: Send + Sync + std::fmt::Debug {
-    /// What kind of service this is ("local", "pkcs11"), for status and errors.
-    fn kind(&self) -> &'static str;
     /// Creates key `key_id`; an existing id is refused, never replaced.
     fn create_key(&self, key_id: &str) -> CryptoResult<()>;
     fn has_key(&self, key_id: &str) -> CryptoResult<bool>;
@@ -248,10 +246,6 @@ impl LocalKeystore {
 }
 
 impl Kms for LocalKeystore {
-    fn kind(&self) -> &'static str {
-        "local"
-    }
-
     fn create_key(&self, key_id: &str) -> CryptoResult<()> {
         check_key_id(key_id)?;
         self.change(|keys| {

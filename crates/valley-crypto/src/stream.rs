@@ -62,40 +62,6 @@ impl IncrementalSealer {
     }
 }
 
-struct Sealing {
-    input: ByteStream,
-    sealer: Option<IncrementalSealer>,
-    ready: std::collections::VecDeque<Bytes>,
-}
-
-/// `plain` as its sealed chunks ([`IncrementalSealer`] over a stream).
-pub fn seal(plain: ByteStream, sealer: SegmentSealer) -> ByteStream {
-    let state = Sealing {
-        input: plain,
-        sealer: Some(IncrementalSealer::new(sealer)),
-        ready: std::collections::VecDeque::new(),
-    };
-    Box::pin(futures::stream::unfold(state, |mut s| async move {
-        loop {
-            if let Some(chunk) = s.ready.pop_front() {
-                return Some((Ok(chunk), s));
-            }
-            let sealer = s.sealer.as_mut()?;
-            match s.input.next().await {
-                Some(Ok(bytes)) => s.ready.extend(sealer.push(&bytes)),
-                Some(Err(e)) => {
-                    s.sealer = None;
-                    return Some((Err(e), s));
-                }
-                None => {
-                    let last = s.sealer.take().expect("present").finish();
-                    return Some((Ok(last), s));
-                }
-            }
-        }
-    }))
-}
-
 /// The part of one segment a read wants: its opener, its layout, and the plaintext range
 /// `start..end` within it.
 pub struct SegmentRead {
@@ -227,6 +193,18 @@ mod tests {
         Box::pin(futures::stream::iter(parts))
     }
 
+    /// `plain`, pushed in `piece`-byte pieces through an [`IncrementalSealer`].
+    async fn seal(plain: ByteStream, sealer: SegmentSealer) -> ByteStream {
+        let mut incremental = IncrementalSealer::new(sealer);
+        let mut out = Vec::new();
+        let pieces: Vec<Bytes> = plain.map(|p| p.expect("test input")).collect().await;
+        for piece in pieces {
+            out.extend(incremental.push(&piece).into_iter().map(Ok));
+        }
+        out.push(Ok(incremental.finish()));
+        Box::pin(futures::stream::iter(out))
+    }
+
     async fn collect(s: ByteStream) -> io::Result<Vec<u8>> {
         let parts: Vec<Bytes> = s.try_collect().await?;
         Ok(parts.concat())
@@ -239,7 +217,9 @@ mod tests {
         let plain: Vec<u8> = (0..len).map(|i| (i % 249) as u8).collect();
         let sealer = || SegmentSealer::new(&key, b"b/k/v", 0);
         let layout = ChunkLayout::new(len as u64);
-        let sealed = collect(seal(pieces(plain.clone(), 1000), sealer())).await.unwrap();
+        let sealed = collect(seal(pieces(plain.clone(), 1000), sealer()).await)
+            .await
+            .unwrap();
         assert_eq!(sealed, sealer().seal_all(&plain));
         for (start, end) in [
             (0, len),
@@ -257,7 +237,7 @@ mod tests {
         // Bodies of exactly one and two full chunks, and an empty one, end in a last chunk.
         for n in [0, CHUNK_PLAIN as usize, 2 * CHUNK_PLAIN as usize] {
             let body = vec![5u8; n];
-            let sealed = collect(seal(pieces(body.clone(), 4096), sealer())).await.unwrap();
+            let sealed = collect(seal(pieces(body.clone(), 4096), sealer()).await).await.unwrap();
             assert_eq!(sealer().open_all(n as u64, &sealed).unwrap(), body);
         }
     }
@@ -333,12 +313,15 @@ mod tests {
         let key = DataKey::generate();
         let sealer = || SegmentSealer::new(&key, b"b/k/v", 0);
         assert_eq!(
-            collect(seal(pieces(Vec::new(), 10), sealer())).await.unwrap().len(),
+            collect(seal(pieces(Vec::new(), 10), sealer()).await)
+                .await
+                .unwrap()
+                .len(),
             TAG_LEN as usize
         );
         let n = CHUNK_PLAIN * 2;
         let layout = ChunkLayout::new(n);
-        let mut sealed = collect(seal(pieces(vec![9; n as usize], 4096), sealer()))
+        let mut sealed = collect(seal(pieces(vec![9; n as usize], 4096), sealer()).await)
             .await
             .unwrap();
         sealed[CHUNK_SEALED as usize + 3] ^= 1;

@@ -123,6 +123,13 @@ fn upload_headers(upload: &UploadRecord, customer: Option<&crate::sse::CustomerK
         .unwrap_or_default()
 }
 
+fn not_customer_sealed() -> s3s::S3Error {
+    s3_error!(
+        InvalidRequest,
+        "The upload was not started with Server Side Encryption with a customer provided key."
+    )
+}
+
 /// The sealer of part `number` of `upload`, when the upload is sealed (an SSE-C upload's
 /// parts carry its key); a customer key given to an unsealed upload is refused.
 fn part_sealer(
@@ -135,10 +142,7 @@ fn part_sealer(
 ) -> S3Result<Option<crate::sse::Sealer>> {
     match &upload.sealing {
         Some(record) => crate::sse::part_sealer(s, customer, bucket, key, record, number).map(Some),
-        None if customer.is_some() => Err(s3_error!(
-            InvalidRequest,
-            "The upload was not started with Server Side Encryption with a customer provided key."
-        )),
+        None if customer.is_some() => Err(not_customer_sealed()),
         None => Ok(None),
     }
 }
@@ -408,7 +412,13 @@ pub async fn complete(
         input.sse_customer_key_md5.as_deref(),
     )?;
     if let Ok(upload) = s.catalog.upload(&input.bucket, &input.key, &input.upload_id).await {
-        part_sealer(s, &upload, customer.as_ref(), &input.bucket, &input.key, 1)?;
+        match &upload.sealing {
+            Some(record) => {
+                crate::sse::check_upload_key(record, customer.as_ref())?;
+            }
+            None if customer.is_some() => return Err(not_customer_sealed()),
+            None => {}
+        }
     }
     let checksums = match upload_checksum(s, &input.bucket, &input.key, &input.upload_id, &chosen).await {
         Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchUpload => {

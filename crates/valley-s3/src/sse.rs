@@ -251,12 +251,6 @@ impl SealRecord {
         }
         Ok(record)
     }
-
-    /// The key-encryption key's id in the key service (none for SSE-C).
-    #[must_use]
-    pub fn kek(&self) -> Option<&str> {
-        self.bucket_key.as_ref().map(|k| k.wrapping_key.as_str())
-    }
 }
 
 fn bucket_key_context(bucket: &str) -> Vec<u8> {
@@ -445,13 +439,6 @@ impl Encryption {
         Ok(key)
     }
 
-    /// Forgets every bucket key made under `kek`, so that nothing sealed or opened after its
-    /// destruction uses a cached copy.
-    pub fn forget(&self, kek: &str) {
-        self.writing.lock().expect("bucket keys").retain(|(k, _), _| k != kek);
-        self.reading.lock().expect("bucket keys").clear();
-    }
-
     /// The bucket key a server-held record's data key is wrapped by.
     fn bucket_key_of(&self, bucket: &str, record: &SealRecord) -> S3Result<DataKey> {
         let wrapped = record
@@ -590,6 +577,14 @@ fn data_key_of(
         .map_err(|e| s3_error!(InternalError, "the object's data key does not open: {e}"))
 }
 
+/// Whether a request's SSE-C key fits an upload sealed as `record` (its JSON record): required,
+/// and right, for an SSE-C upload (its completion as much as its parts).
+pub fn check_upload_key(record: &str, customer: Option<&CustomerKey>) -> S3Result<SealRecord> {
+    let record: SealRecord = serde_json::from_str(record)
+        .map_err(|e| crate::convert::internal(format!("unreadable sealing record: {e}")))?;
+    Ok(check_record_key(Some(record), customer)?.expect("given"))
+}
+
 /// The sealer of part `part` of an upload sealed as `record` (the upload's JSON record); an
 /// SSE-C upload's parts carry its key, checked against the upload's.
 pub fn part_sealer(
@@ -600,9 +595,7 @@ pub fn part_sealer(
     record: &str,
     part: u32,
 ) -> S3Result<Sealer> {
-    let record: SealRecord = serde_json::from_str(record)
-        .map_err(|e| crate::convert::internal(format!("unreadable sealing record: {e}")))?;
-    let record = check_record_key(Some(record), customer)?.expect("given");
+    let record = check_upload_key(record, customer)?;
     let data_key = data_key_of(s.sse.as_deref(), customer, bucket, key, &record)?;
     let bound = binding(bucket, key, &record.data_id);
     Ok(Sealer {
