@@ -45,10 +45,13 @@ pub enum AuditKind {
     /// A write acknowledged with fewer synchronous copies than its bucket's `ack_copies`
     /// (fallback `degrade`): it replicates asynchronously from then on.
     SyncDegraded,
+    /// A key-service key was destroyed (crypto-shredding): what was sealed under it is
+    /// unreadable for good. Recorded by every hub as it learns of it.
+    KeyDestroyed,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 8] = [
+    pub const ALL: [AuditKind; 9] = [
         AuditKind::PolicyDecision,
         AuditKind::Transfer,
         AuditKind::RefusedRequest,
@@ -57,6 +60,7 @@ impl AuditKind {
         AuditKind::Access,
         AuditKind::PeerHead,
         AuditKind::SyncDegraded,
+        AuditKind::KeyDestroyed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +73,7 @@ impl AuditKind {
             AuditKind::Access => "access",
             AuditKind::PeerHead => "peer-head",
             AuditKind::SyncDegraded => "sync-degraded",
+            AuditKind::KeyDestroyed => "key-destroyed",
         }
     }
 }

@@ -48,6 +48,30 @@ impl DataKey {
         Ok(Self::from_bytes(arr))
     }
 
+    /// The key made of two shares (HKDF-SHA256 of both): whoever lacks either share learns
+    /// nothing of it. So a key whose shares are wrapped by two different key-encryption keys
+    /// is lost for good when either of those is destroyed.
+    #[must_use]
+    pub fn from_shares(first: &DataKey, second: &DataKey) -> DataKey {
+        use ring::hkdf::{HKDF_SHA256, KeyType, Salt};
+        struct Len32;
+        impl KeyType for Len32 {
+            fn len(&self) -> usize {
+                32
+            }
+        }
+        let mut ikm = Zeroizing::new([0u8; 64]);
+        ikm[..32].copy_from_slice(first.expose());
+        ikm[32..].copy_from_slice(second.expose());
+        let mut out = Zeroizing::new([0u8; 32]);
+        Salt::new(HKDF_SHA256, b"valley/key-shares/v1")
+            .extract(&ikm[..])
+            .expand(&[b"combined key"], Len32)
+            .and_then(|okm| okm.fill(&mut out[..]))
+            .expect("32 bytes of HKDF output");
+        DataKey::from_bytes(*out)
+    }
+
     /// The raw key, for the cipher that uses it. Never log or store it.
     #[must_use]
     pub fn expose(&self) -> &[u8; 32] {
@@ -124,6 +148,18 @@ pub struct WrappedKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_of_two_shares_needs_both() {
+        let (a, b, c) = (DataKey::generate(), DataKey::generate(), DataKey::generate());
+        let ab = DataKey::from_shares(&a, &b);
+        assert_eq!(ab.expose(), DataKey::from_shares(&a, &b).expose(), "deterministic");
+        assert_ne!(ab.expose(), DataKey::from_shares(&b, &a).expose(), "ordered");
+        assert_ne!(ab.expose(), DataKey::from_shares(&a, &c).expose());
+        assert_ne!(ab.expose(), DataKey::from_shares(&c, &b).expose());
+        assert_ne!(ab.expose(), a.expose());
+        assert_ne!(ab.expose(), b.expose());
+    }
 
     #[test]
     fn a_wrapped_key_opens_only_under_its_key_and_context() {

@@ -743,13 +743,14 @@ impl Hub {
                     }
                     let bucket = match change {
                         valley_tenants::Change::BucketOwner(r) => Some(r.bucket.clone()),
+                        valley_tenants::Change::KmsKey(r) => r.bucket.clone(),
                         _ => None,
                     };
-                    (
-                        AuditKind::PolicyChange,
-                        format!("{} (from {from})", change.describe()),
-                        bucket,
-                    )
+                    let kind = match change {
+                        valley_tenants::Change::KmsKey(_) => AuditKind::KeyDestroyed,
+                        _ => AuditKind::PolicyChange,
+                    };
+                    (kind, format!("{} (from {from})", change.describe()), bucket)
                 }
             };
             let mut event = self.auditor.event(kind, detail).with_peer(from);

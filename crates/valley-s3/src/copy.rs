@@ -25,15 +25,7 @@ pub async fn read_source(
     start: u64,
     len: u64,
 ) -> S3Result<valley_store::ByteStream> {
-    let plan = crate::sse::plan_read(
-        s.sse.as_deref(),
-        customer,
-        &source.bucket,
-        &source.key,
-        &source.version,
-        start,
-        len,
-    )?;
+    let plan = crate::sse::plan_read(s, customer, &source.bucket, &source.key, &source.version, start, len)?;
     let (stored_start, stored_len) = plan.stored_range(start, len);
     let stored = s
         .catalog

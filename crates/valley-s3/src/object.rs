@@ -281,15 +281,7 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
         None => (0, version.size),
     };
     // A sealed version is read as the stored chunks covering the range, then opened.
-    let plan = crate::sse::plan_read(
-        s.sse.as_deref(),
-        customer.as_ref(),
-        &input.bucket,
-        &input.key,
-        version,
-        start,
-        len,
-    )?;
+    let plan = crate::sse::plan_read(s, customer.as_ref(), &input.bucket, &input.key, version, start, len)?;
     let (stored_start, stored_len) = plan.stored_range(start, len);
     let stored = match &found {
         Found::Here(v) => s

@@ -11,6 +11,14 @@
 //! any hub holding the bytes holds everything but the key-encryption key: replication and
 //! repair move ciphertext only, and a reader needs the tenant's key service.
 //!
+//! A bucket key comes from two shares, each wrapped in the key service: one by the tenant's
+//! key-encryption key, one by the bucket's own key (`TENANT/bucket/BUCKET/GENERATION`).
+//! Destroying either key in the key service (crypto-shredding, `valley key destroy`) makes
+//! every bucket key it took part in unrecoverable: a tenant key shreds every object sealed
+//! under it, a bucket's key shreds that bucket's objects, whatever copies of their bytes and
+//! records exist at any hub. The destruction also travels as a control record, so every hub
+//! forgets the keys it has cached and refuses reads at once.
+//!
 //! Bucket keys keep the key service off the hot path: a writer reuses its bucket's key for up
 //! to [`BUCKET_KEY_LIFETIME`], and a reader keeps unwrapped bucket keys for as long, so steady
 //! state makes one key-service call per bucket key per lifetime, not one per object.
@@ -29,7 +37,10 @@ use valley_store::record::{ObjectVersion, Sealing};
 pub const BUCKET_KEY_LIFETIME: Duration = Duration::from_secs(300);
 /// Unwrapped bucket keys kept for readers at most (a bound on memory, not a tuning knob).
 const READ_CACHE_MAX: usize = 4096;
-const RECORD_FORMAT: u32 = 1;
+/// Format 2 adds the bucket share ([`SealRecord::bucket_share`]); format 1 (no share) is still
+/// read.
+const RECORD_FORMAT: u32 = 2;
+const RECORD_FORMAT_V1: u32 = 1;
 
 /// S3's three modes: two with server-held keys, one with the customer's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +241,10 @@ pub struct SealRecord {
     /// `wrapping_key`). SSE-C has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_key: Option<WrappedKey>,
+    /// SSE-S3/KMS, format 2: the bucket key's second share, wrapped by the bucket's own key
+    /// in the key service (its `wrapping_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_share: Option<WrappedKey>,
     /// The data key, wrapped by the bucket key (SSE-S3/KMS) or the customer's key (SSE-C).
     pub data_key: WrappedKey,
     /// Random per version: with bucket and key, what every chunk is bound to.
@@ -243,7 +258,7 @@ impl SealRecord {
     pub fn parse(sealing: &Sealing) -> S3Result<SealRecord> {
         let record: SealRecord = serde_json::from_str(&sealing.record)
             .map_err(|e| crate::convert::internal(format!("unreadable sealing record: {e}")))?;
-        if record.format != RECORD_FORMAT {
+        if record.format != RECORD_FORMAT && record.format != RECORD_FORMAT_V1 {
             return Err(crate::convert::internal(format!(
                 "sealing record format {} (this build reads {RECORD_FORMAT})",
                 record.format
@@ -268,13 +283,33 @@ fn binding(bucket: &str, key: &str, data_id: &str) -> Vec<u8> {
     b
 }
 
-/// The key-service id of a tenant's key: tenants name keys in their own space.
-#[must_use]
-pub fn kek_id(tenant: &str, requested: &Requested) -> String {
+/// The key-service id of a tenant's key: tenants name keys in their own space. A name with a
+/// '/' is refused: it could name another space's key (a bucket's own, see [`bucket_kek_id`]).
+pub fn kek_id(tenant: &str, requested: &Requested) -> S3Result<String> {
     match (&requested.mode, &requested.key_id) {
-        (Mode::Kms, Some(id)) => format!("{tenant}/{}", client_key_name(id)),
-        _ => format!("{tenant}/default"),
+        (Mode::Kms, Some(id)) => {
+            let name = client_key_name(id);
+            if name.is_empty() || name.contains('/') {
+                return Err(s3_error!(InvalidArgument, "invalid KMS key id {id:?}"));
+            }
+            Ok(format!("{tenant}/{name}"))
+        }
+        _ => Ok(format!("{tenant}/default")),
     }
+}
+
+/// The key-service id of `bucket`'s own key; `generation` tells this bucket from an earlier
+/// one of the same name (its owner record's stamp). Clients cannot name it: their key names
+/// have no '/'.
+#[must_use]
+pub fn bucket_kek_id(tenant: &str, bucket: &str, generation: u64) -> String {
+    format!("{}{generation}", bucket_kek_prefix(tenant, bucket))
+}
+
+/// What the key-service ids of every generation of `bucket`'s own key start with.
+#[must_use]
+pub fn bucket_kek_prefix(tenant: &str, bucket: &str) -> String {
+    format!("{tenant}/bucket/{bucket}/")
 }
 
 /// A client's key id, also in ARN form (`arn:aws:kms:REGION:ACCOUNT:key/NAME`), as its name.
@@ -282,15 +317,49 @@ fn client_key_name(id: &str) -> &str {
     id.rsplit_once(":key/").map_or(id, |(_, name)| name)
 }
 
+/// A bucket key as a record carries it: its two shares, wrapped.
+#[derive(Clone)]
+struct WrappedShares {
+    tenant_share: WrappedKey,
+    bucket_share: WrappedKey,
+}
+
 struct WriteKey {
     key: DataKey,
-    wrapped: WrappedKey,
+    wrapped: WrappedShares,
     made: Instant,
 }
 
 struct ReadKey {
     key: DataKey,
+    /// The key-service keys it came from, so destroying one forgets it.
+    keks: [String; 2],
     made: Instant,
+}
+
+/// The answer to a request that needs a destroyed key.
+fn destroyed(record: &valley_tenants::KmsKeyRecord) -> S3Error {
+    let what = match &record.bucket {
+        Some(bucket) => format!("the key of bucket {bucket:?}"),
+        None => format!("the key {}", record.key_id),
+    };
+    let mut err = S3Error::with_message(
+        s3s::S3ErrorCode::Custom("KMS.KMSInvalidStateException".into()),
+        format!(
+            "{what} was destroyed (crypto-shredded) at unix ms {} by {}: the objects sealed under it can never be read, and it seals nothing new",
+            record.destroyed_unix_ms, record.by
+        ),
+    );
+    err.set_status_code(http::StatusCode::BAD_REQUEST);
+    err
+}
+
+/// Refuses a request that needs key-service key `key_id` once it was destroyed.
+fn refuse_destroyed(directory: &valley_tenants::Directory, key_id: &str) -> S3Result<()> {
+    match directory.key_destroyed(key_id) {
+        Some(record) => Err(destroyed(&record)),
+        None => Ok(()),
+    }
 }
 
 /// The hub's encryption: its key service and the bucket keys in use.
@@ -353,26 +422,48 @@ impl Encryption {
         }
     }
 
-    /// The bucket key new objects of `bucket` are sealed under with key-encryption key `kek`.
-    /// SSE-S3's default key is made on first use; an SSE-KMS key must exist.
-    fn write_key(&self, bucket: &str, kek: &str, mode: Mode) -> S3Result<(DataKey, WrappedKey)> {
-        let slot = (kek.to_owned(), bucket.to_owned());
+    /// The key service's key ids.
+    pub fn list_keys(&self) -> Result<Vec<String>, valley_crypto::CryptoError> {
+        self.kms.list_keys()
+    }
+
+    /// Whether the key service holds key `id`.
+    pub fn has_key(&self, id: &str) -> Result<bool, valley_crypto::CryptoError> {
+        self.kms.has_key(id)
+    }
+
+    /// Key-service key `id`, made if it does not exist yet.
+    fn ensure_key(&self, id: &str) -> S3Result<()> {
+        if !self.kms.has_key(id).map_err(kms_error)? {
+            match self.kms.create_key(id) {
+                Ok(()) | Err(valley_crypto::CryptoError::KeyExists(_)) => {}
+                Err(e) => return Err(kms_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The bucket key new objects of `bucket` are sealed under with key-encryption key `kek`
+    /// and the bucket's own key `bucket_kek`. SSE-S3's default key and a bucket's key are made
+    /// on first use; an SSE-KMS key must exist.
+    fn write_key(&self, bucket: &str, kek: &str, bucket_kek: &str, mode: Mode) -> S3Result<(DataKey, WrappedShares)> {
+        let slot = (kek.to_owned(), bucket_kek.to_owned());
         if let Some(k) = self.writing.lock().expect("bucket keys").get(&slot)
             && k.made.elapsed() < BUCKET_KEY_LIFETIME
         {
             return Ok((k.key.clone(), k.wrapped.clone()));
         }
-        if mode == Mode::S3 && !self.kms.has_key(kek).map_err(kms_error)? {
-            match self.kms.create_key(kek) {
-                Ok(()) | Err(valley_crypto::CryptoError::KeyExists(_)) => {}
-                Err(e) => return Err(kms_error(e)),
-            }
+        if mode == Mode::S3 {
+            self.ensure_key(kek)?;
         }
-        let key = DataKey::generate();
-        let wrapped = self
-            .kms
-            .wrap(kek, &key, &bucket_key_context(bucket))
-            .map_err(kms_error)?;
+        self.ensure_key(bucket_kek)?;
+        let (tenant_share, bucket_share) = (DataKey::generate(), DataKey::generate());
+        let context = bucket_key_context(bucket);
+        let wrapped = WrappedShares {
+            tenant_share: self.kms.wrap(kek, &tenant_share, &context).map_err(kms_error)?,
+            bucket_share: self.kms.wrap(bucket_kek, &bucket_share, &context).map_err(kms_error)?,
+        };
+        let key = DataKey::from_shares(&tenant_share, &bucket_share);
         self.writing.lock().expect("bucket keys").insert(
             slot,
             WriteKey {
@@ -384,17 +475,47 @@ impl Encryption {
         Ok((key, wrapped))
     }
 
-    /// The sealing record of a new version of `bucket`/`key` owned by `tenant`, and its data
-    /// key.
+    /// Forgets every cached bucket key that key-service key `key_id` took part in, and
+    /// destroys the key in this hub's key service (it may be gone already: destroyed through
+    /// another hub sharing the service). Called when this hub learns the key was destroyed.
+    pub fn forget_destroyed(&self, key_id: &str) {
+        self.writing
+            .lock()
+            .expect("bucket keys")
+            .retain(|(kek, bucket_kek), _| kek != key_id && bucket_kek != key_id);
+        self.reading
+            .lock()
+            .expect("bucket keys")
+            .retain(|_, k| !k.keks.iter().any(|kek| kek == key_id));
+        match self.kms.destroy_key(key_id) {
+            Ok(()) => tracing::warn!(
+                key = key_id,
+                "key destroyed in this hub's key service (crypto-shredding)"
+            ),
+            Err(valley_crypto::CryptoError::NoSuchKey(_)) => {
+                tracing::info!(key = key_id, "key destroyed: not in this hub's key service (any more)");
+            }
+            Err(e) => {
+                tracing::error!(key = key_id, error = %e, "destroying a key in this hub's key service failed: reads under it are refused all the same")
+            }
+        }
+    }
+
+    /// The sealing record of a new version of `bucket`/`key`, and its data key. Refused when
+    /// a key it would be sealed under was destroyed.
     pub fn new_record(
         &self,
-        tenant: &str,
+        directory: &valley_tenants::Directory,
         bucket: &str,
         key: &str,
         requested: &Requested,
     ) -> S3Result<(SealRecord, DataKey)> {
-        let kek = kek_id(tenant, requested);
-        let (bucket_key, wrapped_bucket_key) = self.write_key(bucket, &kek, requested.mode)?;
+        let tenant = directory.owner_of(bucket);
+        let kek = kek_id(&tenant, requested)?;
+        let bucket_kek = bucket_kek_id(&tenant, bucket, directory.bucket_generation(bucket));
+        refuse_destroyed(directory, &kek)?;
+        refuse_destroyed(directory, &bucket_kek)?;
+        let (bucket_key, wrapped) = self.write_key(bucket, &kek, &bucket_kek, requested.mode)?;
         let data_key = DataKey::generate();
         let data_id = hex::encode(rand::random::<[u8; 16]>());
         let bound = binding(bucket, key, &data_id);
@@ -403,25 +524,32 @@ impl Encryption {
             mode: requested.mode,
             client_key_id: requested.key_id.clone(),
             data_key: bucket_key.wrap("bucket-key", &data_key, &bound),
-            bucket_key: Some(wrapped_bucket_key),
+            bucket_key: Some(wrapped.tenant_share),
+            bucket_share: Some(wrapped.bucket_share),
             data_id,
             customer_key_check: None,
         };
         Ok((record, data_key))
     }
 
-    /// The bucket key a record's data key is wrapped by, from the cache or the key service.
-    fn read_key(&self, bucket: &str, wrapped: &WrappedKey) -> S3Result<DataKey> {
+    /// The bucket key of a record's wrapped shares (a format-1 record has the first alone),
+    /// from the cache or the key service.
+    fn read_key(&self, bucket: &str, wrapped: &WrappedKey, share: Option<&WrappedKey>) -> S3Result<DataKey> {
         let slot = wrapped.sealed.clone();
         if let Some(k) = self.reading.lock().expect("bucket keys").get(&slot)
             && k.made.elapsed() < BUCKET_KEY_LIFETIME
         {
             return Ok(k.key.clone());
         }
-        let key = self
-            .kms
-            .unwrap(wrapped, &bucket_key_context(bucket))
-            .map_err(kms_error)?;
+        let context = bucket_key_context(bucket);
+        let first = self.kms.unwrap(wrapped, &context).map_err(kms_error)?;
+        let (key, second_id) = match share {
+            Some(share) => {
+                let second = self.kms.unwrap(share, &context).map_err(kms_error)?;
+                (DataKey::from_shares(&first, &second), share.wrapping_key.clone())
+            }
+            None => (first, wrapped.wrapping_key.clone()),
+        };
         let mut cache = self.reading.lock().expect("bucket keys");
         if cache.len() >= READ_CACHE_MAX {
             cache.retain(|_, k| k.made.elapsed() < BUCKET_KEY_LIFETIME);
@@ -433,19 +561,30 @@ impl Encryption {
             slot,
             ReadKey {
                 key: key.clone(),
+                keks: [wrapped.wrapping_key.clone(), second_id],
                 made: Instant::now(),
             },
         );
         Ok(key)
     }
 
-    /// The bucket key a server-held record's data key is wrapped by.
-    fn bucket_key_of(&self, bucket: &str, record: &SealRecord) -> S3Result<DataKey> {
+    /// The bucket key a server-held record's data key is wrapped by; refused when a key it
+    /// came from was destroyed (whatever this hub's key service or cache still holds).
+    fn bucket_key_of(
+        &self,
+        directory: &valley_tenants::Directory,
+        bucket: &str,
+        record: &SealRecord,
+    ) -> S3Result<DataKey> {
         let wrapped = record
             .bucket_key
             .as_ref()
             .ok_or_else(|| crate::convert::internal("a server-held sealing without a bucket key"))?;
-        self.read_key(bucket, wrapped)
+        refuse_destroyed(directory, &wrapped.wrapping_key)?;
+        if let Some(share) = &record.bucket_share {
+            refuse_destroyed(directory, &share.wrapping_key)?;
+        }
+        self.read_key(bucket, wrapped, record.bucket_share.as_ref())
     }
 }
 
@@ -461,6 +600,7 @@ pub fn customer_record(bucket: &str, key: &str, customer: &CustomerKey) -> (Seal
         mode: Mode::Customer,
         client_key_id: None,
         bucket_key: None,
+        bucket_share: None,
         data_key: customer.key.wrap("customer-key", &data_key, &bound),
         data_id,
         customer_key_check: Some(KeyCheck::of(&customer.key, rand::random())),
@@ -530,8 +670,7 @@ pub fn new_sealing(
         return Ok(None);
     };
     let enc = s.sse.as_ref().ok_or_else(no_key_service)?;
-    enc.new_record(&s.directory.owner_of(bucket), bucket, key, &requested)
-        .map(Some)
+    enc.new_record(&s.directory, bucket, key, &requested).map(Some)
 }
 
 /// The sealer of a single write (segment 0), as [`new_sealing`] decides.
@@ -554,17 +693,17 @@ pub fn write_sealer(
 /// The data key of a version sealed as `record`: unwrapped with the customer's key (SSE-C) or
 /// the bucket key from the key service.
 fn data_key_of(
-    enc: Option<&Encryption>,
+    s: &crate::ValleyS3,
     customer: Option<&CustomerKey>,
     bucket: &str,
     key: &str,
     record: &SealRecord,
 ) -> S3Result<DataKey> {
     let bound = binding(bucket, key, &record.data_id);
-    let wrapping = match (record.mode, customer, enc) {
+    let wrapping = match (record.mode, customer, s.sse.as_deref()) {
         (Mode::Customer, Some(c), _) => c.key.clone(),
         (Mode::Customer, None, _) => return Err(crate::convert::internal("SSE-C read without its key")),
-        (_, _, Some(enc)) => enc.bucket_key_of(bucket, record)?,
+        (_, _, Some(enc)) => enc.bucket_key_of(&s.directory, bucket, record)?,
         (_, _, None) => {
             return Err(s3_error!(
                 InvalidRequest,
@@ -596,7 +735,7 @@ pub fn part_sealer(
     part: u32,
 ) -> S3Result<Sealer> {
     let record = check_upload_key(record, customer)?;
-    let data_key = data_key_of(s.sse.as_deref(), customer, bucket, key, &record)?;
+    let data_key = data_key_of(s, customer, bucket, key, &record)?;
     let bound = binding(bucket, key, &record.data_id);
     Ok(Sealer {
         incremental: IncrementalSealer::new(SegmentSealer::new(&data_key, &bound, part)),
@@ -636,7 +775,7 @@ pub struct SealedRead {
 
 /// Plans a plaintext read of `version` (of `bucket`/`key`).
 pub fn plan_read(
-    enc: Option<&Encryption>,
+    s: &crate::ValleyS3,
     customer: Option<&CustomerKey>,
     bucket: &str,
     key: &str,
@@ -648,7 +787,7 @@ pub fn plan_read(
         return Ok(PlainRead::Plain);
     };
     let sealing = version.sealing.as_ref().expect("checked: sealed");
-    let data_key = data_key_of(enc, customer, bucket, key, &record)?;
+    let data_key = data_key_of(s, customer, bucket, key, &record)?;
     let bound = binding(bucket, key, &record.data_id);
     let end = start + len;
     // Each part is a segment of its own (a single PUT: one segment, number 0).
@@ -800,6 +939,88 @@ mod tests {
         assert!(!check.hmac.contains(&hex::encode(key)));
     }
 
+    fn keystore(dir: &tempfile::TempDir) -> Arc<valley_crypto::LocalKeystore> {
+        Arc::new(valley_crypto::LocalKeystore::open(&dir.path().join("ks.json"), DataKey::from_bytes([3; 32])).unwrap())
+    }
+
+    #[test]
+    fn a_bucket_key_needs_both_shares_and_a_destroyed_one_forgets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let kms = keystore(&dir);
+        let enc = Encryption::new(kms.clone());
+        let (kek, bucket_kek) = ("acme/default", bucket_kek_id("acme", "photos", 9));
+        let (key, shares) = enc.write_key("photos", kek, &bucket_kek, Mode::S3).unwrap();
+        assert_eq!(shares.tenant_share.wrapping_key, kek);
+        assert_eq!(shares.bucket_share.wrapping_key, bucket_kek);
+        let (again, _) = enc.write_key("photos", kek, &bucket_kek, Mode::S3).unwrap();
+        assert_eq!(key.expose(), again.expose(), "cached for the bucket key's lifetime");
+        let read = enc
+            .read_key("photos", &shares.tenant_share, Some(&shares.bucket_share))
+            .unwrap();
+        assert_eq!(read.expose(), key.expose());
+        // Without its bucket share (a format-1 reader), the first share alone is another key.
+        let fresh = Encryption::new(kms.clone());
+        assert_ne!(
+            fresh.read_key("photos", &shares.tenant_share, None).unwrap().expose(),
+            key.expose()
+        );
+        // Destroying the bucket's key forgets the cached keys and the key service's copy:
+        // the bucket key cannot be made again, here or by another process.
+        enc.forget_destroyed(&bucket_kek);
+        assert!(!kms.has_key(&bucket_kek).unwrap());
+        assert!(
+            enc.read_key("photos", &shares.tenant_share, Some(&shares.bucket_share))
+                .is_err()
+        );
+        assert!(enc.writing.lock().unwrap().is_empty() && enc.reading.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_format_1_record_still_opens() {
+        // Format 1 (session 9): the bucket key wrapped by the tenant's key alone.
+        let dir = tempfile::tempdir().unwrap();
+        let kms = keystore(&dir);
+        kms.create_key("default/default").unwrap();
+        let bucket_key = DataKey::from_bytes([5; 32]);
+        let wrapped = kms
+            .wrap("default/default", &bucket_key, &bucket_key_context("b"))
+            .unwrap();
+        let data_key = DataKey::from_bytes([6; 32]);
+        let v1 = serde_json::json!({
+            "format": 1,
+            "mode": "AES256",
+            "bucket_key": wrapped,
+            "data_key": bucket_key.wrap("bucket-key", &data_key, &binding("b", "k", "d1")),
+            "data_id": "d1",
+        });
+        let sealing = Sealing {
+            record: v1.to_string(),
+            stored_size: 0,
+            stored_md5: String::new(),
+            stored_part_sizes: Vec::new(),
+            part_numbers: Vec::new(),
+        };
+        let record = SealRecord::parse(&sealing).unwrap();
+        assert!(record.bucket_share.is_none());
+        let enc = Encryption::new(kms);
+        let opened = enc
+            .read_key("b", record.bucket_key.as_ref().unwrap(), None)
+            .unwrap()
+            .unwrap_key(&record.data_key, &binding("b", "k", "d1"))
+            .unwrap();
+        assert_eq!(opened.expose(), data_key.expose());
+        let mut v3 = v1.clone();
+        v3["format"] = 3.into();
+        let sealing = Sealing {
+            record: v3.to_string(),
+            ..sealing
+        };
+        assert!(
+            SealRecord::parse(&sealing).is_err(),
+            "a newer format is refused by name"
+        );
+    }
+
     #[test]
     fn requests_are_checked() {
         assert_eq!(requested(None, None).unwrap(), None);
@@ -809,13 +1030,18 @@ mod tests {
         assert!(requested(Some("AES128"), None).is_err());
         assert!(requested(None, Some("k")).is_err());
         assert!(requested(Some("AES256"), Some("k")).is_err());
-        assert_eq!(kek_id("acme", &kms), "acme/testkey-1");
+        assert_eq!(kek_id("acme", &kms).unwrap(), "acme/testkey-1");
+        let sneaky = requested(Some("aws:kms"), Some("bucket/photos/0")).unwrap().unwrap();
+        assert!(
+            kek_id("acme", &sneaky).is_err(),
+            "a client cannot name a bucket's own key"
+        );
         let arn = requested(Some("aws:kms"), Some("arn:aws:kms:us-east-1:123:key/testkey-2"))
             .unwrap()
             .unwrap();
-        assert_eq!(kek_id("acme", &arn), "acme/testkey-2");
+        assert_eq!(kek_id("acme", &arn).unwrap(), "acme/testkey-2");
         assert_eq!(
-            kek_id("acme", &requested(Some("AES256"), None).unwrap().unwrap()),
+            kek_id("acme", &requested(Some("AES256"), None).unwrap().unwrap()).unwrap(),
             "acme/default"
         );
     }

@@ -11,7 +11,7 @@ use valley_access::PolicyDocument;
 
 use crate::record::{
     self, BucketOwnerRecord, BucketPolicyRecord, BucketSetting, BucketSettingRecord, Change, DEFAULT_TENANT, KeyRecord,
-    Quota, Stamp, TenantRecord, UserRecord,
+    KmsKeyRecord, Quota, Stamp, TenantRecord, UserRecord,
 };
 use crate::{Sealer, TenantError, names};
 
@@ -63,6 +63,8 @@ struct State {
     cors: HashMap<String, Arc<valley_access::CorsConfiguration>>,
     ownership: HashMap<String, valley_access::ObjectOwnership>,
     public_access_blocks: HashMap<String, valley_access::PublicAccessBlock>,
+    /// Key-service keys destroyed (crypto-shredded), by key id.
+    destroyed_keys: HashMap<String, KmsKeyRecord>,
 }
 
 /// The access settings of one bucket as requests are decided by them.
@@ -104,7 +106,14 @@ pub struct Directory {
     root_secret: String,
     state: RwLock<State>,
     replicate: OnceLock<Arc<dyn Replicate>>,
+    /// Told of every key-service key destroyed, here or at another hub (see
+    /// [`Directory::on_key_destroyed`]).
+    key_destroyed: OnceLock<KeyDestroyedHook>,
 }
+
+/// What a hub does when it learns a key-service key was destroyed: forget it and destroy its
+/// own copy.
+pub type KeyDestroyedHook = Arc<dyn Fn(&KmsKeyRecord) + Send + Sync>;
 
 fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()
@@ -194,6 +203,9 @@ impl State {
                     self.parse_setting(r);
                     self.settings.insert(id, r.clone());
                 }
+            }
+            Change::KmsKey(r) => {
+                self.destroyed_keys.entry(r.key_id.clone()).or_insert_with(|| r.clone());
             }
         }
     }
@@ -335,6 +347,7 @@ impl Directory {
             root_secret: root_secret.to_owned(),
             state: RwLock::new(state),
             replicate: OnceLock::new(),
+            key_destroyed: OnceLock::new(),
         })
     }
 
@@ -649,13 +662,94 @@ impl Directory {
         if let Some(r) = self.replicate.get() {
             r.committed();
         }
+        changes.iter().for_each(|c| self.tell_key_destroyed(c));
     }
 
     /// Takes a change another hub sent, already applied to the store, into the view.
     pub fn received(&self, change: &Change) {
         self.clock.observe(valley_types::Hlc(change.stamp().hlc));
-        let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.note(&self.sealer, change);
+        {
+            let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            state.note(&self.sealer, change);
+        }
+        self.tell_key_destroyed(change);
+    }
+
+    fn tell_key_destroyed(&self, change: &Change) {
+        if let (Change::KmsKey(r), Some(hook)) = (change, self.key_destroyed.get()) {
+            hook(r);
+        }
+    }
+
+    /// Calls `hook` for every key-service key destroyed: at once for those already known (a
+    /// restart may have cut short what the hook did for them), then for each one learned.
+    pub fn on_key_destroyed(&self, hook: KeyDestroyedHook) {
+        if self.key_destroyed.set(hook.clone()).is_ok() {
+            let known: Vec<KmsKeyRecord> = self.read().destroyed_keys.values().cloned().collect();
+            for record in &known {
+                hook(record);
+            }
+        }
+    }
+
+    /// The record of key-service key `key_id`'s destruction, if it was destroyed.
+    #[must_use]
+    pub fn key_destroyed(&self, key_id: &str) -> Option<KmsKeyRecord> {
+        let state = self.read();
+        if state.destroyed_keys.is_empty() {
+            return None;
+        }
+        state.destroyed_keys.get(key_id).cloned()
+    }
+
+    /// The key-service keys of `tenant` destroyed so far.
+    #[must_use]
+    pub fn destroyed_keys(&self, tenant: &str) -> Vec<KmsKeyRecord> {
+        let mut out: Vec<KmsKeyRecord> = self
+            .read()
+            .destroyed_keys
+            .values()
+            .filter(|r| r.tenant == tenant)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        out
+    }
+
+    /// Records key-service key `key_id` of `tenant` (of `bucket`, for a bucket's key) destroyed
+    /// by `by`, at this hub and, through the network, at every hub. Destroying a destroyed key
+    /// again is a no-op that answers the first record.
+    pub async fn destroy_kms_key(
+        &self,
+        tenant: &str,
+        key_id: &str,
+        bucket: Option<&str>,
+        by: &str,
+    ) -> Result<KmsKeyRecord, TenantError> {
+        if let Some(done) = self.key_destroyed(key_id) {
+            return Ok(done);
+        }
+        let record = KmsKeyRecord {
+            key_id: key_id.to_owned(),
+            tenant: tenant.to_owned(),
+            bucket: bucket.map(str::to_owned),
+            by: by.to_owned(),
+            destroyed_unix_ms: now_unix_ms(),
+            stamp: self.stamp(),
+        };
+        self.commit(vec![Change::KmsKey(record.clone())]).await?;
+        Ok(record)
+    }
+
+    /// The stamp of `bucket`'s owner record: tells this bucket apart from an earlier bucket
+    /// of the same name (0 for a bucket from before tenants).
+    #[must_use]
+    pub fn bucket_generation(&self, bucket: &str) -> u64 {
+        self.read()
+            .owners
+            .get(bucket)
+            .filter(|o| !o.deleted)
+            .map_or(0, |o| o.stamp.hlc)
     }
 
     async fn commit(&self, changes: Vec<Change>) -> Result<(), TenantError> {
@@ -914,6 +1008,58 @@ mod tests {
             "rootsecret",
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn bucket_settings_and_destroyed_keys_survive_a_reopen() {
+        let meta = Arc::new(MemMeta::new());
+        let dir = directory(&meta);
+        let block = r#"{"block_public_acls":true,"ignore_public_acls":true,"block_public_policy":true,"restrict_public_buckets":true}"#;
+        let change = dir.bucket_setting_change("photos", BucketSetting::PublicAccessBlock, Some(block.to_owned()));
+        dir.commit(vec![change]).await.unwrap();
+        assert_eq!(
+            dir.bucket_setting("photos", BucketSetting::PublicAccessBlock)
+                .as_deref(),
+            Some(block)
+        );
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let first = dir
+            .destroy_kms_key("default", "default/testkey-1", None, "arn:root")
+            .await
+            .unwrap();
+        let again = dir
+            .destroy_kms_key("default", "default/testkey-1", None, "arn:other")
+            .await
+            .unwrap();
+        assert_eq!(first, again, "a destroyed key stays destroyed as first recorded");
+
+        // A restart must not forget a bucket's Public Access Block (it would expose what a
+        // public ACL grants) nor a destroyed key.
+        let reopened = directory(&meta);
+        assert_eq!(
+            reopened
+                .bucket_setting("photos", BucketSetting::PublicAccessBlock)
+                .as_deref(),
+            Some(block)
+        );
+        assert!(reopened.bucket_access("photos").public_access_block.ignore_public_acls);
+        assert_eq!(reopened.key_destroyed("default/testkey-1"), Some(first.clone()));
+        assert!(reopened.key_destroyed("default/default").is_none());
+        let sink = heard.clone();
+        reopened.on_key_destroyed(Arc::new(move |r: &KmsKeyRecord| {
+            sink.lock().unwrap().push(r.key_id.clone())
+        }));
+        assert_eq!(
+            *heard.lock().unwrap(),
+            vec!["default/testkey-1".to_owned()],
+            "told at once of known ones"
+        );
+        reopened
+            .destroy_kms_key("acme", "acme/bucket/b/7", Some("b"), "arn:alice")
+            .await
+            .unwrap();
+        assert_eq!(heard.lock().unwrap().len(), 2, "told of a new one");
+        assert_eq!(reopened.destroyed_keys("acme").len(), 1);
     }
 
     #[tokio::test]

@@ -18,13 +18,13 @@ mod record;
 mod seal;
 
 pub use directory::{
-    BucketAccess, DEFAULT_OWNERSHIP, Directory, KeyView, NewCredentials, Principal, ROOT_USER, Replicate, TenantView,
-    UserView,
+    BucketAccess, DEFAULT_OWNERSHIP, Directory, KeyDestroyedHook, KeyView, NewCredentials, Principal, ROOT_USER,
+    Replicate, TenantView, UserView,
 };
 pub use error::TenantError;
 pub use names::{check_tenant_id, check_user_name};
 pub use record::{
     BucketOwnerRecord, BucketPolicyRecord, BucketSetting, BucketSettingRecord, Change, DEFAULT_TENANT, KeyRecord,
-    Quota, Stamp, TenantRecord, UserRecord, all_changes, apply,
+    KmsKeyRecord, Quota, Stamp, TenantRecord, UserRecord, all_changes, apply,
 };
 pub use seal::{Sealed, Sealer};

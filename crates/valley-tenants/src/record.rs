@@ -18,6 +18,7 @@ const KEY_PREFIX: &str = "tenant-key/";
 const OWNER_PREFIX: &str = "bucket-owner/";
 const BUCKET_POLICY_PREFIX: &str = "bucket-policy/";
 const BUCKET_SETTING_PREFIX: &str = "bucket-setting/";
+const KMS_KEY_PREFIX: &str = "kms-key/";
 
 /// Who wrote a record and when (hybrid logical clock): the larger stamp wins.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -137,6 +138,25 @@ pub struct BucketSettingRecord {
     pub stamp: Stamp,
 }
 
+/// A key-service key destroyed (crypto-shredded): a tenant's key-encryption key
+/// (`TENANT/NAME`) or one bucket's key. Every object sealed under it is unreadable at every
+/// hub for good, whatever copies of its bytes exist. The record exists only once the key is
+/// destroyed, and stays: a hub that learns of it refuses reads under the key even if its own
+/// key service (a stale copy of a keystore) still holds the key, and destroys that copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmsKeyRecord {
+    /// The key service's id of the key.
+    pub key_id: String,
+    pub tenant: String,
+    /// The bucket whose key it is (`None`: a tenant key-encryption key).
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// Who destroyed it (the admin user's ARN), for the audit log.
+    pub by: String,
+    pub destroyed_unix_ms: u64,
+    pub stamp: Stamp,
+}
+
 /// One tenant control record, as applied and as replicated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -147,6 +167,7 @@ pub enum Change {
     BucketOwner(BucketOwnerRecord),
     BucketPolicy(BucketPolicyRecord),
     BucketSetting(BucketSettingRecord),
+    KmsKey(KmsKeyRecord),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -165,6 +186,7 @@ impl Change {
             Change::BucketOwner(r) => &r.stamp,
             Change::BucketPolicy(r) => &r.stamp,
             Change::BucketSetting(r) => &r.stamp,
+            Change::KmsKey(r) => &r.stamp,
         }
     }
 
@@ -178,6 +200,7 @@ impl Change {
             Change::BucketOwner(r) => format!("{OWNER_PREFIX}{}", r.bucket),
             Change::BucketPolicy(r) => format!("{BUCKET_POLICY_PREFIX}{}", r.bucket),
             Change::BucketSetting(r) => format!("{BUCKET_SETTING_PREFIX}{}/{}", r.bucket, r.setting.name()),
+            Change::KmsKey(r) => format!("{KMS_KEY_PREFIX}{}", r.key_id),
         }
     }
 
@@ -218,6 +241,16 @@ impl Change {
                 r.bucket,
                 r.value.as_deref().unwrap_or("the default")
             ),
+            Change::KmsKey(r) => match &r.bucket {
+                Some(bucket) => format!(
+                    "key {} of bucket {bucket:?} (tenant {}) destroyed by {}: the bucket's encrypted objects are unreadable for good",
+                    r.key_id, r.tenant, r.by
+                ),
+                None => format!(
+                    "key {} of tenant {} destroyed by {}: every object sealed under it is unreadable for good",
+                    r.key_id, r.tenant, r.by
+                ),
+            },
         }
     }
 }
@@ -242,10 +275,13 @@ fn decode(raw: &[u8]) -> StoreResult<Change> {
 
 /// Whether `new` replaces `old` (both about the same record).
 ///
-/// A key's revocation dominates whatever the stamps say (then the newer revocation wins): so
+/// A destroyed key-service key stays destroyed (the first record is kept). A key's revocation dominates whatever the stamps say (then the newer revocation wins): so
 /// hubs that learn a key's records in any order agree, and a revocation is never lost to a
 /// record stamped later by a hub whose clock runs ahead.
 pub(crate) fn replaces(old: &Change, new: &Change) -> bool {
+    if let Change::KmsKey(_) = old {
+        return false;
+    }
     if let (Change::Key(old_key), Change::Key(new_key)) = (old, new)
         && old_key.revoked != new_key.revoked
     {
@@ -280,6 +316,8 @@ pub fn all_changes(txn: &dyn ReadTxn) -> StoreResult<Vec<Change>> {
         KEY_PREFIX,
         OWNER_PREFIX,
         BUCKET_POLICY_PREFIX,
+        BUCKET_SETTING_PREFIX,
+        KMS_KEY_PREFIX,
     ] {
         let mut end = prefix.as_bytes().to_vec();
         if let Some(last) = end.last_mut() {

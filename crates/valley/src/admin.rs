@@ -23,6 +23,8 @@ pub struct AdminApi {
     pub catalog: valley_store::Catalog,
     /// Signatures of admin calls already taken: a captured call cannot be sent again.
     pub replays: auth::ReplayGuard,
+    /// The hub's server-side encryption (its key service), for crypto-shredding.
+    pub encryption: Option<Arc<valley_s3::sse::Encryption>>,
 }
 
 pub(crate) fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
@@ -186,6 +188,28 @@ impl AdminApi {
             return reply(StatusCode::UNAUTHORIZED, why.to_string());
         }
         let route = req.uri().path().strip_prefix(PREFIX).unwrap_or("").to_owned();
+        if route == crate::admin_kms::ROUTE {
+            if req.method() != Method::POST {
+                return reply(StatusCode::NOT_FOUND, "no such admin call");
+            }
+            let body = match auth::read_body(
+                valley_replicate::body_timeout::TimedBody::new(req.into_body()),
+                &verified,
+                BODY_BYTES_MAX,
+            )
+            .await
+            {
+                Ok(body) => body,
+                Err(why) => return reply(StatusCode::BAD_REQUEST, why.to_string()),
+            };
+            let kms = crate::admin_kms::KmsAdmin {
+                directory: &self.directory,
+                catalog: &self.catalog,
+                encryption: self.encryption.as_ref(),
+                hub: self.hub.as_ref(),
+            };
+            return kms.destroy(&caller, &body).await;
+        }
         if crate::admin_tenants::ROUTES.contains(&route.as_str()) {
             let query = req.uri().query().unwrap_or("").to_owned();
             let method = req.method().clone();

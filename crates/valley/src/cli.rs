@@ -554,4 +554,21 @@ pub enum KeyCommand {
     },
     /// Revoke a key for good, at every hub as soon as the change reaches it.
     Revoke { access_key: String },
+    /// Crypto-shred: destroy an encryption key in the key service, at every hub. Every object
+    /// sealed under it (SSE-S3 or SSE-KMS) becomes unreadable for good, wherever its bytes
+    /// are. Give a key NAME of --tenant (`default`: SSE-S3's key; else an SSE-KMS key id), or
+    /// --bucket for one bucket's own key. Only the tenant's admin may.
+    Destroy {
+        /// The tenant whose key it is (with --bucket: the bucket's owner).
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// A bucket: destroy its own key (all of its encrypted objects).
+        #[arg(long, conflicts_with = "name")]
+        bucket: Option<String>,
+        /// The key's name, as clients give it (`testkey-1`) or `default`.
+        #[arg(required_unless_present = "bucket")]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }

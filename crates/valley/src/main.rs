@@ -4,6 +4,7 @@
 //! is one line on stderr and a non-zero exit.
 
 mod admin;
+mod admin_kms;
 mod admin_residency;
 mod admin_tenants;
 mod aws_chunked;

@@ -229,6 +229,17 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
     spawn_upload_expiry(catalog.clone(), Duration::from_secs(args.multipart_expiry_secs));
     let usage_catalog = catalog.clone();
     let encryption = crate::kms::open(&args).context("server-side encryption")?;
+    if let Some(encryption) = &encryption {
+        // A key destroyed here or at another hub: forget it and destroy this hub's copy, off
+        // the async threads (a key service call blocks). Reads under it are refused from the
+        // moment the directory holds the record, whatever this takes.
+        let encryption = encryption.clone();
+        directory.on_key_destroyed(Arc::new(move |record: &valley_tenants::KmsKeyRecord| {
+            let encryption = encryption.clone();
+            let key_id = record.key_id.clone();
+            std::thread::spawn(move || encryption.forget_destroyed(&key_id));
+        }));
+    }
     let s3 = {
         let mut api = ValleyS3::new(catalog.clone(), args.region.clone(), directory.clone());
         if let Some(encryption) = &encryption {
@@ -329,6 +340,7 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         directory,
         catalog: usage_catalog,
         replays: valley_replicate::auth::ReplayGuard::new(),
+        encryption,
     });
     let admin = AdminFront {
         metrics,

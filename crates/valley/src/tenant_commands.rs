@@ -212,6 +212,26 @@ pub async fn key(admin: &AdminClient, command: KeyCommand) -> anyhow::Result<()>
                 .await?;
             println!("access key {access_key} revoked");
         }
+        KeyCommand::Destroy {
+            tenant,
+            bucket,
+            name,
+            json,
+        } => {
+            let request = crate::admin_kms::DestroyRequest { tenant, name, bucket };
+            let answer = admin
+                .call(http::Method::POST, crate::admin_kms::ROUTE, body(&request)?)
+                .await?;
+            if json {
+                println!("{}", String::from_utf8_lossy(&answer));
+                return Ok(());
+            }
+            let answer: crate::admin_kms::DestroyAnswer =
+                serde_json::from_slice(&answer).context("reading the hub's answer")?;
+            for record in answer.records {
+                println!("{}", valley_tenants::Change::KmsKey(record).describe());
+            }
+        }
     }
     Ok(())
 }
