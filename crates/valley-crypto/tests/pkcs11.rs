@@ -272,6 +272,38 @@ fn a_second_hub_on_the_same_token_sees_the_first_ones_keys() {
             assert_eq!(b.unwrap(&w, b"x").unwrap().expose(), key.expose());
             drop(b);
             assert!(a.has_key("acme/shared").unwrap(), "a still works once b is gone");
+            // A third process makes a key while this one is open: seen without reopening.
+            let late = Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "a_second_hub_on_the_same_token_sees_the_first_ones_keys",
+                    "--exact",
+                    "--nocapture",
+                ])
+                .env(PHASE_ENV, "late")
+                .output()
+                .unwrap();
+            assert!(
+                late.status.success() && String::from_utf8_lossy(&late.stdout).contains("1 passed"),
+                "the late process failed: {}{}",
+                String::from_utf8_lossy(&late.stdout),
+                String::from_utf8_lossy(&late.stderr)
+            );
+            assert!(
+                a.has_key("acme/late").unwrap(),
+                "made by a process started after this one opened"
+            );
+            let wrapped: WrappedKey =
+                serde_json::from_slice(&std::fs::read(child.dir.join("late.json")).unwrap()).unwrap();
+            assert_eq!(a.unwrap(&wrapped, b"late").unwrap().expose(), key.expose());
+        }
+        "late" => {
+            let kms = open();
+            kms.create_key("acme/late").unwrap();
+            let key = hex::decode(std::fs::read_to_string(&key_file).unwrap()).unwrap();
+            let wrapped = kms
+                .wrap("acme/late", &DataKey::from_slice(&key).unwrap(), b"late")
+                .unwrap();
+            std::fs::write(child.dir.join("late.json"), serde_json::to_vec(&wrapped).unwrap()).unwrap();
         }
         phase => panic!("unknown phase {phase:?}"),
     }
