@@ -3,8 +3,8 @@
 #
 #   bash scripts/test.sh [PYTEST_ARGS...]
 #
-# 1. installs what the end-to-end tests need, when missing: rclone, s3cmd, curl (and python3
-#    with venv support) from Debian; pinned Python packages (tests/e2e/requirements.txt:
+# 1. installs what the end-to-end tests need, when missing: rclone, s3cmd, curl, softhsm2 (and
+#    python3 with venv support) from Debian; pinned Python packages (tests/e2e/requirements.txt:
 #    aws-cli v1, boto3, pyarrow, pytest, requests) into .venv;
 # 2. checks formatting and lints, builds the workspace (release) and runs its Rust tests;
 # 3. runs the end-to-end tests (tests/e2e) against target/release/valley with real clients.
@@ -38,6 +38,11 @@ if ! command -v python3 >/dev/null 2>&1; then
 elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     # Debian's python3 ships venv without ensurepip until python3-venv is installed.
     apt_missing+=(python3-venv)
+fi
+# SoftHSM2: the PKCS#11 token the key service is tested against (valley-crypto's tests/pkcs11.rs
+# and tests/e2e/test_pkcs11.py), a module and the tool that initializes tokens.
+if [ ! -f /usr/lib/softhsm/libsofthsm2.so ] || ! command -v softhsm2-util >/dev/null 2>&1; then
+    apt_missing+=(softhsm2)
 fi
 if [ "${#apt_missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${apt_missing[*]}"

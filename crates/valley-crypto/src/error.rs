@@ -20,6 +20,10 @@ pub enum CryptoError {
     Malformed { what: &'static str, detail: String },
     #[error("the master key {0}")]
     MasterKey(String),
+    /// A PKCS#11 module or token refused or failed an operation: `op` says which (loading the
+    /// module, finding the token, logging in, generating a key…), `detail` what it answered.
+    #[error("PKCS#11 {op}: {detail}")]
+    Pkcs11 { op: String, detail: String },
     #[error("keystore {path}: {source}")]
     Io {
         path: String,

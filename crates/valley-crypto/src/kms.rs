@@ -6,8 +6,8 @@
 //! - [`LocalKeystore`], the embedded default: the keys in one file, each sealed under a master
 //!   key that comes from a file or the environment the tenant controls, never the data dir.
 //!   Without the master key the file is noise.
-//! - PKCS#11 (a hardware security module, SoftHSM2, a cloud HSM) wraps with the token's
-//!   `CKM_AES_GCM` under a non-extractable key object: same trait.
+//! - [`crate::Pkcs11Kms`] (a hardware security module, SoftHSM2, a cloud HSM) wraps with the
+//!   token's `CKM_AES_GCM` under a non-extractable key object: same trait.
 //! - A third service fits the same way: KMIP's `Encrypt`/`Decrypt` operations, or a
 //!   Vault-compatible transit API (`POST transit/encrypt/:name` with the context as associated
 //!   data), each mapping `wrap`/`unwrap` to one call and `destroy_key` to the service's own.

@@ -11,16 +11,19 @@
 //! Destroying the key-encryption key makes every object under it unreadable, whatever its size
 //! and wherever its copies are (crypto-shredding).
 //!
-//! Pure computation and local files only: no network, no clock.
+//! Pure computation and local files only (no network, no clock), except [`Pkcs11Kms`], which
+//! calls the PKCS#11 module (an HSM's library) it is given.
 
 pub mod chunk;
 pub mod envelope;
 pub mod error;
 pub mod kms;
+pub mod pkcs11;
 pub mod stream;
 
 pub use chunk::{ChunkLayout, SegmentSealer};
 pub use envelope::{DataKey, WrappedKey};
 pub use error::CryptoError;
 pub use kms::{Kms, LocalKeystore};
+pub use pkcs11::Pkcs11Kms;
 pub use stream::IncrementalSealer;

@@ -26,7 +26,7 @@ pub enum Command {
     /// unset, the hub uses the ones stored in DIR/credentials, generating and printing them
     /// once on first start. With --hub and --topology the hub joins a network; hubs
     /// authenticate each other with the shared secret in VALLEY_NETWORK_SECRET.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Bucket placement policies.
     Bucket {
         #[command(subcommand)]
@@ -73,9 +73,10 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
-    /// Key-encryption keys in the local keystore (SSE-KMS key ids; SSE-S3's default key is
-    /// made on first use). Works on the keystore file itself, with the master key, while the
-    /// hub runs or not: whoever holds the master key manages the keys.
+    /// Key-encryption keys in the key service (SSE-KMS key ids; SSE-S3's default key is made
+    /// on first use): the local keystore, worked on directly with the master key, or the PKCS#11
+    /// token, with its PIN; while the hub runs or not. Whoever holds the master key (or the
+    /// PIN) manages the keys.
     Kms {
         #[command(subcommand)]
         command: KmsCommand,
@@ -175,10 +176,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub audit_head_interval: u64,
 
-    /// The key service's master key for server-side encryption (SSE-S3, SSE-KMS): a file of
-    /// 64 hex digits, kept outside the data dir (whoever holds the data dir and this key reads
-    /// every encrypted object). Without it (or VALLEY_KMS_MASTER_KEY), encrypted writes are
-    /// refused.
+    /// The key service for server-side encryption (SSE-S3, SSE-KMS). Without one, encrypted
+    /// writes are refused.
+    #[command(flatten)]
+    pub kms: KmsArgs,
+}
+
+/// Where the tenants' key-encryption keys are: the local keystore, sealed under a master key,
+/// or a PKCS#11 token (an HSM, a cloud HSM, SoftHSM2). One or the other, never both.
+#[derive(Debug, Args)]
+pub struct KmsArgs {
+    /// The local keystore's master key: a file of 64 hex digits, kept outside the data dir
+    /// (whoever holds the data dir and this key reads every encrypted object); or
+    /// VALLEY_KMS_MASTER_KEY holding the key itself.
     #[arg(long, value_name = "FILE", env = "VALLEY_KMS_MASTER_KEY_FILE")]
     pub kms_master_key_file: Option<PathBuf>,
 
@@ -186,6 +196,21 @@ pub struct ServeArgs {
     /// (default: DATA/kms/keystore.json).
     #[arg(long, value_name = "FILE")]
     pub kms_keystore: Option<PathBuf>,
+
+    /// A PKCS#11 module (the HSM vendor's library, e.g. /usr/lib/softhsm/libsofthsm2.so): the
+    /// keys are then AES keys generated in its token, which never leave it, instead of the local
+    /// keystore (so no master key).
+    #[arg(long, value_name = "PATH", env = "VALLEY_KMS_PKCS11_MODULE")]
+    pub kms_pkcs11_module: Option<PathBuf>,
+
+    /// The label of the PKCS#11 token holding the keys.
+    #[arg(long, value_name = "LABEL")]
+    pub kms_pkcs11_token: Option<String>,
+
+    /// A file holding the token's user PIN, kept outside the data dir; or VALLEY_KMS_PKCS11_PIN
+    /// holding the PIN itself.
+    #[arg(long, value_name = "FILE")]
+    pub kms_pkcs11_pin_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -368,12 +393,9 @@ pub enum AuditCommand {
 
 #[derive(Debug, Args)]
 pub struct KeystoreArgs {
-    /// The master key: a file of 64 hex digits (or VALLEY_KMS_MASTER_KEY itself).
-    #[arg(long, value_name = "FILE", env = "VALLEY_KMS_MASTER_KEY_FILE")]
-    pub kms_master_key_file: Option<PathBuf>,
-    /// The keystore file (default: DATA/kms/keystore.json of --data).
-    #[arg(long, value_name = "FILE")]
-    pub kms_keystore: Option<PathBuf>,
+    /// The key service, named as to `valley serve`.
+    #[command(flatten)]
+    pub kms: KmsArgs,
     /// The hub's data directory, for the default keystore.
     #[arg(long, value_name = "DIR", default_value = "./valley-data")]
     pub data: PathBuf,
@@ -390,7 +412,7 @@ pub enum KmsCommand {
         tenant: String,
         name: String,
     },
-    /// The keys in the keystore, one `TENANT/NAME` a line.
+    /// The keys in the key service, one `TENANT/NAME` a line.
     List {
         #[command(flatten)]
         keystore: KeystoreArgs,
