@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import ACCESS_KEY, SECRET_KEY, ValleyServer, make_client, require_tool, run_cmd, unique_name, valley_bin
-from network import marker
+from network import marker, wait_for
 
 MODULE = os.environ.get("VALLEY_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 LABEL = "valley-e2e"
@@ -116,7 +116,10 @@ def test_sse_kms_and_sse_s3_with_keys_in_a_pkcs11_token(tmp_path, token):
         # while the hub runs is usable at once (another process on the same token).
         made = kms("create", "--tenant", "default", *keys, "testkey-2")
         assert made.returncode == 0, made.stderr
-        assert kms("list", *keys).stdout.split() == ["default/default", "default/testkey-1", "default/testkey-2"]
+        listed = kms("list", *keys).stdout.split()
+        bucket_keys = [k for k in listed if k.startswith(f"default/bucket/{bucket}/")]
+        assert len(bucket_keys) == 1, listed
+        assert sorted(set(listed) - set(bucket_keys)) == ["default/default", "default/testkey-1", "default/testkey-2"]
         s3.put_object(Bucket=bucket, Key="kms2", Body=small, ServerSideEncryption="aws:kms", SSEKMSKeyId="testkey-2")
         assert s3.get_object(Bucket=bucket, Key="kms2")["Body"].read() == small
 
@@ -127,6 +130,18 @@ def test_sse_kms_and_sse_s3_with_keys_in_a_pkcs11_token(tmp_path, token):
         assert s3.get_object(Bucket=bucket, Key="s3")["Body"].read() == small
         assert s3.get_object(Bucket=bucket, Key="kms2")["Body"].read() == small
         assert files_containing(server.data_dir, secret_mark) == []
+
+        # Crypto-shredding destroys the key object in the token itself.
+        env = dict(os.environ, VALLEY_ACCESS_KEY=ACCESS_KEY, VALLEY_SECRET_KEY=SECRET_KEY)
+        shred = subprocess.run([str(valley_bin()), "--admin", server.admin_endpoint, "key", "destroy", "testkey-2"],
+                               env=env, capture_output=True, text=True, timeout=60)
+        assert shred.returncode == 0, shred.stderr
+        with pytest.raises(ClientError) as refused:
+            s3.get_object(Bucket=bucket, Key="kms2")
+        assert refused.value.response["Error"]["Code"] == "KMS.KMSInvalidStateException"
+        assert s3.get_object(Bucket=bucket, Key="kms")["Body"].read() == big
+        wait_for(lambda: "default/testkey-2" not in kms("list", *keys).stdout.split(), timeout=30,
+                 what="testkey-2 gone from the token")
     finally:
         server.stop()
 
