@@ -80,6 +80,7 @@ impl ChunkLayout {
 }
 
 /// Seals and opens the chunks of one segment.
+#[derive(Clone)]
 pub struct SegmentSealer {
     key: LessSafeKey,
     binding: Vec<u8>,
@@ -107,6 +108,15 @@ impl SegmentSealer {
         }
     }
 
+    /// The sealer of another segment of the same object: the key as expanded already.
+    #[must_use]
+    pub fn for_segment(&self, segment: u32) -> SegmentSealer {
+        SegmentSealer {
+            segment,
+            ..self.clone()
+        }
+    }
+
     fn nonce(&self, index: u64) -> Nonce {
         let mut n = [0u8; NONCE_LEN];
         n[..4].copy_from_slice(&self.segment.to_be_bytes());
@@ -128,6 +138,14 @@ impl SegmentSealer {
     /// Seals chunk `index` in place: `buf` holds its plaintext (a full chunk, or at most one
     /// when `last`) and gets the tag appended.
     pub fn seal(&self, index: u64, last: bool, buf: &mut Vec<u8>) -> CryptoResult<()> {
+        let tag = self.seal_detached(index, last, buf)?;
+        buf.extend_from_slice(&tag);
+        Ok(())
+    }
+
+    /// [`SegmentSealer::seal`] in place, the tag apart (stored right after the chunk): saves
+    /// copying the chunk into a buffer with room for its tag.
+    pub fn seal_detached(&self, index: u64, last: bool, buf: &mut [u8]) -> CryptoResult<[u8; TAG_LEN as usize]> {
         let len = buf.len() as u64;
         if len > CHUNK_PLAIN || (!last && len != CHUNK_PLAIN) {
             return Err(CryptoError::Malformed {
@@ -139,8 +157,9 @@ impl SegmentSealer {
             .key
             .seal_in_place_separate_tag(self.nonce(index), Aad::from(self.aad(index, last)), buf)
             .map_err(|_| CryptoError::Integrity { what: "a chunk" })?;
-        buf.extend_from_slice(tag.as_ref());
-        Ok(())
+        let mut out = [0u8; TAG_LEN as usize];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
     }
 
     /// Opens chunk `index` of a segment laid out as `layout` in place (`buf` as stored:

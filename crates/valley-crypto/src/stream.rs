@@ -35,30 +35,36 @@ impl IncrementalSealer {
         }
     }
 
-    fn seal_next(&mut self, last: bool) -> Bytes {
+    /// The next chunk sealed in place, and its tag: the two stored one after the other.
+    fn seal_next(&mut self, last: bool) -> [Bytes; 2] {
         let take = if last { self.buf.len() } else { CHUNK_PLAIN as usize };
-        let mut chunk = Vec::with_capacity(take + TAG_LEN as usize);
-        chunk.extend_from_slice(&self.buf.split_to(take));
-        self.sealer
-            .seal(self.index, last, &mut chunk)
+        let mut chunk = self.buf.split_to(take);
+        let tag = self
+            .sealer
+            .seal_detached(self.index, last, &mut chunk)
             .expect("chunks are cut to size here");
         self.index += 1;
-        Bytes::from(chunk)
+        [chunk.freeze(), Bytes::copy_from_slice(&tag)]
     }
 
-    /// Takes `plain` in; returns the chunks it completed, sealed.
+    /// Takes `plain` in; returns the stored bytes of the chunks it completed (each chunk's
+    /// ciphertext, then its tag).
     pub fn push(&mut self, plain: &[u8]) -> Vec<Bytes> {
         self.buf.extend_from_slice(plain);
         let mut out = Vec::new();
         while self.buf.len() as u64 > CHUNK_PLAIN {
-            out.push(self.seal_next(false));
+            out.extend(self.seal_next(false));
         }
         out
     }
 
-    /// The last chunk, sealed as the last.
+    /// The last chunk, sealed as the last (with its tag).
     pub fn finish(mut self) -> Bytes {
-        self.seal_next(true)
+        let [chunk, tag] = self.seal_next(true);
+        let mut out = BytesMut::with_capacity(chunk.len() + tag.len());
+        out.extend_from_slice(&chunk);
+        out.extend_from_slice(&tag);
+        out.freeze()
     }
 }
 
@@ -75,7 +81,11 @@ struct Opening {
     input: ByteStream,
     current: Option<SegmentRead>,
     rest: std::collections::VecDeque<SegmentRead>,
+    /// Stored bytes taken in and not yet opened: the chunk being gathered first.
     buf: BytesMut,
+    /// The rest of the last input read once `buf` was topped up to a whole chunk: becomes
+    /// `buf` when that chunk is opened (so most input is opened where it was read, uncopied).
+    next: Option<BytesMut>,
     index: u64,
     skip: u64,
     left: u64,
@@ -122,6 +132,7 @@ pub fn open_segments(sealed: ByteStream, segments: Vec<SegmentRead>) -> ByteStre
         current: None,
         rest: segments.into(),
         buf: BytesMut::new(),
+        next: None,
         index: 0,
         skip: 0,
         left: 0,
@@ -141,15 +152,23 @@ pub fn open_segments(sealed: ByteStream, segments: Vec<SegmentRead>) -> ByteStre
                 return Some((Err(to_io(CryptoError::Integrity { what: "a segment" })), s));
             };
             let want = plain_len + TAG_LEN;
+            if s.buf.is_empty()
+                && let Some(next) = s.next.take()
+            {
+                s.buf = next;
+            }
             if s.buf.len() as u64 >= want {
                 let mut chunk = s.buf.split_to(want as usize);
                 let index = s.index;
                 s.index += 1;
-                return match seg.sealer.open(seg.layout, index, &mut chunk) {
-                    Ok(plain) => {
-                        let from = (s.skip as usize).min(plain.len());
-                        let to = plain.len().min(from + usize::try_from(s.left).unwrap_or(usize::MAX));
-                        let out = Bytes::copy_from_slice(&plain[from..to]);
+                return match seg.sealer.open(seg.layout, index, &mut chunk).map(|plain| plain.len()) {
+                    Ok(plain_len) => {
+                        // Opened in place: the plaintext is the chunk's prefix, handed on
+                        // without a copy.
+                        let from = (s.skip as usize).min(plain_len);
+                        let to = plain_len.min(from + usize::try_from(s.left).unwrap_or(usize::MAX));
+                        chunk.truncate(to);
+                        let out = chunk.freeze().slice(from..);
                         s.skip = 0;
                         s.left -= out.len() as u64;
                         Some((Ok(out), s))
@@ -162,7 +181,20 @@ pub fn open_segments(sealed: ByteStream, segments: Vec<SegmentRead>) -> ByteStre
                 };
             }
             match s.input.next().await {
-                Some(Ok(bytes)) => s.buf.extend_from_slice(&bytes),
+                Some(Ok(bytes)) => {
+                    // Read buffers come uniquely owned: taken over, not copied.
+                    let mut incoming = BytesMut::from(bytes);
+                    let need = usize::try_from(want).unwrap_or(usize::MAX) - s.buf.len();
+                    if s.buf.is_empty() {
+                        s.buf = incoming;
+                    } else if incoming.len() <= need {
+                        s.buf.extend_from_slice(&incoming);
+                    } else {
+                        s.buf.extend_from_slice(&incoming[..need]);
+                        bytes::Buf::advance(&mut incoming, need);
+                        s.next = Some(incoming);
+                    }
+                }
                 Some(Err(e)) => {
                     s.rest.clear();
                     s.left = 0;
@@ -229,10 +261,19 @@ mod tests {
         ] {
             let (_, span) = layout.sealed_span(start as u64, end as u64);
             let part = sealed[span.start as usize..span.end as usize].to_vec();
-            let got = collect(open(pieces(part, 777), sealer(), layout, start as u64, end as u64))
+            // Reads smaller than a chunk, and larger ones that end mid-chunk.
+            for piece in [777, 100_003] {
+                let got = collect(open(
+                    pieces(part.clone(), piece),
+                    sealer(),
+                    layout,
+                    start as u64,
+                    end as u64,
+                ))
                 .await
                 .unwrap();
-            assert_eq!(got, &plain[start..end], "{start}..{end}");
+                assert_eq!(got, &plain[start..end], "{start}..{end} in pieces of {piece}");
+            }
         }
         // Bodies of exactly one and two full chunks, and an empty one, end in a last chunk.
         for n in [0, CHUNK_PLAIN as usize, 2 * CHUNK_PLAIN as usize] {

@@ -230,10 +230,20 @@ pub fn check_body(version: &valley_store::record::ObjectVersion, received: u64, 
     Ok(())
 }
 
-/// Recomputes an S3 ETag while bytes stream past: plain MD5, or for a multipart object the MD5
-/// of its parts' MD5s with `-N`. Replication checks every transfer against the ETag the origin
-/// recorded, so a flipped bit anywhere on the way is caught end to end.
+/// Recomputes what a version's bytes hash to while they stream past: an S3 ETag (plain MD5,
+/// or for a multipart object the MD5 of its parts' MD5s with `-N`), or a sealed version's
+/// stored CRC64 ([`valley_store::digest`]). Replication checks every transfer against what the
+/// origin recorded, so a flipped bit anywhere on the way is caught end to end.
 pub struct EtagCheck {
+    kind: CheckKind,
+}
+
+enum CheckKind {
+    Etag(PartsMd5),
+    Crc64(valley_store::digest::Crc64),
+}
+
+struct PartsMd5 {
     part_sizes: Vec<u64>,
     part_index: usize,
     in_part: u64,
@@ -242,24 +252,51 @@ pub struct EtagCheck {
 }
 
 impl EtagCheck {
-    /// The check of a version's stored bytes (a sealed version's are hashed whole).
+    /// The check of a version's stored bytes, as its stored digest says.
     #[must_use]
     pub fn for_stored(version: &valley_store::record::ObjectVersion) -> Self {
-        Self::new(version.stored_digest().0)
-    }
-
-    #[must_use]
-    pub fn new(part_sizes: &[u64]) -> Self {
-        Self {
-            part_sizes: part_sizes.to_vec(),
-            part_index: 0,
-            in_part: 0,
-            current: Md5::new(),
-            digests: Vec::new(),
+        let (part_sizes, digest) = version.stored_digest();
+        if valley_store::digest::is_crc64(digest) {
+            Self {
+                kind: CheckKind::Crc64(valley_store::digest::Crc64::default()),
+            }
+        } else {
+            Self::new(part_sizes)
         }
     }
 
-    pub fn update(&mut self, mut chunk: &[u8]) {
+    /// An ETag check of bytes in parts of `part_sizes` (none: a single MD5).
+    #[must_use]
+    pub fn new(part_sizes: &[u64]) -> Self {
+        Self {
+            kind: CheckKind::Etag(PartsMd5 {
+                part_sizes: part_sizes.to_vec(),
+                part_index: 0,
+                in_part: 0,
+                current: Md5::new(),
+                digests: Vec::new(),
+            }),
+        }
+    }
+
+    pub fn update(&mut self, chunk: &[u8]) {
+        match &mut self.kind {
+            CheckKind::Crc64(crc) => crc.update(chunk),
+            CheckKind::Etag(md5) => md5.update(chunk),
+        }
+    }
+
+    #[must_use]
+    pub fn finish(self) -> String {
+        match self.kind {
+            CheckKind::Crc64(crc) => crc.finish(),
+            CheckKind::Etag(md5) => md5.finish(),
+        }
+    }
+}
+
+impl PartsMd5 {
+    fn update(&mut self, mut chunk: &[u8]) {
         if self.part_sizes.is_empty() {
             self.current.update(chunk);
             return;
@@ -280,8 +317,7 @@ impl EtagCheck {
         }
     }
 
-    #[must_use]
-    pub fn finish(self) -> String {
+    fn finish(self) -> String {
         if self.part_sizes.is_empty() {
             return hex::encode(self.current.finalize());
         }
@@ -319,6 +355,37 @@ mod tests {
         assert!(message.clone().into_remote_delete_from("hub-a").exact);
         assert!(!message.clone().into_remote_delete_from("hub-b").exact);
         assert!(!message.into_remote_delete().exact);
+    }
+
+    #[test]
+    fn a_sealed_versions_stored_crc_is_checked_and_catches_a_flipped_bit() {
+        let stored: Vec<u8> = (0..70_000u32).map(|i| (i % 241) as u8).collect();
+        let mut crc = valley_store::digest::Crc64::default();
+        crc.update(&stored);
+        let mut version = valley_store::record::ObjectVersion::delete_marker(1, "hub-a");
+        version.delete_marker = false;
+        version.size = 69_000;
+        version.etag = "plaintext-md5".into();
+        version.sealing = Some(valley_store::record::Sealing {
+            record: "{}".into(),
+            stored_size: stored.len() as u64,
+            stored_digest: crc.finish(),
+            stored_part_sizes: Vec::new(),
+            part_numbers: Vec::new(),
+        });
+        let digest = |bytes: &[u8]| {
+            let mut check = EtagCheck::for_stored(&version);
+            for piece in bytes.chunks(4099) {
+                check.update(piece);
+            }
+            check.finish()
+        };
+        assert!(check_body(&version, stored.len() as u64, &digest(&stored)).is_ok());
+        let mut flipped = stored.clone();
+        flipped[65_000] ^= 0x10;
+        let why = check_body(&version, stored.len() as u64, &digest(&flipped)).unwrap_err();
+        assert!(why.contains("checksum mismatch"), "{why}");
+        assert!(check_body(&version, 5, &digest(&stored[..5])).is_err());
     }
 
     #[test]

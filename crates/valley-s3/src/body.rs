@@ -102,14 +102,14 @@ struct Output {
     sink: Sink,
     /// Bytes stored so far (ciphertext and tags when sealed).
     stored: u64,
-    seal: Option<(crate::sse::Sealer, Md5)>,
+    seal: Option<crate::sse::Sealer>,
 }
 
 impl Output {
     async fn write(&mut self, chunk: bytes::Bytes, blobs: &dyn BlobStore) -> S3Result<()> {
         match &mut self.seal {
             None => self.store(chunk, blobs).await,
-            Some((sealer, _)) => {
+            Some(sealer) => {
                 for sealed in sealer.incremental.push(&chunk) {
                     self.store(sealed, blobs).await?;
                 }
@@ -120,8 +120,8 @@ impl Output {
 
     async fn store(&mut self, chunk: bytes::Bytes, blobs: &dyn BlobStore) -> S3Result<()> {
         self.stored += chunk.len() as u64;
-        if let Some((_, md5)) = &mut self.seal {
-            md5.update(&chunk);
+        if let Some(sealer) = &mut self.seal {
+            sealer.stored.update(&chunk);
         }
         match &mut self.sink {
             Sink::Buffer(buf) if self.stored <= INLINE_OBJECT_BYTES_MAX => {
@@ -143,15 +143,19 @@ impl Output {
 
     /// Seals and stores the last chunk; the version's sealing record.
     async fn finish(&mut self, blobs: &dyn BlobStore) -> S3Result<Option<Sealing>> {
-        let Some((sealer, mut md5)) = self.seal.take() else {
+        let Some(sealer) = self.seal.take() else {
             return Ok(None);
         };
-        let crate::sse::Sealer { incremental, record } = sealer;
+        let crate::sse::Sealer {
+            incremental,
+            record,
+            mut stored,
+        } = sealer;
         let last = incremental.finish();
-        md5.update(&last);
+        stored.update(&last);
         // `seal` is taken: `store` does not hash the last chunk a second time.
         self.store(last, blobs).await?;
-        Ok(Some(record.sealing(self.stored, hex::encode(md5.finalize()))))
+        Ok(Some(record.sealing(self.stored, stored.finish())))
     }
 }
 
@@ -167,18 +171,16 @@ pub async fn ingest(
     seal: Option<crate::sse::Sealer>,
 ) -> S3Result<Ingested> {
     let mut hasher = declared.hasher()?;
-    let mut md5 = Md5::new();
+    // A sealed part's ETag is its stored digest: its plaintext's MD5 only checks a Content-MD5.
+    let plain_md5_needed = seal.as_ref().is_none_or(|s| !s.stored.is_etag()) || declared.content_md5.is_some();
+    let mut md5 = plain_md5_needed.then(Md5::new);
     let mut size = 0u64;
     let sink = if inline_ok {
         Sink::Buffer(Vec::new())
     } else {
         Sink::Blob(blobs.create().await.map_err(internal)?)
     };
-    let mut out = Output {
-        sink,
-        stored: 0,
-        seal: seal.map(|s| (s, Md5::new())),
-    };
+    let mut out = Output { sink, stored: 0, seal };
     let outcome = match pump(body, &mut out, &mut hasher, &mut md5, &mut size, blobs, size_max).await {
         Ok(()) => out.finish(blobs).await,
         Err(e) => Err(e),
@@ -192,7 +194,7 @@ pub async fn ingest(
             return Err(e);
         }
     };
-    let md5_digest = md5.finalize();
+    let md5_digest = md5.map(Md5::finalize);
     let computed = hasher.finalize();
     let data = match out.sink {
         Sink::Buffer(bytes) => ObjectData::Inline(bytes),
@@ -212,11 +214,11 @@ pub async fn ingest(
         },
         data,
         size,
-        md5_hex: hex::encode(md5_digest),
+        md5_hex: md5_digest.as_ref().map(hex::encode).unwrap_or_default(),
         sealing,
     };
     declared.add_trailers(trailers)?;
-    if let Err(e) = verify(declared, &ingested, &md5_digest) {
+    if let Err(e) = verify(declared, &ingested, md5_digest.as_ref().map(|d| &d[..])) {
         discard(blobs, &ingested.data).await;
         return Err(e);
     }
@@ -227,7 +229,7 @@ async fn pump(
     body: Option<StreamingBlob>,
     out: &mut Output,
     hasher: &mut ChecksumHasher,
-    md5: &mut Md5,
+    md5: &mut Option<Md5>,
     size: &mut u64,
     blobs: &dyn BlobStore,
     size_max: u64,
@@ -242,7 +244,9 @@ async fn pump(
             ));
         }
         hasher.update(&chunk);
-        md5.update(&chunk);
+        if let Some(md5) = md5 {
+            md5.update(&chunk);
+        }
         out.write(chunk, blobs).await?;
     }
     Ok(())
@@ -270,12 +274,12 @@ where
     }
 }
 
-fn verify(declared: &Declared, got: &Ingested, md5_digest: &[u8]) -> Result<(), S3Error> {
+fn verify(declared: &Declared, got: &Ingested, md5_digest: Option<&[u8]>) -> Result<(), S3Error> {
     if let Some(content_md5) = &declared.content_md5 {
         let decoded = base64_decode(content_md5)
             .filter(|d| d.len() == 16)
             .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid."))?;
-        if decoded != md5_digest {
+        if Some(decoded.as_slice()) != md5_digest {
             return Err(s3_error!(
                 BadDigest,
                 "The Content-MD5 you specified did not match what we received."

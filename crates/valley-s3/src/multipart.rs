@@ -198,7 +198,7 @@ pub async fn upload_part(s: &ValleyS3, req: S3Request<UploadPartInput>) -> S3Res
     let part_etag = ingested
         .sealing
         .as_ref()
-        .map_or_else(|| ingested.md5_hex.clone(), |s| s.stored_md5.clone());
+        .map_or_else(|| ingested.md5_hex.clone(), |s| s.stored_digest.clone());
     let part = PartRecord {
         etag: part_etag.clone(),
         size: ingested.size,
@@ -300,7 +300,7 @@ pub async fn upload_part_copy(
     let part_etag = ingested
         .sealing
         .as_ref()
-        .map_or_else(|| ingested.md5_hex.clone(), |s| s.stored_md5.clone());
+        .map_or_else(|| ingested.md5_hex.clone(), |s| s.stored_digest.clone());
     let part = PartRecord {
         etag: part_etag.clone(),
         size: ingested.size,

@@ -37,6 +37,9 @@ use valley_store::record::{ObjectVersion, Sealing};
 pub const BUCKET_KEY_LIFETIME: Duration = Duration::from_secs(300);
 /// Unwrapped bucket keys kept for readers at most (a bound on memory, not a tuning knob).
 const READ_CACHE_MAX: usize = 4096;
+/// Versions kept opened for readers at most (their records parsed and data keys expanded),
+/// for as long as a bucket key: a hot object is not unwrapped again on every GET.
+const OPENED_CACHE_MAX: usize = 4096;
 /// Format 2 adds the bucket share ([`SealRecord::bucket_share`]); format 1 (no share) is still
 /// read.
 const RECORD_FORMAT: u32 = 2;
@@ -362,11 +365,34 @@ fn refuse_destroyed(directory: &valley_tenants::Directory, key_id: &str) -> S3Re
     }
 }
 
+/// A version sealed under server-held keys, opened: its record parsed and a sealer holding
+/// its data key, for the object it is bound to.
+struct Opened {
+    bucket: String,
+    key: String,
+    record: Arc<SealRecord>,
+    sealer: SegmentSealer,
+    made: Instant,
+}
+
+impl Opened {
+    /// The key-service keys its bucket key came from.
+    fn keks(&self) -> impl Iterator<Item = &str> {
+        self.record
+            .bucket_key
+            .iter()
+            .chain(self.record.bucket_share.iter())
+            .map(|w| w.wrapping_key.as_str())
+    }
+}
+
 /// The hub's encryption: its key service and the bucket keys in use.
 pub struct Encryption {
     kms: Arc<dyn Kms>,
     writing: Mutex<HashMap<(String, String), WriteKey>>,
     reading: Mutex<HashMap<String, ReadKey>>,
+    /// Versions opened lately, by their sealing record (as stored).
+    opened: Mutex<HashMap<String, Arc<Opened>>>,
 }
 
 impl std::fmt::Debug for Encryption {
@@ -392,20 +418,54 @@ fn kms_error(e: valley_crypto::CryptoError) -> S3Error {
     }
 }
 
-/// A write being sealed: the sealer its body goes through and the record its version gets.
+/// A write being sealed: the sealer its body goes through, the record its version gets, and
+/// the digest of its stored bytes being computed.
 pub struct Sealer {
     pub incremental: IncrementalSealer,
     pub record: SealRecord,
+    pub stored: StoredHash,
+}
+
+/// The digest of a sealed write's stored bytes (see `valley_store::digest`): CRC64-NVME for a
+/// single write; MD5 for a multipart part, whose ETag it is (the completed object's ETag is
+/// then the MD5 of its parts' stored MD5s, what a copy of its stored bytes hashes to).
+pub enum StoredHash {
+    Crc64(Box<valley_store::digest::Crc64>),
+    Md5(md5::Md5),
+}
+
+impl StoredHash {
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            StoredHash::Crc64(crc) => crc.update(bytes),
+            StoredHash::Md5(md5) => md5::Digest::update(md5, bytes),
+        }
+    }
+
+    #[must_use]
+    pub fn finish(self) -> String {
+        match self {
+            StoredHash::Crc64(crc) => crc.finish(),
+            StoredHash::Md5(md5) => hex::encode(md5::Digest::finalize(md5)),
+        }
+    }
+
+    /// Whether the stored digest is the write's ETag (a part's): then the plaintext's MD5 is
+    /// needed only to check a Content-MD5.
+    #[must_use]
+    pub fn is_etag(&self) -> bool {
+        matches!(self, StoredHash::Md5(_))
+    }
 }
 
 impl SealRecord {
     /// The version's sealing, once its stored bytes are known.
     #[must_use]
-    pub fn sealing(&self, stored_size: u64, stored_md5: String) -> Sealing {
+    pub fn sealing(&self, stored_size: u64, stored_digest: String) -> Sealing {
         Sealing {
             record: serde_json::to_string(self).expect("a sealing record serializes"),
             stored_size,
-            stored_md5,
+            stored_digest,
             stored_part_sizes: Vec::new(),
             part_numbers: Vec::new(),
         }
@@ -419,6 +479,7 @@ impl Encryption {
             kms,
             writing: Mutex::new(HashMap::new()),
             reading: Mutex::new(HashMap::new()),
+            opened: Mutex::new(HashMap::new()),
         }
     }
 
@@ -487,6 +548,10 @@ impl Encryption {
             .lock()
             .expect("bucket keys")
             .retain(|_, k| !k.keks.iter().any(|kek| kek == key_id));
+        self.opened
+            .lock()
+            .expect("opened versions")
+            .retain(|_, o| !o.keks().any(|kek| kek == key_id));
         match self.kms.destroy_key(key_id) {
             Ok(()) => tracing::warn!(
                 key = key_id,
@@ -566,6 +631,24 @@ impl Encryption {
             },
         );
         Ok(key)
+    }
+
+    /// The version sealed as `record` (as stored) if it was opened lately for `bucket`/`key`.
+    fn opened(&self, bucket: &str, key: &str, record: &str) -> Option<Arc<Opened>> {
+        let cache = self.opened.lock().expect("opened versions");
+        let hit = cache.get(record)?;
+        (hit.bucket == bucket && hit.key == key && hit.made.elapsed() < BUCKET_KEY_LIFETIME).then(|| hit.clone())
+    }
+
+    fn remember(&self, record_text: &str, opened: Opened) {
+        let mut cache = self.opened.lock().expect("opened versions");
+        if cache.len() >= OPENED_CACHE_MAX {
+            cache.retain(|_, o| o.made.elapsed() < BUCKET_KEY_LIFETIME);
+            if cache.len() >= OPENED_CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(record_text.to_owned(), Arc::new(opened));
     }
 
     /// The bucket key a server-held record's data key is wrapped by; refused when a key it
@@ -686,6 +769,7 @@ pub fn write_sealer(
         Sealer {
             incremental: IncrementalSealer::new(SegmentSealer::new(&data_key, &bound, 0)),
             record,
+            stored: StoredHash::Crc64(Box::default()),
         }
     }))
 }
@@ -740,6 +824,7 @@ pub fn part_sealer(
     Ok(Sealer {
         incremental: IncrementalSealer::new(SegmentSealer::new(&data_key, &bound, part)),
         record,
+        stored: StoredHash::Md5(<md5::Md5 as md5::Digest>::new()),
     })
 }
 
@@ -773,6 +858,51 @@ pub struct SealedRead {
     headers: ResponseHeaders,
 }
 
+/// `version` of `bucket`/`key` opened for reading: its record and a sealer keyed with its data
+/// key (`None`: not sealed). Server-held versions opened lately come from the cache, still
+/// refused once a key they came from was destroyed; SSE-C versions are opened with the
+/// request's key every time.
+fn open_version(
+    s: &crate::ValleyS3,
+    customer: Option<&CustomerKey>,
+    bucket: &str,
+    key: &str,
+    version: &ObjectVersion,
+) -> S3Result<Option<(Arc<SealRecord>, SegmentSealer)>> {
+    let Some(sealing) = &version.sealing else {
+        check_record_key(None, customer)?;
+        return Ok(None);
+    };
+    let enc = s.sse.as_deref();
+    if customer.is_none()
+        && let Some(hit) = enc.and_then(|e| e.opened(bucket, key, &sealing.record))
+    {
+        for kek in hit.keks() {
+            refuse_destroyed(&s.directory, kek)?;
+        }
+        return Ok(Some((hit.record.clone(), hit.sealer.clone())));
+    }
+    let record = check_record_key(Some(SealRecord::parse(sealing)?), customer)?.expect("given");
+    let data_key = data_key_of(s, customer, bucket, key, &record)?;
+    let sealer = SegmentSealer::new(&data_key, &binding(bucket, key, &record.data_id), 0);
+    let record = Arc::new(record);
+    if record.mode != Mode::Customer
+        && let Some(enc) = enc
+    {
+        enc.remember(
+            &sealing.record,
+            Opened {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                record: record.clone(),
+                sealer: sealer.clone(),
+                made: Instant::now(),
+            },
+        );
+    }
+    Ok(Some((record, sealer)))
+}
+
 /// Plans a plaintext read of `version` (of `bucket`/`key`).
 pub fn plan_read(
     s: &crate::ValleyS3,
@@ -783,12 +913,10 @@ pub fn plan_read(
     start: u64,
     len: u64,
 ) -> S3Result<PlainRead> {
-    let Some(record) = check_customer(version, customer)? else {
+    let Some((record, opener)) = open_version(s, customer, bucket, key, version)? else {
         return Ok(PlainRead::Plain);
     };
-    let sealing = version.sealing.as_ref().expect("checked: sealed");
-    let data_key = data_key_of(s, customer, bucket, key, &record)?;
-    let bound = binding(bucket, key, &record.data_id);
+    let sealing = version.sealing.as_ref().expect("opened: sealed");
     let end = start + len;
     // Each part is a segment of its own (a single PUT: one segment, number 0).
     let parts: Vec<(u32, u64, u64)> = if sealing.stored_part_sizes.is_empty() {
@@ -815,7 +943,7 @@ pub fn plan_read(
             let (from, to) = (stored_at + span.start, stored_at + span.end);
             span_of_read = Some(span_of_read.map_or((from, to), |(a, b)| (a.min(from), b.max(to))));
             segments.push(valley_crypto::stream::SegmentRead {
-                sealer: SegmentSealer::new(&data_key, &bound, number),
+                sealer: opener.for_segment(number),
                 layout,
                 start: a,
                 end: b,
@@ -996,7 +1124,7 @@ mod tests {
         let sealing = Sealing {
             record: v1.to_string(),
             stored_size: 0,
-            stored_md5: String::new(),
+            stored_digest: String::new(),
             stored_part_sizes: Vec::new(),
             part_numbers: Vec::new(),
         };

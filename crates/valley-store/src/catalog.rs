@@ -1672,7 +1672,7 @@ fn assemble(
         sealing: upload.sealing.clone().map(|record| Sealing {
             record,
             stored_size: stored_part_sizes.iter().sum(),
-            stored_md5: etag.clone(),
+            stored_digest: etag.clone(),
             stored_part_sizes,
             part_numbers: chosen.iter().map(|(n, _)| *n).collect(),
         }),

@@ -19,6 +19,7 @@ pub mod blob_fs;
 pub mod blob_mem;
 pub mod catalog;
 pub mod codec;
+pub mod digest;
 pub mod error;
 pub mod keys;
 pub mod list;

@@ -159,10 +159,13 @@ pub struct Sealing {
     pub record: String,
     /// Bytes as stored (ciphertext and tags): what `data` holds.
     pub stored_size: u64,
-    /// What the stored bytes hash to, hex: their MD5, or for a multipart version the MD5 of
-    /// its parts' stored MD5s with `-N` (which is then also its ETag), hashed by
-    /// `stored_part_sizes`.
-    pub stored_md5: String,
+    /// What the stored bytes hash to (see [`crate::digest`]): `crc64nvme:` and their
+    /// CRC64-NVME for a single write; for a multipart version the MD5 of its parts' stored
+    /// MD5s with `-N` (which is then also its ETag), hashed by `stored_part_sizes`; a single
+    /// write sealed before the CRC: its MD5, hex. Named `stored_md5` on the wire, as format 4
+    /// first named it.
+    #[serde(rename = "stored_md5")]
+    pub stored_digest: String,
     /// The stored size of each part of a multipart version (each sealed as its own segment);
     /// empty for a single PUT.
     #[serde(default)]
@@ -305,7 +308,7 @@ impl ObjectVersion {
     #[must_use]
     pub fn stored_digest(&self) -> (&[u64], &str) {
         match &self.sealing {
-            Some(s) => (&s.stored_part_sizes, &s.stored_md5),
+            Some(s) => (&s.stored_part_sizes, &s.stored_digest),
             None => (&self.part_sizes, &self.etag),
         }
     }
@@ -531,7 +534,7 @@ mod tests {
         version.sealing = Some(Sealing {
             record: "{}".into(),
             stored_size: 19,
-            stored_md5: "00".repeat(16),
+            stored_digest: "00".repeat(16),
             stored_part_sizes: Vec::new(),
             part_numbers: Vec::new(),
         });
