@@ -63,7 +63,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run(bench: str, endpoint: str, server: int, bucket: str, duration: int, policy: str | None,
-        out: Path, encryption: str | None = None) -> tuple[dict, dict]:
+        out: Path, encryption: str | None = None, extra: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """ops/s per phase, and the server's CPU microseconds per operation per phase (the bench
     prints a line as each phase ends: the CPU between two lines is that phase's)."""
     cmd = [bench, "--endpoint", endpoint, "--access-key", ACCESS, "--secret-key", SECRET, "--bucket", bucket,
@@ -72,7 +72,7 @@ def run(bench: str, endpoint: str, server: int, bucket: str, duration: int, poli
         cmd += ["--bucket-policy", policy]
     if encryption:
         cmd += ["--bucket-encryption", encryption]
-    cmd += ["small", "--size", "4096", "-c", "16", "--duration", str(duration)]
+    cmd += [*extra, "small", "--size", "4096", "-c", "16", "--duration", str(duration)]
     cpu_us: dict[str, float] = {}
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
         mark = cpu_seconds(server)

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The cost of encryption at rest, A/B in one run: one Valley hub with a key service, two
-buckets — one plain, one whose default encryption is SSE-S3 (every write sealed, every read
-opened) — and the standard rows run against each in alternating rounds: `small` (4 KiB PUT,
-GET, HEAD at 16 clients) and `large` (PUT then GET of 64 MiB objects at 8 clients).
+"""The cost of encryption at rest, in one run: one Valley hub with a key service and three
+arms — plain; SSE-S3 (a bucket whose default encryption seals every write, every read opened);
+SSE-C (every object written and read with the client's own key) — and the standard rows run
+against each in rotating order: `small` (4 KiB PUT, GET, HEAD at 16 clients) and `large` (PUT
+then GET of 64 MiB objects at 8 clients).
 
     python3 scripts/bench_sse.py --valley target/release/valley --bench target/release/valley-bench \\
         [--rounds 4] [--duration 5] [--large-count 8]
@@ -23,12 +24,18 @@ from pathlib import Path
 from bench_authz_ab import ACCESS, SECRET, cpu_seconds, run, start
 
 
-def run_large(bench: str, endpoint: str, bucket: str, count: int, encryption: str | None, out: Path) -> dict:
+def arm_args(arm: str) -> tuple[str | None, tuple[str, ...]]:
+    """The bucket default encryption and extra valley-bench flags of an arm."""
+    return {"plain": (None, ()), "sse-s3": ("AES256", ()), "sse-c": (None, ("--sse-c",))}[arm]
+
+
+def run_large(bench: str, endpoint: str, bucket: str, count: int, arm: str, out: Path) -> dict:
     cmd = [bench, "--endpoint", endpoint, "--access-key", ACCESS, "--secret-key", SECRET, "--bucket", bucket,
            "--json", str(out)]
+    encryption, extra = arm_args(arm)
     if encryption:
         cmd += ["--bucket-encryption", encryption]
-    cmd += ["large", "--count", str(count), "-c", "8"]
+    cmd += [*extra, "large", "--count", str(count), "-c", "8"]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     data = json.loads(out.read_text())
     return {f"large {p['phase']}": p["mib_per_sec"] for p in data["results"]}
@@ -47,16 +54,17 @@ def main() -> None:
         master = work / "master.key"
         master.write_text(secrets.token_hex(32))
         hub, endpoint = start(args.valley, work, "hub", ["--kms-master-key-file", str(master)])
-        arms = [("plain", None), ("sse-s3", "AES256")]
+        arms = [("plain", None), ("sse-s3", None), ("sse-c", None)]
         rows: dict[str, dict[str, list[float]]] = {label: {} for label, _ in arms}
         cpu: dict[str, dict[str, list[float]]] = {label: {} for label, _ in arms}
         try:
             for r in range(args.rounds):
-                order = arms if r % 2 == 0 else list(reversed(arms))
-                for label, enc in order:
+                order = arms[r % len(arms):] + arms[:r % len(arms)]
+                for label, _ in order:
+                    enc, extra = arm_args(label)
                     got, us = run(args.bench, endpoint, hub.pid, f"sse-{label}-{r}", args.duration, None,
-                                  work / f"{label}-{r}.json", encryption=enc)
-                    got.update(run_large(args.bench, endpoint, f"sse-large-{label}-{r}", args.large_count, enc,
+                                  work / f"{label}-{r}.json", encryption=enc, extra=extra)
+                    got.update(run_large(args.bench, endpoint, f"sse-large-{label}-{r}", args.large_count, label,
                                          work / f"{label}-large-{r}.json"))
                     for row, v in got.items():
                         rows[label].setdefault(row, []).append(v)

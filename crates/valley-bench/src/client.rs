@@ -54,6 +54,8 @@ pub struct S3 {
     /// Put on the bucket once created (`{bucket}` replaced by its name).
     bucket_policy: Option<Arc<str>>,
     bucket_encryption: Option<Arc<str>>,
+    /// SSE-C: the customer key's three headers, sent (and signed) with every object request.
+    customer_key: Option<Arc<[(&'static str, String); 3]>>,
 }
 
 impl S3 {
@@ -91,6 +93,7 @@ impl S3 {
             timeout,
             bucket_policy: None,
             bucket_encryption: None,
+            customer_key: None,
         })
     }
 
@@ -121,6 +124,22 @@ impl S3 {
         self
     }
 
+    /// Every object written and read with a customer key (SSE-C), this random one.
+    #[must_use]
+    pub fn with_customer_key(mut self, on: bool) -> Self {
+        use base64::Engine as _;
+        self.customer_key = on.then(|| {
+            let key: [u8; 32] = rand::random();
+            let b64 = base64::engine::general_purpose::STANDARD;
+            Arc::new([
+                ("x-amz-server-side-encryption-customer-algorithm", "AES256".to_owned()),
+                ("x-amz-server-side-encryption-customer-key", b64.encode(key)),
+                ("x-amz-server-side-encryption-customer-key-md5", b64.encode(Md5::digest(key))),
+            ])
+        });
+        self
+    }
+
     pub fn bucket_name(&self) -> &str {
         &self.bucket
     }
@@ -128,20 +147,28 @@ impl S3 {
     /// Signs and sends one request for `key` (or the bucket) with the canonical `query`.
     async fn send(&self, method: Method, key: Option<&str>, query: &str, body: Bytes) -> Result<Response<Incoming>> {
         let path = sigv4::encode_path(&self.bucket, key);
-        let signed = self.signer.sign(method.as_str(), &self.host, &path, query);
+        let customer: Vec<(&str, &str)> = match (&self.customer_key, key) {
+            (Some(headers), Some(_)) => headers.iter().map(|(n, v)| (*n, v.as_str())).collect(),
+            _ => Vec::new(),
+        };
+        let signed = self
+            .signer
+            .sign(method.as_str(), &self.host, &path, query, &customer);
         let uri = if query.is_empty() {
             format!("{}://{}{path}", self.scheme, self.host)
         } else {
             format!("{}://{}{path}?{query}", self.scheme, self.host)
         };
-        let req = Request::builder()
+        let mut req = Request::builder()
             .method(method)
             .uri(uri)
             .header("x-amz-date", signed.amz_date)
             .header("x-amz-content-sha256", sigv4::UNSIGNED_PAYLOAD)
-            .header(hyper::header::AUTHORIZATION, signed.authorization)
-            .body(Full::new(body))
-            .context("building request")?;
+            .header(hyper::header::AUTHORIZATION, signed.authorization);
+        for (name, value) in customer {
+            req = req.header(name, value);
+        }
+        let req = req.body(Full::new(body)).context("building request")?;
         self.http.request(req).await.context("sending request")
     }
 

@@ -54,6 +54,11 @@ pub struct Cli {
     #[arg(long, value_name = "ALGORITHM")]
     pub bucket_encryption: Option<String>,
 
+    /// Write and read every object with a customer key (SSE-C, a random one per run): the
+    /// cost of encryption under the client's own key.
+    #[arg(long)]
+    pub sse_c: bool,
+
     /// Tokio worker threads of the load generator.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -174,7 +179,8 @@ fn run(cli: Cli) -> Result<()> {
             Duration::from_secs(cli.timeout.max(1)),
         )?
         .with_bucket_policy(policy)
-        .with_bucket_encryption(cli.bucket_encryption.clone());
+        .with_bucket_encryption(cli.bucket_encryption.clone())
+        .with_customer_key(cli.sse_c);
         let phases = match &cli.scenario {
             Scenario::Large(a) => scenarios::large(&s3, a).await?,
             Scenario::Small(a) => scenarios::small(&s3, a).await?,

@@ -46,19 +46,28 @@ impl Signer {
         }
     }
 
-    /// Signs `method host path?query` for now. `path` and `query` must already be in canonical
-    /// form: path segments URI-encoded ([`encode_path`]), query pairs sorted and encoded
-    /// ([`canonical_query`]); they are sent exactly as signed.
-    pub fn sign(&self, method: &str, host: &str, path: &str, query: &str) -> SignedHeaders {
+    /// Signs `method host path?query` for now, and the `extra` headers sent with it (lower-case
+    /// names, sorted, each after `x-amz-date`: the `x-amz-server-side-encryption-*` ones).
+    /// `path` and `query` must already be in canonical form: path segments URI-encoded
+    /// ([`encode_path`]), query pairs sorted and encoded ([`canonical_query`]); they are sent
+    /// exactly as signed.
+    pub fn sign(&self, method: &str, host: &str, path: &str, query: &str, extra: &[(&str, &str)]) -> SignedHeaders {
+        debug_assert!(extra.windows(2).all(|w| w[0].0 < w[1].0) && extra.iter().all(|(n, _)| *n > "x-amz-date"));
         let amz_date = amz_date_now();
         let day = &amz_date[..8];
         let key = self.day_key(day);
         let mut canonical = String::with_capacity(256);
         let _ = write!(
             canonical,
-            "{method}\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:{UNSIGNED_PAYLOAD}\nx-amz-date:{amz_date}\n\n\
-             host;x-amz-content-sha256;x-amz-date\n{UNSIGNED_PAYLOAD}"
+            "{method}\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:{UNSIGNED_PAYLOAD}\nx-amz-date:{amz_date}\n"
         );
+        let mut signed_headers = String::from("host;x-amz-content-sha256;x-amz-date");
+        for (name, value) in extra {
+            let _ = writeln!(canonical, "{name}:{value}");
+            signed_headers.push(';');
+            signed_headers.push_str(name);
+        }
+        let _ = write!(canonical, "\n{signed_headers}\n{UNSIGNED_PAYLOAD}");
         let scope = format!("{day}/{}/s3/aws4_request", self.region);
         let string_to_sign = format!(
             "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
@@ -66,8 +75,7 @@ impl Signer {
         );
         let signature = hex::encode(hmac(&key, string_to_sign.as_bytes()));
         let authorization = format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, \
-             Signature={signature}",
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
             self.access_key
         );
         SignedHeaders {

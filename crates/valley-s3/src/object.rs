@@ -474,14 +474,10 @@ pub async fn delete_many(
     }))
 }
 
-/// S3's InvalidPartNumber (416), which s3s's generated codes lack.
+/// A partNumber past the object's last part: 400 InvalidPart, as s3-tests' AWS-passing
+/// `test_multipart_get_part` and `test_non_multipart_get_part` expect.
 fn invalid_part_number() -> s3s::S3Error {
-    let mut err = s3s::S3Error::with_message(
-        s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
-        "The requested partnumber is not satisfiable",
-    );
-    err.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
-    err
+    s3_error!(InvalidPart, "The requested partnumber is not satisfiable: the object has no such part.")
 }
 
 /// GetObjectAttributes: ETag, checksum, parts, storage class and size, as asked.
