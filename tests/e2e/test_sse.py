@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ACCESS_KEY, SECRET_KEY, ValleyServer, make_client, unique_name, valley_bin
+from conftest import REGION, ACCESS_KEY, SECRET_KEY, ValleyServer, aws_cli_path, make_client, unique_name, valley_bin
 from network import Network, marker, wait_for
 
 CHUNK = 64 * 1024
@@ -383,4 +383,84 @@ def test_multipart_uploads_are_sealed_part_by_part(hub, master_key):
     s3.complete_multipart_upload(Bucket=bucket, Key="copied", UploadId=up["UploadId"], MultipartUpload={"Parts": [
         {"PartNumber": 1, "ETag": r["CopyPartResult"]["ETag"]}, {"PartNumber": 2, "ETag": r2["ETag"]}]})
     assert s3.get_object(Bucket=bucket, Key="copied")["Body"].read() == body[:part] + b"tail"
+    assert files_containing(hub.data_dir, mark) == []
+
+
+def aws_env_of(hub, tmp_path) -> dict:
+    """The aws CLI's environment: the test credentials and no user configuration."""
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\nregion = us-east-1\ns3 =\n    signature_version = s3v4\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID=hub.access_key, AWS_SECRET_ACCESS_KEY=hub.secret_key, AWS_DEFAULT_REGION=REGION,
+               AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "aws-credentials"),
+               AWS_EC2_METADATA_DISABLED="true", AWS_PAGER="", AWS_MAX_ATTEMPTS="1")
+    return env
+
+
+def aws_cmd_prefix(hub) -> list[str]:
+    return [aws_cli_path(), "--endpoint-url", hub.endpoint]
+
+
+def subprocess_json(text: str) -> dict:
+    import json
+    return json.loads(text)
+
+
+def aws_cli(hub, tmp_path):
+    """`aws --endpoint-url HUB ARGS`, checked; returns its output."""
+    env = aws_env_of(hub, tmp_path)
+
+    def run(*args):
+        done = subprocess.run([*aws_cmd_prefix(hub), *map(str, args)], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, f"aws {' '.join(map(str, args))}: {done.stderr[-2000:]}"
+        return done.stdout
+
+    return run
+
+
+def test_aws_cli_sse_kms_and_sse_c_round_trips_multipart_ranges_and_copies_between_keys(hub, master_key, tmp_path):
+    kms("create", "--kms-master-key-file", str(master_key), "--data", str(hub.data_dir), "cli-key")
+    aws = aws_cli(hub, tmp_path)
+    bucket = unique_name("sse-cli")
+    aws("s3", "mb", f"s3://{bucket}")
+    mark = marker()
+    # 20 MiB: aws-cli uploads it in 8 MiB parts (multipart), and copies it with UploadPartCopy.
+    big = tmp_path / "big.bin"
+    big.write_bytes(body_of(mark, 20 * 1024 * 1024 + 5))
+    key_a, key_b = tmp_path / "key-a", tmp_path / "key-b"
+    key_a.write_bytes(secrets.token_bytes(32))
+    key_b.write_bytes(secrets.token_bytes(32))
+
+    # SSE-KMS, multipart upload and download.
+    aws("s3", "cp", big, f"s3://{bucket}/kms.bin", "--sse", "aws:kms", "--sse-kms-key-id", "cli-key")
+    head = subprocess_json(aws("s3api", "head-object", "--bucket", bucket, "--key", "kms.bin"))
+    assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == "cli-key", head
+    assert head["ETag"].endswith('-3"'), head["ETag"]
+    back = tmp_path / "kms-back.bin"
+    aws("s3", "cp", f"s3://{bucket}/kms.bin", back)
+    assert back.read_bytes() == big.read_bytes()
+
+    # SSE-C, multipart upload, a ranged GET, and a copy from key A to key B.
+    aws("s3", "cp", big, f"s3://{bucket}/c.bin", "--sse-c", "AES256", "--sse-c-key", f"fileb://{key_a}")
+    ranged = tmp_path / "ranged.bin"
+    aws("s3api", "get-object", "--bucket", bucket, "--key", "c.bin", "--range", "bytes=8388600-8388700",
+        "--sse-customer-algorithm", "AES256", "--sse-customer-key", f"fileb://{key_a}", ranged)
+    assert ranged.read_bytes() == big.read_bytes()[8388600:8388701]
+    aws("s3", "cp", f"s3://{bucket}/c.bin", f"s3://{bucket}/c-copy.bin",
+        "--sse-c-copy-source", "AES256", "--sse-c-copy-source-key", f"fileb://{key_a}",
+        "--sse-c", "AES256", "--sse-c-key", f"fileb://{key_b}")
+    copied = tmp_path / "copied.bin"
+    aws("s3", "cp", f"s3://{bucket}/c-copy.bin", copied, "--sse-c", "AES256", "--sse-c-key", f"fileb://{key_b}")
+    assert copied.read_bytes() == big.read_bytes()
+    # The copy opens with key B only.
+    wrong = subprocess.run([*aws_cmd_prefix(hub), "s3api", "head-object", "--bucket", bucket, "--key", "c-copy.bin",
+                            "--sse-customer-algorithm", "AES256", "--sse-customer-key", f"fileb://{key_a}"],
+                           capture_output=True, text=True, timeout=60, env=aws_env_of(hub, tmp_path))
+    assert wrong.returncode != 0, wrong.stdout
+    # SSE-KMS to SSE-C and back: a server-side copy between modes.
+    aws("s3", "cp", f"s3://{bucket}/kms.bin", f"s3://{bucket}/kms-to-c.bin", "--sse-c", "AES256",
+        "--sse-c-key", f"fileb://{key_b}")
+    aws("s3", "cp", f"s3://{bucket}/kms-to-c.bin", back, "--sse-c", "AES256", "--sse-c-key", f"fileb://{key_b}")
+    assert back.read_bytes() == big.read_bytes()
     assert files_containing(hub.data_dir, mark) == []
