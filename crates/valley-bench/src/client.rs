@@ -134,7 +134,10 @@ impl S3 {
             Arc::new([
                 ("x-amz-server-side-encryption-customer-algorithm", "AES256".to_owned()),
                 ("x-amz-server-side-encryption-customer-key", b64.encode(key)),
-                ("x-amz-server-side-encryption-customer-key-md5", b64.encode(Md5::digest(key))),
+                (
+                    "x-amz-server-side-encryption-customer-key-md5",
+                    b64.encode(Md5::digest(key)),
+                ),
             ])
         });
         self
@@ -151,9 +154,7 @@ impl S3 {
             (Some(headers), Some(_)) => headers.iter().map(|(n, v)| (*n, v.as_str())).collect(),
             _ => Vec::new(),
         };
-        let signed = self
-            .signer
-            .sign(method.as_str(), &self.host, &path, query, &customer);
+        let signed = self.signer.sign(method.as_str(), &self.host, &path, query, &customer);
         let uri = if query.is_empty() {
             format!("{}://{}{path}", self.scheme, self.host)
         } else {

@@ -166,6 +166,12 @@ pub fn decide(topology: &Topology, grants: &[Grant], t: &Transfer<'_>) -> Decisi
             refusals.push(format!("grant {} does not cover {missing}", g.id));
             continue;
         }
+        // A grant whose basis the rule packs do not accept (any more) carries nothing.
+        let judged = topology.rules().judge(g, t.today);
+        if !judged.accepted {
+            refusals.push(format!("grant {} is not accepted: {}", g.id, judged.reason));
+            continue;
+        }
         match g.refusal(t.today, t.bytes, t.individuals) {
             Some(why) => refusals.push(why),
             None => {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Day, date_of};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Basis {
     SecurityAssessment,
@@ -16,6 +16,24 @@ pub enum Basis {
     ExemptContractPerformance,
     ExemptHr,
     ExemptEmergency,
+}
+
+impl Basis {
+    /// The basis as grants and rule packs name it (`standard-contract`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Basis::SecurityAssessment => "security-assessment",
+            Basis::StandardContract => "standard-contract",
+            Basis::Certification => "certification",
+            Basis::Adequacy => "adequacy",
+            Basis::Sccs => "sccs",
+            Basis::Bcr => "bcr",
+            Basis::ExemptContractPerformance => "exempt-contract-performance",
+            Basis::ExemptHr => "exempt-hr",
+            Basis::ExemptEmergency => "exempt-emergency",
+        }
+    }
 }
 
 impl std::str::FromStr for Basis {

@@ -7,17 +7,20 @@
 //! - [`grant`]: recorded legal bases for cross-border flows.
 //! - [`decide`]: the single function every transfer passes through.
 //! - [`floor`]: what a bucket's data may never exceed after a copy brought another's in.
+//! - [`rules`]: rule packs, the law as data: which bases a grant may rest on.
 
 pub mod decide;
 pub mod floor;
 pub mod grant;
 pub mod placement;
+pub mod rules;
 pub mod topology;
 
 pub use decide::{Decision, Rule, Transfer, TransferKind, decide};
 pub use floor::Floor;
 pub use grant::{Basis, Grant};
 pub use placement::{AckFallback, PlacementPolicy, Tiering, place, place_avoiding};
+pub use rules::{Judgement, RuleBook, RulePack};
 pub use topology::{Hub, Link, Role, TlsPin, Topology, TopologyError};
 
 /// A calendar date, days since 1970-01-01 (UTC). Grants expire at the end of a date.

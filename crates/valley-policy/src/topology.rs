@@ -120,6 +120,8 @@ pub struct Topology {
     links: Vec<Link>,
     tls: Option<TlsPin>,
     hash: String,
+    /// The rule packs grants are judged by (the shipped ones).
+    rules: crate::rules::RuleBook,
 }
 
 fn line_of(source: &str, offset: usize) -> usize {
@@ -220,13 +222,25 @@ impl Topology {
             }
         };
         let hash = canonical_hash(&hubs, &links, tls.as_ref());
-        Ok(Self { hubs, links, tls, hash })
+        Ok(Self {
+            hubs,
+            links,
+            tls,
+            hash,
+            rules: crate::rules::RuleBook::shipped(),
+        })
     }
 
     /// Hex SHA-256 of the canonical form: equal for files that declare the same network.
     #[must_use]
     pub fn hash(&self) -> &str {
         &self.hash
+    }
+
+    /// The rule packs every grant is judged by.
+    #[must_use]
+    pub fn rules(&self) -> &crate::rules::RuleBook {
+        &self.rules
     }
 
     #[must_use]

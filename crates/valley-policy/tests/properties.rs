@@ -49,6 +49,19 @@ fn arb_policy() -> impl Strategy<Value = PlacementPolicy> {
         })
 }
 
+/// Every basis, so that grants the rule packs refuse are generated too.
+const BASES: [Basis; 9] = [
+    Basis::SecurityAssessment,
+    Basis::StandardContract,
+    Basis::Certification,
+    Basis::Adequacy,
+    Basis::Sccs,
+    Basis::Bcr,
+    Basis::ExemptContractPerformance,
+    Basis::ExemptHr,
+    Basis::ExemptEmergency,
+];
+
 /// Whose data a transfer moves, and whose grants there are.
 const TENANTS: [&str; 2] = ["default", "acme"];
 
@@ -61,14 +74,15 @@ fn arb_grant() -> impl Strategy<Value = Grant> {
         20_000i64..21_000,
         proptest::option::of(0u64..10_000),
         proptest::sample::select(TENANTS.to_vec()),
+        proptest::sample::select(BASES.to_vec()),
     )
-        .prop_map(|(f, t, classes, revoked, expires, cap, tenant)| Grant {
+        .prop_map(|(f, t, classes, revoked, expires, cap, tenant, basis)| Grant {
             id: format!("g-{f}-{t}-{expires}-{tenant}"),
             tenant: tenant.into(),
             from: JURISDICTIONS[f].into(),
             to: JURISDICTIONS[t].into(),
             classifications: classes.into_iter().map(str::to_owned).collect(),
-            basis: Basis::StandardContract,
+            basis,
             reference: "ref".into(),
             expires,
             volume_cap_bytes: cap,
@@ -165,6 +179,9 @@ proptest! {
                 prop_assert_eq!(&g.to, &to_hub.jurisdiction);
                 prop_assert!(policy.classifications.iter().all(|c| g.classifications.contains(c)));
                 prop_assert!(g.volume_cap_bytes.is_none_or(|cap| bytes <= cap));
+                // Never under a basis the rule packs do not accept for this flow.
+                let judged = net.rules().judge(g, today);
+                prop_assert!(judged.accepted, "moved under a basis the law does not accept: {}", judged.reason);
             }
         } else {
             prop_assert!(!d.reason.is_empty());

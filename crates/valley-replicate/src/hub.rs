@@ -460,6 +460,12 @@ impl Hub {
                 "a grant must cover at least one classification".into(),
             ));
         }
+        // The law as data: a basis the rule packs do not accept for this flow is refused now,
+        // naming the rule and its source, rather than recorded and refused at every transfer.
+        let judged = self.topology.rules().judge(&grant, crate::hook::today());
+        if !judged.accepted {
+            return Err(HubError::Invalid(format!("grant refused: {}", judged.reason)));
+        }
         if grant.id.is_empty() {
             grant.id = format!("g-{}", hex::encode(rand::random::<[u8; 4]>()));
         }

@@ -477,7 +477,10 @@ pub async fn delete_many(
 /// A partNumber past the object's last part: 400 InvalidPart, as s3-tests' AWS-passing
 /// `test_multipart_get_part` and `test_non_multipart_get_part` expect.
 fn invalid_part_number() -> s3s::S3Error {
-    s3_error!(InvalidPart, "The requested partnumber is not satisfiable: the object has no such part.")
+    s3_error!(
+        InvalidPart,
+        "The requested partnumber is not satisfiable: the object has no such part."
+    )
 }
 
 /// GetObjectAttributes: ETag, checksum, parts, storage class and size, as asked.

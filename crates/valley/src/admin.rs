@@ -158,11 +158,19 @@ pub struct VerifyOutcome {
     pub peers: Vec<valley_replicate::heads::PeerChainCheck>,
 }
 
+/// A recorded grant and what the rule packs say of it (`valley rules check`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GrantJudgement {
+    pub grant: valley_policy::Grant,
+    pub judgement: valley_policy::Judgement,
+}
+
 /// Admin calls a tenant's admin may make too, on its own buckets and grants.
-const TENANT_DATA_ROUTES: [&str; 5] = [
+const TENANT_DATA_ROUTES: [&str; 6] = [
     "policy",
     "policy-dry-run",
     "grants",
+    "rules-check",
     "residency-report",
     "residency-verify",
 ];
@@ -323,6 +331,28 @@ impl AdminApi {
                 };
                 match grants {
                     Ok(grants) => json(&grants),
+                    Err(e) => hub_error(&e),
+                }
+            }
+            // Every grant the caller sees, judged by the rule packs this hub holds.
+            (Method::GET, "rules-check") => {
+                let grants = if caller.operator {
+                    hub.grants().await
+                } else {
+                    hub.grants_of(&caller.tenant).await
+                };
+                match grants {
+                    Ok(grants) => {
+                        let today = valley_replicate::hook::today();
+                        let judged: Vec<GrantJudgement> = grants
+                            .into_iter()
+                            .map(|grant| {
+                                let judgement = hub.topology.rules().judge(&grant, today);
+                                GrantJudgement { grant, judgement }
+                            })
+                            .collect();
+                        json(&judged)
+                    }
                     Err(e) => hub_error(&e),
                 }
             }

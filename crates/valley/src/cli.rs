@@ -37,6 +37,11 @@ pub enum Command {
         #[command(subcommand)]
         command: GrantCommand,
     },
+    /// The rule packs: which legal bases the law accepts for which cross-border flows.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Declare a hub lost for good (its copies are re-created elsewhere) or back in service.
     Hub {
         #[command(subcommand)]
@@ -322,6 +327,27 @@ pub enum ResidencyCommand {
     /// Re-check a JSON report against the hubs and their audit chains; exits non-zero naming
     /// the first claim that cannot be confirmed.
     Verify { report: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// What the rule packs of this build require, for the flows asked (all when none given).
+    Show {
+        /// The jurisdiction data leaves.
+        #[arg(long)]
+        from: Option<String>,
+        /// The jurisdiction it goes to.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        classification: Option<String>,
+    },
+    /// Every recorded grant (the caller's tenant's; the operator: all), with whether the hub's
+    /// rule packs accept it and why.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

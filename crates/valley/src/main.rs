@@ -19,6 +19,7 @@ mod kms;
 mod listener;
 mod metrics;
 mod residency_commands;
+mod rules_commands;
 mod s3_checks;
 mod serve;
 mod tenant_commands;
@@ -58,6 +59,8 @@ fn run_admin(admin: &str, command: cli::Command) -> anyhow::Result<()> {
             &command,
             cli::Command::Audit {
                 command: cli::AuditCommand::Verify { file: Some(_) } | cli::AuditCommand::Show { file: Some(_), .. }
+            } | cli::Command::Rules {
+                command: cli::RulesCommand::Show { .. }
             }
         );
         let client = if needs_hub {
@@ -75,6 +78,7 @@ fn run_admin(admin: &str, command: cli::Command) -> anyhow::Result<()> {
             cli::Command::Tenant { command } => tenant_commands::tenant(&client, command).await,
             cli::Command::User { command } => tenant_commands::user(&client, command).await,
             cli::Command::Key { command } => tenant_commands::key(&client, command).await,
+            cli::Command::Rules { command } => rules_commands::run(&client, command).await,
             cli::Command::Serve(_) | cli::Command::Demo(_) | cli::Command::Cert { .. } | cli::Command::Kms { .. } => {
                 unreachable!("handled in main")
             }

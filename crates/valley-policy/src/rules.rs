@@ -1,0 +1,454 @@
+//! Rule packs: which legal bases the law accepts for which cross-border flows, as data.
+//!
+//! A grant records a legal basis; a rule pack says whether that basis is one the law accepts
+//! for the data it covers. A pack is a versioned TOML file (see `packs/*.toml`, shipped in the
+//! binary and loaded by default): for each (from jurisdiction, to jurisdiction, classification)
+//! the acceptable bases, what a grant of each must carry (a reference, a maximum validity, an
+//! individuals cap below the law's threshold), and flows that are never allowed, each rule
+//! citing its source. Flows no rule of a pack names are not regulated by it.
+//!
+//! Pure like the rest of the engine: [`RuleBook::judge`] takes the grant and the day.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::grant::{Basis, Grant};
+use crate::{Day, date_of};
+
+const PACK_FORMAT: u32 = 1;
+
+/// The packs shipped with Valley and loaded by default.
+pub const DEFAULT_PACKS: [(&str, &str); 2] = [
+    ("cn-2024.toml", include_str!("../packs/cn-2024.toml")),
+    ("eu-gdpr.toml", include_str!("../packs/eu-gdpr.toml")),
+];
+
+/// One rule pack, as its file says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulePack {
+    pub format: u32,
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<FlowRule>,
+    #[serde(default)]
+    pub never: Vec<Forbidden>,
+}
+
+/// The bases a flow of one classification may rest on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowRule {
+    /// Jurisdictions the data leaves (`*`: any).
+    pub from: Vec<String>,
+    /// Jurisdictions it goes to (`*`: any other).
+    pub to: Vec<String>,
+    pub classification: String,
+    pub bases: Vec<Basis>,
+    /// A grant of these bases may be valid this many days from the day it is recorded.
+    #[serde(default)]
+    pub max_validity_days: BTreeMap<Basis, i64>,
+    /// A grant of these bases must cap the individuals it covers a year below this.
+    #[serde(default)]
+    pub individuals_below: BTreeMap<Basis, u64>,
+    /// A grant of these bases must name its reference (an assessment or filing number).
+    #[serde(default)]
+    pub require_reference: Vec<Basis>,
+    pub source: String,
+}
+
+/// A flow no basis allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forbidden {
+    pub from: Vec<String>,
+    pub to: Vec<String>,
+    pub classification: String,
+    pub source: String,
+}
+
+/// A pack that does not load.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("rule pack {file}: {message}")]
+    Invalid { file: String, message: String },
+}
+
+fn matches(list: &[String], jurisdiction: &str) -> bool {
+    list.iter().any(|j| j == "*" || j == jurisdiction)
+}
+
+impl FlowRule {
+    fn covers(&self, from: &str, to: &str, classification: &str) -> bool {
+        self.classification == classification && matches(&self.from, from) && matches(&self.to, to)
+    }
+}
+
+impl RulePack {
+    /// Parses and checks a pack file.
+    pub fn parse(file: &str, text: &str) -> Result<Self, RulesError> {
+        let invalid = |message: String| RulesError::Invalid {
+            file: file.to_owned(),
+            message,
+        };
+        let pack: RulePack = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if pack.format != PACK_FORMAT {
+            return Err(invalid(format!(
+                "format {} (this build reads {PACK_FORMAT})",
+                pack.format
+            )));
+        }
+        for rule in &pack.rules {
+            let what = format!("rule for {} from {:?}", rule.classification, rule.from);
+            if rule.from.is_empty() || rule.to.is_empty() || rule.bases.is_empty() || rule.source.trim().is_empty() {
+                return Err(invalid(format!("{what}: from, to, bases and source are required")));
+            }
+            let named = rule
+                .max_validity_days
+                .keys()
+                .chain(rule.individuals_below.keys())
+                .chain(&rule.require_reference);
+            if let Some(stray) = named.into_iter().find(|b| !rule.bases.contains(b)) {
+                return Err(invalid(format!(
+                    "{what}: {} has conditions but is not one of its bases",
+                    stray.name()
+                )));
+            }
+        }
+        if let Some(f) = pack.never.iter().find(|f| f.source.trim().is_empty()) {
+            return Err(invalid(format!("never-rule for {} needs a source", f.classification)));
+        }
+        Ok(pack)
+    }
+}
+
+/// The packs a network decides by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleBook {
+    pub packs: Vec<RulePack>,
+}
+
+/// What a pack says of one grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Judgement {
+    pub accepted: bool,
+    /// Why, naming the rules and their sources.
+    pub reason: String,
+}
+
+impl Default for RuleBook {
+    fn default() -> Self {
+        Self::shipped()
+    }
+}
+
+impl RuleBook {
+    /// The packs shipped with this build.
+    #[must_use]
+    pub fn shipped() -> Self {
+        let packs = DEFAULT_PACKS
+            .iter()
+            .map(|(file, text)| RulePack::parse(file, text).expect("a shipped rule pack parses"))
+            .collect();
+        Self { packs }
+    }
+
+    /// `name@version` of every pack, for logs and status.
+    #[must_use]
+    pub fn versions(&self) -> Vec<String> {
+        self.packs.iter().map(|p| format!("{}@{}", p.name, p.version)).collect()
+    }
+
+    /// The rules of every pack for a flow `from` → `to` of `classification` (each `None`: any).
+    #[must_use]
+    pub fn rules_for(
+        &self,
+        from: Option<&str>,
+        to: Option<&str>,
+        classification: Option<&str>,
+    ) -> Vec<(&RulePack, &FlowRule)> {
+        let fits = |list: &[String], j: Option<&str>| j.is_none_or(|j| matches(list, j));
+        self.packs
+            .iter()
+            .flat_map(|p| p.rules.iter().map(move |r| (p, r)))
+            .filter(|(_, r)| {
+                fits(&r.from, from) && fits(&r.to, to) && classification.is_none_or(|c| r.classification == c)
+            })
+            .collect()
+    }
+
+    /// Whether the packs accept `grant` on `today` (the day it is recorded, or a transfer's):
+    /// for each classification it covers, its basis must be one a rule for the flow accepts,
+    /// with what that rule asks of such a grant; a flow a never-rule names is refused whatever
+    /// the basis; a classification no rule names is not regulated.
+    #[must_use]
+    pub fn judge(&self, grant: &Grant, today: Day) -> Judgement {
+        let mut reasons = Vec::new();
+        for classification in &grant.classifications {
+            let forbidden = self
+                .packs
+                .iter()
+                .flat_map(|p| p.never.iter().map(move |f| (p, f)))
+                .find(|(_, f)| {
+                    f.classification == *classification && matches(&f.from, &grant.from) && matches(&f.to, &grant.to)
+                });
+            if let Some((pack, f)) = forbidden {
+                return refused(format!(
+                    "rule pack {}: {classification} data never leaves {} for {} ({})",
+                    pack.name, grant.from, grant.to, f.source
+                ));
+            }
+            let rules: Vec<(&RulePack, &FlowRule)> = self
+                .packs
+                .iter()
+                .flat_map(|p| p.rules.iter().map(move |r| (p, r)))
+                .filter(|(_, r)| r.covers(&grant.from, &grant.to, classification))
+                .collect();
+            if rules.is_empty() {
+                reasons.push(format!(
+                    "{classification} {} -> {}: no rule pack regulates it",
+                    grant.from, grant.to
+                ));
+                continue;
+            }
+            let accepting: Vec<&(&RulePack, &FlowRule)> =
+                rules.iter().filter(|(_, r)| r.bases.contains(&grant.basis)).collect();
+            if accepting.is_empty() {
+                let (pack, _) = rules[0];
+                let mut bases: Vec<String> = rules.iter().flat_map(|(_, r)| r.bases.iter().map(basis_name)).collect();
+                bases.dedup();
+                let sources: Vec<&str> = rules.iter().map(|(_, r)| r.source.as_str()).collect();
+                // Where the basis would be accepted, if anywhere (an adequacy decision's countries).
+                let elsewhere: Vec<String> = self
+                    .packs
+                    .iter()
+                    .flat_map(|p| p.rules.iter())
+                    .filter(|r| {
+                        r.classification == *classification
+                            && matches(&r.from, &grant.from)
+                            && r.bases.contains(&grant.basis)
+                    })
+                    .map(|r| {
+                        format!(
+                            "; {} is accepted only towards {} ({})",
+                            basis_name(&grant.basis),
+                            r.to.join(", "),
+                            r.source
+                        )
+                    })
+                    .collect();
+                return refused(format!(
+                    "rule pack {}: {classification} data leaves {} for {} only under {}; {} is not accepted ({}){}",
+                    pack.name,
+                    grant.from,
+                    grant.to,
+                    bases.join(", "),
+                    basis_name(&grant.basis),
+                    sources.join("; "),
+                    elsewhere.concat()
+                ));
+            }
+            // Accepted when one accepting rule's conditions all hold.
+            let mut failures = Vec::new();
+            let mut ok = None;
+            for (pack, rule) in accepting {
+                match conditions(rule, grant, today) {
+                    None => {
+                        ok = Some(format!(
+                            "{classification} {} -> {} under {}: accepted by rule pack {} ({})",
+                            grant.from,
+                            grant.to,
+                            basis_name(&grant.basis),
+                            pack.name,
+                            rule.source
+                        ));
+                        break;
+                    }
+                    Some(why) => failures.push(format!("rule pack {}: {why} ({})", pack.name, rule.source)),
+                }
+            }
+            match ok {
+                Some(why) => reasons.push(why),
+                None => return refused(failures.join("; ")),
+            }
+        }
+        Judgement {
+            accepted: true,
+            reason: reasons.join("; "),
+        }
+    }
+}
+
+fn refused(reason: String) -> Judgement {
+    Judgement {
+        accepted: false,
+        reason,
+    }
+}
+
+fn basis_name(basis: &Basis) -> String {
+    basis.name().to_owned()
+}
+
+/// What a grant lacks of what `rule` asks of its basis (`None`: nothing).
+fn conditions(rule: &FlowRule, grant: &Grant, today: Day) -> Option<String> {
+    let basis = basis_name(&grant.basis);
+    if rule.require_reference.contains(&grant.basis) && grant.reference.trim().is_empty() {
+        return Some(format!("a {basis} grant must name its reference"));
+    }
+    if let Some(days) = rule.max_validity_days.get(&grant.basis)
+        && grant.expires > today + days
+    {
+        return Some(format!(
+            "a {basis} grant is valid at most {days} days: it may run to {} at the latest, not {}",
+            date_of(today + days),
+            date_of(grant.expires)
+        ));
+    }
+    if let Some(limit) = rule.individuals_below.get(&grant.basis)
+        && grant.volume_cap_individuals.is_some_and(|cap| cap >= *limit)
+    {
+        return Some(format!(
+            "a {basis} grant covers fewer than {limit} individuals a year (its cap says {}); beyond that the law asks for another basis",
+            grant.volume_cap_individuals.unwrap_or_default()
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(from: &str, to: &str, classification: &str, basis: Basis) -> Grant {
+        Grant {
+            id: "g".into(),
+            tenant: "default".into(),
+            from: from.into(),
+            to: to.into(),
+            classifications: vec![classification.into()],
+            basis,
+            reference: "REF-1".into(),
+            expires: crate::day_of("2027-06-30").unwrap(),
+            volume_cap_bytes: None,
+            volume_cap_individuals: None,
+            revoked: false,
+            usage_year: 0,
+            used_bytes: 0,
+            used_individuals: 0,
+        }
+    }
+
+    fn today() -> Day {
+        crate::day_of("2026-12-06").unwrap()
+    }
+
+    #[test]
+    fn the_shipped_packs_load() {
+        let book = RuleBook::shipped();
+        assert_eq!(book.versions(), ["cn-2024@2024-03-22", "eu-gdpr@2016-679"]);
+        assert!(
+            !book
+                .rules_for(Some("CN"), Some("EU"), Some("important-data"))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn important_data_leaves_china_only_under_an_assessment() {
+        let book = RuleBook::shipped();
+        let contract = book.judge(&grant("CN", "EU", "important-data", Basis::StandardContract), today());
+        assert!(!contract.accepted);
+        assert!(
+            contract.reason.contains("security-assessment") && contract.reason.contains("Data Security Law"),
+            "{}",
+            contract.reason
+        );
+        assert!(
+            book.judge(&grant("CN", "EU", "important-data", Basis::SecurityAssessment), today())
+                .accepted
+        );
+        // An assessment is valid three years at most.
+        let mut long = grant("CN", "HK", "important-data", Basis::SecurityAssessment);
+        long.expires = crate::day_of("2031-01-01").unwrap();
+        let why = book.judge(&long, today());
+        assert!(!why.accepted && why.reason.contains("valid at most"), "{}", why.reason);
+    }
+
+    #[test]
+    fn personal_information_and_its_volume_bases() {
+        let book = RuleBook::shipped();
+        assert!(
+            book.judge(&grant("CN", "EU", "personal-info", Basis::StandardContract), today())
+                .accepted
+        );
+        let mut big = grant("CN", "EU", "personal-info", Basis::StandardContract);
+        big.volume_cap_individuals = Some(2_000_000);
+        assert!(!book.judge(&big, today()).accepted);
+        let mut sensitive = grant("CN", "EU", "sensitive-personal-info", Basis::Certification);
+        sensitive.volume_cap_individuals = Some(9_999);
+        assert!(book.judge(&sensitive, today()).accepted);
+        sensitive.volume_cap_individuals = Some(10_000);
+        assert!(!book.judge(&sensitive, today()).accepted);
+        let mut unnamed = grant("CN", "EU", "personal-info", Basis::StandardContract);
+        unnamed.reference = " ".into();
+        assert!(!book.judge(&unnamed, today()).accepted);
+        // Bases of the other side's law are not China's.
+        assert!(
+            !book
+                .judge(&grant("CN", "EU", "personal-info", Basis::Sccs), today())
+                .accepted
+        );
+    }
+
+    #[test]
+    fn no_adequacy_decision_exists_for_china() {
+        let book = RuleBook::shipped();
+        let adequacy = book.judge(&grant("EU", "CN", "personal-info", Basis::Adequacy), today());
+        assert!(
+            !adequacy.accepted && adequacy.reason.contains("GDPR"),
+            "{}",
+            adequacy.reason
+        );
+        assert!(
+            book.judge(&grant("EU", "CN", "personal-info", Basis::Sccs), today())
+                .accepted
+        );
+        assert!(
+            book.judge(&grant("EU", "JP", "personal-info", Basis::Adequacy), today())
+                .accepted
+        );
+    }
+
+    #[test]
+    fn core_data_never_leaves_and_unregulated_flows_pass() {
+        let book = RuleBook::shipped();
+        let core = book.judge(&grant("CN", "HK", "core-data", Basis::SecurityAssessment), today());
+        assert!(
+            !core.accepted && core.reason.contains("never leaves"),
+            "{}",
+            core.reason
+        );
+        assert!(
+            book.judge(&grant("HK", "EU", "personal-info", Basis::StandardContract), today())
+                .accepted
+        );
+        assert!(
+            book.judge(&grant("CN", "EU", "public", Basis::Adequacy), today())
+                .accepted
+        );
+    }
+
+    #[test]
+    fn a_malformed_pack_is_refused_by_name() {
+        let bad = "format = 1\nname = \"x\"\nversion = \"1\"\n[[rule]]\nfrom = [\"CN\"]\nto = [\"*\"]\nclassification = \"pi\"\nbases = [\"standard-contract\"]\nindividuals_below = { certification = 5 }\nsource = \"law\"\n";
+        let err = RulePack::parse("bad.toml", bad).unwrap_err().to_string();
+        assert!(err.contains("bad.toml") && err.contains("certification"), "{err}");
+        assert!(RulePack::parse("v2.toml", "format = 2\nname = \"x\"\nversion = \"1\"\n").is_err());
+        assert!(RulePack::parse("typo.toml", "format = 1\nname = \"x\"\nversion = \"1\"\nrulez = []\n").is_err());
+    }
+}
