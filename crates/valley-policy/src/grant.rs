@@ -19,6 +19,19 @@ pub enum Basis {
 }
 
 impl Basis {
+    /// Every basis.
+    pub const ALL: [Basis; 9] = [
+        Basis::SecurityAssessment,
+        Basis::StandardContract,
+        Basis::Certification,
+        Basis::Adequacy,
+        Basis::Sccs,
+        Basis::Bcr,
+        Basis::ExemptContractPerformance,
+        Basis::ExemptHr,
+        Basis::ExemptEmergency,
+    ];
+
     /// The basis as grants and rule packs name it (`standard-contract`).
     #[must_use]
     pub fn name(self) -> &'static str {

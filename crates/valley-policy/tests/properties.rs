@@ -49,19 +49,6 @@ fn arb_policy() -> impl Strategy<Value = PlacementPolicy> {
         })
 }
 
-/// Every basis, so that grants the rule packs refuse are generated too.
-const BASES: [Basis; 9] = [
-    Basis::SecurityAssessment,
-    Basis::StandardContract,
-    Basis::Certification,
-    Basis::Adequacy,
-    Basis::Sccs,
-    Basis::Bcr,
-    Basis::ExemptContractPerformance,
-    Basis::ExemptHr,
-    Basis::ExemptEmergency,
-];
-
 /// Whose data a transfer moves, and whose grants there are.
 const TENANTS: [&str; 2] = ["default", "acme"];
 
@@ -74,7 +61,8 @@ fn arb_grant() -> impl Strategy<Value = Grant> {
         20_000i64..21_000,
         proptest::option::of(0u64..10_000),
         proptest::sample::select(TENANTS.to_vec()),
-        proptest::sample::select(BASES.to_vec()),
+        // Every basis, so that grants the rule packs refuse are generated too.
+        proptest::sample::select(Basis::ALL.to_vec()),
     )
         .prop_map(|(f, t, classes, revoked, expires, cap, tenant, basis)| Grant {
             id: format!("g-{f}-{t}-{expires}-{tenant}"),

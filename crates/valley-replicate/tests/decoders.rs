@@ -158,22 +158,10 @@ fn policy() -> impl Strategy<Value = PlacementPolicy> {
         )
 }
 
-const BASES: [Basis; 9] = [
-    Basis::SecurityAssessment,
-    Basis::StandardContract,
-    Basis::Certification,
-    Basis::Adequacy,
-    Basis::Sccs,
-    Basis::Bcr,
-    Basis::ExemptContractPerformance,
-    Basis::ExemptHr,
-    Basis::ExemptEmergency,
-];
-
 fn grant() -> impl Strategy<Value = Grant> {
     (
         (text(), text(), text(), proptest::collection::vec(text(), 0..3)),
-        (proptest::sample::select(BASES.to_vec()), text(), any::<i64>()),
+        (proptest::sample::select(Basis::ALL.to_vec()), text(), any::<i64>()),
         (
             proptest::option::of(any::<u64>()),
             proptest::option::of(any::<u64>()),

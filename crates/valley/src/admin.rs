@@ -196,29 +196,8 @@ impl AdminApi {
             return reply(StatusCode::UNAUTHORIZED, why.to_string());
         }
         let route = req.uri().path().strip_prefix(PREFIX).unwrap_or("").to_owned();
-        if route == crate::admin_kms::ROUTE {
-            if req.method() != Method::POST {
-                return reply(StatusCode::NOT_FOUND, "no such admin call");
-            }
-            let body = match auth::read_body(
-                valley_replicate::body_timeout::TimedBody::new(req.into_body()),
-                &verified,
-                BODY_BYTES_MAX,
-            )
-            .await
-            {
-                Ok(body) => body,
-                Err(why) => return reply(StatusCode::BAD_REQUEST, why.to_string()),
-            };
-            let kms = crate::admin_kms::KmsAdmin {
-                directory: &self.directory,
-                catalog: &self.catalog,
-                encryption: self.encryption.as_ref(),
-                hub: self.hub.as_ref(),
-            };
-            return kms.destroy(&caller, &body).await;
-        }
-        if crate::admin_tenants::ROUTES.contains(&route.as_str()) {
+        // Tenant and key calls: a tenant's admin makes them for its own tenant.
+        if route == crate::admin_kms::ROUTE || crate::admin_tenants::ROUTES.contains(&route.as_str()) {
             let query = req.uri().query().unwrap_or("").to_owned();
             let method = req.method().clone();
             let body = match auth::read_body(
@@ -231,6 +210,18 @@ impl AdminApi {
                 Ok(body) => body,
                 Err(why) => return reply(StatusCode::BAD_REQUEST, why.to_string()),
             };
+            if route == crate::admin_kms::ROUTE {
+                if method != Method::POST {
+                    return reply(StatusCode::NOT_FOUND, "no such admin call");
+                }
+                let kms = crate::admin_kms::KmsAdmin {
+                    directory: &self.directory,
+                    catalog: &self.catalog,
+                    encryption: self.encryption.as_ref(),
+                    hub: self.hub.as_ref(),
+                };
+                return kms.destroy(&caller, &body).await;
+            }
             return crate::admin_tenants::handle(
                 &self.directory,
                 &self.catalog,

@@ -206,17 +206,19 @@ mod tests {
         std::fs::create_dir(&data).unwrap();
         let pin = data.join("pin");
         std::fs::write(&pin, "5678\n").unwrap();
-        let args = serve(&[
-            "--data",
-            data.to_str().unwrap(),
-            "--kms-pkcs11-module",
-            "/nonexistent/module.so",
-            "--kms-pkcs11-token",
-            "valley",
-            "--kms-pkcs11-pin-file",
-            pin.to_str().unwrap(),
-        ]);
-        let err = refusal(&args);
+        let with_pin = |pin: &std::path::Path| {
+            serve(&[
+                "--data",
+                data.to_str().unwrap(),
+                "--kms-pkcs11-module",
+                "/nonexistent/module.so",
+                "--kms-pkcs11-token",
+                "valley",
+                "--kms-pkcs11-pin-file",
+                pin.to_str().unwrap(),
+            ])
+        };
+        let err = refusal(&with_pin(&pin));
         assert!(
             err.contains("the PKCS#11 PIN file") && err.contains("inside the data dir"),
             "{err}"
@@ -224,17 +226,7 @@ mod tests {
         // Outside it, the PIN is read and the module is what fails (it does not exist).
         let outside = dir.path().join("pin");
         std::fs::write(&outside, "5678\n").unwrap();
-        let args = serve(&[
-            "--data",
-            data.to_str().unwrap(),
-            "--kms-pkcs11-module",
-            "/nonexistent/module.so",
-            "--kms-pkcs11-token",
-            "valley",
-            "--kms-pkcs11-pin-file",
-            outside.to_str().unwrap(),
-        ]);
-        let err = refusal(&args);
+        let err = refusal(&with_pin(&outside));
         assert!(err.contains("loading module /nonexistent/module.so"), "{err}");
     }
 }
