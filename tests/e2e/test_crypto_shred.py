@@ -7,6 +7,7 @@ farthest hub), which must destroy its copy when it learns of the destruction."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -14,7 +15,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import unique_name, valley_bin
+from conftest import make_client, unique_name, valley_bin
 from network import Network, marker, wait_for
 
 HUBS = [
@@ -113,6 +114,27 @@ def test_destroying_a_key_at_one_hub_refuses_reads_under_it_at_every_hub(tmp_pat
         net.cli("zhangjiakou", "tenant", "add", "acme")
         refused = net.cli("zhangjiakou", "key", "destroy", "--tenant", "acme", "default", check=False)
         assert refused.returncode != 0 and "only that tenant's admin" in refused.stderr, refused.stderr
+        # acme's admin shreds its own bucket's key, naming no tenant (its own is meant).
+        alice = json.loads(net.cli("zhangjiakou", "user", "add", "acme", "alice", "--admin-of-tenant", "--json").stdout)
+        as_alice = make_client(net.s3_endpoint("zhangjiakou"), alice["access_key"], alice["secret_key"],
+                               verify=str(net.ca))
+        acme_bucket = unique_name("acme-shred")
+        as_alice.create_bucket(Bucket=acme_bucket)
+        as_alice.put_object(Bucket=acme_bucket, Key="k", Body=b"acme secret", ServerSideEncryption="AES256")
+        assert as_alice.get_object(Bucket=acme_bucket, Key="k")["Body"].read() == b"acme secret"
+        not_yours = net.cli("zhangjiakou", "key", "destroy", "--tenant", "acme", "--bucket", acme_bucket, check=False)
+        assert not_yours.returncode != 0 and "only that tenant's admin" in not_yours.stderr, not_yours.stderr
+        alice_env = dict(os.environ, VALLEY_ACCESS_KEY=alice["access_key"], VALLEY_SECRET_KEY=alice["secret_key"],
+                         VALLEY_CA=str(net.ca))
+        own = subprocess.run([str(valley_bin()), "--admin", net.admin_endpoint("zhangjiakou"), "key", "destroy",
+                              "--bucket", acme_bucket], env=alice_env, capture_output=True, text=True, timeout=60)
+        assert own.returncode == 0, own.stderr
+        assert shredded(as_alice, acme_bucket, "k")
+        # ...and may not shred the default tenant's bucket.
+        theirs = subprocess.run([str(valley_bin()), "--admin", net.admin_endpoint("zhangjiakou"), "key", "destroy",
+                                 "--tenant", "default", "--bucket", doomed], env=alice_env, capture_output=True,
+                                text=True, timeout=60)
+        assert theirs.returncode != 0 and "only that tenant's admin" in theirs.stderr, theirs.stderr
         missing = net.cli("zhangjiakou", "key", "destroy", "no-such-key", check=False)
         assert missing.returncode != 0 and "no key default/no-such-key" in missing.stderr, missing.stderr
 

@@ -23,7 +23,9 @@ pub const ROUTE: &str = "kms-keys";
 /// What to destroy: a tenant's key by name, or a bucket's own key.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DestroyRequest {
-    pub tenant: String,
+    /// The tenant whose key it is (`None`: the caller's).
+    #[serde(default)]
+    pub tenant: Option<String>,
     /// A key-encryption key's name (`default`: SSE-S3's key; else an SSE-KMS key id).
     #[serde(default)]
     pub name: Option<String>,
@@ -51,13 +53,14 @@ impl KmsAdmin<'_> {
             Ok(r) => r,
             Err(e) => return reply(StatusCode::BAD_REQUEST, format!("malformed key destruction: {e}")),
         };
-        if !(caller.admin && caller.tenant == request.tenant) {
+        let tenant = request.tenant.clone().unwrap_or_else(|| caller.tenant.clone());
+        if !(caller.admin && caller.tenant == tenant) {
             return reply(
                 StatusCode::FORBIDDEN,
                 format!(
                     "{} may not destroy keys of tenant {}: only that tenant's admin",
                     caller.arn(),
-                    request.tenant
+                    tenant
                 ),
             );
         }
@@ -72,7 +75,7 @@ impl KmsAdmin<'_> {
                 if name.is_empty() || name.contains('/') {
                     return reply(StatusCode::BAD_REQUEST, format!("invalid key name {name:?}"));
                 }
-                let key_id = format!("{}/{name}", request.tenant);
+                let key_id = format!("{tenant}/{name}");
                 let known = match encryption.has_key(&key_id) {
                     Ok(found) => found || self.directory.key_destroyed(&key_id).is_some(),
                     Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, format!("key service: {e}")),
@@ -87,10 +90,10 @@ impl KmsAdmin<'_> {
                     return reply(StatusCode::NOT_FOUND, format!("no bucket {bucket:?} at this hub"));
                 }
                 let owner = self.directory.owner_of(bucket);
-                if owner != request.tenant {
+                if owner != tenant {
                     return reply(
                         StatusCode::FORBIDDEN,
-                        format!("bucket {bucket:?} is not tenant {}'s", request.tenant),
+                        format!("bucket {bucket:?} is not tenant {tenant}'s"),
                     );
                 }
                 // The key of the bucket as it is now (made or not: none is made after this),
@@ -115,7 +118,7 @@ impl KmsAdmin<'_> {
         for key_id in &key_ids {
             match self
                 .directory
-                .destroy_kms_key(&request.tenant, key_id, bucket.as_deref(), &caller.arn())
+                .destroy_kms_key(&tenant, key_id, bucket.as_deref(), &caller.arn())
                 .await
             {
                 Ok(record) => records.push(record),

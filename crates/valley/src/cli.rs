@@ -607,9 +607,9 @@ pub enum KeyCommand {
     /// are. Give a key NAME of --tenant (`default`: SSE-S3's key; else an SSE-KMS key id), or
     /// --bucket for one bucket's own key. Only the tenant's admin may.
     Destroy {
-        /// The tenant whose key it is (with --bucket: the bucket's owner).
-        #[arg(long, default_value = "default")]
-        tenant: String,
+        /// The tenant whose key it is (default: the caller's own).
+        #[arg(long)]
+        tenant: Option<String>,
         /// A bucket: destroy its own key (all of its encrypted objects).
         #[arg(long, conflicts_with = "name")]
         bucket: Option<String>,
