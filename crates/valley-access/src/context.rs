@@ -6,7 +6,6 @@
 //! Every key is multi-valued; single-valued keys simply hold one value.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use time::OffsetDateTime;
@@ -30,10 +29,26 @@ pub fn normalize_key(key: &str) -> Cow<'_, str> {
 /// The principal's own keys (`aws:username`, `aws:userid`, `aws:PrincipalArn`,
 /// `aws:PrincipalAccount`, `aws:PrincipalType`) are derived by the evaluator from the
 /// principal and override anything set here, so a caller cannot spoof them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// A request carries a handful of keys (those its policies read), so they are kept in a list:
+/// scanning a few short keys is cheaper than hashing one.
+#[derive(Debug, Clone, Default)]
 pub struct RequestContext {
-    values: HashMap<String, Vec<String>>,
+    values: Vec<(String, Vec<String>)>,
 }
+
+impl PartialEq for RequestContext {
+    /// The same keys with the same values, in any order.
+    fn eq(&self, other: &Self) -> bool {
+        self.values.len() == other.values.len()
+            && self
+                .values
+                .iter()
+                .all(|(k, v)| other.get_normalized(k) == Some(v.as_slice()))
+    }
+}
+
+impl Eq for RequestContext {}
 
 impl RequestContext {
     #[must_use]
@@ -43,8 +58,21 @@ impl RequestContext {
 
     /// Sets `key` to the single `value`, replacing what it held.
     pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
-        self.values.insert(normalize_key(key).into_owned(), vec![value.into()]);
+        *self.slot(key) = vec![value.into()];
         self
+    }
+
+    /// The values of `key`, made present (empty) if it was not.
+    fn slot(&mut self, key: &str) -> &mut Vec<String> {
+        let key = normalize_key(key);
+        let at = match self.values.iter().position(|(k, _)| *k == *key) {
+            Some(at) => at,
+            None => {
+                self.values.push((key.into_owned(), Vec::new()));
+                self.values.len() - 1
+            }
+        };
+        &mut self.values[at].1
     }
 
     /// Sets `key` to several values (an empty list makes the key present but empty, which
@@ -54,24 +82,19 @@ impl RequestContext {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.values.insert(
-            normalize_key(key).into_owned(),
-            values.into_iter().map(Into::into).collect(),
-        );
+        *self.slot(key) = values.into_iter().map(Into::into).collect();
         self
     }
 
     /// Adds one more value to `key`.
     pub fn add(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
-        self.values
-            .entry(normalize_key(key).into_owned())
-            .or_default()
-            .push(value.into());
+        self.slot(key).push(value.into());
         self
     }
 
     pub fn remove(&mut self, key: &str) -> &mut Self {
-        self.values.remove(normalize_key(key).as_ref());
+        let key = normalize_key(key);
+        self.values.retain(|(k, _)| *k != *key);
         self
     }
 
@@ -82,7 +105,7 @@ impl RequestContext {
     }
 
     pub(crate) fn get_normalized(&self, key: &str) -> Option<&[String]> {
-        self.values.get(key).map(Vec::as_slice)
+        self.values.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
     }
 
     /// `aws:CurrentTime` (RFC 3339) and `aws:EpochTime` (seconds).
@@ -101,7 +124,7 @@ impl RequestContext {
 
     /// `aws:SecureTransport`: whether the request came over TLS.
     pub fn set_secure_transport(&mut self, tls: bool) -> &mut Self {
-        self.set("aws:SecureTransport", tls.to_string())
+        self.set("aws:SecureTransport", if tls { "true" } else { "false" })
     }
 
     /// `aws:Referer`.

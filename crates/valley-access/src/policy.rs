@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::action::{S3_ACTIONS, is_known_s3_action};
 use crate::condition::{self, Condition, KeyLookup};
+use crate::context::normalize_key;
 use crate::principal::{Principal, PrincipalEntry, PrincipalMatch};
 use crate::wildcard::{Pattern, Syntax};
 
@@ -74,6 +75,9 @@ pub struct PolicyDocument {
     source: String,
     /// [`PolicyDocument::is_public`], decided once at parse.
     public: bool,
+    /// The condition keys the policy reads (conditions and `${…}` variables), normalised and
+    /// sorted: the front gathers only these from a request.
+    reads: Vec<String>,
 }
 
 /// `Principal` or `NotPrincipal`.
@@ -186,6 +190,7 @@ fn parse(json: &str, kind: PolicyKind, bucket: Option<&str>) -> Result<PolicyDoc
         statements.push(statement);
     }
     let public = statements.iter().any(Statement::is_public);
+    let reads = keys_read(&statements, json);
     Ok(PolicyDocument {
         kind,
         version,
@@ -193,7 +198,25 @@ fn parse(json: &str, kind: PolicyKind, bucket: Option<&str>) -> Result<PolicyDoc
         statements,
         source: json.to_owned(),
         public,
+        reads,
     })
+}
+
+/// Every condition key of `statements` and every `${key}` variable in `json` (in resources or
+/// condition values), normalised, sorted, once each.
+fn keys_read(statements: &[Statement], json: &str) -> Vec<String> {
+    let conditions = statements
+        .iter()
+        .flat_map(|s| s.conditions.iter().map(|c| c.key().to_owned()));
+    let variables = json
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}'))
+        .map(|(name, _)| normalize_key(name).into_owned());
+    let mut keys: Vec<String> = conditions.chain(variables).collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 fn parse_statement(raw: &Value, kind: PolicyKind, bucket: Option<&str>, variables: bool) -> Result<Statement, String> {
@@ -418,6 +441,25 @@ impl PolicyDocument {
     #[must_use]
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Whether the policy reads condition key `key` (normalised, see [`normalize_key`]).
+    #[must_use]
+    pub fn reads(&self, key: &str) -> bool {
+        self.reads.binary_search_by(|k| k.as_str().cmp(key)).is_ok()
+    }
+
+    /// The condition keys the policy reads, normalised and sorted.
+    #[must_use]
+    pub fn keys_read(&self) -> &[String] {
+        &self.reads
+    }
+
+    /// Whether the policy reads some condition key starting with `prefix` (normalised), such
+    /// as one `s3:requestobjecttag/…` key.
+    #[must_use]
+    pub fn reads_prefixed(&self, prefix: &str) -> bool {
+        self.reads.iter().any(|k| k.starts_with(prefix))
     }
 
     /// AWS's Public Access Block definition: a bucket policy is public when some Allow

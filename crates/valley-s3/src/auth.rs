@@ -89,101 +89,162 @@ fn incoming(op: &str, headers: &http::HeaderMap) -> Option<crate::quota::Incomin
     Some(crate::quota::Incoming { bytes, object })
 }
 
-/// The request's condition keys: time, client, transport and the operation's parameters.
+/// The policies deciding a request, as far as which condition keys they read.
+#[derive(Clone, Copy)]
+struct Readers<'p> {
+    policies: [Option<&'p valley_access::PolicyDocument>; 2],
+}
+
+impl<'p> Readers<'p> {
+    fn new(
+        bucket: Option<&'p valley_access::PolicyDocument>,
+        identity: Option<&'p valley_access::PolicyDocument>,
+    ) -> Self {
+        Self {
+            policies: [bucket, identity],
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.policies.iter().any(Option::is_some)
+    }
+
+    /// The condition keys the policies read (a key two read comes twice).
+    fn keys(&self) -> impl Iterator<Item = &'p str> {
+        self.policies
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p.keys_read().iter().map(String::as_str))
+    }
+
+    fn read_prefixed(&self, prefix: &str) -> bool {
+        self.policies.iter().flatten().any(|p| p.reads_prefixed(prefix))
+    }
+
+    /// Which policies these are: a context gathered for them serves them only.
+    fn identity(&self) -> [usize; 2] {
+        self.policies.map(|p| p.map_or(0, |p| std::ptr::from_ref(p) as usize))
+    }
+}
+
+/// `aws:CurrentTime` of this second, formatted once a second per thread.
+fn current_time_text(now: time::OffsetDateTime) -> String {
+    thread_local! {
+        static FORMATTED: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    FORMATTED.with_borrow_mut(|(second, text)| {
+        let this_second = now.unix_timestamp();
+        if *second != this_second {
+            *text = now
+                .replace_nanosecond(0)
+                .unwrap_or(now)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| this_second.to_string());
+            *second = this_second;
+        }
+        text.clone()
+    })
+}
+
+/// The request's condition keys that `readers` read, and no others (a HEAD under a
+/// six-statement policy reads three): time, client, transport, the operation's parameters and
+/// any `x-amz-` header as `s3:x-amz-…`.
 fn context_of(
     uri: &http::Uri,
     headers: &http::HeaderMap,
     client: Option<&ClientInfo>,
     signed: bool,
+    readers: Readers<'_>,
 ) -> valley_access::RequestContext {
     let mut cx = valley_access::RequestContext::new();
-    cx.set_current_time(time::OffsetDateTime::now_utc());
-    if let Some(client) = client {
-        if let Some(ip) = client.ip {
-            cx.set_source_ip(ip);
-        }
-        cx.set_secure_transport(client.secure);
-    }
-    for (pair, value) in url_query(uri) {
-        match pair.as_str() {
-            "prefix" => {
-                cx.set_prefix(&value);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let mut query = None;
+    let mut tags_read = false;
+    for key in readers.keys() {
+        match key {
+            "aws:currenttime" | "aws:epochtime" => {
+                let now = time::OffsetDateTime::now_utc();
+                cx.set("aws:CurrentTime", current_time_text(now));
+                cx.set("aws:EpochTime", now.unix_timestamp().to_string());
             }
-            "delimiter" => {
-                cx.set_delimiter(&value);
-            }
-            "max-keys" => {
-                if let Ok(n) = value.parse() {
-                    cx.set_max_keys(n);
+            "aws:sourceip" => {
+                if let Some(ip) = client.and_then(|c| c.ip) {
+                    cx.set_source_ip(ip);
                 }
             }
-            "versionId" => {
-                cx.set_version_id(&value);
+            "aws:securetransport" => {
+                if let Some(client) = client {
+                    cx.set_secure_transport(client.secure);
+                }
             }
-            _ => {}
+            "s3:prefix" | "s3:delimiter" | "s3:max-keys" | "s3:versionid" => {
+                let parameter = match key {
+                    "s3:prefix" => "prefix",
+                    "s3:delimiter" => "delimiter",
+                    "s3:max-keys" => "max-keys",
+                    _ => "versionId",
+                };
+                let query = query.get_or_insert_with(|| url_query(uri));
+                let Some((_, value)) = query.iter().find(|(name, _)| name == parameter) else {
+                    continue;
+                };
+                if key == "s3:max-keys" {
+                    if let Ok(n) = value.parse() {
+                        cx.set_max_keys(n);
+                    }
+                } else {
+                    cx.set(key, value.as_str());
+                }
+            }
+            "aws:referer" => {
+                if let Some(v) = header("referer") {
+                    cx.set_referer(v);
+                }
+            }
+            "aws:useragent" => {
+                if let Some(v) = header("user-agent") {
+                    cx.set_user_agent(v);
+                }
+            }
+            "s3:signatureversion" if signed => {
+                cx.set_signature_version("AWS4-HMAC-SHA256");
+            }
+            "s3:authtype" if signed => {
+                let presigned = uri.query().is_some_and(|q| q.contains("X-Amz-Signature="));
+                cx.set_auth_type(if presigned { "REST-QUERY-STRING" } else { "REST-HEADER" });
+            }
+            _ if key == "s3:requestobjecttagkeys" || key.starts_with("s3:requestobjecttag/") => {
+                if !tags_read && let Some(tags) = header("x-amz-tagging") {
+                    let pairs: Vec<(String, String)> = url_pairs(tags).collect();
+                    cx.set_request_object_tags(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                }
+                tags_read = true;
+            }
+            _ => {
+                // `s3:x-amz-acl`, `s3:x-amz-copy-source`, `s3:x-amz-grant-read`, ...: the
+                // request header of that name.
+                if let Some(name) = key.strip_prefix("s3:")
+                    && name.starts_with("x-amz-")
+                    && let Some(v) = header(name)
+                {
+                    cx.set(key, v);
+                }
+            }
         }
-    }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    type Setter = fn(&mut valley_access::RequestContext, &str);
-    let keyed: [(&str, Setter); 8] = [
-        ("x-amz-acl", |cx, v| {
-            cx.set_canned_acl(v);
-        }),
-        ("x-amz-copy-source", |cx, v| {
-            cx.set_copy_source(v);
-        }),
-        ("x-amz-metadata-directive", |cx, v| {
-            cx.set_metadata_directive(v);
-        }),
-        ("x-amz-server-side-encryption", |cx, v| {
-            cx.set_server_side_encryption(v);
-        }),
-        ("x-amz-server-side-encryption-aws-kms-key-id", |cx, v| {
-            cx.set("s3:x-amz-server-side-encryption-aws-kms-key-id", v);
-        }),
-        ("x-amz-server-side-encryption-customer-algorithm", |cx, v| {
-            cx.set("s3:x-amz-server-side-encryption-customer-algorithm", v);
-        }),
-        ("referer", |cx, v| {
-            cx.set_referer(v);
-        }),
-        ("user-agent", |cx, v| {
-            cx.set_user_agent(v);
-        }),
-    ];
-    for (name, set) in keyed {
-        if let Some(v) = header(name) {
-            set(&mut cx, v);
-        }
-    }
-    for (name, value) in headers {
-        if name.as_str().starts_with("x-amz-grant-")
-            && let Ok(v) = value.to_str()
-        {
-            cx.set(&format!("s3:{}", name.as_str()), v);
-        }
-    }
-    if let Some(tags) = header("x-amz-tagging") {
-        let pairs: Vec<(String, String)> = url_pairs(tags).collect();
-        cx.set_request_object_tags(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    }
-    if signed {
-        cx.set_signature_version("AWS4-HMAC-SHA256");
-        let presigned = uri.query().is_some_and(|q| q.contains("X-Amz-Signature="));
-        cx.set_auth_type(if presigned { "REST-QUERY-STRING" } else { "REST-HEADER" });
     }
     cx
 }
 
-/// What a request's condition keys are made from. The context itself is built on first use:
-/// only policies read it, and most requests (an owner's, on a bucket without a policy) meet
-/// none, so they skip its dozen allocations.
+/// What a request's condition keys are made from. The context itself is built on first use,
+/// with only the keys its policies read: most requests (an owner's, on a bucket without a
+/// policy) meet none and skip it.
 struct RequestFacts<'a> {
     uri: &'a http::Uri,
     headers: &'a http::HeaderMap,
     client: Option<ClientInfo>,
     signed: bool,
-    context: std::sync::OnceLock<valley_access::RequestContext>,
+    /// The context, and which policies it was gathered for.
+    context: std::sync::OnceLock<([usize; 2], valley_access::RequestContext)>,
 }
 
 impl<'a> RequestFacts<'a> {
@@ -197,16 +258,22 @@ impl<'a> RequestFacts<'a> {
         }
     }
 
-    /// The same request with `context` as its condition keys.
-    fn with_context(&self, context: valley_access::RequestContext) -> RequestFacts<'a> {
+    /// The same request with `context` as its condition keys for `readers`.
+    fn with_context(&self, readers: Readers<'_>, context: valley_access::RequestContext) -> RequestFacts<'a> {
         let facts = RequestFacts::new(self.uri, self.headers, self.client, self.signed);
-        let _ = facts.context.set(context);
+        let _ = facts.context.set((readers.identity(), context));
         facts
     }
 
-    fn context(&self) -> &valley_access::RequestContext {
-        self.context
-            .get_or_init(|| context_of(self.uri, self.headers, self.client.as_ref(), self.signed))
+    /// The condition keys `readers` read.
+    fn context(&self, readers: Readers<'_>) -> std::borrow::Cow<'_, valley_access::RequestContext> {
+        let build = || context_of(self.uri, self.headers, self.client.as_ref(), self.signed, readers);
+        let (built_for, context) = self.context.get_or_init(|| (readers.identity(), build()));
+        if *built_for == readers.identity() {
+            std::borrow::Cow::Borrowed(context)
+        } else {
+            std::borrow::Cow::Owned(build())
+        }
     }
 
     /// The `versionId` the request names, if any.
@@ -400,27 +467,26 @@ impl TenantAccess {
         facts: &RequestFacts<'_>,
     ) -> valley_access::Verdict {
         let who = access_principal(principal);
-        let identity: Vec<&valley_access::PolicyDocument> =
-            principal.and_then(|p| p.policy.as_deref()).into_iter().collect();
+        let identity_policy = principal.and_then(|p| p.policy.as_deref());
+        let identity: Vec<&valley_access::PolicyDocument> = identity_policy.into_iter().collect();
         let bucket_policy = self.directory.bucket_policy(bucket);
         let resource = valley_access::resource_for(bucket, key);
         let settings = self.directory.bucket_access(bucket);
         // Only policies read the condition keys: without one, none are gathered.
-        let unconditioned = valley_access::RequestContext::new();
-        let mut context = if bucket_policy.is_some() || !identity.is_empty() {
-            facts.context()
+        let readers = Readers::new(bucket_policy.as_deref(), identity_policy);
+        let mut context = if readers.any() {
+            facts.context(readers)
         } else {
-            &unconditioned
+            std::borrow::Cow::Owned(valley_access::RequestContext::new())
         };
         // A policy that looks at the object's tags needs them: read only then.
-        let mut tagged;
-        if let (Some(key), Some(policy)) = (key, bucket_policy.as_deref())
-            && policy.source().contains("ExistingObjectTag")
+        if let Some(key) = key
+            && readers.read_prefixed("s3:existingobjecttag/")
             && let Some(version) = self.existing(bucket, key, facts).await
         {
-            tagged = context.clone();
-            tagged.set_existing_object_tags(version.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            context = &tagged;
+            context
+                .to_mut()
+                .set_existing_object_tags(version.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
         let acl = if settings.ownership.acls_apply() {
             self.acl_for(principal, action, bucket, key, owner, facts).await
@@ -437,7 +503,7 @@ impl TenantAccess {
             acl: acl.as_ref(),
             public_access_block: settings.public_access_block,
             ownership: settings.ownership,
-            context,
+            context: &context,
         })
     }
 
@@ -455,9 +521,11 @@ impl TenantAccess {
         if self.existing(bucket, key, facts).await.is_some() {
             return false;
         }
-        let mut listing = facts.context().clone();
+        let bucket_policy = self.directory.bucket_policy(bucket);
+        let readers = Readers::new(bucket_policy.as_deref(), principal.and_then(|p| p.policy.as_deref()));
+        let mut listing = facts.context(readers).into_owned();
         listing.set_prefix(key);
-        let listing = facts.with_context(listing);
+        let listing = facts.with_context(readers, listing);
         self.verdict(principal, "s3:ListBucket", bucket, None, owner, &listing)
             .await
             .is_allowed()
@@ -637,5 +705,100 @@ impl S3Access for TenantAccess {
     async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
         let source = req.input.copy_source.clone();
         self.copy_source(req, &source).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every condition key the front gathers, with a request that carries it.
+    const KEYS: [&str; 19] = [
+        "aws:CurrentTime",
+        "aws:EpochTime",
+        "aws:SourceIp",
+        "aws:SecureTransport",
+        "s3:prefix",
+        "s3:delimiter",
+        "s3:max-keys",
+        "s3:VersionId",
+        "s3:x-amz-acl",
+        "s3:x-amz-copy-source",
+        "s3:x-amz-metadata-directive",
+        "s3:x-amz-server-side-encryption",
+        "s3:x-amz-server-side-encryption-aws-kms-key-id",
+        "aws:Referer",
+        "aws:UserAgent",
+        "s3:x-amz-grant-read",
+        "s3:RequestObjectTag/Env",
+        "s3:signatureversion",
+        "s3:authType",
+    ];
+
+    fn request() -> (http::Uri, http::HeaderMap) {
+        let uri: http::Uri = "/b?prefix=p&delimiter=%2F&max-keys=5&versionId=v1".parse().unwrap();
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("x-amz-acl", "private"),
+            ("x-amz-copy-source", "src/k"),
+            ("x-amz-metadata-directive", "COPY"),
+            ("x-amz-server-side-encryption", "aws:kms"),
+            ("x-amz-server-side-encryption-aws-kms-key-id", "k1"),
+            ("referer", "https://example.com"),
+            ("user-agent", "aws-cli"),
+            ("x-amz-grant-read", "id=acme"),
+            ("x-amz-tagging", "Env=prod"),
+        ] {
+            headers.insert(name, value.parse().unwrap());
+        }
+        (uri, headers)
+    }
+
+    fn policy_reading(key: &str) -> valley_access::PolicyDocument {
+        let json = format!(
+            r#"{{"Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b/*","Condition":{{"StringLike":{{"{key}":"*"}}}}}}]}}"#
+        );
+        valley_access::parse_bucket_policy(&json, "b").unwrap()
+    }
+
+    #[test]
+    fn a_key_a_policy_reads_is_gathered_and_others_are_not() {
+        let (uri, headers) = request();
+        let client = ClientInfo {
+            ip: Some("10.0.0.1".parse().unwrap()),
+            secure: true,
+        };
+        for key in KEYS {
+            let policy = policy_reading(key);
+            let cx = context_of(&uri, &headers, Some(&client), true, Readers::new(Some(&policy), None));
+            assert!(cx.get(key).is_some_and(|v| !v.is_empty()), "{key} is not gathered");
+            let others = KEYS.iter().filter(|k| cx.get(k).is_some()).count();
+            // Time comes as a pair, and a tag with the list of tag keys.
+            assert!(others <= 2, "{key}: {others} keys gathered");
+        }
+        let none = context_of(&uri, &headers, Some(&client), true, Readers::new(None, None));
+        assert!(KEYS.iter().all(|k| none.get(k).is_none()));
+    }
+
+    #[test]
+    fn a_variable_is_read_like_a_condition_key() {
+        let json = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/${aws:SourceIp}/*"}]}"#;
+        let policy = valley_access::parse_bucket_policy(json, "b").unwrap();
+        assert!(policy.reads("aws:sourceip") && !policy.reads("aws:currenttime"));
+        let (uri, headers) = request();
+        let client = ClientInfo {
+            ip: Some("10.0.0.1".parse().unwrap()),
+            secure: false,
+        };
+        let cx = context_of(&uri, &headers, Some(&client), true, Readers::new(Some(&policy), None));
+        assert_eq!(cx.get("aws:SourceIp"), Some(&["10.0.0.1".to_owned()][..]));
+    }
+
+    #[test]
+    fn the_time_is_formatted_as_rfc3339_seconds() {
+        let now = time::macros::datetime!(2026-12-06 16:20:05.123 UTC);
+        assert_eq!(current_time_text(now), "2026-12-06T16:20:05Z");
+        let later = time::macros::datetime!(2026-12-06 16:20:06 UTC);
+        assert_eq!(current_time_text(later), "2026-12-06T16:20:06Z");
     }
 }
