@@ -112,8 +112,9 @@ def test_widening_a_policy_without_a_grant_moves_nothing_across_the_border(net):
 def test_a_grant_allows_the_flow_and_its_expiry_or_revocation_stops_it(net):
     bucket = "cn-eu-" + uuid.uuid4().hex[:8]
     net.s3("zhangjiakou").create_bucket(Bucket=bucket)
+    # Each object carries one customer's data: the rule packs count individuals, not bytes.
     net.cli("zhangjiakou", "bucket", "policy", "set", bucket, "--hubs", "zhangjiakou,frankfurt", "--copies", "2",
-            "--classification", "personal-info")
+            "--classification", "personal-info", "--individuals-per-object", "1")
     yesterday = (datetime.date.today() - datetime.timedelta(days=1)).isoformat()
     net.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification", "personal-info",
             "--basis", "standard-contract", "--reference", "EXPIRED-1", "--expires", yesterday, "--id", "expired-" + bucket)
@@ -149,7 +150,7 @@ def test_a_grant_cap_holds_across_every_sending_hub(net):
     bucket = "cap-" + uuid.uuid4().hex[:8]
     net.s3("zhangjiakou").create_bucket(Bucket=bucket)
     net.cli("zhangjiakou", "bucket", "policy", "set", bucket, "--hubs", "zhangjiakou,gui-an,frankfurt",
-            "--copies", "2", "--classification", "personal-info")
+            "--copies", "2", "--classification", "personal-info", "--individuals-per-object", "1")
     wait_for(lambda: all("personal-info" in net.cli(h, "bucket", "policy", "show", bucket, check=False).stdout
                          for h in ("gui-an", "frankfurt")), what="policy at gui-an and frankfurt")
     grant_id = "cap-" + bucket

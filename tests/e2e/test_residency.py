@@ -37,7 +37,7 @@ def cross_border(net):
     bucket = "cn-eu-" + uuid.uuid4().hex[:8]
     net.s3("zhangjiakou").create_bucket(Bucket=bucket)
     net.cli("zhangjiakou", "bucket", "policy", "set", bucket, "--hubs", "zhangjiakou,frankfurt", "--copies", "2",
-            "--classification", "personal-info")
+            "--classification", "personal-info", "--individuals-per-object", "1")
     wait_for(lambda: all("personal-info" in net.cli(h, "bucket", "policy", "show", bucket, check=False).stdout
                          for h in net.hubs), what="policy everywhere")
     bodies = {f"data/o{i}": os.urandom(1000 + 40_000 * i) for i in range(3)}

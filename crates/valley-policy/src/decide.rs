@@ -48,8 +48,12 @@ pub struct Transfer<'a> {
     pub from: &'a str,
     pub to: &'a str,
     pub bytes: u64,
-    /// Individuals whose personal information the data holds (0 when unknown or none).
-    pub individuals: u64,
+    /// Individuals whose data the object carries, as it declares (`None`: it declares none).
+    pub individuals: Option<u64>,
+    /// Individuals the tenant has sent out of the source's jurisdiction this calendar year, by
+    /// classification, as far as the deciding hub knows (the accountant's count is the one
+    /// that holds: see [`crate::rules::export_accountant`]).
+    pub exported: &'a crate::rules::ExportedVolumes,
     pub today: Day,
 }
 
@@ -166,8 +170,15 @@ pub fn decide(topology: &Topology, grants: &[Grant], t: &Transfer<'_>) -> Decisi
             refusals.push(format!("grant {} does not cover {missing}", g.id));
             continue;
         }
-        // A grant whose basis the rule packs do not accept (any more) carries nothing.
-        let judged = topology.rules().judge(g, t.today);
+        // A grant whose basis the rule packs do not accept (any more), or not for this volume,
+        // carries nothing.
+        let volume = crate::rules::Volume {
+            individuals: t.individuals,
+            exported: t.exported,
+        };
+        let judged = topology
+            .rules()
+            .judge_flow(g, &t.policy.classifications, t.today, volume);
         if !judged.accepted {
             refusals.push(format!("grant {} is not accepted: {}", g.id, judged.reason));
             continue;

@@ -16,11 +16,14 @@ pub enum Basis {
     ExemptContractPerformance,
     ExemptHr,
     ExemptEmergency,
+    /// Exempt by volume: the exporter sends out fewer individuals' data a year than the law's
+    /// exemption threshold (a rule pack's `individuals_below` says how many).
+    ExemptVolume,
 }
 
 impl Basis {
     /// Every basis.
-    pub const ALL: [Basis; 9] = [
+    pub const ALL: [Basis; 10] = [
         Basis::SecurityAssessment,
         Basis::StandardContract,
         Basis::Certification,
@@ -30,6 +33,7 @@ impl Basis {
         Basis::ExemptContractPerformance,
         Basis::ExemptHr,
         Basis::ExemptEmergency,
+        Basis::ExemptVolume,
     ];
 
     /// The basis as grants and rule packs name it (`standard-contract`).
@@ -45,6 +49,7 @@ impl Basis {
             Basis::ExemptContractPerformance => "exempt-contract-performance",
             Basis::ExemptHr => "exempt-hr",
             Basis::ExemptEmergency => "exempt-emergency",
+            Basis::ExemptVolume => "exempt-volume",
         }
     }
 }
@@ -54,7 +59,7 @@ impl std::str::FromStr for Basis {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         serde_json_like(s).ok_or_else(|| {
             format!(
-                "unknown basis {s:?}; one of security-assessment, standard-contract, certification, adequacy, sccs, bcr, exempt-contract-performance, exempt-hr, exempt-emergency"
+                "unknown basis {s:?}; one of security-assessment, standard-contract, certification, adequacy, sccs, bcr, exempt-contract-performance, exempt-hr, exempt-emergency, exempt-volume"
             )
         })
     }
@@ -71,6 +76,7 @@ fn serde_json_like(s: &str) -> Option<Basis> {
         "exempt-contract-performance" => Basis::ExemptContractPerformance,
         "exempt-hr" => Basis::ExemptHr,
         "exempt-emergency" => Basis::ExemptEmergency,
+        "exempt-volume" => Basis::ExemptVolume,
         _ => return None,
     })
 }
@@ -123,9 +129,10 @@ impl Grant {
         }
     }
 
-    /// Why the grant cannot carry `bytes` of data about `individuals` people today, or `None`.
+    /// Why the grant cannot carry `bytes` of data about `individuals` people (`None`:
+    /// undeclared) today, or `None`.
     #[must_use]
-    pub fn refusal(&self, today: Day, bytes: u64, individuals: u64) -> Option<String> {
+    pub fn refusal(&self, today: Day, bytes: u64, individuals: Option<u64>) -> Option<String> {
         if self.revoked {
             return Some(format!("grant {} was revoked", self.id));
         }
@@ -141,9 +148,16 @@ impl Grant {
                 self.id
             ));
         }
-        if let Some(cap) = self.volume_cap_individuals
-            && used_individuals.saturating_add(individuals) > cap
-        {
+        if let Some(cap) = self.volume_cap_individuals {
+            let Some(individuals) = individuals else {
+                return Some(format!(
+                    "grant {} caps the individuals it carries ({cap} a year) and the object declares none",
+                    self.id
+                ));
+            };
+            if used_individuals.saturating_add(individuals) <= cap {
+                return None;
+            }
             return Some(format!(
                 "grant {} would pass its cap of {cap} individuals this year ({used_individuals} used)",
                 self.id

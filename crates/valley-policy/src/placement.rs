@@ -49,6 +49,25 @@ pub struct PlacementPolicy {
     /// this, new writes are slowed and then refused (SlowDown) until replication catches up.
     #[serde(default)]
     pub max_lag_seconds: Option<u32>,
+    /// How many individuals' data each object carries when it does not say
+    /// (`x-amz-meta-valley-individuals`): what the law's volume thresholds count. Omitted
+    /// from the record when unset, so hubs of earlier releases read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub individuals_per_object: Option<u64>,
+}
+
+pub use valley_types::INDIVIDUALS_METADATA;
+
+/// How many individuals' data an object carries: what its metadata declares, else its
+/// bucket's default, else `None` (undeclared: the volume thresholds count nothing they are
+/// not told, so such an object does not flow under a basis that has one).
+#[must_use]
+pub fn declared_individuals(user_metadata: &[(String, String)], policy: &PlacementPolicy) -> Option<u64> {
+    user_metadata
+        .iter()
+        .find(|(name, _)| name == INDIVIDUALS_METADATA)
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .or(policy.individuals_per_object)
 }
 
 /// What a write whose synchronous copies cannot be made in time does.
@@ -100,6 +119,7 @@ impl Default for PlacementPolicy {
             ack_timeout_seconds: ack_timeout_default(),
             ack_fallback: AckFallback::Fail,
             max_lag_seconds: None,
+            individuals_per_object: None,
         }
     }
 }

@@ -52,7 +52,11 @@ pub struct FlowRule {
     /// A grant of these bases may be valid this many days from the day it is recorded.
     #[serde(default)]
     pub max_validity_days: BTreeMap<Basis, i64>,
-    /// A grant of these bases must cap the individuals it covers a year below this.
+    /// These bases carry the exporter's data only while the individuals it has sent out of
+    /// the `from` jurisdiction this calendar year (all its flows of this classification,
+    /// counted network-wide), the object's included, stay below this. An object that declares
+    /// no individuals does not flow under them, and a grant of them capped at or above this
+    /// is refused when recorded.
     #[serde(default)]
     pub individuals_below: BTreeMap<Basis, u64>,
     /// A grant of these bases must name its reference (an assessment or filing number).
@@ -283,6 +287,132 @@ impl RuleBook {
     }
 }
 
+/// What a transfer adds to its exporter's yearly volume, and what the exporter has already sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Volume<'a> {
+    /// Individuals whose data the object carries (`None`: it declares none).
+    pub individuals: Option<u64>,
+    /// Individuals the exporter has sent out of the flow's `from` jurisdiction this calendar
+    /// year, by classification.
+    pub exported: &'a ExportedVolumes,
+}
+
+/// Individuals an exporter has sent out of one jurisdiction this calendar year, by
+/// classification.
+pub type ExportedVolumes = BTreeMap<String, u64>;
+
+impl RuleBook {
+    /// Whether the packs accept moving data of `classifications` under `grant` today with
+    /// `volume`: [`RuleBook::judge`], and for each classification whose accepting rule
+    /// limits the grant's basis by volume, the exporter's yearly count with the object's must
+    /// stay below the limit (an object declaring no individuals does not flow under such a
+    /// basis: individuals are counted, not guessed).
+    #[must_use]
+    pub fn judge_flow(&self, grant: &Grant, classifications: &[String], today: Day, volume: Volume<'_>) -> Judgement {
+        let judged = self.judge(grant, today);
+        if !judged.accepted {
+            return judged;
+        }
+        let mut notes = Vec::new();
+        for classification in classifications {
+            let accepting: Vec<(&RulePack, &FlowRule)> = self
+                .packs
+                .iter()
+                .flat_map(|p| p.rules.iter().map(move |r| (p, r)))
+                .filter(|(_, r)| {
+                    r.covers(&grant.from, &grant.to, classification)
+                        && r.bases.contains(&grant.basis)
+                        && conditions(r, grant, today).is_none()
+                })
+                .collect();
+            // The most generous accepting rule decides; one without a limit accepts any volume.
+            let limits: Vec<(&RulePack, &FlowRule, u64)> = accepting
+                .iter()
+                .map(|(p, r)| (*p, *r, r.individuals_below.get(&grant.basis).copied()))
+                .map(|(p, r, limit)| (p, r, limit.unwrap_or(u64::MAX)))
+                .collect();
+            let Some(&(pack, rule, limit)) = limits.iter().max_by_key(|(_, _, limit)| *limit) else {
+                continue;
+            };
+            if limit == u64::MAX {
+                continue;
+            }
+            let basis = basis_name(&grant.basis);
+            let Some(individuals) = volume.individuals else {
+                return refused(format!(
+                    "rule pack {}: {basis} carries {classification} data out of {} only below {limit} individuals a year, and this object declares none (x-amz-meta-valley-individuals, or the bucket policy's individuals_per_object) ({})",
+                    pack.name, grant.from, rule.source
+                ));
+            };
+            let sent = volume.exported.get(classification).copied().unwrap_or(0);
+            let total = sent.saturating_add(individuals);
+            if total >= limit {
+                return refused(format!(
+                    "rule pack {}: {basis} carries {classification} data out of {} only below {limit} individuals a year; tenant {} has sent {sent} this year and this object's {individuals} would make {total}: another basis is needed ({})",
+                    pack.name, grant.from, grant.tenant, rule.source
+                ));
+            }
+            notes.push(format!(
+                "{classification}: {total} of fewer than {limit} individuals this year"
+            ));
+        }
+        if notes.is_empty() {
+            judged
+        } else {
+            Judgement {
+                accepted: true,
+                reason: format!("{}; {}", judged.reason, notes.join("; ")),
+            }
+        }
+    }
+}
+
+/// Individuals one exporter (tenant) has sent out of one jurisdiction in one calendar year, of
+/// one classification: what the law's volume thresholds count. Kept by the jurisdiction's
+/// accountant hub ([`export_accountant`]). Persisted: `format` 1.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportVolume {
+    pub format: u32,
+    pub year: i64,
+    pub individuals: u64,
+}
+
+impl ExportVolume {
+    pub const FORMAT: u32 = 1;
+
+    /// Individuals counted in `today`'s year.
+    #[must_use]
+    pub fn this_year(&self, today: Day) -> u64 {
+        if self.year == crate::grant::year_of(today) {
+            self.individuals
+        } else {
+            0
+        }
+    }
+
+    /// Counts `individuals` more today.
+    pub fn add(&mut self, today: Day, individuals: u64) {
+        let year = crate::grant::year_of(today);
+        if self.year != year {
+            self.year = year;
+            self.individuals = 0;
+        }
+        self.format = Self::FORMAT;
+        self.individuals = self.individuals.saturating_add(individuals);
+    }
+}
+
+/// The hub that counts what tenants send out of `jurisdiction` (the first of its hubs by id):
+/// one count for the network, so a threshold holds however many hubs send.
+#[must_use]
+pub fn export_accountant<'t>(topology: &'t crate::Topology, jurisdiction: &str) -> Option<&'t str> {
+    topology
+        .hubs()
+        .filter(|h| h.jurisdiction == jurisdiction)
+        .map(|h| h.id.as_str())
+        .min()
+}
+
 fn refused(reason: String) -> Judgement {
     Judgement {
         accepted: false,
@@ -439,6 +569,59 @@ mod tests {
         );
         assert!(
             book.judge(&grant("CN", "EU", "public", Basis::Adequacy), today())
+                .accepted
+        );
+    }
+
+    #[test]
+    fn volume_thresholds_count_the_exporters_year_and_need_a_declaration() {
+        let book = RuleBook::shipped();
+        let classes = vec!["personal-info".to_owned()];
+        let mut exempt = grant("CN", "EU", "personal-info", Basis::ExemptVolume);
+        exempt.reference = String::new();
+        let mut sent = ExportedVolumes::new();
+        sent.insert("personal-info".into(), 60_000);
+        let with = |individuals, exported| Volume { individuals, exported };
+        assert!(
+            book.judge_flow(&exempt, &classes, today(), with(Some(39_999), &sent))
+                .accepted
+        );
+        let over = book.judge_flow(&exempt, &classes, today(), with(Some(40_000), &sent));
+        assert!(
+            !over.accepted && over.reason.contains("another basis is needed"),
+            "{}",
+            over.reason
+        );
+        let undeclared = book.judge_flow(&exempt, &classes, today(), with(None, &sent));
+        assert!(
+            !undeclared.accepted && undeclared.reason.contains("declares none"),
+            "{}",
+            undeclared.reason
+        );
+        // A standard contract carries up to a million; an assessment any volume, declared or not.
+        let contract = grant("CN", "EU", "personal-info", Basis::StandardContract);
+        assert!(
+            book.judge_flow(&contract, &classes, today(), with(Some(900_000), &sent))
+                .accepted
+        );
+        assert!(
+            !book
+                .judge_flow(&contract, &classes, today(), with(Some(940_000), &sent))
+                .accepted
+        );
+        let assessment = grant("CN", "EU", "personal-info", Basis::SecurityAssessment);
+        assert!(
+            book.judge_flow(&assessment, &classes, today(), with(None, &sent))
+                .accepted
+        );
+        // No exemption by volume for sensitive data, whatever the count.
+        let mut sensitive = exempt.clone();
+        sensitive.classifications = vec!["sensitive-personal-info".into()];
+        let none = ExportedVolumes::new();
+        let classes = vec!["sensitive-personal-info".to_owned()];
+        assert!(
+            !book
+                .judge_flow(&sensitive, &classes, today(), with(Some(1), &none))
                 .accepted
         );
     }

@@ -243,6 +243,13 @@ impl Topology {
         &self.rules
     }
 
+    /// The same network judged by `rules` instead of the shipped packs.
+    #[must_use]
+    pub fn with_rules(mut self, rules: crate::rules::RuleBook) -> Self {
+        self.rules = rules;
+        self
+    }
+
     #[must_use]
     pub fn hub(&self, id: &str) -> Option<&Hub> {
         self.hubs.get(id)

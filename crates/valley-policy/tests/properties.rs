@@ -8,6 +8,9 @@ use valley_policy::{
     place_avoiding,
 };
 
+/// No exports counted yet.
+static EXPORTED: valley_policy::rules::ExportedVolumes = valley_policy::rules::ExportedVolumes::new();
+
 fn network() -> Topology {
     Topology::parse(include_str!("../../../examples/network.toml")).expect("example network parses")
 }
@@ -152,7 +155,7 @@ proptest! {
     ) {
         let net = network();
         let ids = hub_ids();
-        let t = Transfer { kind, bucket: "b", tenant, policy: &policy, from: &ids[from], to: &ids[to], bytes, individuals: 0, today };
+        let t = Transfer { kind, bucket: "b", tenant, policy: &policy, from: &ids[from], to: &ids[to], bytes, individuals: Some(0), exported: &EXPORTED, today };
         let d = decide(&net, &grants, &t);
         let to_hub = net.hub(&ids[to]).unwrap();
         let from_hub = net.hub(&ids[from]).unwrap();
@@ -219,7 +222,7 @@ proptest! {
             match step {
                 Step::Write { hub } => {
                     let hub = &ids[hub];
-                    let t = Transfer { kind: TransferKind::Write, bucket: "b", tenant: "default", policy: &policy, from: hub, to: hub, bytes: 100, individuals: 1, today };
+                    let t = Transfer { kind: TransferKind::Write, bucket: "b", tenant: "default", policy: &policy, from: hub, to: hub, bytes: 100, individuals: Some(1), exported: &EXPORTED, today };
                     if decide(&net, &grants, &t).allowed {
                         let n = objects.len();
                         objects.insert(n, (hub.clone(), BTreeSet::from([hub.clone()])));
@@ -231,7 +234,7 @@ proptest! {
                         let Some(source) = holders.iter().next().cloned() else { continue };
                         for target in targets {
                             if holders.contains(&target) { continue; }
-                            let t = Transfer { kind: TransferKind::Replication, bucket: "b", tenant: "default", policy: &policy, from: &source, to: &target, bytes: 100, individuals: 1, today };
+                            let t = Transfer { kind: TransferKind::Replication, bucket: "b", tenant: "default", policy: &policy, from: &source, to: &target, bytes: 100, individuals: Some(1), exported: &EXPORTED, today };
                             let d = decide(&net, &grants, &t);
                             if d.allowed {
                                 if let Some(id) = &d.grant && let Some(g) = grants.iter_mut().find(|g| &g.id == id) {
@@ -302,7 +305,8 @@ fn a_cn_only_personal_info_bucket_never_reaches_eu_or_hk_even_with_a_grant() {
             from: "zhangjiakou",
             to,
             bytes: 1,
-            individuals: 1,
+            individuals: Some(1),
+            exported: &EXPORTED,
             today: day_of("2026-11-28").unwrap(),
         };
         let d = decide(&net, std::slice::from_ref(&grant), &t);
@@ -348,7 +352,8 @@ fn an_expired_grant_stops_the_flow_and_says_so() {
         from: "yrd-demo-zone",
         to: "frankfurt",
         bytes: 600,
-        individuals: 0,
+        individuals: Some(0),
+        exported: &EXPORTED,
         today: day_of("2027-06-30").unwrap(),
     };
     let d = decide(&net, std::slice::from_ref(&grant), &t);
@@ -384,7 +389,8 @@ fn copy_allowed(
                 from: at,
                 to: &h.id,
                 bytes: 0,
-                individuals: 0,
+                individuals: Some(0),
+                exported: &EXPORTED,
                 today,
             },
         )
@@ -447,7 +453,7 @@ proptest! {
                 }
                 for to in &ids {
                     let d = decide(&net, &grants, &Transfer {
-                        kind, bucket: "b", tenant: "default", policy: &eff, from: &ids[0], to, bytes: 1, individuals: 0, today: day,
+                        kind, bucket: "b", tenant: "default", policy: &eff, from: &ids[0], to, bytes: 1, individuals: Some(0), exported: &EXPORTED, today: day,
                     });
                     if d.allowed {
                         prop_assert!(origin_policy.allows(net.hub(to).unwrap()), "bucket {} may send to {}", b, to);
@@ -496,7 +502,8 @@ fn a_grant_carries_only_its_own_tenants_data() {
         from: "zhangjiakou",
         to: "frankfurt",
         bytes: 1,
-        individuals: 1,
+        individuals: Some(1),
+        exported: &EXPORTED,
         today: day_of("2026-11-28").unwrap(),
     };
     let own = decide(&net, std::slice::from_ref(&grant), &transfer("acme"));

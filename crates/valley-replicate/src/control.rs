@@ -315,7 +315,7 @@ pub fn apply(txn: &mut dyn WriteTxn, change: &ControlChange) -> StoreResult<bool
     }
 }
 
-fn scan_prefix(txn: &dyn ReadTxn, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
+pub(crate) fn scan_prefix(txn: &dyn ReadTxn, prefix: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
     let mut end = prefix.as_bytes().to_vec();
     if let Some(last) = end.last_mut() {
         *last += 1;

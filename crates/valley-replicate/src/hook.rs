@@ -81,7 +81,8 @@ impl OutboxHook {
                 from: &self.hub,
                 to: &self.hub,
                 bytes,
-                individuals: 0,
+                individuals: None,
+                exported: &valley_policy::rules::ExportedVolumes::new(),
                 today: today(),
             },
         );

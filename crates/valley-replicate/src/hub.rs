@@ -62,7 +62,7 @@ pub struct Hub {
     /// settles on the same newest record.
     clock: HlcClock,
     policy_cache: PolicyCache,
-    grant_ledger: GrantLedger,
+    pub(crate) grant_ledger: GrantLedger,
     /// Wakes anti-entropy early (a hub lost or back, a policy changed, a link healed).
     pub(crate) repair_wake: Arc<tokio::sync::Notify>,
     /// The tenant directory, told of tenant records received from peers.
@@ -225,9 +225,10 @@ impl Hub {
         from: &str,
         to: &str,
         bytes: u64,
+        individuals: Option<u64>,
     ) -> StoreResult<valley_policy::Decision> {
         let grants = self.read(control::grants).await?;
-        let (decision, refusal) = self.decide_with(&grants, kind, bucket, key, policy, from, to, bytes);
+        let (decision, refusal) = self.decide_with(&grants, kind, bucket, key, policy, from, to, bytes, individuals);
         if let Some(event) = refusal {
             self.auditor.record(event).await;
         }
@@ -247,8 +248,12 @@ impl Hub {
         from: &str,
         to: &str,
         bytes: u64,
+        individuals: Option<u64>,
     ) -> (valley_policy::Decision, Option<AuditEvent>) {
         let tenant = self.owner_of(bucket);
+        // What the tenant has exported so far is the accountant's to know: a transfer under a
+        // volume-limited basis is held to it when reserved (`reserve_export`).
+        let exported = valley_policy::rules::ExportedVolumes::new();
         let decision = valley_policy::decide(
             &self.topology,
             grants,
@@ -260,7 +265,8 @@ impl Hub {
                 from,
                 to,
                 bytes,
-                individuals: 0,
+                individuals,
+                exported: &exported,
                 today: crate::hook::today(),
             },
         );
@@ -322,6 +328,10 @@ impl Hub {
         let internal = |e: StoreError| e.to_string();
         let source = self.effective_policy(source_bucket).await.map_err(internal)?;
         let dest = self.effective_policy(dest_bucket).await.map_err(internal)?;
+        let individuals = match self.catalog.object(source_bucket, key, None).await {
+            Ok(version) => valley_policy::placement::declared_individuals(&version.headers.user_metadata, &source),
+            Err(_) => source.individuals_per_object,
+        };
         for hub in self.topology.hubs().filter(|h| dest.allows(h)) {
             let decision = self
                 .judge(
@@ -332,6 +342,7 @@ impl Hub {
                     &self.id,
                     &hub.id,
                     0,
+                    individuals,
                 )
                 .await
                 .map_err(internal)?;
@@ -596,7 +607,13 @@ impl Hub {
     /// Reserves `bytes` of grant `grant_id`'s yearly volume for transfer `transfer`, at the
     /// grant's accountant (the hub that recorded it): `Refused` when the grant cannot carry
     /// them, `Unreachable` when the accountant cannot be asked (the transfer waits).
-    pub async fn reserve_grant(&self, grant_id: &str, transfer: &str, bytes: u64) -> Result<(), PeerError> {
+    pub async fn reserve_grant(
+        &self,
+        grant_id: &str,
+        transfer: &str,
+        bytes: u64,
+        individuals: Option<u64>,
+    ) -> Result<(), PeerError> {
         let record = {
             let id = grant_id.to_owned();
             self.read(move |txn| Ok(control::load_grants(txn)?.into_iter().find(|r| r.grant.id == id)))
@@ -611,7 +628,7 @@ impl Hub {
         }
         if record.origin == self.id || self.topology.hub(&record.origin).is_none() {
             return self
-                .account_grant_use(grant_id, transfer, bytes)
+                .account_grant_use(grant_id, transfer, bytes, individuals)
                 .await
                 .map_err(PeerError::Refused);
         }
@@ -619,6 +636,7 @@ impl Hub {
             grant: grant_id.to_owned(),
             transfer: transfer.to_owned(),
             bytes,
+            individuals,
         };
         let _: crate::wire::Outcome = self.peers.post_json(&record.origin, "grant-use", &request).await?;
         Ok(())
@@ -626,7 +644,13 @@ impl Hub {
 
     /// As the accountant of grant `grant_id`: counts `bytes` for `transfer` if the grant can
     /// carry them this year (a transfer already counted is not counted again).
-    pub(crate) async fn account_grant_use(&self, grant_id: &str, transfer: &str, bytes: u64) -> Result<(), String> {
+    pub(crate) async fn account_grant_use(
+        &self,
+        grant_id: &str,
+        transfer: &str,
+        bytes: u64,
+        individuals: Option<u64>,
+    ) -> Result<(), String> {
         if self.grant_ledger.counted(transfer) {
             return Ok(());
         }
@@ -638,10 +662,10 @@ impl Hub {
                     return Ok(Err(format!("grant {id} is unknown")));
                 };
                 let today = crate::hook::today();
-                if let Some(why) = record.grant.refusal(today, bytes, 0) {
+                if let Some(why) = record.grant.refusal(today, bytes, individuals) {
                     return Ok(Err(why));
                 }
-                record.grant.record_use(today, bytes, 0);
+                record.grant.record_use(today, bytes, individuals.unwrap_or(0));
                 // Usage is this hub's own count (it is the accountant): the record keeps its
                 // stamp and is not re-published.
                 let raw = serde_json::to_vec(record).map_err(|e| StoreError::Meta(e.to_string()))?;
@@ -860,7 +884,8 @@ impl Hub {
                 from: &self.id,
                 to: &self.id,
                 bytes: 0,
-                individuals: 0,
+                individuals: None,
+                exported: &valley_policy::rules::ExportedVolumes::new(),
                 today: crate::hook::today(),
             },
         );

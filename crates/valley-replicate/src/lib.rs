@@ -28,6 +28,7 @@ pub mod body_timeout;
 pub mod client;
 pub mod control;
 pub mod core;
+mod export_volume;
 mod grant_ledger;
 pub mod heads;
 pub mod hook;

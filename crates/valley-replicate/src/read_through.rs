@@ -31,18 +31,52 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
     r
 }
 
-/// The holder's decision on sending `bucket`'s data to `reader`; a refusal is audited.
-async fn release(hub: &Arc<Hub>, reader: &str, bucket: &str, key: &str, bytes: u64) -> Result<(), Response<Bytes>> {
+/// The holder's decision on sending `bucket`'s data (`bytes` of `version`) to `reader`; a
+/// refusal is audited. Data crossing a border under a grant reserves the version's
+/// individuals against its tenant's exports first, as a replica would.
+async fn release(
+    hub: &Arc<Hub>,
+    reader: &str,
+    bucket: &str,
+    key: &str,
+    version: &ObjectVersion,
+    bytes: u64,
+) -> Result<(), Response<Bytes>> {
     let internal = |e: StoreError| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     let policy = hub.effective_policy(bucket).await.map_err(internal)?;
+    let individuals = valley_policy::placement::declared_individuals(&version.headers.user_metadata, &policy);
     let decision = hub
-        .judge(TransferKind::ReadThrough, bucket, key, &policy, &hub.id, reader, bytes)
+        .judge(
+            TransferKind::ReadThrough,
+            bucket,
+            key,
+            &policy,
+            &hub.id,
+            reader,
+            bytes,
+            individuals,
+        )
         .await
         .map_err(internal)?;
-    if decision.allowed {
-        return Ok(());
+    if !decision.allowed {
+        return Err(reply(StatusCode::FORBIDDEN, decision.reason));
     }
-    Err(reply(StatusCode::FORBIDDEN, decision.reason))
+    if let (Some(grant_id), Some(n)) = (&decision.grant, individuals) {
+        let grant = hub
+            .grants()
+            .await
+            .map_err(|e| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let Some(grant) = grant.into_iter().find(|g| &g.id == grant_id) else {
+            return Err(reply(StatusCode::FORBIDDEN, format!("grant {grant_id} is unknown")));
+        };
+        let export = crate::transfer::export_id(bucket, key, version);
+        match hub.reserve_export(&grant, &policy.classifications, &export, n).await {
+            Ok(()) => {}
+            Err(PeerError::Refused(why)) => return Err(reply(StatusCode::FORBIDDEN, why)),
+            Err(e) => return Err(reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        }
+    }
+    Ok(())
 }
 
 fn store_reply(e: &StoreError) -> Response<Bytes> {
@@ -71,7 +105,7 @@ pub(crate) async fn serve_stat(hub: &Arc<Hub>, reader: &str, query: &str) -> Res
         Ok(None) => return reply(StatusCode::NOT_FOUND, format!("key {key:?} is not here")),
         Err(e) => return store_reply(&e),
     };
-    if let Err(r) = release(hub, reader, &bucket, &key, version.size).await {
+    if let Err(r) = release(hub, reader, &bucket, &key, &version, version.size).await {
         return r;
     }
     reply(StatusCode::OK, wire::encode_version(&version))
@@ -110,7 +144,7 @@ pub(crate) async fn serve_read(
     if start.checked_add(len).is_none_or(|end| end > version.stored_size()) {
         return Err(reply(StatusCode::RANGE_NOT_SATISFIABLE, "range outside the version"));
     }
-    release(hub, reader, &bucket, &key, len).await?;
+    release(hub, reader, &bucket, &key, &version, len).await?;
     let stream = hub
         .catalog
         .read(&bucket, &key, &version, start, len)
@@ -180,7 +214,10 @@ impl Hub {
                     from: &holder.id,
                     to: &self.id,
                     bytes: 0,
-                    individuals: 0,
+                    // Which holders may serve is judged here; the holder judges the version
+                    // itself, with what it declares, before it sends a byte.
+                    individuals: policy.individuals_per_object.or(Some(0)),
+                    exported: &valley_policy::rules::ExportedVolumes::new(),
                     today: today(),
                 },
             );

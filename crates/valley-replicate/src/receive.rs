@@ -330,9 +330,21 @@ async fn dispatch(
                 Err(r) => return r,
             };
             match hub
-                .account_grant_use(&request.grant, &request.transfer, request.bytes)
+                .account_grant_use(&request.grant, &request.transfer, request.bytes, request.individuals)
                 .await
             {
+                Ok(()) => json(&wire::Outcome {
+                    outcome: "counted".into(),
+                }),
+                Err(why) => reply(StatusCode::FORBIDDEN, why),
+            }
+        }
+        (http::Method::POST, "export-use") => {
+            let request: wire::ExportUse = match parse_json(&body) {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            match hub.account_export(request).await {
                 Ok(()) => json(&wire::Outcome {
                     outcome: "counted".into(),
                 }),
@@ -372,6 +384,7 @@ async fn admit(
     bucket: &str,
     key: &str,
     bytes: u64,
+    individuals: Option<&ObjectVersion>,
 ) -> Result<(), Response<Bytes>> {
     let record = {
         let (b, topology) = (bucket.to_owned(), hub.topology.clone());
@@ -392,8 +405,13 @@ async fn admit(
         }
         Err(e) => return Err(reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     };
+    // A chunk comes before its version's metadata: it is staged, not applied, and its sender
+    // reserved the object's individuals before sending; the version is admitted again whole.
+    let individuals = individuals.map_or(Some(0), |v| {
+        valley_policy::placement::declared_individuals(&v.headers.user_metadata, &policy)
+    });
     let decision = hub
-        .judge(kind, bucket, key, &policy, from, &hub.id, bytes)
+        .judge(kind, bucket, key, &policy, from, &hub.id, bytes, individuals)
         .await
         .map_err(|e| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     if decision.allowed {
@@ -434,7 +452,7 @@ async fn receive_object(
         return r;
     }
     let kind = kind_of(query);
-    if let Err(r) = admit(hub, from, kind, &bucket, &key, version.size).await {
+    if let Err(r) = admit(hub, from, kind, &bucket, &key, version.size, Some(&version)).await {
         return r;
     }
     let staged = headers.contains_key(wire::HEADER_STAGED);
@@ -559,7 +577,7 @@ async fn stage(hub: &Arc<Hub>, from: &str, query: &str, headers: &http::HeaderMa
     if let Err(r) = check_hlc(hub, from, "version", version.hlc).await {
         return r;
     }
-    if let Err(r) = admit(hub, from, kind_of(query), &bucket, &key, version.size).await {
+    if let Err(r) = admit(hub, from, kind_of(query), &bucket, &key, version.size, Some(&version)).await {
         return r;
     }
     let stamp = version.stamp();
@@ -618,7 +636,7 @@ async fn receive_chunk(
     if declared > crate::transfer::CHUNK_BYTES_MAX {
         return reply(StatusCode::BAD_REQUEST, "chunk larger than the chunk size");
     }
-    if let Err(r) = admit(hub, from, kind_of(query), &bucket, &key, declared).await {
+    if let Err(r) = admit(hub, from, kind_of(query), &bucket, &key, declared, None).await {
         return r;
     }
     let blobs = hub.catalog.blobs().clone();

@@ -14,6 +14,7 @@ use futures::stream::FuturesUnordered;
 use md5::{Digest, Md5};
 use valley_audit::AuditKind;
 use valley_policy::TransferKind;
+use valley_policy::placement::declared_individuals;
 use valley_store::ByteStream;
 use valley_store::keys::{Stamp, origin_tag};
 use valley_store::record::ObjectVersion;
@@ -172,17 +173,13 @@ pub async fn send_known_version(
     let local = |e: valley_store::StoreError| PeerError::Unreachable(format!("local store: {e}"));
     let endpoint = hub.peers.endpoint_of(peer)?;
     let policy = hub.effective_policy(bucket).await.map_err(local)?;
-    let decision = hub
-        .judge(kind, bucket, key, &policy, &hub.id, peer, version.size)
-        .await
-        .map_err(local)?;
+    let grants = hub.read(crate::control::grants).await.map_err(local)?;
+    let (decision, refusal) = decide_and_reserve(hub, &grants, kind, bucket, key, version, peer, &policy).await?;
+    if let Some(event) = refusal {
+        hub.auditor.record(event).await;
+    }
     if !decision.allowed {
         return Ok(Sent::Refused(decision.reason));
-    }
-    if let Some(grant_id) = &decision.grant
-        && let Some(why) = reserve_grant(hub, grant_id, bucket, key, version, peer, kind).await?
-    {
-        return Ok(Sent::Refused(why));
     }
     let route = Route {
         peer: peer.to_owned(),
@@ -206,10 +203,60 @@ pub async fn send_known_version(
     Ok(Sent::Delivered)
 }
 
-/// Reserves `version`'s bytes under `grant_id`. A grant with volume caps is accounted at one
-/// hub for the whole network (the hub that recorded it), and the bytes are reserved there
-/// before any is sent: a cap holds however many hubs send under the grant, and a refusal sends
-/// nothing. Answers the refusal (audited here), if any.
+/// Decides sending `version` of `bucket/key` to `peer` under `grants`, and reserves its
+/// volumes under the grant that allows it. A grant its accountants refuse (a cap or a rule
+/// pack's threshold reached, which only they know) is set aside and the decision taken again
+/// without it, so a standard contract recorded beside an exhausted exemption carries what the
+/// exemption no longer can. Answers the decision and the audit record of a refusal.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn decide_and_reserve(
+    hub: &Arc<Hub>,
+    grants: &[valley_policy::Grant],
+    kind: TransferKind,
+    bucket: &str,
+    key: &str,
+    version: &ObjectVersion,
+    peer: &str,
+    policy: &valley_policy::PlacementPolicy,
+) -> Result<(valley_policy::Decision, Option<valley_audit::AuditEvent>), PeerError> {
+    let individuals = declared_individuals(&version.headers.user_metadata, policy);
+    let mut candidates = std::borrow::Cow::Borrowed(grants);
+    let mut set_aside = Vec::new();
+    loop {
+        let (mut decision, refusal) = hub.decide_with(
+            &candidates,
+            kind,
+            bucket,
+            key,
+            policy,
+            &hub.id,
+            peer,
+            version.size,
+            individuals,
+        );
+        let Some(grant_id) = decision.grant.clone() else {
+            if !decision.allowed && !set_aside.is_empty() {
+                decision.reason = format!("{}; set aside: {}", decision.reason, set_aside.join("; "));
+            }
+            return Ok((decision, refusal));
+        };
+        match reserve_grant(hub, &grant_id, bucket, key, version, peer, kind, policy).await? {
+            None => return Ok((decision, None)),
+            Some(why) => {
+                set_aside.push(why);
+                candidates.to_mut().retain(|g| g.id != grant_id);
+            }
+        }
+    }
+}
+
+/// Reserves `version`'s bytes and individuals under `grant_id`, and its individuals against
+/// its tenant's yearly exports. A grant with volume caps is accounted at one hub for the whole
+/// network (the hub that recorded it), a tenant's exports out of a jurisdiction at another
+/// (its exports accountant), and both are reserved there before a byte is sent: a cap or a
+/// rule pack's threshold holds however many hubs send, and a refusal sends nothing. Answers
+/// the refusal (audited here), if any.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn reserve_grant(
     hub: &Arc<Hub>,
     grant_id: &str,
@@ -218,11 +265,32 @@ pub(crate) async fn reserve_grant(
     version: &ObjectVersion,
     peer: &str,
     kind: TransferKind,
+    policy: &valley_policy::PlacementPolicy,
 ) -> Result<Option<String>, PeerError> {
-    match hub
-        .reserve_grant(grant_id, &transfer_id(bucket, key, version, peer), version.size)
+    let individuals = declared_individuals(&version.headers.user_metadata, policy);
+    let reserved = async {
+        if let Some(n) = individuals {
+            let grant = hub
+                .grants()
+                .await
+                .map_err(|e| PeerError::Unreachable(format!("local store: {e}")))?
+                .into_iter()
+                .find(|g| g.id == grant_id);
+            let Some(grant) = grant else {
+                return Err(PeerError::Refused(format!("grant {grant_id} is unknown")));
+            };
+            hub.reserve_export(&grant, &policy.classifications, &export_id(bucket, key, version), n)
+                .await?;
+        }
+        hub.reserve_grant(
+            grant_id,
+            &transfer_id(bucket, key, version, peer),
+            version.size,
+            individuals,
+        )
         .await
-    {
+    };
+    match reserved.await {
         Ok(()) => Ok(None),
         Err(PeerError::Refused(why)) => {
             hub.auditor
@@ -478,4 +546,10 @@ async fn send_chunk(
 /// once (and a copy to a second peer, which crosses the border again, is counted again).
 fn transfer_id(bucket: &str, key: &str, version: &ObjectVersion, peer: &str) -> String {
     format!("{bucket}/{key}@{}@{}->{peer}", version.hlc, version.origin)
+}
+
+/// Names one version, so its individuals count once against its tenant's exports however many
+/// hubs abroad it goes to: they are the same people.
+pub(crate) fn export_id(bucket: &str, key: &str, version: &ObjectVersion) -> String {
+    format!("{bucket}/{key}@{}@{}", version.hlc, version.origin)
 }

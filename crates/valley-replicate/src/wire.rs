@@ -161,6 +161,34 @@ pub struct GrantUse {
     /// Names the transfer, so a retry is counted once.
     pub transfer: String,
     pub bytes: u64,
+    /// Individuals the object declares (`None`: none declared, or a sender of an earlier
+    /// release). New in session 11.
+    #[serde(default)]
+    pub individuals: Option<u64>,
+}
+
+/// A request to the accountant of a jurisdiction's exports
+/// ([`valley_policy::rules::export_accountant`]) to count an object's individuals against its
+/// tenant's yearly volume, if the rule packs accept that volume under `grant`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportUse {
+    /// 1.
+    pub format: u32,
+    pub tenant: String,
+    /// The jurisdiction the data leaves.
+    pub from: String,
+    /// The grant the transfer rests on.
+    pub grant: String,
+    /// The classifications of the data (its bucket's).
+    pub classifications: Vec<String>,
+    /// Names the object version, so that it is counted once however many hubs abroad it goes
+    /// to and however often a transfer is retried.
+    pub export: String,
+    pub individuals: u64,
+}
+
+impl ExportUse {
+    pub const FORMAT: u32 = 1;
 }
 
 /// What a receiver already has of a chunked transfer.

@@ -6,7 +6,9 @@ use md5::{Digest, Md5};
 use proptest::prelude::*;
 use valley_policy::{Basis, Grant, PlacementPolicy, Role, Tiering};
 use valley_replicate::control::{ControlChange, GrantRecord, HubStateRecord, PolicyRecord, VersioningRecord};
-use valley_replicate::wire::{self, DeleteMessage, DigestReply, DigestRequest, GrantUse, Hello, Inventory, ItemsReply};
+use valley_replicate::wire::{
+    self, DeleteMessage, DigestReply, DigestRequest, ExportUse, GrantUse, Hello, Inventory, ItemsReply,
+};
 use valley_replicate::wire::{EtagCheck, Outcome, StageState};
 use valley_store::BlobId;
 use valley_store::record::{BlobRef, Checksums, ObjectData, ObjectHeaders, ObjectVersion, Versioning};
@@ -442,6 +444,7 @@ fn decode_every_body(bytes: &[u8]) -> usize {
         DeleteMessage,
         Outcome,
         GrantUse,
+        ExportUse,
         StageState,
         DigestRequest,
         DigestReply,
@@ -483,11 +486,25 @@ fn valid_body() -> impl Strategy<Value = Vec<u8>> {
         )),
         (any::<bool>(), proptest::collection::vec(any::<u32>(), 0..8))
             .prop_map(|(done, staged)| to_json(&StageState { done, staged })),
-        (text(), text(), any::<u64>()).prop_map(|(grant, transfer, bytes)| to_json(&GrantUse {
-            grant,
-            transfer,
-            bytes
-        })),
+        (text(), text(), any::<u64>(), proptest::option::of(any::<u64>())).prop_map(
+            |(grant, transfer, bytes, individuals)| to_json(&GrantUse {
+                grant,
+                transfer,
+                bytes,
+                individuals
+            })
+        ),
+        (text(), text(), proptest::collection::vec(text(), 0..3), any::<u64>()).prop_map(
+            |(tenant, export, classifications, individuals)| to_json(&ExportUse {
+                format: ExportUse::FORMAT,
+                tenant,
+                from: "CN".into(),
+                grant: "g".into(),
+                classifications,
+                export,
+                individuals
+            })
+        ),
     ]
 }
 
@@ -527,7 +544,8 @@ proptest! {
         let json = serde_json::to_vec(&g).expect("serialize");
         let mut back: Grant = serde_json::from_slice(&json).expect("decode");
         prop_assert_eq!(&back, &g);
-        let _ = back.refusal(today, bytes, people);
+        let _ = back.refusal(today, bytes, Some(people));
+        let _ = back.refusal(today, bytes, None);
         back.record_use(today, bytes, people);
         // Just counted today: today's usage includes it.
         let (used_bytes, used_people) = back.used_in(today);

@@ -102,6 +102,20 @@ pub fn check_metadata(headers: &ObjectHeaders) -> Result<(), S3Error> {
             valley_types::limits::USER_METADATA_BYTES_MAX
         ));
     }
+    // What the law's volume thresholds count must be a count: a value that is not would
+    // otherwise be read as undeclared.
+    if let Some((_, value)) = headers
+        .user_metadata
+        .iter()
+        .find(|(name, _)| name == valley_types::INDIVIDUALS_METADATA)
+        && value.trim().parse::<u64>().is_err()
+    {
+        return Err(s3_error!(
+            InvalidArgument,
+            "x-amz-meta-{} must be the number of individuals whose data the object carries (a whole number), not {value:?}.",
+            valley_types::INDIVIDUALS_METADATA
+        ));
+    }
     Ok(())
 }
 

@@ -165,12 +165,23 @@ pub struct GrantJudgement {
     pub judgement: valley_policy::Judgement,
 }
 
+/// Individuals a tenant has sent out of a jurisdiction this calendar year, of one
+/// classification, as counted by the hub answering (its exports accountant).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExportCount {
+    pub tenant: String,
+    pub from: String,
+    pub classification: String,
+    pub individuals: u64,
+}
+
 /// Admin calls a tenant's admin may make too, on its own buckets and grants.
-const TENANT_DATA_ROUTES: [&str; 6] = [
+const TENANT_DATA_ROUTES: [&str; 7] = [
     "policy",
     "policy-dry-run",
     "grants",
     "rules-check",
+    "rules-volumes",
     "residency-report",
     "residency-verify",
 ];
@@ -347,6 +358,23 @@ impl AdminApi {
                     Err(e) => hub_error(&e),
                 }
             }
+            // What tenants have sent abroad this year, as this hub counts it.
+            (Method::GET, "rules-volumes") => match hub.export_volumes().await {
+                Ok(counts) => {
+                    let counts: Vec<ExportCount> = counts
+                        .into_iter()
+                        .filter(|(tenant, ..)| caller.operator || *tenant == caller.tenant)
+                        .map(|(tenant, from, classification, individuals)| ExportCount {
+                            tenant,
+                            from,
+                            classification,
+                            individuals,
+                        })
+                        .collect();
+                    json(&counts)
+                }
+                Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            },
             (Method::POST, "grants") => {
                 let request: GrantRequest = match serde_json::from_slice(&body) {
                     Ok(r) => r,

@@ -258,7 +258,7 @@ pub struct PolicySetArgs {
     pub bucket: String,
     /// A TOML policy file (keys: jurisdictions, hubs, copies, distinct_failure_domains,
     /// home_hub, classifications, ack_copies, ack_timeout_seconds, ack_fallback,
-    /// max_lag_seconds, [tiering] after_days and role).
+    /// max_lag_seconds, individuals_per_object, [tiering] after_days and role).
     #[arg(long, conflicts_with_all = ["jurisdictions", "hubs", "copies", "classification"])]
     pub file: Option<PathBuf>,
     /// Allowed jurisdictions, comma-separated (e.g. CN,HK).
@@ -300,6 +300,10 @@ pub struct PolicySetArgs {
     /// older than this many seconds.
     #[arg(long)]
     pub max_lag_seconds: Option<u32>,
+    /// How many individuals' data each object carries when it does not declare it in
+    /// `x-amz-meta-valley-individuals`: what the rule packs' volume thresholds count.
+    #[arg(long)]
+    pub individuals_per_object: Option<u64>,
     /// Change nothing: print what the change would copy where, remove where, which grants it
     /// needs, and whether it would strand data.
     #[arg(long)]
@@ -345,6 +349,13 @@ pub enum RulesCommand {
     /// Every recorded grant (the caller's tenant's; the operator: all), with whether the hub's
     /// rule packs accept it and why.
     Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Individuals each tenant (the caller's; the operator: all) has sent out of a
+    /// jurisdiction this calendar year, by classification: what the packs' volume thresholds
+    /// count. Asked of the jurisdiction's exports accountant (its first hub by id).
+    Volumes {
         #[arg(long)]
         json: bool,
     },

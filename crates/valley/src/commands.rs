@@ -148,6 +148,7 @@ fn policy_from_args(args: PolicySetArgs) -> anyhow::Result<PlacementPolicy> {
             .map_or(Ok(AckFallback::Fail), str::parse)
             .map_err(anyhow::Error::msg)?,
         max_lag_seconds: args.max_lag_seconds,
+        individuals_per_object: args.individuals_per_object,
     })
 }
 
@@ -329,6 +330,9 @@ pub fn print_status(report: &StatusReport) {
         }
         if let Some(lag) = p.max_lag_seconds {
             rule.push_str(&format!(", lag at most {lag} s"));
+        }
+        if let Some(n) = p.individuals_per_object {
+            rule.push_str(&format!(", {n} individuals an object unless it says"));
         }
         let lag = if b.backlog_entries > 0 {
             format!(

@@ -322,7 +322,7 @@ const BUCKETS: [DemoBucket; 4] = [
     DemoBucket {
         name: "cn-eu-contracts",
         created_at: "yrd-demo-zone",
-        policy: "hubs = [\"yrd-demo-zone\", \"frankfurt\"]\ncopies = 2\nhome_hub = \"yrd-demo-zone\"\nclassifications = [\"personal-info\"]\n",
+        policy: "hubs = [\"yrd-demo-zone\", \"frankfurt\"]\ncopies = 2\nhome_hub = \"yrd-demo-zone\"\nclassifications = [\"personal-info\"]\nindividuals_per_object = 1\n",
         story: "personal information that may go from Shanghai to Frankfurt, under a recorded standard contract",
     },
 ];

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use crate::admin::GrantJudgement;
+use crate::admin::{ExportCount, GrantJudgement};
 use crate::cli::RulesCommand;
 use crate::commands::AdminClient;
 
@@ -36,7 +36,7 @@ pub async fn run(admin: &AdminClient, command: RulesCommand) -> anyhow::Result<(
                 }
                 for (basis, limit) in &rule.individuals_below {
                     println!(
-                        "  a {} grant covers fewer than {limit} individuals a year",
+                        "  {} carries it only while the exporter's individuals this calendar year (objects declare them) stay below {limit}",
                         basis.name()
                     );
                 }
@@ -77,6 +77,23 @@ pub async fn run(admin: &AdminClient, command: RulesCommand) -> anyhow::Result<(
                     j.grant.to,
                     j.grant.basis.name(),
                     j.judgement.reason
+                );
+            }
+        }
+        RulesCommand::Volumes { json } => {
+            let body = admin.call(http::Method::GET, "rules-volumes", Vec::new()).await?;
+            if json {
+                println!("{}", String::from_utf8_lossy(&body));
+                return Ok(());
+            }
+            let counts: Vec<ExportCount> = serde_json::from_slice(&body).context("reading the hub's answer")?;
+            if counts.is_empty() {
+                println!("this hub counts no exports (ask the first hub by id of the jurisdiction data leaves)");
+            }
+            for c in counts {
+                println!(
+                    "{} from {}: {} individuals' {} data this year",
+                    c.tenant, c.from, c.individuals, c.classification
                 );
             }
         }

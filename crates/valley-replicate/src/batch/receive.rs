@@ -52,6 +52,7 @@ pub(crate) async fn receive_batch(hub: &Arc<Hub>, from: &str, query: &str, body:
             from,
             &hub.id,
             item.version.size,
+            valley_policy::placement::declared_individuals(&item.version.headers.user_metadata, policy),
         );
         if !decision.allowed {
             refusals.extend(refusal);

@@ -80,33 +80,21 @@ async fn prepare_and_send(
                 Some(transfer::send_known_version(hub, peer, &want.bucket, &want.key, &version, kind).await);
             continue;
         }
-        let (decision, refusal) = hub.decide_with(
-            &grants,
-            kind,
-            &want.bucket,
-            &want.key,
-            policy,
-            &hub.id,
-            peer,
-            version.size,
-        );
+        let decided =
+            transfer::decide_and_reserve(hub, &grants, kind, &want.bucket, &want.key, &version, peer, policy).await;
+        let decision = match decided {
+            Ok((decision, refusal)) => {
+                refusals.extend(refusal);
+                decision
+            }
+            Err(e) => {
+                results[index] = Some(Err(e));
+                continue;
+            }
+        };
         if !decision.allowed {
-            refusals.extend(refusal);
             results[index] = Some(Ok(Sent::Refused(decision.reason)));
             continue;
-        }
-        if let Some(grant_id) = &decision.grant {
-            match transfer::reserve_grant(hub, grant_id, &want.bucket, &want.key, &version, peer, kind).await {
-                Ok(None) => {}
-                Ok(Some(why)) => {
-                    results[index] = Some(Ok(Sent::Refused(why)));
-                    continue;
-                }
-                Err(e) => {
-                    results[index] = Some(Err(e));
-                    continue;
-                }
-            }
         }
         let item = BatchItem {
             bucket: want.bucket.clone(),

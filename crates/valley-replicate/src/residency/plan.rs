@@ -225,7 +225,10 @@ fn decide(
             from,
             to,
             bytes,
-            individuals: 0,
+            // Which basis allows a copy is judged here; the volumes it counts are the
+            // exports accountant's (a transfer is held to them when it is made).
+            individuals: policy.individuals_per_object.or(Some(0)),
+            exported: &valley_policy::rules::ExportedVolumes::new(),
             today,
         },
     )

@@ -169,7 +169,10 @@ pub(crate) fn copy_decision(
             from: origin,
             to: hub,
             bytes: 0,
-            individuals: 0,
+            // Which basis allows a copy is judged here; the volumes it counts are the
+            // exports accountant's (a transfer is held to them when it is made).
+            individuals: policy.individuals_per_object.or(Some(0)),
+            exported: &valley_policy::rules::ExportedVolumes::new(),
             today,
         },
     )
