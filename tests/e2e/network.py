@@ -160,7 +160,7 @@ class Network:
     def data_dir(self, hub: str) -> Path:
         return self.workdir / hub
 
-    def start(self, hub: str, topology: Path | None = None, secret: str = NETWORK_SECRET):
+    def start(self, hub: str, topology: Path | None = None, secret: str = NETWORK_SECRET, extra: tuple = ()):
         s3_port, admin_port = self.ports[hub]
         env = dict(os.environ, VALLEY_ACCESS_KEY=ACCESS_KEY, VALLEY_SECRET_KEY=SECRET_KEY,
                    VALLEY_NETWORK_SECRET=secret, VALLEY_LOG="info")
@@ -170,7 +170,7 @@ class Network:
              "--data", str(self.data_dir(hub)), "--listen", f"127.0.0.1:{s3_port}",
              "--admin-listen", f"127.0.0.1:{admin_port}",
              "--tls-cert", str(self.certs / hub / "cert.pem"), "--tls-key", str(self.certs / hub / "key.pem"),
-             "--tls-ca", str(self.ca), *self.serve_args],
+             "--tls-ca", str(self.ca), *self.serve_args, *extra],
             env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:

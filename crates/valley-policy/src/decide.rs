@@ -186,10 +186,15 @@ pub fn decide(topology: &Topology, grants: &[Grant], t: &Transfer<'_>) -> Decisi
         match g.refusal(t.today, t.bytes, t.individuals) {
             Some(why) => refusals.push(why),
             None => {
+                let pack = if judged.packs.is_empty() {
+                    String::new()
+                } else {
+                    format!(", accepted by rule pack {}", judged.packs.join(", "))
+                };
                 return allow(
                     Rule::GrantCovers,
                     format!(
-                        "{kind} {} ({}) -> {} ({}) of [{}] data allowed by grant {} ({:?}, ref {})",
+                        "{kind} {} ({}) -> {} ({}) of [{}] data allowed by grant {} ({:?}, ref {}){pack}",
                         from.id,
                         from.jurisdiction,
                         to.id,

@@ -142,6 +142,10 @@ pub struct Judgement {
     pub accepted: bool,
     /// Why, naming the rules and their sources.
     pub reason: String,
+    /// The packs whose rules accept the grant (empty when refused, or when no pack regulates
+    /// the flow). New in session 11.
+    #[serde(default)]
+    pub packs: Vec<String>,
 }
 
 impl Default for RuleBook {
@@ -159,6 +163,32 @@ impl RuleBook {
             .map(|(file, text)| RulePack::parse(file, text).expect("a shipped rule pack parses"))
             .collect();
         Self { packs }
+    }
+
+    /// The packs in `files` (name, text), in place of the shipped ones: each must parse, and no
+    /// two may share a name.
+    pub fn parse_files(files: &[(String, String)]) -> Result<Self, RulesError> {
+        let mut packs: Vec<RulePack> = Vec::new();
+        for (file, text) in files {
+            let pack = RulePack::parse(file, text)?;
+            if packs.iter().any(|p| p.name == pack.name) {
+                return Err(RulesError::Invalid {
+                    file: file.clone(),
+                    message: format!("a pack named {:?} is loaded already", pack.name),
+                });
+            }
+            packs.push(pack);
+        }
+        Ok(Self { packs })
+    }
+
+    /// Hex SHA-256 of the packs as parsed (their canonical JSON: comments and layout do not
+    /// count, every rule does).
+    #[must_use]
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = serde_json::to_vec(&self.packs).unwrap_or_default();
+        hex::encode(Sha256::digest(&canonical))
     }
 
     /// `name@version` of every pack, for logs and status.
@@ -192,6 +222,7 @@ impl RuleBook {
     #[must_use]
     pub fn judge(&self, grant: &Grant, today: Day) -> Judgement {
         let mut reasons = Vec::new();
+        let mut packs = Vec::new();
         for classification in &grant.classifications {
             let forbidden = self
                 .packs
@@ -262,13 +293,16 @@ impl RuleBook {
             for (pack, rule) in accepting {
                 match conditions(rule, grant, today) {
                     None => {
-                        ok = Some(format!(
-                            "{classification} {} -> {} under {}: accepted by rule pack {} ({})",
-                            grant.from,
-                            grant.to,
-                            basis_name(&grant.basis),
-                            pack.name,
-                            rule.source
+                        ok = Some((
+                            pack.name.clone(),
+                            format!(
+                                "{classification} {} -> {} under {}: accepted by rule pack {} ({})",
+                                grant.from,
+                                grant.to,
+                                basis_name(&grant.basis),
+                                pack.name,
+                                rule.source
+                            ),
                         ));
                         break;
                     }
@@ -276,13 +310,19 @@ impl RuleBook {
                 }
             }
             match ok {
-                Some(why) => reasons.push(why),
+                Some((pack, why)) => {
+                    reasons.push(why);
+                    if !packs.contains(&pack) {
+                        packs.push(pack);
+                    }
+                }
                 None => return refused(failures.join("; ")),
             }
         }
         Judgement {
             accepted: true,
             reason: reasons.join("; "),
+            packs,
         }
     }
 }
@@ -360,8 +400,8 @@ impl RuleBook {
             judged
         } else {
             Judgement {
-                accepted: true,
                 reason: format!("{}; {}", judged.reason, notes.join("; ")),
+                ..judged
             }
         }
     }
@@ -417,6 +457,7 @@ fn refused(reason: String) -> Judgement {
     Judgement {
         accepted: false,
         reason,
+        packs: Vec::new(),
     }
 }
 
@@ -624,6 +665,23 @@ mod tests {
                 .judge_flow(&sensitive, &classes, today(), with(Some(1), &none))
                 .accepted
         );
+    }
+
+    #[test]
+    fn packs_from_files_hash_by_their_rules_not_their_layout() {
+        let (file, text) = DEFAULT_PACKS[0];
+        let shipped = RuleBook::parse_files(&[(file.to_owned(), text.to_owned())]).unwrap();
+        let commented = format!("# reviewed 2026-12-06\n{text}\n# end\n");
+        let same = RuleBook::parse_files(&[("copy.toml".to_owned(), commented)]).unwrap();
+        assert_eq!(shipped.hash(), same.hash());
+        let tightened = text.replace("exempt-volume = 100000", "exempt-volume = 50000");
+        let other = RuleBook::parse_files(&[("t.toml".to_owned(), tightened)]).unwrap();
+        assert_ne!(shipped.hash(), other.hash());
+        let twice = RuleBook::parse_files(&[
+            (file.to_owned(), text.to_owned()),
+            ("b.toml".to_owned(), text.to_owned()),
+        ]);
+        assert!(twice.unwrap_err().to_string().contains("loaded already"));
     }
 
     #[test]

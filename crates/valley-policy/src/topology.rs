@@ -120,8 +120,10 @@ pub struct Topology {
     links: Vec<Link>,
     tls: Option<TlsPin>,
     hash: String,
-    /// The rule packs grants are judged by (the shipped ones).
+    /// The rule packs grants are judged by (the shipped ones unless files are given).
     rules: crate::rules::RuleBook,
+    /// [`crate::rules::RuleBook::hash`] of `rules`, computed once: peers compare it.
+    rules_hash: String,
 }
 
 fn line_of(source: &str, offset: usize) -> usize {
@@ -227,6 +229,7 @@ impl Topology {
             links,
             tls,
             hash,
+            rules_hash: crate::rules::RuleBook::shipped().hash(),
             rules: crate::rules::RuleBook::shipped(),
         })
     }
@@ -246,8 +249,16 @@ impl Topology {
     /// The same network judged by `rules` instead of the shipped packs.
     #[must_use]
     pub fn with_rules(mut self, rules: crate::rules::RuleBook) -> Self {
+        self.rules_hash = rules.hash();
         self.rules = rules;
         self
+    }
+
+    /// Hex SHA-256 of the rule packs loaded: hubs that judge by different packs refuse each
+    /// other's calls, as for different topologies.
+    #[must_use]
+    pub fn rules_hash(&self) -> &str {
+        &self.rules_hash
     }
 
     #[must_use]

@@ -23,6 +23,8 @@ pub const HEADER_TIME: &str = "x-valley-time";
 pub const HEADER_NONCE: &str = "x-valley-nonce";
 pub const HEADER_SIGNATURE: &str = "x-valley-signature";
 pub const HEADER_TOPOLOGY: &str = "x-valley-topology";
+/// The hash of the rule packs the caller judges by (absent from hubs of earlier releases).
+pub const HEADER_RULES: &str = "x-valley-rules";
 pub const HEADER_CONTENT_SHA256: &str = "x-valley-content-sha256";
 /// The content hash of a body checked end to end by a signed header instead.
 pub const STREAMING_CHECKED: &str = "streaming-checked";

@@ -42,6 +42,8 @@ pub struct PeerClient {
     secret: std::sync::Arc<Vec<u8>>,
     identity: String,
     topology_hash: String,
+    /// Sent as `x-valley-rules` when set: the rule packs this hub judges by.
+    rules_hash: Option<String>,
 }
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -83,7 +85,15 @@ impl PeerClient {
             secret: std::sync::Arc::new(secret),
             identity,
             topology_hash,
+            rules_hash: None,
         }
+    }
+
+    /// The same client, telling peers the hash of the rule packs it judges by.
+    #[must_use]
+    pub fn with_rules_hash(mut self, rules_hash: String) -> Self {
+        self.rules_hash = Some(rules_hash);
+        self
     }
 
     /// Sends a signed request; `bytes_hint` stretches the timeout for large bodies.
@@ -126,6 +136,12 @@ impl PeerClient {
             auth::HEADER_TOPOLOGY,
             http::HeaderValue::from_str(&self.topology_hash).map_err(|e| bad(e.to_string()))?,
         );
+        if let Some(rules) = &self.rules_hash {
+            map.insert(
+                auth::HEADER_RULES,
+                http::HeaderValue::from_str(rules).map_err(|e| bad(e.to_string()))?,
+            );
+        }
         for (name, value) in headers {
             let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(e.to_string()))?;
             map.insert(

@@ -44,6 +44,7 @@ pub mod receive;
 pub mod refusals;
 pub mod repair;
 pub mod residency;
+pub mod rule_change;
 pub mod sync;
 pub mod transfer;
 pub mod wire;

@@ -74,7 +74,8 @@ impl Peers {
             id.to_owned(),
             topology.hash().to_owned(),
             connector,
-        );
+        )
+        .with_rules_hash(topology.rules_hash().to_owned());
         Ok(Self {
             id: id.to_owned(),
             topology,

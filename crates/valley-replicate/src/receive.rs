@@ -165,6 +165,19 @@ async fn authenticate(
         );
         return Err(refuse_stranger(hub, "topology", StatusCode::CONFLICT, why, Some(&from)).await);
     }
+    // A hub that judges transfers by other rule packs would let through what this one refuses
+    // (or the reverse): the network runs one law. Hubs of earlier releases do not say.
+    if let Some(theirs) = req.headers.get(auth::HEADER_RULES).and_then(|v| v.to_str().ok())
+        && theirs != hub.topology.rules_hash()
+    {
+        let why = format!(
+            "rule packs mismatch: hub {} judges by packs {} ({}), peer {from} by packs {theirs}; every hub must load the same packs",
+            hub.id,
+            hub.topology.rules().versions().join(", "),
+            hub.topology.rules_hash()
+        );
+        return Err(refuse_stranger(hub, "rules", StatusCode::CONFLICT, why, Some(&from)).await);
+    }
     if hub.topology.hub(&from).is_none() || from == hub.id {
         let why = format!("{from:?} is not another hub of this network");
         return Err(refuse_stranger(hub, "stranger", StatusCode::FORBIDDEN, why, None).await);

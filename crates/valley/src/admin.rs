@@ -165,6 +165,13 @@ pub struct GrantJudgement {
     pub judgement: valley_policy::Judgement,
 }
 
+/// The rule packs a hub judges by, and their hash (what peers compare).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoadedRules {
+    pub hash: String,
+    pub book: valley_policy::RuleBook,
+}
+
 /// Individuals a tenant has sent out of a jurisdiction this calendar year, of one
 /// classification, as counted by the hub answering (its exports accountant).
 #[derive(Debug, Serialize, Deserialize)]
@@ -176,10 +183,11 @@ pub struct ExportCount {
 }
 
 /// Admin calls a tenant's admin may make too, on its own buckets and grants.
-const TENANT_DATA_ROUTES: [&str; 7] = [
+const TENANT_DATA_ROUTES: [&str; 8] = [
     "policy",
     "policy-dry-run",
     "grants",
+    "rules",
     "rules-check",
     "rules-volumes",
     "residency-report",
@@ -358,6 +366,11 @@ impl AdminApi {
                     Err(e) => hub_error(&e),
                 }
             }
+            // The rule packs this hub judges by.
+            (Method::GET, "rules") => json(&LoadedRules {
+                hash: hub.topology.rules_hash().to_owned(),
+                book: hub.topology.rules().clone(),
+            }),
             // What tenants have sent abroad this year, as this hub counts it.
             (Method::GET, "rules-volumes") => match hub.export_volumes().await {
                 Ok(counts) => {

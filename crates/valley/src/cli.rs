@@ -126,6 +126,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", requires = "hub")]
     pub topology: Option<PathBuf>,
 
+    /// A rule pack (TOML) to judge cross-border grants and transfers by, in place of the packs
+    /// shipped with this build; repeat for several. Every hub of the network must load the
+    /// same packs (peers compare their hash).
+    #[arg(long = "rule-pack", value_name = "FILE", requires = "topology")]
+    pub rule_packs: Vec<PathBuf>,
+
     /// Seconds between anti-entropy rounds (repair of missing copies, tiering).
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub repair_interval: u64,
@@ -335,8 +341,12 @@ pub enum ResidencyCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
-    /// What the rule packs of this build require, for the flows asked (all when none given).
+    /// What the rule packs the hub judges by require, for the flows asked (all when none
+    /// given); with --pack, what the pack files given require (no hub asked).
     Show {
+        /// A rule pack file to explain instead of the hub's packs; repeat for several.
+        #[arg(long, value_name = "FILE")]
+        pack: Vec<std::path::PathBuf>,
         /// The jurisdiction data leaves.
         #[arg(long)]
         from: Option<String>,

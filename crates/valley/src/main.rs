@@ -55,14 +55,16 @@ fn main() -> std::process::ExitCode {
 fn run_admin(admin: &str, command: cli::Command) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let needs_hub = !matches!(
-            &command,
+        let offline = match &command {
             cli::Command::Audit {
-                command: cli::AuditCommand::Verify { file: Some(_) } | cli::AuditCommand::Show { file: Some(_), .. }
-            } | cli::Command::Rules {
-                command: cli::RulesCommand::Show { .. }
-            }
-        );
+                command: cli::AuditCommand::Verify { file } | cli::AuditCommand::Show { file, .. },
+            } => file.is_some(),
+            cli::Command::Rules {
+                command: cli::RulesCommand::Show { pack, .. },
+            } => !pack.is_empty(),
+            _ => false,
+        };
+        let needs_hub = !offline;
         let client = if needs_hub {
             commands::AdminClient::from_env(admin)?
         } else {

@@ -2,19 +2,56 @@
 
 use anyhow::Context;
 
-use crate::admin::{ExportCount, GrantJudgement};
+use crate::admin::{ExportCount, GrantJudgement, LoadedRules};
 use crate::cli::RulesCommand;
 use crate::commands::AdminClient;
 
 pub async fn run(admin: &AdminClient, command: RulesCommand) -> anyhow::Result<()> {
     match command {
         RulesCommand::Show {
+            pack,
             from,
             to,
             classification,
         } => {
-            let book = valley_policy::RuleBook::shipped();
-            println!("rule packs: {}", book.versions().join(", "));
+            // The packs the hub judges by; a lone hub has no borders to judge, so the packs
+            // this build ships are shown.
+            let asked = if pack.is_empty() {
+                admin.call(http::Method::GET, "rules", Vec::new()).await
+            } else {
+                Err(anyhow::anyhow!("files given"))
+            };
+            let book = match asked {
+                Err(_) if !pack.is_empty() => {
+                    let mut texts = Vec::new();
+                    for path in &pack {
+                        let text = std::fs::read_to_string(path)
+                            .with_context(|| format!("cannot read rule pack {}", path.display()))?;
+                        texts.push((path.display().to_string(), text));
+                    }
+                    let book = valley_policy::RuleBook::parse_files(&texts)?;
+                    println!("rule packs: {} (hash {})", book.versions().join(", "), book.hash());
+                    book
+                }
+                Ok(body) => {
+                    let loaded: LoadedRules = serde_json::from_slice(&body).context("reading the hub's answer")?;
+                    println!(
+                        "rule packs: {} (hash {})",
+                        loaded.book.versions().join(", "),
+                        loaded.hash
+                    );
+                    loaded.book
+                }
+                Err(e) if e.to_string().contains("runs alone") => {
+                    let book = valley_policy::RuleBook::shipped();
+                    println!(
+                        "rule packs: {} (shipped with this build; this hub runs alone)",
+                        book.versions().join(", ")
+                    );
+                    book
+                }
+                Err(e) => return Err(e),
+            };
             let rules = book.rules_for(from.as_deref(), to.as_deref(), classification.as_deref());
             if rules.is_empty() {
                 println!("no rule regulates this flow: any recorded grant covering it carries it");

@@ -127,10 +127,12 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         (Some(id), Some(path)) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("cannot read topology {}", path.display()))?;
-            let topology = Arc::new(
-                valley_policy::Topology::parse(&text)
-                    .map_err(|e| anyhow::anyhow!("topology {}: {e}", path.display()))?,
-            );
+            let mut topology = valley_policy::Topology::parse(&text)
+                .map_err(|e| anyhow::anyhow!("topology {}: {e}", path.display()))?;
+            if !args.rule_packs.is_empty() {
+                topology = topology.with_rules(load_rule_packs(&args.rule_packs)?);
+            }
+            let topology = Arc::new(topology);
             pin = topology.tls().cloned();
             let secret = std::env::var("VALLEY_NETWORK_SECRET")
                 .ok()
@@ -221,7 +223,16 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
                         .then(|| std::time::Duration::from_secs(args.declare_lost_after)),
                 },
             );
-            info!(hub = %id, topology = %topology.hash(), peers = topology.hubs().count() - 1, "joined the network");
+            hub.note_rule_packs()
+                .await
+                .context("comparing the rule packs with those loaded before")?;
+            info!(
+                hub = %id,
+                topology = %topology.hash(),
+                rules = %topology.rules().versions().join(", "),
+                peers = topology.hubs().count() - 1,
+                "joined the network"
+            );
             Some(hub)
         }
         None => None,
@@ -569,4 +580,16 @@ impl valley_s3::NetworkGate for HubGate {
             .read_elsewhere(&remote.holder, &remote.bucket, &remote.key, &remote.version, start, len)
             .await
     }
+}
+
+/// The rule packs in `files`, each read and checked (a pack that does not parse stops the hub,
+/// naming the file and the problem).
+fn load_rule_packs(files: &[std::path::PathBuf]) -> anyhow::Result<valley_policy::RuleBook> {
+    let mut texts = Vec::new();
+    for path in files {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read rule pack {}", path.display()))?;
+        texts.push((path.display().to_string(), text));
+    }
+    Ok(valley_policy::RuleBook::parse_files(&texts)?)
 }
