@@ -148,7 +148,8 @@ def test_a_captured_admin_call_cannot_be_replayed_or_given_another_body(pair):
     assert "copies = 2" in pair.cli("gui-an", "bucket", "policy", "show", bucket).stdout
     # The same for a grant: a captured grant call cannot record another grant.
     grant = json.dumps({"id": unique("g"), "from": "CN", "to": "HK", "classifications": ["personal-info"],
-                        "basis": "standard-contract", "reference": "R-1", "expires": "2030-01-01",
+                        "basis": "standard-contract", "reference": "R-1", "companions": {"piia": "PIIA-1"},
+                        "expires": "2030-01-01",
                         "volume_cap_bytes": None, "volume_cap_individuals": None}).encode()
     gpath = "/_valley/admin/v1/grants"
     gheaders = sign_peer_call(SECRET_KEY, "POST", gpath, ACCESS_KEY, grant)

@@ -117,7 +117,7 @@ def test_a_grant_allows_the_flow_and_its_expiry_or_revocation_stops_it(net):
             "--classification", "personal-info", "--individuals-per-object", "1")
     yesterday = (datetime.date.today() - datetime.timedelta(days=1)).isoformat()
     net.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification", "personal-info",
-            "--basis", "standard-contract", "--reference", "EXPIRED-1", "--expires", yesterday, "--id", "expired-" + bucket)
+            "--companion", "piia=PIIA-1", "--basis", "standard-contract", "--reference", "EXPIRED-1", "--expires", yesterday, "--id", "expired-" + bucket)
     time.sleep(0.5)
     tag = marker()
     ATTACKS["attempts"] += 1
@@ -127,7 +127,7 @@ def test_a_grant_allows_the_flow_and_its_expiry_or_revocation_stops_it(net):
     assert "expired on" in net.cli("zhangjiakou", "audit", "show", "--bucket", bucket, "--json").stdout
 
     net.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification", "personal-info",
-            "--basis", "standard-contract", "--reference", "SCC-2026-7", "--expires", "2099-12-31",
+            "--companion", "piia=PIIA-1", "--basis", "standard-contract", "--reference", "SCC-2026-7", "--expires", "2099-12-31",
             "--id", "valid-" + bucket)
     time.sleep(0.5)
     allowed = b"allowed under grant " + os.urandom(1000)
@@ -156,7 +156,7 @@ def test_a_grant_cap_holds_across_every_sending_hub(net):
     grant_id = "cap-" + bucket
     expires = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
     net.cli("zhangjiakou", "grant", "add", "--id", grant_id, "--from", "CN", "--to", "EU", "--classification",
-            "personal-info", "--basis", "standard-contract", "--reference", "CAP-1", "--expires", expires,
+            "personal-info", "--companion", "piia=PIIA-1", "--basis", "standard-contract", "--reference", "CAP-1", "--expires", expires,
             "--volume-cap-bytes", "150000")
     wait_for(lambda: grant_id in net.cli("gui-an", "grant", "list").stdout, what="grant at gui-an")
     first, second = marker(), marker()

@@ -25,7 +25,7 @@ def net(tmp_path_factory):
     network = Network(tmp_path_factory.mktemp("residency"), serve_args=("--audit-head-interval", "1"))
     network.start_all()
     network.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification", "personal-info",
-                "--basis", "standard-contract", "--reference", "CAC-SC-2026-0042", "--expires", "2099-12-31",
+                "--companion", "piia=PIIA-1", "--basis", "standard-contract", "--reference", "CAC-SC-2026-0042", "--expires", "2099-12-31",
                 "--id", GRANT)
     yield network
     network.stop_all()

@@ -74,7 +74,7 @@ def test_a_pack_change_reports_the_grants_it_invalidates_and_stops_their_flows(n
             "--classification", "personal-info", "--individuals-per-object", "1")
     grant = "sc-" + bucket
     net.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification", "personal-info",
-            "--basis", "standard-contract", "--reference", "CAC-SC-1", "--expires", "2099-12-31", "--id", grant)
+            "--companion", "piia=PIIA-1", "--basis", "standard-contract", "--reference", "CAC-SC-1", "--expires", "2099-12-31", "--id", grant)
     before = marker()
     net.s3("zhangjiakou").put_object(Bucket=bucket, Key="before", Body=before * 20)
     wait_for(lambda: net.bytes_containing("frankfurt", before) > 0, timeout=60, what="the first object in frankfurt")
@@ -97,11 +97,11 @@ def test_a_pack_change_reports_the_grants_it_invalidates_and_stops_their_flows(n
     assert net.bytes_containing("frankfurt", after) == 0, "data moved under a grant the new pack refuses"
     # The stricter pack's own basis carries it.
     refused = net.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification",
-                      "personal-info", "--basis", "standard-contract", "--reference", "CAC-SC-2",
+                      "personal-info", "--companion", "piia=PIIA-1", "--basis", "standard-contract", "--reference", "CAC-SC-2",
                       "--expires", "2099-12-31", check=False)
     assert refused.returncode != 0 and "cn-strict" in refused.stderr, refused.stderr
     net.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification", "personal-info",
-            "--basis", "security-assessment", "--reference", "CAC-SA-7", "--expires", "2027-12-31",
+            "--companion", "piia=PIIA-1", "--basis", "security-assessment", "--reference", "CAC-SA-7", "--expires", "2027-12-31",
             "--id", "sa-" + bucket)
     wait_for(lambda: net.bytes_containing("frankfurt", after) > 0, timeout=90,
              what="the held-back object in frankfurt under the assessment")

@@ -53,7 +53,7 @@ def test_important_data_needs_an_assessment_and_moves_only_under_one(net):
             "--classification", "important-data")
     # A standard contract is refused at `grant add`, naming the rule and its source.
     refused = net.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification",
-                      "important-data", "--basis", "standard-contract", "--reference", "SCC-1",
+                      "important-data", "--companion", "piia=PIIA-1", "--basis", "standard-contract", "--reference", "SCC-1",
                       "--expires", "2099-12-31", "--id", "sc-" + bucket, check=False)
     assert refused.returncode != 0, refused.stdout
     assert "security-assessment" in refused.stderr and "Data Security Law" in refused.stderr, refused.stderr
@@ -69,12 +69,12 @@ def test_important_data_needs_an_assessment_and_moves_only_under_one(net):
 
     # An assessment valid past three years is refused too; one within them carries the data.
     too_long = net.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification",
-                       "important-data", "--basis", "security-assessment", "--reference", "CAC-SA-2026-1",
+                       "important-data", "--companion", "piia=PIIA-1", "--basis", "security-assessment", "--reference", "CAC-SA-2026-1",
                        "--expires", "2099-12-31", check=False)
     assert too_long.returncode != 0 and "valid at most" in too_long.stderr, too_long.stderr
     expires = (datetime.date.today() + datetime.timedelta(days=700)).isoformat()
     net.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification", "important-data",
-            "--basis", "security-assessment", "--reference", "CAC-SA-2026-1", "--expires", expires,
+            "--companion", "piia=PIIA-1", "--basis", "security-assessment", "--reference", "CAC-SA-2026-1", "--expires", expires,
             "--id", "sa-" + bucket)
     net.s3("zhangjiakou").put_object(Bucket=bucket, Key="assessed", Body=b"assessed " + tag)
     wait_for(lambda: net.holdings("zhangjiakou", bucket).get("frankfurt", 0) >= 1, timeout=60,
@@ -150,9 +150,15 @@ def test_personal_information_flows_exempt_until_the_threshold_then_needs_a_cont
     assert net.bytes_containing("frankfurt", undeclared) == 0, "an undeclared object reached frankfurt"
     assert exported(net, "gui-an", "personal-info") < 100_000
 
+    # A standard contract rests on a personal-information impact assessment: without its
+    # reference it is refused, naming the record it lacks.
+    lacking = net.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification",
+                      "personal-info", "--basis", "standard-contract", "--reference", "CAC-SC-2026-76",
+                      "--expires", "2099-12-31", check=False)
+    assert lacking.returncode != 0 and "piia record" in lacking.stderr, lacking.stderr
     # Once a standard contract is recorded, the held-back batch moves under it.
     net.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification", "personal-info",
-            "--basis", "standard-contract", "--reference", "CAC-SC-2026-77", "--expires", "2099-12-31",
+            "--companion", "piia=PIIA-1", "--basis", "standard-contract", "--reference", "CAC-SC-2026-77", "--expires", "2099-12-31",
             "--id", "sc-" + bucket)
     wait_for(lambda: net.bytes_containing("frankfurt", third) > 0, timeout=90,
              what="the third batch in frankfurt under the standard contract")
@@ -170,7 +176,7 @@ def test_sensitive_personal_information_past_ten_thousand_needs_an_assessment(ne
                       "--expires", "2099-12-31", check=False)
     assert refused.returncode != 0 and "exempt-volume is not accepted" in refused.stderr, refused.stderr
     net.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification",
-            "sensitive-personal-info", "--basis", "standard-contract", "--reference", "CAC-SC-2026-78",
+            "sensitive-personal-info", "--companion", "piia=PIIA-1", "--basis", "standard-contract", "--reference", "CAC-SC-2026-78",
             "--expires", "2099-12-31", "--id", "sc-" + bucket)
     wait_for(lambda: "sc-" + bucket in net.cli("gui-an", "grant", "list").stdout, what="the grant at gui-an")
     health, more = marker(), marker()
@@ -185,7 +191,7 @@ def test_sensitive_personal_information_past_ten_thousand_needs_an_assessment(ne
     assert net.bytes_containing("frankfurt", more) == 0, "sensitive data past 10,000 individuals reached frankfurt"
     expires = (datetime.date.today() + datetime.timedelta(days=700)).isoformat()
     net.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification",
-            "sensitive-personal-info", "--basis", "security-assessment", "--reference", "CAC-SA-2026-9",
+            "sensitive-personal-info", "--companion", "piia=PIIA-1", "--basis", "security-assessment", "--reference", "CAC-SA-2026-9",
             "--expires", expires, "--id", "sa-" + bucket)
     wait_for(lambda: net.bytes_containing("frankfurt", more) > 0, timeout=90,
              what="the second batch in frankfurt under the assessment")

@@ -659,7 +659,7 @@ def test_a_tenants_grant_carries_its_own_data_across_a_border_and_nobody_elses(c
     # acme records its standard contract; it is acme's, listed to acme and the operator only.
     grant = "scc-" + unique_name("acme")
     ok(as_tenant("acme", "grant", "add", "--id", grant, "--from", "CN", "--to", "EU", "--classification",
-                 "personal-info", "--basis", "standard-contract", "--reference", "SCC-ACME-1", "--expires",
+                 "personal-info", "--companion", "piia=PIIA-1", "--basis", "standard-contract", "--reference", "SCC-ACME-1", "--expires",
                  "2099-12-31"))
     assert grant in ok(as_tenant("acme", "grant", "list"))
     assert grant not in ok(as_tenant("globex", "grant", "list"))
@@ -668,7 +668,7 @@ def test_a_tenants_grant_carries_its_own_data_across_a_border_and_nobody_elses(c
     # globex can neither revoke it nor replace it under the same id.
     assert as_tenant("globex", "grant", "revoke", grant).returncode != 0
     taken = as_tenant("globex", "grant", "add", "--id", grant, "--from", "CN", "--to", "EU", "--classification",
-                      "personal-info", "--basis", "standard-contract", "--reference", "X", "--expires", "2099-12-31")
+                      "personal-info", "--companion", "piia=PIIA-1", "--basis", "standard-contract", "--reference", "X", "--expires", "2099-12-31")
     assert taken.returncode != 0 and "taken by another tenant" in taken.stderr, taken.stderr
 
     # Each tenant sets its own bucket's placement: personal data, one copy in Frankfurt.

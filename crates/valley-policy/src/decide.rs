@@ -174,6 +174,7 @@ pub fn decide(topology: &Topology, grants: &[Grant], t: &Transfer<'_>) -> Decisi
         // carries nothing.
         let volume = crate::rules::Volume {
             individuals: t.individuals,
+            bytes: t.bytes,
             exported: t.exported,
         };
         let judged = topology

@@ -97,6 +97,11 @@ pub struct Grant {
     pub classifications: Vec<String>,
     pub basis: Basis,
     pub reference: String,
+    /// Companion records the grant rests on, by kind (`piia`: the personal-information
+    /// protection impact assessment's reference), as rule packs may require. Left out of the
+    /// record when empty, so grants without any read as before everywhere.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub companions: std::collections::BTreeMap<String, String>,
     /// Last day the grant is valid (inclusive).
     pub expires: Day,
     pub volume_cap_bytes: Option<u64>,

@@ -59,9 +59,17 @@ pub struct FlowRule {
     /// is refused when recorded.
     #[serde(default)]
     pub individuals_below: BTreeMap<Basis, u64>,
+    /// These bases carry the exporter's data only while the bytes it has sent out of the
+    /// `from` jurisdiction this calendar year, the object's included, stay below this.
+    #[serde(default)]
+    pub bytes_below: BTreeMap<Basis, u64>,
     /// A grant of these bases must name its reference (an assessment or filing number).
     #[serde(default)]
     pub require_reference: Vec<Basis>,
+    /// A grant of these bases must carry these companion records (`piia`: a
+    /// personal-information protection impact assessment), each by its reference.
+    #[serde(default)]
+    pub require_companions: BTreeMap<Basis, Vec<String>>,
     pub source: String,
 }
 
@@ -115,6 +123,8 @@ impl RulePack {
                 .max_validity_days
                 .keys()
                 .chain(rule.individuals_below.keys())
+                .chain(rule.bytes_below.keys())
+                .chain(rule.require_companions.keys())
                 .chain(&rule.require_reference);
             if let Some(stray) = named.into_iter().find(|b| !rule.bases.contains(b)) {
                 return Err(invalid(format!(
@@ -332,21 +342,29 @@ impl RuleBook {
 pub struct Volume<'a> {
     /// Individuals whose data the object carries (`None`: it declares none).
     pub individuals: Option<u64>,
-    /// Individuals the exporter has sent out of the flow's `from` jurisdiction this calendar
-    /// year, by classification.
+    /// The object's bytes.
+    pub bytes: u64,
+    /// What the exporter has sent out of the flow's `from` jurisdiction this calendar year, by
+    /// classification.
     pub exported: &'a ExportedVolumes,
 }
 
-/// Individuals an exporter has sent out of one jurisdiction this calendar year, by
-/// classification.
-pub type ExportedVolumes = BTreeMap<String, u64>;
+/// What an exporter has sent out of one jurisdiction this calendar year, by classification.
+pub type ExportedVolumes = BTreeMap<String, Sent>;
+
+/// Individuals and bytes sent in a year.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    pub individuals: u64,
+    pub bytes: u64,
+}
 
 impl RuleBook {
     /// Whether the packs accept moving data of `classifications` under `grant` today with
-    /// `volume`: [`RuleBook::judge`], and for each classification whose accepting rule
-    /// limits the grant's basis by volume, the exporter's yearly count with the object's must
-    /// stay below the limit (an object declaring no individuals does not flow under such a
-    /// basis: individuals are counted, not guessed).
+    /// `volume`: [`RuleBook::judge`], and for each classification, one accepting rule whose
+    /// volume limits on the grant's basis (`individuals_below`, `bytes_below`) the exporter's
+    /// yearly count with the object's stays below. An object declaring no individuals does not
+    /// flow under a basis limited by individuals: they are counted, not guessed.
     #[must_use]
     pub fn judge_flow(&self, grant: &Grant, classifications: &[String], today: Day, volume: Volume<'_>) -> Judgement {
         let judged = self.judge(grant, today);
@@ -355,7 +373,10 @@ impl RuleBook {
         }
         let mut notes = Vec::new();
         for classification in classifications {
-            let accepting: Vec<(&RulePack, &FlowRule)> = self
+            let sent = volume.exported.get(classification).copied().unwrap_or_default();
+            let mut refusal = None;
+            let mut passed = false;
+            let accepting = self
                 .packs
                 .iter()
                 .flat_map(|p| p.rules.iter().map(move |r| (p, r)))
@@ -363,38 +384,22 @@ impl RuleBook {
                     r.covers(&grant.from, &grant.to, classification)
                         && r.bases.contains(&grant.basis)
                         && conditions(r, grant, today).is_none()
-                })
-                .collect();
-            // The most generous accepting rule decides; one without a limit accepts any volume.
-            let limits: Vec<(&RulePack, &FlowRule, u64)> = accepting
-                .iter()
-                .map(|(p, r)| (*p, *r, r.individuals_below.get(&grant.basis).copied()))
-                .map(|(p, r, limit)| (p, r, limit.unwrap_or(u64::MAX)))
-                .collect();
-            let Some(&(pack, rule, limit)) = limits.iter().max_by_key(|(_, _, limit)| *limit) else {
-                continue;
-            };
-            if limit == u64::MAX {
-                continue;
+                });
+            for (pack, rule) in accepting {
+                match volume_refusal(pack, rule, grant, classification, sent, volume) {
+                    Ok(note) => {
+                        notes.extend(note);
+                        passed = true;
+                        break;
+                    }
+                    Err(why) => {
+                        refusal.get_or_insert(why);
+                    }
+                }
             }
-            let basis = basis_name(&grant.basis);
-            let Some(individuals) = volume.individuals else {
-                return refused(format!(
-                    "rule pack {}: {basis} carries {classification} data out of {} only below {limit} individuals a year, and this object declares none (x-amz-meta-valley-individuals, or the bucket policy's individuals_per_object) ({})",
-                    pack.name, grant.from, rule.source
-                ));
-            };
-            let sent = volume.exported.get(classification).copied().unwrap_or(0);
-            let total = sent.saturating_add(individuals);
-            if total >= limit {
-                return refused(format!(
-                    "rule pack {}: {basis} carries {classification} data out of {} only below {limit} individuals a year; tenant {} has sent {sent} this year and this object's {individuals} would make {total}: another basis is needed ({})",
-                    pack.name, grant.from, grant.tenant, rule.source
-                ));
+            if !passed && let Some(why) = refusal {
+                return refused(why);
             }
-            notes.push(format!(
-                "{classification}: {total} of fewer than {limit} individuals this year"
-            ));
         }
         if notes.is_empty() {
             judged
@@ -407,38 +412,91 @@ impl RuleBook {
     }
 }
 
-/// Individuals one exporter (tenant) has sent out of one jurisdiction in one calendar year, of
-/// one classification: what the law's volume thresholds count. Kept by the jurisdiction's
-/// accountant hub ([`export_accountant`]). Persisted: `format` 1.
+/// Whether `rule`'s volume limits on `grant`'s basis hold for `classification` after `sent`
+/// with `volume`: `Ok` with a note of the counts it held to (`None`: it sets no limit), or why
+/// not.
+fn volume_refusal(
+    pack: &RulePack,
+    rule: &FlowRule,
+    grant: &Grant,
+    classification: &str,
+    sent: Sent,
+    volume: Volume<'_>,
+) -> Result<Option<String>, String> {
+    let basis = basis_name(&grant.basis);
+    let mut notes = Vec::new();
+    if let Some(&limit) = rule.individuals_below.get(&grant.basis) {
+        let Some(individuals) = volume.individuals else {
+            return Err(format!(
+                "rule pack {}: {basis} carries {classification} data out of {} only below {limit} individuals a year, and this object declares none (x-amz-meta-valley-individuals, or the bucket policy's individuals_per_object) ({})",
+                pack.name, grant.from, rule.source
+            ));
+        };
+        let total = sent.individuals.saturating_add(individuals);
+        if total >= limit {
+            return Err(format!(
+                "rule pack {}: {basis} carries {classification} data out of {} only below {limit} individuals a year; tenant {} has sent {} this year and this object's {individuals} would make {total}: another basis is needed ({})",
+                pack.name, grant.from, grant.tenant, sent.individuals, rule.source
+            ));
+        }
+        notes.push(format!(
+            "{classification}: {total} of fewer than {limit} individuals this year"
+        ));
+    }
+    if let Some(&limit) = rule.bytes_below.get(&grant.basis) {
+        let total = sent.bytes.saturating_add(volume.bytes);
+        if total >= limit {
+            return Err(format!(
+                "rule pack {}: {basis} carries {classification} data out of {} only below {limit} bytes a year; tenant {} has sent {} this year and this object's {} would make {total}: another basis is needed ({})",
+                pack.name, grant.from, grant.tenant, sent.bytes, volume.bytes, rule.source
+            ));
+        }
+        notes.push(format!(
+            "{classification}: {total} of fewer than {limit} bytes this year"
+        ));
+    }
+    Ok((!notes.is_empty()).then(|| notes.join(", ")))
+}
+
+/// What one exporter (tenant) has sent out of one jurisdiction in one calendar year, of one
+/// classification: what the law's volume thresholds count. Kept by the jurisdiction's
+/// accountant hub ([`export_accountant`]). Persisted: `format` 2 (format 1 had no `bytes`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportVolume {
     pub format: u32,
     pub year: i64,
     pub individuals: u64,
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 impl ExportVolume {
-    pub const FORMAT: u32 = 1;
+    pub const FORMAT: u32 = 2;
 
-    /// Individuals counted in `today`'s year.
+    /// What was counted in `today`'s year.
     #[must_use]
-    pub fn this_year(&self, today: Day) -> u64 {
+    pub fn this_year(&self, today: Day) -> Sent {
         if self.year == crate::grant::year_of(today) {
-            self.individuals
+            Sent {
+                individuals: self.individuals,
+                bytes: self.bytes,
+            }
         } else {
-            0
+            Sent::default()
         }
     }
 
-    /// Counts `individuals` more today.
-    pub fn add(&mut self, today: Day, individuals: u64) {
+    /// Counts `sent` more today.
+    pub fn add(&mut self, today: Day, sent: Sent) {
         let year = crate::grant::year_of(today);
         if self.year != year {
             self.year = year;
             self.individuals = 0;
+            self.bytes = 0;
         }
         self.format = Self::FORMAT;
-        self.individuals = self.individuals.saturating_add(individuals);
+        self.individuals = self.individuals.saturating_add(sent.individuals);
+        self.bytes = self.bytes.saturating_add(sent.bytes);
     }
 }
 
@@ -470,6 +528,15 @@ fn conditions(rule: &FlowRule, grant: &Grant, today: Day) -> Option<String> {
     let basis = basis_name(&grant.basis);
     if rule.require_reference.contains(&grant.basis) && grant.reference.trim().is_empty() {
         return Some(format!("a {basis} grant must name its reference"));
+    }
+    if let Some(kinds) = rule.require_companions.get(&grant.basis)
+        && let Some(missing) = kinds
+            .iter()
+            .find(|kind| grant.companions.get(*kind).is_none_or(|r| r.trim().is_empty()))
+    {
+        return Some(format!(
+            "a {basis} grant must carry its {missing} record (--companion {missing}=REFERENCE)"
+        ));
     }
     if let Some(days) = rule.max_validity_days.get(&grant.basis)
         && grant.expires > today + days
@@ -504,6 +571,7 @@ mod tests {
             classifications: vec![classification.into()],
             basis,
             reference: "REF-1".into(),
+            companions: [("piia".to_owned(), "PIIA-1".to_owned())].into(),
             expires: crate::day_of("2027-06-30").unwrap(),
             volume_cap_bytes: None,
             volume_cap_individuals: None,
@@ -621,8 +689,18 @@ mod tests {
         let mut exempt = grant("CN", "EU", "personal-info", Basis::ExemptVolume);
         exempt.reference = String::new();
         let mut sent = ExportedVolumes::new();
-        sent.insert("personal-info".into(), 60_000);
-        let with = |individuals, exported| Volume { individuals, exported };
+        sent.insert(
+            "personal-info".into(),
+            Sent {
+                individuals: 60_000,
+                bytes: 0,
+            },
+        );
+        let with = |individuals, exported| Volume {
+            individuals,
+            bytes: 10,
+            exported,
+        };
         assert!(
             book.judge_flow(&exempt, &classes, today(), with(Some(39_999), &sent))
                 .accepted
@@ -668,6 +746,34 @@ mod tests {
     }
 
     #[test]
+    fn a_bytes_threshold_counts_the_exporters_bytes() {
+        let text = "format = 1\nname = \"bytes\"\nversion = \"1\"\n[[rule]]\nfrom = [\"CN\"]\nto = [\"*\"]\nclassification = \"health\"\nbases = [\"standard-contract\"]\nbytes_below = { standard-contract = 1000 }\nsource = \"law\"\n";
+        let book = RuleBook::parse_files(&[("bytes.toml".to_owned(), text.to_owned())]).unwrap();
+        let classes = vec!["health".to_owned()];
+        let contract = grant("CN", "EU", "health", Basis::StandardContract);
+        let mut sent = ExportedVolumes::new();
+        sent.insert(
+            "health".into(),
+            Sent {
+                individuals: 0,
+                bytes: 900,
+            },
+        );
+        let volume = |bytes| Volume {
+            individuals: None,
+            bytes,
+            exported: &sent,
+        };
+        assert!(book.judge_flow(&contract, &classes, today(), volume(99)).accepted);
+        let over = book.judge_flow(&contract, &classes, today(), volume(100));
+        assert!(
+            !over.accepted && over.reason.contains("below 1000 bytes"),
+            "{}",
+            over.reason
+        );
+    }
+
+    #[test]
     fn packs_from_files_hash_by_their_rules_not_their_layout() {
         let (file, text) = DEFAULT_PACKS[0];
         let shipped = RuleBook::parse_files(&[(file.to_owned(), text.to_owned())]).unwrap();
@@ -682,6 +788,22 @@ mod tests {
             ("b.toml".to_owned(), text.to_owned()),
         ]);
         assert!(twice.unwrap_err().to_string().contains("loaded already"));
+    }
+
+    #[test]
+    fn a_grant_carries_the_companion_records_its_basis_needs() {
+        let book = RuleBook::shipped();
+        let mut contract = grant("CN", "EU", "personal-info", Basis::StandardContract);
+        assert!(book.judge(&contract, today()).accepted);
+        contract.companions.clear();
+        let why = book.judge(&contract, today());
+        assert!(!why.accepted && why.reason.contains("piia"), "{}", why.reason);
+        contract.companions.insert("piia".into(), " ".into());
+        assert!(!book.judge(&contract, today()).accepted);
+        // The exemption by volume needs none; important data's assessment neither.
+        let mut exempt = grant("CN", "EU", "personal-info", Basis::ExemptVolume);
+        exempt.companions.clear();
+        assert!(book.judge(&exempt, today()).accepted);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use valley_policy::rules::{ExportVolume, ExportedVolumes, FlowRule, RuleBook, Volume};
+use valley_policy::rules::{ExportVolume, ExportedVolumes, FlowRule, RuleBook, Sent, Volume};
 use valley_policy::{Basis, Grant, PlacementPolicy, Topology, Transfer, TransferKind, day_of, decide};
 
 const CLASSES: [&str; 2] = ["personal-info", "sensitive-personal-info"];
@@ -113,6 +113,7 @@ proptest! {
                         classifications: vec![CLASSES[class].into()],
                         basis: BASES[basis],
                         reference: "REF".into(),
+                        companions: [("piia".to_owned(), "PIIA-1".to_owned())].into(),
                         expires: today + 365,
                         volume_cap_bytes: None,
                         volume_cap_individuals: None,
@@ -133,7 +134,7 @@ proptest! {
                         classifications: vec![class.into()],
                         ..PlacementPolicy::default()
                     };
-                    let sent = counts.get(class).map_or(0, |v| v.this_year(today));
+                    let sent = counts.get(class).map_or(0, |v| v.this_year(today).individuals);
                     let exported: ExportedVolumes = counts.iter().map(|(c, v)| (c.clone(), v.this_year(today))).collect();
                     // The sender decides; the accountant judges the grant chosen with its count
                     // and sets it aside if it cannot carry the volume (as `decide_and_reserve`).
@@ -157,7 +158,7 @@ proptest! {
                             break;
                         };
                         let grant = candidates.iter().find(|g| g.id == id).unwrap().clone();
-                        let volume = Volume { individuals: Some(individuals.unwrap_or(0)), exported: &exported };
+                        let volume = Volume { individuals: Some(individuals.unwrap_or(0)), bytes: 1, exported: &exported };
                         let accountant = topology.rules().judge_flow(&grant, &policy.classifications, today, volume);
                         if !accountant.accepted {
                             candidates.retain(|g| g.id != id);
@@ -168,7 +169,7 @@ proptest! {
                             "pack {pack}: {class} moved under {:?} with {sent} sent and {individuals:?} more",
                             grant.basis
                         );
-                        counts.entry(class.to_owned()).or_default().add(today, individuals.unwrap_or(0));
+                        counts.entry(class.to_owned()).or_default().add(today, Sent { individuals: individuals.unwrap_or(0), bytes: 1 });
                         break;
                     }
                 }
@@ -179,13 +180,17 @@ proptest! {
 
 #[test]
 fn the_export_count_starts_again_each_calendar_year() {
+    let sent = |individuals, bytes| Sent { individuals, bytes };
     let mut volume = ExportVolume::default();
-    volume.add(day_of("2026-12-31").unwrap(), 90_000);
-    assert_eq!(volume.this_year(day_of("2026-12-31").unwrap()), 90_000);
-    assert_eq!(volume.this_year(day_of("2027-01-01").unwrap()), 0);
-    volume.add(day_of("2027-01-01").unwrap(), 5);
-    assert_eq!(volume.this_year(day_of("2027-01-02").unwrap()), 5);
-    // The persisted form, format 1, reads back.
+    volume.add(day_of("2026-12-31").unwrap(), sent(90_000, 1_000));
+    assert_eq!(volume.this_year(day_of("2026-12-31").unwrap()), sent(90_000, 1_000));
+    assert_eq!(volume.this_year(day_of("2027-01-01").unwrap()), sent(0, 0));
+    volume.add(day_of("2027-01-01").unwrap(), sent(5, 6));
+    assert_eq!(volume.this_year(day_of("2027-01-02").unwrap()), sent(5, 6));
+    // The persisted form of format 1 (no bytes) reads back; format 2 round-trips.
     let old: ExportVolume = serde_json::from_str(r#"{"format":1,"year":2026,"individuals":7}"#).unwrap();
-    assert_eq!(old.this_year(day_of("2026-06-01").unwrap()), 7);
+    assert_eq!(old.this_year(day_of("2026-06-01").unwrap()), sent(7, 0));
+    let now: ExportVolume = serde_json::from_slice(&serde_json::to_vec(&volume).unwrap()).unwrap();
+    assert_eq!(now, volume);
+    assert_eq!(now.format, ExportVolume::FORMAT);
 }

@@ -47,6 +47,7 @@ fn main() {
                 classifications: vec!["personal-info".into()],
                 basis: Basis::StandardContract,
                 reference: format!("REF-{i}"),
+                companions: [("piia".to_owned(), "PIIA-1".to_owned())].into(),
                 expires: 30_000,
                 volume_cap_bytes: Some(1 << 40),
                 volume_cap_individuals: None,

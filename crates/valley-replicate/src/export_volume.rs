@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use valley_policy::Grant;
-use valley_policy::rules::{ExportVolume, ExportedVolumes, Volume, export_accountant};
+use valley_policy::rules::{ExportVolume, ExportedVolumes, Sent, Volume, export_accountant};
 use valley_store::{StoreError, Table};
 
 use crate::client::PeerError;
@@ -32,6 +32,7 @@ impl Hub {
         classifications: &[String],
         export: &str,
         individuals: u64,
+        bytes: u64,
     ) -> Result<(), PeerError> {
         let Some(accountant) = export_accountant(&self.topology, &grant.from) else {
             return Err(PeerError::Refused(format!(
@@ -47,6 +48,7 @@ impl Hub {
             classifications: classifications.to_vec(),
             export: export.to_owned(),
             individuals,
+            bytes,
         };
         if accountant == self.id {
             return self.account_export(request).await.map_err(PeerError::Refused);
@@ -103,6 +105,7 @@ impl Hub {
                 }
                 let volume = Volume {
                     individuals: Some(request.individuals),
+                    bytes: request.bytes,
                     exported: &exported,
                 };
                 let judged = topology
@@ -112,7 +115,13 @@ impl Hub {
                     return Ok(Err(judged.reason));
                 }
                 for (key, mut record) in records {
-                    record.add(today, request.individuals);
+                    record.add(
+                        today,
+                        Sent {
+                            individuals: request.individuals,
+                            bytes: request.bytes,
+                        },
+                    );
                     let raw = serde_json::to_vec(&record).map_err(|e| StoreError::Meta(e.to_string()))?;
                     txn.put(Table::Control, key.as_bytes(), &raw);
                 }
@@ -127,8 +136,8 @@ impl Hub {
     }
 
     /// What tenants have sent out of jurisdictions this hub counts, this calendar year:
-    /// (tenant, from, classification, individuals).
-    pub async fn export_volumes(&self) -> Result<Vec<(String, String, String, u64)>, StoreError> {
+    /// (tenant, from, classification, what was sent).
+    pub async fn export_volumes(&self) -> Result<Vec<(String, String, String, Sent)>, StoreError> {
         self.read(|txn| {
             let today = crate::hook::today();
             let mut out = Vec::new();

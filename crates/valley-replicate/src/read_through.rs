@@ -61,7 +61,8 @@ async fn release(
     if !decision.allowed {
         return Err(reply(StatusCode::FORBIDDEN, decision.reason));
     }
-    if let (Some(grant_id), Some(n)) = (&decision.grant, individuals) {
+    if let Some(grant_id) = &decision.grant {
+        let n = individuals.unwrap_or(0);
         let grant = hub
             .grants()
             .await
@@ -70,7 +71,10 @@ async fn release(
             return Err(reply(StatusCode::FORBIDDEN, format!("grant {grant_id} is unknown")));
         };
         let export = crate::transfer::export_id(bucket, key, version);
-        match hub.reserve_export(&grant, &policy.classifications, &export, n).await {
+        match hub
+            .reserve_export(&grant, &policy.classifications, &export, n, version.size)
+            .await
+        {
             Ok(()) => {}
             Err(PeerError::Refused(why)) => return Err(reply(StatusCode::FORBIDDEN, why)),
             Err(e) => return Err(reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),

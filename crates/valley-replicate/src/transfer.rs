@@ -269,7 +269,11 @@ pub(crate) async fn reserve_grant(
 ) -> Result<Option<String>, PeerError> {
     let individuals = declared_individuals(&version.headers.user_metadata, policy);
     let reserved = async {
-        if let Some(n) = individuals {
+        // Every crossing under a grant counts towards its tenant's yearly exports (the law's
+        // thresholds count all of an exporter's flows); an undeclared object adds no
+        // individuals, and was already refused every basis that counts them.
+        {
+            let n = individuals.unwrap_or(0);
             let grant = hub
                 .grants()
                 .await
@@ -279,8 +283,14 @@ pub(crate) async fn reserve_grant(
             let Some(grant) = grant else {
                 return Err(PeerError::Refused(format!("grant {grant_id} is unknown")));
             };
-            hub.reserve_export(&grant, &policy.classifications, &export_id(bucket, key, version), n)
-                .await?;
+            hub.reserve_export(
+                &grant,
+                &policy.classifications,
+                &export_id(bucket, key, version),
+                n,
+                version.size,
+            )
+            .await?;
         }
         hub.reserve_grant(
             grant_id,

@@ -185,6 +185,9 @@ pub struct ExportUse {
     /// to and however often a transfer is retried.
     pub export: String,
     pub individuals: u64,
+    /// The object's bytes.
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 impl ExportUse {

@@ -185,6 +185,11 @@ fn grant() -> impl Strategy<Value = Grant> {
                 to,
                 classifications,
                 basis,
+                companions: if reference.len() % 2 == 0 {
+                    Default::default()
+                } else {
+                    [("piia".to_owned(), reference.clone())].into()
+                },
                 reference,
                 expires,
                 volume_cap_bytes,
@@ -502,7 +507,8 @@ fn valid_body() -> impl Strategy<Value = Vec<u8>> {
                 grant: "g".into(),
                 classifications,
                 export,
-                individuals
+                individuals,
+                bytes: individuals / 2,
             })
         ),
     ]

@@ -466,10 +466,18 @@ impl TenantAccess {
         owner: &str,
         facts: &RequestFacts<'_>,
     ) -> valley_access::Verdict {
-        let who = access_principal(principal);
         let identity_policy = principal.and_then(|p| p.policy.as_deref());
-        let identity: Vec<&valley_access::PolicyDocument> = identity_policy.into_iter().collect();
         let bucket_policy = self.directory.bucket_policy(bucket);
+        // The owner's own admins may do everything no policy denies them, whatever the ACL
+        // says: without a policy there is nothing to evaluate (most requests).
+        let insider = principal.is_some_and(|p| p.admin && p.tenant == owner);
+        if insider && bucket_policy.is_none() && identity_policy.is_none() {
+            return valley_access::Verdict::Allowed {
+                by: valley_access::Reason::TenantAdmin,
+            };
+        }
+        let who = access_principal(principal);
+        let identity: Vec<&valley_access::PolicyDocument> = identity_policy.into_iter().collect();
         let resource = valley_access::resource_for(bucket, key);
         let settings = self.directory.bucket_access(bucket);
         // Only policies read the condition keys: without one, none are gathered.
@@ -488,7 +496,8 @@ impl TenantAccess {
                 .to_mut()
                 .set_existing_object_tags(version.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
-        let acl = if settings.ownership.acls_apply() {
+        // No ACL adds anything to an insider's rights.
+        let acl = if settings.ownership.acls_apply() && !insider {
             self.acl_for(principal, action, bucket, key, owner, facts).await
         } else {
             None

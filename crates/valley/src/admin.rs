@@ -61,6 +61,10 @@ pub struct GrantRequest {
     pub expires: String,
     pub volume_cap_bytes: Option<u64>,
     pub volume_cap_individuals: Option<u64>,
+    /// Companion records by kind (`piia`: the impact assessment's reference). New in session
+    /// 11.
+    #[serde(default)]
+    pub companions: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -180,6 +184,8 @@ pub struct ExportCount {
     pub from: String,
     pub classification: String,
     pub individuals: u64,
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// Admin calls a tenant's admin may make too, on its own buckets and grants.
@@ -377,11 +383,12 @@ impl AdminApi {
                     let counts: Vec<ExportCount> = counts
                         .into_iter()
                         .filter(|(tenant, ..)| caller.operator || *tenant == caller.tenant)
-                        .map(|(tenant, from, classification, individuals)| ExportCount {
+                        .map(|(tenant, from, classification, sent)| ExportCount {
                             tenant,
                             from,
                             classification,
-                            individuals,
+                            individuals: sent.individuals,
+                            bytes: sent.bytes,
                         })
                         .collect();
                     json(&counts)
@@ -517,6 +524,7 @@ fn grant_of(r: GrantRequest, tenant: &str) -> Result<Grant, String> {
         classifications: r.classifications,
         basis,
         reference: r.reference,
+        companions: r.companions,
         expires,
         volume_cap_bytes: r.volume_cap_bytes,
         volume_cap_individuals: r.volume_cap_individuals,

@@ -396,12 +396,16 @@ pub struct GrantAddArgs {
     #[arg(long, value_delimiter = ',', required = true)]
     pub classification: Vec<String>,
     /// Legal basis: security-assessment, standard-contract, certification, adequacy, sccs, bcr,
-    /// exempt-contract-performance, exempt-hr, exempt-emergency.
+    /// exempt-contract-performance, exempt-hr, exempt-emergency, exempt-volume.
     #[arg(long)]
     pub basis: String,
     /// Reference (e.g. the assessment or contract number).
     #[arg(long)]
     pub reference: String,
+    /// A companion record the grant rests on, KIND=REFERENCE (e.g. piia=PIIA-2026-7: the
+    /// personal-information protection impact assessment); repeat for several.
+    #[arg(long = "companion", value_name = "KIND=REFERENCE")]
+    pub companions: Vec<String>,
     /// Last valid day, YYYY-MM-DD.
     #[arg(long)]
     pub expires: String,

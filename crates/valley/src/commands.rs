@@ -161,11 +161,21 @@ pub async fn grant(admin: &AdminClient, command: GrantCommand) -> anyhow::Result
                 classification,
                 basis,
                 reference,
+                companions,
                 expires,
                 volume_cap_bytes,
                 volume_cap_individuals,
                 id,
             } = args;
+            let companions = companions
+                .iter()
+                .map(|pair| {
+                    pair.split_once('=')
+                        .filter(|(kind, reference)| !kind.is_empty() && !reference.is_empty())
+                        .map(|(kind, reference)| (kind.to_owned(), reference.to_owned()))
+                        .ok_or_else(|| anyhow::anyhow!("--companion {pair:?}: expected KIND=REFERENCE"))
+                })
+                .collect::<anyhow::Result<_>>()?;
             let request = GrantRequest {
                 id,
                 from,
@@ -176,6 +186,7 @@ pub async fn grant(admin: &AdminClient, command: GrantCommand) -> anyhow::Result
                 expires,
                 volume_cap_bytes,
                 volume_cap_individuals,
+                companions,
             };
             let body = admin
                 .call(http::Method::POST, "grants", serde_json::to_vec(&request)?)

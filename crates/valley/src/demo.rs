@@ -354,6 +354,7 @@ async fn walk_through(
         classifications: vec!["personal-info".into()],
         basis: "standard-contract".into(),
         reference: "CAC-SC-2026-0042".into(),
+        companions: [("piia".to_owned(), "PIIA-2026-0042".to_owned())].into(),
         expires: "2027-06-30".into(),
         volume_cap_bytes: Some(1 << 30),
         volume_cap_individuals: Some(100_000),

@@ -77,6 +77,12 @@ pub async fn run(admin: &AdminClient, command: RulesCommand) -> anyhow::Result<(
                         basis.name()
                     );
                 }
+                for (basis, limit) in &rule.bytes_below {
+                    println!(
+                        "  {} carries it only while the exporter's bytes this calendar year stay below {limit}",
+                        basis.name()
+                    );
+                }
                 println!("  source: {}", rule.source);
             }
             for pack in &book.packs {
@@ -129,8 +135,8 @@ pub async fn run(admin: &AdminClient, command: RulesCommand) -> anyhow::Result<(
             }
             for c in counts {
                 println!(
-                    "{} from {}: {} individuals' {} data this year",
-                    c.tenant, c.from, c.individuals, c.classification
+                    "{} from {}: {} individuals' {} data this year ({} bytes)",
+                    c.tenant, c.from, c.individuals, c.classification, c.bytes
                 );
             }
         }
