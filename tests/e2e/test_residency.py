@@ -237,11 +237,19 @@ def test_a_dry_run_says_what_the_change_then_does(net, tmp_path):
     assert [r["hub"] for r in refused["refused"]] == ["frankfurt"] and refused["refused"][0]["versions"] == 4
     assert {s["hub"] for s in refused["stranded"]} == {"gui-an", "wuhu"} and refused["strands"]
     # Under the grant, the same move to Frankfurt for personal information draws on it.
+    # Undeclared, the personal information does not move under a standard contract, which the
+    # law limits by individuals.
+    undeclared = json.loads(net.cli("gui-an", "bucket", "policy", "set", bucket, "--hubs", "frankfurt", "--copies",
+                                    "1", "--classification", "personal-info", "--dry-run", "--json").stdout)
+    assert undeclared["copies"] == [] and "declares none" in undeclared["refused"][0]["reason"], undeclared
     granted = json.loads(net.cli("gui-an", "bucket", "policy", "set", bucket, "--hubs", "frankfurt", "--copies", "1",
-                                 "--classification", "personal-info", "--dry-run", "--json").stdout)
+                                 "--classification", "personal-info", "--individuals-per-object", "3",
+                                 "--dry-run", "--json").stdout)
     assert granted["copies"] == [{"hub": "frankfurt", "versions": 4, "bytes": sum(sizes)}], granted
     assert [(g["from"], g["to"], g["grant"], g["bytes"]) for g in granted["grants"]] == \
         [("CN", "EU", GRANT, sum(sizes))], granted["grants"]
+    # The dry run names the pack rule that accepts the grant.
+    assert "accepted by rule pack cn-2024" in granted["grants"][0]["rule"], granted["grants"]
     assert net.holdings("zhangjiakou", bucket) == {"gui-an": 4, "wuhu": 4}
 
     # Bad input: one line, non-zero, nothing changed.

@@ -228,6 +228,9 @@ fn print_plan(p: &PolicyPlan) {
                 g.versions,
                 g.bytes
             );
+            if !g.rule.is_empty() {
+                println!("      rule: {}", g.rule);
+            }
         }
     }
     if p.short > 0 {

@@ -43,6 +43,10 @@ pub struct GrantNeed {
     pub volume_left_bytes: Option<u64>,
     /// Whether the grant's cap leaves room for all of it.
     pub enough: bool,
+    /// What the rule packs say of the grant: the rule (pack, basis, source) that accepts it.
+    /// New in session 11.
+    #[serde(default)]
+    pub rule: String,
 }
 
 /// The dry-run's answer.
@@ -225,9 +229,10 @@ fn decide(
             from,
             to,
             bytes,
-            // Which basis allows a copy is judged here; the volumes it counts are the
-            // exports accountant's (a transfer is held to them when it is made).
-            individuals: policy.individuals_per_object.or(Some(0)),
+            // The bucket's declaration, as the copies would be judged when made (an object's
+            // own metadata is not read here); the volumes counted are the exports
+            // accountant's (a transfer is held to them when it is made).
+            individuals: policy.individuals_per_object,
             exported: &valley_policy::rules::ExportedVolumes::new(),
             today,
         },
@@ -249,10 +254,11 @@ fn note_grant(
     let (Some(from), Some(to)) = (topology.hub(from), topology.hub(to)) else {
         return;
     };
-    let left = grants
-        .iter()
-        .find(|g| g.id == id)
-        .and_then(|g| g.volume_cap_bytes.map(|cap| cap.saturating_sub(g.used_in(today).0)));
+    let recorded = grants.iter().find(|g| g.id == id);
+    let left = recorded.and_then(|g| g.volume_cap_bytes.map(|cap| cap.saturating_sub(g.used_in(today).0)));
+    let rule = recorded
+        .map(|g| topology.rules().judge(g, today).reason)
+        .unwrap_or_default();
     let need = needs
         .entry((from.jurisdiction.clone(), to.jurisdiction.clone(), Some(id.clone())))
         .or_insert_with(|| GrantNeed {
@@ -261,6 +267,7 @@ fn note_grant(
             grant: Some(id),
             volume_left_bytes: left,
             enough: true,
+            rule,
             ..GrantNeed::default()
         });
     need.versions += 1;
