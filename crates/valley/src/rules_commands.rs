@@ -102,12 +102,9 @@ pub async fn run(admin: &AdminClient, command: RulesCommand) -> anyhow::Result<(
             }
         }
         RulesCommand::Check { json } => {
-            let body = admin.call(http::Method::GET, "rules-check", Vec::new()).await?;
-            if json {
-                println!("{}", String::from_utf8_lossy(&body));
+            let Some(judged) = fetch::<Vec<GrantJudgement>>(admin, "rules-check", json).await? else {
                 return Ok(());
-            }
-            let judged: Vec<GrantJudgement> = serde_json::from_slice(&body).context("reading the hub's answer")?;
+            };
             if judged.is_empty() {
                 println!("no grant recorded");
             }
@@ -124,12 +121,9 @@ pub async fn run(admin: &AdminClient, command: RulesCommand) -> anyhow::Result<(
             }
         }
         RulesCommand::Volumes { json } => {
-            let body = admin.call(http::Method::GET, "rules-volumes", Vec::new()).await?;
-            if json {
-                println!("{}", String::from_utf8_lossy(&body));
+            let Some(counts) = fetch::<Vec<ExportCount>>(admin, "rules-volumes", json).await? else {
                 return Ok(());
-            }
-            let counts: Vec<ExportCount> = serde_json::from_slice(&body).context("reading the hub's answer")?;
+            };
             if counts.is_empty() {
                 println!("this hub counts no exports (ask the first hub by id of the jurisdiction data leaves)");
             }
@@ -142,4 +136,19 @@ pub async fn run(admin: &AdminClient, command: RulesCommand) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+/// GETs admin `route`: with `json`, prints the hub's answer as it is and answers `None`;
+/// otherwise answers it read.
+async fn fetch<T: serde::de::DeserializeOwned>(
+    admin: &AdminClient,
+    route: &str,
+    json: bool,
+) -> anyhow::Result<Option<T>> {
+    let body = admin.call(http::Method::GET, route, Vec::new()).await?;
+    if json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return Ok(None);
+    }
+    Ok(Some(serde_json::from_slice(&body).context("reading the hub's answer")?))
 }
