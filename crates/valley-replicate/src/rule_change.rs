@@ -1,6 +1,8 @@
 //! A change of rule packs, noticed at start: the grants the new packs no longer accept are
 //! reported (logged and audited, one record each) and carry nothing from then on, since
 //! `decide()` skips them; none is deleted, so going back to the earlier packs restores them.
+//! A hub upgraded from a release that kept no record of its packs reports every grant the
+//! packs refuse (say, a standard contract recorded without its impact assessment).
 
 use valley_audit::AuditKind;
 use valley_policy::RuleBook;
@@ -37,25 +39,25 @@ impl Hub {
         }
         let grants = self.read(control::grants).await?;
         let today = crate::hook::today();
-        let invalidated: Vec<Invalidated> = match &before {
-            // A first start: nothing was judged before.
-            None => Vec::new(),
-            Some(before) => grants
-                .iter()
-                .filter(|g| before.judge(g, today).accepted)
-                .filter_map(|g| {
-                    let now = loaded.judge(g, today);
-                    (!now.accepted).then(|| Invalidated {
-                        grant: g.id.clone(),
-                        reason: now.reason,
-                    })
+        // Without a record of the packs judged by before (a first start, or an upgrade from a
+        // release that kept none), every grant the packs refuse is reported.
+        let invalidated: Vec<Invalidated> = grants
+            .iter()
+            .filter(|g| before.as_ref().is_none_or(|b| b.judge(g, today).accepted))
+            .filter_map(|g| {
+                let now = loaded.judge(g, today);
+                (!now.accepted).then(|| Invalidated {
+                    grant: g.id.clone(),
+                    reason: now.reason,
                 })
-                .collect(),
-        };
-        if let Some(before) = &before {
+            })
+            .collect();
+        let from = before
+            .as_ref()
+            .map_or_else(|| "none recorded".to_owned(), |b| b.versions().join(", "));
+        if before.is_some() || !invalidated.is_empty() {
             let detail = format!(
-                "rule packs changed from {} to {}: {} recorded grants no longer accepted",
-                before.versions().join(", "),
+                "rule packs changed from {from} to {}: {} recorded grants no longer accepted",
                 loaded.versions().join(", "),
                 invalidated.len()
             );
