@@ -68,6 +68,13 @@ pub async fn run(admin: &AdminClient, command: RulesCommand) -> anyhow::Result<(
                 for basis in &rule.require_reference {
                     println!("  a {} grant must name its reference", basis.name());
                 }
+                for (basis, kinds) in &rule.require_companions {
+                    println!(
+                        "  a {} grant must carry its {} record (--companion KIND=REFERENCE)",
+                        basis.name(),
+                        kinds.join(", ")
+                    );
+                }
                 for (basis, days) in &rule.max_validity_days {
                     println!("  a {} grant is valid at most {days} days", basis.name());
                 }
