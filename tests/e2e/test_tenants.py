@@ -625,9 +625,17 @@ def test_under_object_writer_the_writer_owns_what_it_writes(hub, tenants):
     bob.put_object(Bucket=bucket, Key="from-bob", Body=b"b")
     assert bob.get_object_acl(Bucket=bucket, Key="from-bob")["Owner"]["ID"] == "globex"
     assert bob.get_object(Bucket=bucket, Key="from-bob")["Body"].read() == b"b", "its writer reads it back"
+    # The bucket's owner does not read what it does not own, nor its ACL: only what the
+    # object's ACL grants it (S3's ObjectWriter). It may still delete it.
+    assert code(lambda: alice.get_object(Bucket=bucket, Key="from-bob")) == "AccessDenied"
+    assert code(lambda: alice.get_object_acl(Bucket=bucket, Key="from-bob")) == "AccessDenied"
+    assert code(lambda: alice.head_object(Bucket=bucket, Key="from-bob")) in ("403", "AccessDenied")
     bob.put_object(Bucket=bucket, Key="handed-over", Body=b"h", ACL="bucket-owner-full-control")
     ids = sorted(g["Grantee"]["ID"] for g in alice.get_object_acl(Bucket=bucket, Key="handed-over")["Grants"])
     assert ids == ["acme", "globex"], ids
+    assert alice.get_object(Bucket=bucket, Key="handed-over")["Body"].read() == b"h"
+    alice.delete_object(Bucket=bucket, Key="from-bob")
+    assert code(lambda: alice.get_object(Bucket=bucket, Key="from-bob")) == "NoSuchKey"
 
 
 CN_EU = [("zhangjiakou", "CN", "east", "north-china-grid"), ("frankfurt", "EU", "east", "central-europe")]

@@ -301,6 +301,19 @@ fn url_query(uri: &http::Uri) -> Vec<(String, String)> {
     uri.query().map(|q| url_pairs(q).collect()).unwrap_or_default()
 }
 
+/// Actions on one object's bytes or ACL, which its ACL decides where ACLs apply.
+fn is_object_read(action: &str) -> bool {
+    matches!(
+        action,
+        "s3:GetObject"
+            | "s3:GetObjectVersion"
+            | "s3:GetObjectAcl"
+            | "s3:GetObjectVersionAcl"
+            | "s3:PutObjectAcl"
+            | "s3:PutObjectVersionAcl"
+    )
+}
+
 fn access_principal(principal: Option<&Principal>) -> valley_access::Principal {
     match principal {
         None => valley_access::Principal::Anonymous,
@@ -398,15 +411,7 @@ impl TenantAccess {
         owner: &str,
         facts: &RequestFacts<'_>,
     ) -> Option<valley_access::Acl> {
-        let object_scoped = matches!(
-            action,
-            "s3:GetObject"
-                | "s3:GetObjectVersion"
-                | "s3:GetObjectAcl"
-                | "s3:GetObjectVersionAcl"
-                | "s3:PutObjectAcl"
-                | "s3:PutObjectVersionAcl"
-        );
+        let object_scoped = is_object_read(action);
         let insider = principal.is_some_and(|p| p.admin && p.tenant == owner);
         match key {
             Some(key) if object_scoped && !insider => {
@@ -468,6 +473,23 @@ impl TenantAccess {
     ) -> valley_access::Verdict {
         let identity_policy = principal.and_then(|p| p.policy.as_deref());
         let bucket_policy = self.directory.bucket_policy(bucket);
+        let settings = self.directory.bucket_access(bucket);
+        // Where ACLs apply, an object another tenant wrote is that tenant's (S3's
+        // ObjectWriter): the bucket owner's own users read it, or its ACL, only as its ACL
+        // grants. Looked up only then (ACLs are off by default).
+        let mut object_acl = None;
+        if settings.ownership.acls_apply()
+            && is_object_read(action)
+            && principal.is_some_and(|p| p.tenant == owner)
+            && let Some(key) = key
+            && let Some(version) = self.existing(bucket, key, facts).await
+        {
+            let acl = crate::acl::of_version(version.acl.as_deref(), owner);
+            if acl.owner != owner {
+                object_acl = Some(acl);
+            }
+        }
+        let owner = object_acl.as_ref().map_or(owner, |acl| acl.owner.as_str());
         // The owner's own admins may do everything no policy denies them, whatever the ACL
         // says: without a policy there is nothing to evaluate (most requests).
         let insider = principal.is_some_and(|p| p.admin && p.tenant == owner);
@@ -479,7 +501,6 @@ impl TenantAccess {
         let who = access_principal(principal);
         let identity: Vec<&valley_access::PolicyDocument> = identity_policy.into_iter().collect();
         let resource = valley_access::resource_for(bucket, key);
-        let settings = self.directory.bucket_access(bucket);
         // Only policies read the condition keys: without one, none are gathered.
         let readers = Readers::new(bucket_policy.as_deref(), identity_policy);
         let mut context = if readers.any() {
@@ -497,7 +518,9 @@ impl TenantAccess {
                 .set_existing_object_tags(version.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
         // No ACL adds anything to an insider's rights.
-        let acl = if settings.ownership.acls_apply() && !insider {
+        let acl = if object_acl.is_some() {
+            object_acl.clone()
+        } else if settings.ownership.acls_apply() && !insider {
             self.acl_for(principal, action, bucket, key, owner, facts).await
         } else {
             None
