@@ -31,7 +31,7 @@ impl TenantAuth {
 impl S3Auth for TenantAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
         match self.directory.authenticate(access_key) {
-            Some((_, secret)) => Ok(SecretKey::from(secret)),
+            Some((_, secret)) => Ok(SecretKey::from(secret.to_string())),
             None => Err(s3_error!(
                 InvalidAccessKeyId,
                 "The AWS Access Key Id you provided does not exist in our records."
@@ -621,8 +621,14 @@ impl TenantAccess {
         } else {
             "s3:GetObject"
         };
-        self.decide(req.extensions.get::<Principal>(), action, bucket, Some(key), &facts)
-            .await
+        self.decide(
+            req.extensions.get::<Arc<Principal>>().map(|p| &**p),
+            action,
+            bucket,
+            Some(key),
+            &facts,
+        )
+        .await
     }
 }
 
@@ -660,22 +666,22 @@ impl S3Access for TenantAccess {
                     ));
                 };
                 self.bill(&p.tenant);
-                self.decide_owned(principal.as_ref(), action, "*", None, &p.tenant, &facts)
+                self.decide_owned(principal.as_deref(), action, "*", None, &p.tenant, &facts)
                     .await?;
             }
             S3Path::Bucket { bucket } if op == "CreateBucket" => {
                 if let Some(p) = &principal {
                     self.bill(&p.tenant);
                 }
-                self.check_create(principal.as_ref(), bucket, &facts).await?
+                self.check_create(principal.as_deref(), bucket, &facts).await?
             }
             S3Path::Bucket { bucket } => {
                 // No such bucket: the operation answers NoSuchBucket, billed to nobody.
                 if let Some(owner) = self.owner(bucket).await {
                     let decided = self
-                        .decide_owned(principal.as_ref(), action, bucket, None, &owner, &facts)
+                        .decide_owned(principal.as_deref(), action, bucket, None, &owner, &facts)
                         .await;
-                    self.bill_decided(&owner, principal.as_ref(), &decided);
+                    self.bill_decided(&owner, principal.as_deref(), &decided);
                     decided?;
                 }
             }
@@ -684,9 +690,9 @@ impl S3Access for TenantAccess {
                 let decided = match &owner {
                     Some(owner) => {
                         let decided = self
-                            .decide_owned(principal.as_ref(), action, bucket, Some(key), owner, &facts)
+                            .decide_owned(principal.as_deref(), action, bucket, Some(key), owner, &facts)
                             .await;
-                        self.bill_decided(owner, principal.as_ref(), &decided);
+                        self.bill_decided(owner, principal.as_deref(), &decided);
                         decided
                     }
                     None => Ok(()),
@@ -709,7 +715,7 @@ impl S3Access for TenantAccess {
                         if let Some(owner) = &owner
                             && matches!(action, "s3:GetObject" | "s3:GetObjectVersion")
                             && self
-                                .may_learn_missing(principal.as_ref(), bucket, key, owner, &facts)
+                                .may_learn_missing(principal.as_deref(), bucket, key, owner, &facts)
                                 .await
                         {
                             return Err(s3_error!(NoSuchKey, "The specified key does not exist."));

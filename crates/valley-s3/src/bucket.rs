@@ -12,7 +12,7 @@ use crate::tags;
 /// access checks, as in unit tests: the default tenant).
 pub(crate) fn principal_tenant(extensions: &http::Extensions) -> String {
     extensions
-        .get::<valley_tenants::Principal>()
+        .get::<std::sync::Arc<valley_tenants::Principal>>()
         .map_or_else(|| valley_tenants::DEFAULT_TENANT.to_owned(), |p| p.tenant.clone())
 }
 

@@ -65,7 +65,13 @@ struct State {
     public_access_blocks: HashMap<String, valley_access::PublicAccessBlock>,
     /// Key-service keys destroyed (crypto-shredded), by key id.
     destroyed_keys: HashMap<String, KmsKeyRecord>,
+    /// Every working access key's principal and secret, built when a tenant, user or key
+    /// changes, so authenticating a request is one lookup and no allocation.
+    credentials: HashMap<String, Credential>,
 }
+
+/// A working access key: who it stands for and its secret.
+pub type Credential = (Arc<Principal>, Arc<str>);
 
 /// The access settings of one bucket as requests are decided by them.
 #[derive(Debug, Clone, Default)]
@@ -103,7 +109,8 @@ pub struct Directory {
     origin: String,
     sealer: Sealer,
     root_access_key: String,
-    root_secret: String,
+    /// The root credentials' principal (the default tenant's admin and the operator).
+    root: Credential,
     state: RwLock<State>,
     replicate: OnceLock<Arc<dyn Replicate>>,
     /// Told of every key-service key destroyed, here or at another hub (see
@@ -131,6 +138,55 @@ fn new_key_pair() -> (String, String) {
 
 impl State {
     fn note(&mut self, sealer: &Sealer, change: &Change) {
+        self.note_record(sealer, change);
+        match change {
+            Change::Tenant(r) => self.index_credentials(|(key, _)| key.tenant == r.id),
+            Change::User(r) => self.index_credentials(|(key, _)| key.tenant == r.tenant && key.user == r.name),
+            Change::Key(r) => self.index_credentials(|(key, _)| key.access_key == r.access_key),
+            _ => {}
+        }
+    }
+
+    /// Builds again the credentials of the keys `affected` picks out.
+    fn index_credentials(&mut self, affected: impl Fn(&(KeyRecord, Option<String>)) -> bool) {
+        let keys: Vec<String> = self
+            .keys
+            .iter()
+            .filter(|(_, entry)| affected(entry))
+            .map(|(access_key, _)| access_key.clone())
+            .collect();
+        for access_key in keys {
+            match self.credential(&access_key) {
+                Some(credential) => self.credentials.insert(access_key, credential),
+                None => self.credentials.remove(&access_key),
+            };
+        }
+    }
+
+    /// What `access_key` authenticates as: none for an unknown or revoked key, one whose
+    /// secret did not open here, or one whose user or tenant was removed.
+    fn credential(&self, access_key: &str) -> Option<Credential> {
+        let (key, secret) = self.keys.get(access_key)?;
+        let secret = secret.as_deref()?;
+        if key.revoked {
+            return None;
+        }
+        let user = self.user_live(&key.tenant, &key.user)?;
+        let principal = Principal {
+            tenant: key.tenant.clone(),
+            user: key.user.clone(),
+            access_key: access_key.to_owned(),
+            admin: user.admin,
+            operator: false,
+            policy: self
+                .identity_policies
+                .get(&(key.tenant.clone(), key.user.clone()))
+                .cloned(),
+        };
+        Some((Arc::new(principal), Arc::from(secret)))
+    }
+
+    fn note_record(&mut self, sealer: &Sealer, change: &Change) {
         match change {
             Change::Tenant(r) => {
                 if self.tenants.get(&r.id).is_none_or(|old| r.stamp > old.stamp) {
@@ -336,15 +392,26 @@ impl Directory {
     ) -> Result<Self, TenantError> {
         let mut state = State::default();
         for change in record::all_changes(meta.snapshot()?.as_ref())? {
-            state.note(&sealer, &change);
+            state.note_record(&sealer, &change);
         }
+        state.index_credentials(|_| true);
         Ok(Self {
             meta,
             clock,
             origin: origin.to_owned(),
             sealer,
             root_access_key: root_access_key.to_owned(),
-            root_secret: root_secret.to_owned(),
+            root: (
+                Arc::new(Principal {
+                    tenant: DEFAULT_TENANT.to_owned(),
+                    user: ROOT_USER.to_owned(),
+                    access_key: root_access_key.to_owned(),
+                    admin: true,
+                    operator: true,
+                    policy: None,
+                }),
+                Arc::from(root_secret),
+            ),
             state: RwLock::new(state),
             replicate: OnceLock::new(),
             key_destroyed: OnceLock::new(),
@@ -372,37 +439,11 @@ impl Directory {
     /// The principal an access key stands for, and its secret: none for an unknown or revoked
     /// key, or one whose user or tenant was removed.
     #[must_use]
-    pub fn authenticate(&self, access_key: &str) -> Option<(Principal, String)> {
+    pub fn authenticate(&self, access_key: &str) -> Option<Credential> {
         if access_key == self.root_access_key {
-            let root = Principal {
-                tenant: DEFAULT_TENANT.to_owned(),
-                user: ROOT_USER.to_owned(),
-                access_key: access_key.to_owned(),
-                admin: true,
-                operator: true,
-                policy: None,
-            };
-            return Some((root, self.root_secret.clone()));
+            return Some(self.root.clone());
         }
-        let state = self.read();
-        let (key, secret) = state.keys.get(access_key)?;
-        let secret = secret.clone()?;
-        if key.revoked {
-            return None;
-        }
-        let user = state.user_live(&key.tenant, &key.user)?;
-        let principal = Principal {
-            tenant: key.tenant.clone(),
-            user: key.user.clone(),
-            access_key: access_key.to_owned(),
-            admin: user.admin,
-            operator: false,
-            policy: state
-                .identity_policies
-                .get(&(key.tenant.clone(), key.user.clone()))
-                .cloned(),
-        };
-        Some((principal, secret))
+        self.read().credentials.get(access_key).cloned()
     }
 
     /// The tenant that owns `bucket` (a bucket from before tenants: the default tenant).
@@ -1067,7 +1108,7 @@ mod tests {
         let meta = Arc::new(MemMeta::new());
         let dir = directory(&meta);
         let (root, secret) = dir.authenticate("ROOTKEY").unwrap();
-        assert!(root.operator && root.admin && root.tenant == DEFAULT_TENANT && secret == "rootsecret");
+        assert!(root.operator && root.admin && root.tenant == DEFAULT_TENANT && &*secret == "rootsecret");
         dir.add_tenant("acme", Quota::default()).await.unwrap();
         assert!(matches!(
             dir.add_tenant("acme", Quota::default()).await,
@@ -1080,13 +1121,13 @@ mod tests {
             (p.tenant.as_str(), p.user.as_str(), p.admin, p.operator),
             ("acme", "alice", true, false)
         );
-        assert_eq!(s, alice.secret_key);
+        assert_eq!(&*s, alice.secret_key);
         dir.revoke_key(&spare.access_key, Some("other")).await.unwrap_err();
         dir.revoke_key(&spare.access_key, Some("acme")).await.unwrap();
         assert!(dir.authenticate(&spare.access_key).is_none());
 
         let reopened = directory(&meta);
-        assert_eq!(reopened.authenticate(&alice.access_key).unwrap().1, alice.secret_key);
+        assert_eq!(&*reopened.authenticate(&alice.access_key).unwrap().1, alice.secret_key);
         assert!(reopened.authenticate(&spare.access_key).is_none(), "revoked for good");
         assert!(reopened.tenants().contains(&"acme".to_owned()));
 
@@ -1095,6 +1136,51 @@ mod tests {
             reopened.authenticate(&alice.access_key).is_none(),
             "a removed user's keys stop"
         );
+    }
+
+    /// Authentication answers from an index built as records change: it must follow every
+    /// change that alters what a key stands for, in whatever order the records arrive.
+    #[tokio::test]
+    async fn the_credential_index_follows_policies_and_late_records() {
+        let meta = Arc::new(MemMeta::new());
+        let dir = directory(&meta);
+        dir.add_tenant("acme", Quota::default()).await.unwrap();
+        let alice = dir.add_user("acme", "alice", false).await.unwrap();
+        assert!(dir.authenticate(&alice.access_key).unwrap().0.policy.is_none());
+        let policy =
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#;
+        dir.set_user_policy("acme", "alice", Some(policy.to_owned()))
+            .await
+            .unwrap();
+        assert!(
+            dir.authenticate(&alice.access_key).unwrap().0.policy.is_some(),
+            "a policy set later is carried"
+        );
+        dir.set_user_policy("acme", "alice", None).await.unwrap();
+        assert!(
+            dir.authenticate(&alice.access_key).unwrap().0.policy.is_none(),
+            "and so is its removal"
+        );
+
+        // Other hubs learn the tenant, user and key records in every order: the key works from
+        // the moment the last of them arrives, not before.
+        let changes = record::all_changes(meta.snapshot().unwrap().as_ref()).unwrap();
+        let kind = |c: &Change| match c {
+            Change::Tenant(_) => 0,
+            Change::User(_) => 1,
+            Change::Key(_) => 2,
+            _ => 3,
+        };
+        for order in [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]] {
+            let elsewhere = directory(&Arc::new(MemMeta::new()));
+            for (step, wanted) in order.iter().enumerate() {
+                for change in changes.iter().filter(|c| kind(c) == *wanted) {
+                    elsewhere.received(change);
+                }
+                let works = elsewhere.authenticate(&alice.access_key).is_some();
+                assert_eq!(works, step == 2, "order {order:?}, after step {step}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -30,6 +30,7 @@ use clap::Parser;
 /// hub's blocking pool runs many threads, so memory freed after a burst stayed with the
 /// process (a drained million-entry backlog left 360 MiB resident); jemalloc's few arenas and
 /// timed purging give it back.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
