@@ -195,3 +195,59 @@ def test_sensitive_personal_information_past_ten_thousand_needs_an_assessment(ne
             "--expires", expires, "--id", "sa-" + bucket)
     wait_for(lambda: net.bytes_containing("frankfurt", more) > 0, timeout=90,
              what="the second batch in frankfurt under the assessment")
+
+
+def test_a_forged_or_replayed_export_count_is_refused_and_counts_nothing(net):
+    """`export-use` is what spends a tenant's yearly exports at the jurisdiction's accountant
+    (gui-an for CN). A captured call replayed or re-bodied, a call from a hub outside the
+    jurisdiction (frankfurt holds the network's secret and a hub certificate, and could
+    otherwise exhaust a CN tenant's exemption), a grant named for another tenant, and a call to
+    a hub that does not count CN's exports are all refused, and count nothing."""
+    import requests
+
+    from network import NETWORK_SECRET, sign_peer_call
+
+    grant = "fx-" + marker().decode()[:8].lower()
+    # A standard contract (below 1,000,000 individuals): the other tests' counts leave room.
+    net.cli("zhangjiakou", "grant", "add", "--from", "CN", "--to", "EU", "--classification", "personal-info",
+            "--basis", "standard-contract", "--reference", "CAC-SC-FX", "--companion", "piia=PIIA-FX",
+            "--expires", "2099-12-31", "--id", grant)
+    wait_for(lambda: grant in net.cli("gui-an", "grant", "list").stdout, what="the grant at gui-an")
+    path = "/_valley/peer/v1/export-use"
+
+    def use(individuals: int, export: str, **fields) -> bytes:
+        body = {"format": 1, "tenant": "default", "from": "CN", "grant": grant,
+                "classifications": ["personal-info"], "export": f"{grant}/{export}",
+                "individuals": individuals, "bytes": 10}
+        return json.dumps(dict(body, **fields)).encode()
+
+    def send(to: str, sender: str, body: bytes, headers: dict | None = None):
+        topology = net.status(to)["topology"]
+        headers = headers or sign_peer_call(NETWORK_SECRET, "POST", path, sender, body, {}, topology)
+        return requests.post(net.admin_endpoint(to) + path, data=body, headers=headers,
+                             verify=str(net.ca), cert=net.hub_cert(sender), timeout=10)
+
+    before = exported(net, "gui-an", "personal-info")
+    # The call as zhangjiakou makes it counts (so the refusals below are the checks, not a
+    # call that never worked).
+    body = use(7, "genuine")
+    topology = net.status("gui-an")["topology"]
+    captured = sign_peer_call(NETWORK_SECRET, "POST", path, "zhangjiakou", body, {}, topology)
+    counted = send("gui-an", "zhangjiakou", body, captured)
+    assert counted.status_code == 200, counted.text
+    assert exported(net, "gui-an", "personal-info") == before + 7
+    # Replayed as captured, or the captured signature over a body that spends 90,000.
+    again = send("gui-an", "zhangjiakou", body, captured)
+    assert again.status_code == 401 and "already received" in again.text, again.text
+    rebodied = send("gui-an", "zhangjiakou", use(90_000, "rebodied"), captured)
+    assert rebodied.status_code in (400, 401), rebodied.text
+    # A hub outside China, correctly signed: refused.
+    foreign = send("gui-an", "frankfurt", use(90_000, "foreign"))
+    assert foreign.status_code == 403 and "not in CN" in foreign.text, foreign.text
+    # The grant named for another tenant.
+    other = send("gui-an", "zhangjiakou", use(5, "other-tenant", tenant="acme"))
+    assert other.status_code == 403 and "tenant default's" in other.text, other.text
+    # A hub that does not count CN's exports.
+    elsewhere = send("zhangjiakou", "gui-an", use(5, "elsewhere"))
+    assert elsewhere.status_code == 403 and "does not count exports" in elsewhere.text, elsewhere.text
+    assert exported(net, "gui-an", "personal-info") == before + 7, "only the genuine call counted"

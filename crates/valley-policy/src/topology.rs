@@ -224,13 +224,14 @@ impl Topology {
             }
         };
         let hash = canonical_hash(&hubs, &links, tls.as_ref());
+        let rules = crate::rules::RuleBook::shipped();
         Ok(Self {
             hubs,
             links,
             tls,
             hash,
-            rules_hash: crate::rules::RuleBook::shipped().hash(),
-            rules: crate::rules::RuleBook::shipped(),
+            rules_hash: rules.hash(),
+            rules,
         })
     }
 

@@ -51,7 +51,7 @@ impl Hub {
             bytes,
         };
         if accountant == self.id {
-            return self.account_export(request).await.map_err(PeerError::Refused);
+            return self.account_export(&self.id, request).await.map_err(PeerError::Refused);
         }
         let _: crate::wire::Outcome = self.peers.post_json(accountant, "export-use", &request).await?;
         Ok(())
@@ -60,7 +60,7 @@ impl Hub {
     /// As the accountant of `request.from`'s exports: counts the object's individuals if the
     /// rule packs accept the tenant's volume with them under the grant (an object already
     /// counted is not counted again).
-    pub(crate) async fn account_export(&self, request: ExportUse) -> Result<(), String> {
+    pub(crate) async fn account_export(&self, sender: &str, request: ExportUse) -> Result<(), String> {
         if request.format != ExportUse::FORMAT {
             return Err(format!(
                 "export-use format {} (this hub reads {})",
@@ -70,6 +70,15 @@ impl Hub {
         }
         if export_accountant(&self.topology, &request.from) != Some(self.id.as_str()) {
             return Err(format!("hub {} does not count exports from {}", self.id, request.from));
+        }
+        // Data leaves a jurisdiction from a hub in it: no other hub may spend (or exhaust) what
+        // its tenants may still send out of it.
+        let sender_in = self.topology.hub(sender).map(|h| h.jurisdiction.as_str());
+        if sender_in != Some(request.from.as_str()) {
+            return Err(format!(
+                "hub {sender} is not in {}: it cannot count exports from there",
+                request.from
+            ));
         }
         let counted = format!("export:{}:{}:{}", request.tenant, request.from, request.export);
         if self.grant_ledger.counted(&counted) {

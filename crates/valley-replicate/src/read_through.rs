@@ -31,54 +31,45 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
     r
 }
 
-/// The holder's decision on sending `bucket`'s data (`bytes` of `version`) to `reader`; a
-/// refusal is audited. Data crossing a border under a grant reserves the version's
-/// individuals against its tenant's exports first, as a replica would.
+/// The holder's decision on sending `bucket`'s data (`version`) to `reader`; a refusal is
+/// audited. Data crossing a border under a grant is reserved under it first, as a replica's
+/// would be (`transfer::decide_and_reserve`): its bytes and individuals against the grant's
+/// caps, its individuals against its tenant's exports, once per version however many ranges
+/// are read.
 async fn release(
     hub: &Arc<Hub>,
     reader: &str,
     bucket: &str,
     key: &str,
     version: &ObjectVersion,
-    bytes: u64,
 ) -> Result<(), Response<Bytes>> {
     let internal = |e: StoreError| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     let policy = hub.effective_policy(bucket).await.map_err(internal)?;
-    let individuals = valley_policy::placement::declared_individuals(&version.headers.user_metadata, &policy);
-    let decision = hub
-        .judge(
-            TransferKind::ReadThrough,
-            bucket,
-            key,
-            &policy,
-            &hub.id,
-            reader,
-            bytes,
-            individuals,
-        )
+    let grants = hub
+        .grants()
         .await
-        .map_err(internal)?;
+        .map_err(|e| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let decided = crate::transfer::decide_and_reserve(
+        hub,
+        &grants,
+        TransferKind::ReadThrough,
+        bucket,
+        key,
+        version,
+        reader,
+        &policy,
+    )
+    .await;
+    let (decision, refusal) = match decided {
+        Ok(decided) => decided,
+        Err(PeerError::Refused(why)) => return Err(reply(StatusCode::FORBIDDEN, why)),
+        Err(e) => return Err(reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    };
+    if let Some(event) = refusal {
+        hub.auditor.record(event).await;
+    }
     if !decision.allowed {
         return Err(reply(StatusCode::FORBIDDEN, decision.reason));
-    }
-    if let Some(grant_id) = &decision.grant {
-        let n = individuals.unwrap_or(0);
-        let grant = hub
-            .grants()
-            .await
-            .map_err(|e| reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let Some(grant) = grant.into_iter().find(|g| &g.id == grant_id) else {
-            return Err(reply(StatusCode::FORBIDDEN, format!("grant {grant_id} is unknown")));
-        };
-        let export = crate::transfer::export_id(bucket, key, version);
-        match hub
-            .reserve_export(&grant, &policy.classifications, &export, n, version.size)
-            .await
-        {
-            Ok(()) => {}
-            Err(PeerError::Refused(why)) => return Err(reply(StatusCode::FORBIDDEN, why)),
-            Err(e) => return Err(reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
-        }
     }
     Ok(())
 }
@@ -109,7 +100,7 @@ pub(crate) async fn serve_stat(hub: &Arc<Hub>, reader: &str, query: &str) -> Res
         Ok(None) => return reply(StatusCode::NOT_FOUND, format!("key {key:?} is not here")),
         Err(e) => return store_reply(&e),
     };
-    if let Err(r) = release(hub, reader, &bucket, &key, &version, version.size).await {
+    if let Err(r) = release(hub, reader, &bucket, &key, &version).await {
         return r;
     }
     reply(StatusCode::OK, wire::encode_version(&version))
@@ -148,7 +139,7 @@ pub(crate) async fn serve_read(
     if start.checked_add(len).is_none_or(|end| end > version.stored_size()) {
         return Err(reply(StatusCode::RANGE_NOT_SATISFIABLE, "range outside the version"));
     }
-    release(hub, reader, &bucket, &key, &version, len).await?;
+    release(hub, reader, &bucket, &key, &version).await?;
     let stream = hub
         .catalog
         .read(&bucket, &key, &version, start, len)

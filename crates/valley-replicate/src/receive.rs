@@ -357,7 +357,7 @@ async fn dispatch(
                 Ok(r) => r,
                 Err(r) => return r,
             };
-            match hub.account_export(request).await {
+            match hub.account_export(&from, request).await {
                 Ok(()) => json(&wire::Outcome {
                     outcome: "counted".into(),
                 }),

@@ -43,6 +43,9 @@ const PASS_PAGE: usize = 1024;
 const REPAIR_ITEMS_MAX: usize = 65_536;
 /// The most versions one digest answer names.
 pub(crate) const ITEMS_REPLY_MAX: usize = 262_144;
+/// Versions a digest answer names per page: what either side holds of a peer's answer, however
+/// many versions the partitions asked for hold.
+const ITEMS_PAGE: usize = 16_384;
 /// Versions sent at once by one repair.
 const REPAIR_CONCURRENCY: usize = 4;
 /// Staged chunks whose transfer has not finished in this long are dropped.
@@ -207,21 +210,82 @@ pub(crate) async fn answer_digest(hub: &Arc<Hub>, request: &DigestRequest) -> Re
         return Ok(DigestAnswer::Digests(DigestReply { digests }));
     }
     let wanted: HashSet<u16> = request.partitions.iter().copied().collect();
-    let mut items = Vec::new();
-    each_page(hub, &request.bucket, |page| {
-        for (item, _) in shared_items(page, &mut placement, &hub.id, &request.hub) {
-            if items.len() <= ITEMS_REPLY_MAX && wanted.contains(&partition_of(&item.key)) {
-                items.push(item);
+    // A page ends at a key boundary (every version of its last key is in it), so the next page
+    // can begin after that key. An asker of an earlier release asks for no page: it gets all.
+    let page = request
+        .page
+        .map(|p| usize::try_from(p).unwrap_or(ITEMS_PAGE).clamp(1, ITEMS_PAGE));
+    let mut cursor = match &request.after {
+        Some(key) => SummaryCursor::after_key(&request.bucket, key),
+        None => SummaryCursor::default(),
+    };
+    let mut items: Vec<ItemId> = Vec::new();
+    loop {
+        let (summaries, next) = hub
+            .catalog
+            .version_summaries_page(&request.bucket, &cursor, PASS_PAGE)
+            .await?;
+        for (item, _) in shared_items(&summaries, &mut placement, &hub.id, &request.hub) {
+            if !wanted.contains(&partition_of(&item.key)) {
+                continue;
+            }
+            if let Some(page) = page
+                && items.len() >= page
+                && items.last().is_some_and(|last| last.key != item.key)
+            {
+                let more_after = items.last().map(|last| last.key.clone());
+                return Ok(DigestAnswer::Items(ItemsReply { items, more_after }));
+            }
+            if items.len() >= ITEMS_REPLY_MAX {
+                return Err(HubError::Invalid(format!(
+                    "the partitions asked for hold more than {ITEMS_REPLY_MAX} versions: ask for fewer at a time, or a page at a time"
+                )));
+            }
+            items.push(item);
+        }
+        match next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    Ok(DigestAnswer::Items(ItemsReply {
+        items,
+        more_after: None,
+    }))
+}
+
+/// Takes from `mine` every version `peer` holds of the partitions in `group`, asking a page
+/// at a time: what is left is what it lacks.
+async fn drop_held(
+    hub: &Arc<Hub>,
+    peer: &str,
+    bucket: &str,
+    group: &[u16],
+    mine: &mut Vec<(ItemId, bool)>,
+) -> Result<(), PeerError> {
+    let mut after: Option<String> = None;
+    loop {
+        let request = DigestRequest {
+            bucket: bucket.to_owned(),
+            hub: hub.id.clone(),
+            partitions: group.to_vec(),
+            page: u32::try_from(ITEMS_PAGE).ok(),
+            after: after.clone(),
+        };
+        let held: ItemsReply = hub.peers.post_json(peer, "digest", &request).await?;
+        let page: HashSet<ItemId> = held.items.into_iter().collect();
+        mine.retain(|(item, _)| !page.contains(item));
+        match held.more_after {
+            None => return Ok(()),
+            // Each page must begin further on, or a peer could keep this hub asking forever.
+            Some(next) if after.as_ref().is_none_or(|previous| next > *previous) => after = Some(next),
+            Some(next) => {
+                return Err(PeerError::Refused(format!(
+                    "{peer}'s digest pages do not advance (a page after {after:?} ends at {next:?})"
+                )));
             }
         }
-    })
-    .await?;
-    if items.len() > ITEMS_REPLY_MAX {
-        return Err(HubError::Invalid(format!(
-            "the partitions asked for hold more than {ITEMS_REPLY_MAX} versions: ask for fewer at a time"
-        )));
     }
-    Ok(DigestAnswer::Items(ItemsReply { items }))
 }
 
 /// A hash of every control record held here: two hubs with the same hash agree on policies,
@@ -391,6 +455,8 @@ async fn repair_pair(
         bucket: bucket.to_owned(),
         hub: hub.id.clone(),
         partitions: Vec::new(),
+        page: None,
+        after: None,
     };
     let theirs: DigestReply = hub.peers.post_json(peer, "digest", &request).await?;
     let differing: Vec<u16> = (0..PARTITIONS)
@@ -410,14 +476,10 @@ async fn repair_pair(
         })
         .await
         .map_err(local)?;
-        let request = DigestRequest {
-            partitions: group,
-            ..request.clone()
-        };
-        let held: ItemsReply = hub.peers.post_json(peer, "digest", &request).await?;
-        let held: HashSet<ItemId> = held.items.into_iter().collect();
-        mine.retain(|(i, _)| !held.contains(i));
-        drop(held);
+        if mine.is_empty() {
+            continue;
+        }
+        drop_held(hub, peer, bucket, &group, &mut mine).await?;
         let results: Vec<Result<Sent, PeerError>> =
             futures::stream::iter(mine)
                 .map(|(item, tiered)| {
@@ -593,5 +655,143 @@ mod grouping_tests {
         );
         assert_eq!(group_partitions(&[1, 2, 5], &counts, 1000), vec![vec![1, 2, 5]]);
         assert!(group_partitions(&[], &counts, 100).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod digest_page_tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use valley_policy::{PlacementPolicy, Topology};
+    use valley_store::record::{ObjectData, ObjectVersion, Versioning};
+    use valley_store::{Catalog, MemBlobs, MemMeta, MetaStore};
+
+    use super::{DigestAnswer, answer_digest};
+    use crate::control::{self, PolicyRecord};
+    use crate::hub::Hub;
+    use crate::wire::{DigestRequest, ItemId};
+
+    const BUCKET: &str = "b";
+
+    fn topology() -> Arc<Topology> {
+        let hub = |id: &str, port: u16| {
+            format!(
+                "[[hub]]\nid = \"{id}\"\njurisdiction = \"CN\"\nrole = \"east\"\nlat = 30.0\nlon = 110.0\n\
+                 failure_domain = \"{id}\"\npeer_endpoint = \"http://127.0.0.1:{port}\"\n\n"
+            )
+        };
+        Arc::new(Topology::parse(&(hub("hub-a", 1) + &hub("hub-b", 2))).expect("topology"))
+    }
+
+    /// A hub holding `keys` keys of a versioned bucket, key `i` with `1 + i % 3` versions.
+    async fn hub_with(keys: usize) -> (Arc<Hub>, std::path::PathBuf) {
+        let topology = topology();
+        let meta = Arc::new(MemMeta::new());
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let catalog = Catalog::new(meta.clone(), Arc::new(MemBlobs::new()))
+            .with_origin("hub-a")
+            .with_hook(crate::outbox_hook("hub-a", topology.clone(), wake.clone()));
+        catalog.create_bucket(BUCKET, None).await.unwrap();
+        catalog
+            .update_bucket(BUCKET, |b| b.versioning = Versioning::Enabled)
+            .await
+            .unwrap();
+        let record = PolicyRecord {
+            policy: PlacementPolicy {
+                jurisdictions: vec!["CN".into()],
+                copies: 2,
+                ..PlacementPolicy::default()
+            },
+            hlc: 1,
+            origin: "hub-a".into(),
+            deleted: false,
+        };
+        meta.write(Box::new(move |txn| {
+            control::put_policy(txn, BUCKET, &record).map(|_| ())
+        }))
+        .unwrap();
+        for i in 0..keys {
+            for _ in 0..=(i % 3) {
+                let version = ObjectVersion {
+                    version_id: None,
+                    hlc: 0,
+                    origin: String::new(),
+                    delete_marker: false,
+                    size: 1,
+                    etag: String::new(),
+                    data: ObjectData::Inline(vec![7]),
+                    headers: Default::default(),
+                    checksums: Default::default(),
+                    tags: Vec::new(),
+                    part_sizes: Vec::new(),
+                    part_checksums: Vec::new(),
+                    acl: None,
+                    sealing: None,
+                };
+                catalog
+                    .put_object(BUCKET, &format!("k{i:04}"), version, None)
+                    .await
+                    .unwrap();
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("valley-digest-pages-{}-{keys}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hub = Hub::open("hub-a", topology, catalog, b"secret".to_vec(), None, wake, &dir).unwrap();
+        (Arc::new(hub), dir)
+    }
+
+    fn request(partitions: &[u16], page: Option<u32>, after: Option<String>) -> DigestRequest {
+        DigestRequest {
+            bucket: BUCKET.into(),
+            hub: "hub-b".into(),
+            partitions: partitions.to_vec(),
+            page,
+            after,
+        }
+    }
+
+    async fn items(hub: &Arc<Hub>, request: &DigestRequest) -> (Vec<ItemId>, Option<String>) {
+        match answer_digest(hub, request).await.unwrap() {
+            DigestAnswer::Items(reply) => (reply.items, reply.more_after),
+            DigestAnswer::Digests(_) => panic!("items were asked for"),
+        }
+    }
+
+    /// Paged answers hold exactly what one answer holds, each page ends with every version of
+    /// its last key, and an answer without a page (an earlier release's asker) is whole.
+    #[tokio::test]
+    async fn item_pages_cover_the_answer_and_end_at_key_boundaries() {
+        let (hub, dir) = hub_with(300).await;
+        let partitions: Vec<u16> = (0..super::PARTITIONS as u16).filter(|p| p % 2 == 0).collect();
+        let (whole, more) = items(&hub, &request(&partitions, None, None)).await;
+        assert!(more.is_none(), "an answer without a page is whole");
+        assert!(whole.len() > 100, "the partitions hold versions: {}", whole.len());
+        let mut paged = Vec::new();
+        let mut after = None;
+        let mut pages = 0;
+        loop {
+            let (page, more) = items(&hub, &request(&partitions, Some(7), after.clone())).await;
+            pages += 1;
+            assert!(!page.is_empty());
+            assert!(page.len() <= 7 + 2, "a page holds its size and the rest of one key");
+            if let Some(last) = &more {
+                assert_eq!(&page.last().unwrap().key, last);
+                assert!(after.as_ref().is_none_or(|a| last > a), "pages advance");
+            }
+            paged.extend(page);
+            match more {
+                Some(last) => after = Some(last),
+                None => break,
+            }
+        }
+        assert!(pages > 10, "{pages} pages");
+        assert_eq!(paged, whole, "the pages hold what one answer holds, once each");
+        let keys: BTreeSet<&str> = whole.iter().map(|i| i.key.as_str()).collect();
+        for key in keys {
+            let versions = |list: &[ItemId]| list.iter().filter(|i| i.key == key).count();
+            assert_eq!(versions(&paged), versions(&whole), "{key}");
+        }
+        std::fs::remove_dir_all(dir).ok();
     }
 }

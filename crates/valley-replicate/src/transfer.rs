@@ -240,11 +240,15 @@ pub(crate) async fn decide_and_reserve(
             }
             return Ok((decision, refusal));
         };
-        match reserve_grant(hub, &grant_id, bucket, key, version, peer, kind, policy).await? {
+        // The decision names one of the candidates; it is the one reserved under.
+        let Some(grant) = candidates.iter().find(|g| g.id == grant_id).cloned() else {
+            return Err(PeerError::Refused(format!("grant {grant_id} is unknown")));
+        };
+        match reserve_grant(hub, &grant, bucket, key, version, peer, kind, policy).await? {
             None => return Ok((decision, None)),
             Some(why) => {
                 set_aside.push(why);
-                candidates.to_mut().retain(|g| g.id != grant_id);
+                candidates.to_mut().retain(|g| g.id != grant.id);
             }
         }
     }
@@ -257,9 +261,9 @@ pub(crate) async fn decide_and_reserve(
 /// rule pack's threshold holds however many hubs send, and a refusal sends nothing. Answers
 /// the refusal (audited here), if any.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn reserve_grant(
+async fn reserve_grant(
     hub: &Arc<Hub>,
-    grant_id: &str,
+    grant: &valley_policy::Grant,
     bucket: &str,
     key: &str,
     version: &ObjectVersion,
@@ -272,28 +276,16 @@ pub(crate) async fn reserve_grant(
         // Every crossing under a grant counts towards its tenant's yearly exports (the law's
         // thresholds count all of an exporter's flows); an undeclared object adds no
         // individuals, and was already refused every basis that counts them.
-        {
-            let n = individuals.unwrap_or(0);
-            let grant = hub
-                .grants()
-                .await
-                .map_err(|e| PeerError::Unreachable(format!("local store: {e}")))?
-                .into_iter()
-                .find(|g| g.id == grant_id);
-            let Some(grant) = grant else {
-                return Err(PeerError::Refused(format!("grant {grant_id} is unknown")));
-            };
-            hub.reserve_export(
-                &grant,
-                &policy.classifications,
-                &export_id(bucket, key, version),
-                n,
-                version.size,
-            )
-            .await?;
-        }
+        hub.reserve_export(
+            grant,
+            &policy.classifications,
+            &export_id(bucket, key, version),
+            individuals.unwrap_or(0),
+            version.size,
+        )
+        .await?;
         hub.reserve_grant(
-            grant_id,
+            &grant.id,
             &transfer_id(bucket, key, version, peer),
             version.size,
             individuals,
@@ -310,7 +302,7 @@ pub(crate) async fn reserve_grant(
                         .with_bucket(bucket)
                         .with_key(key)
                         .with_peer(peer)
-                        .with_grant(grant_id.to_owned())
+                        .with_grant(grant.id.clone())
                         .with_allowed(false)
                         .with_bytes(version.size),
                 )

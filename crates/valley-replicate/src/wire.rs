@@ -212,6 +212,13 @@ pub struct DigestRequest {
     /// When set, answer the items in these partitions instead of the digests.
     #[serde(default)]
     pub partitions: Vec<u16>,
+    /// Items are answered a page of about this many at a time (absent, from hubs of earlier
+    /// releases: all at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// The page begins after this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -230,6 +237,10 @@ pub struct ItemId {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct ItemsReply {
     pub items: Vec<ItemId>,
+    /// Set when the page is not the last: the next page begins after this key (every version
+    /// of it is in this page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_after: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -440,6 +451,27 @@ mod tests {
         let mut single = EtagCheck::new(&[]);
         single.update(&data);
         assert_eq!(single.finish(), hex::encode(Md5::digest(&data)));
+    }
+
+    /// Paged digest answers: a request or an answer of the previous release reads as whole,
+    /// and an unpaged request is written as that release wrote it.
+    #[test]
+    fn digest_messages_of_the_previous_release_read_as_whole_answers() {
+        let request: DigestRequest = serde_json::from_str(r#"{"bucket":"b","hub":"h","partitions":[3,4]}"#).unwrap();
+        assert_eq!((request.page, request.after.as_deref()), (None, None));
+        let reply: ItemsReply = serde_json::from_str(r#"{"items":[{"key":"k","hlc":5,"origin":"h"}]}"#).unwrap();
+        assert_eq!((reply.items.len(), reply.more_after), (1, None));
+        let unpaged = DigestRequest {
+            bucket: "b".into(),
+            hub: "h".into(),
+            partitions: vec![3],
+            page: None,
+            after: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&unpaged).unwrap(),
+            r#"{"bucket":"b","hub":"h","partitions":[3]}"#
+        );
     }
 
     #[test]

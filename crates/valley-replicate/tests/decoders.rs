@@ -482,13 +482,20 @@ fn valid_body() -> impl Strategy<Value = Vec<u8>> {
                 newer_only
             }])
         ),
-        (text(), text(), proptest::collection::vec(any::<u16>(), 0..8)).prop_map(|(bucket, hub, partitions)| to_json(
-            &DigestRequest {
+        (
+            text(),
+            text(),
+            proptest::collection::vec(any::<u16>(), 0..8),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(text())
+        )
+            .prop_map(|(bucket, hub, partitions, page, after)| to_json(&DigestRequest {
                 bucket,
                 hub,
-                partitions
-            }
-        )),
+                partitions,
+                page,
+                after
+            })),
         (any::<bool>(), proptest::collection::vec(any::<u32>(), 0..8))
             .prop_map(|(done, staged)| to_json(&StageState { done, staged })),
         (text(), text(), any::<u64>(), proptest::option::of(any::<u64>())).prop_map(

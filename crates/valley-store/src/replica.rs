@@ -27,6 +27,14 @@ pub struct VersionSummary {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SummaryCursor(Option<Vec<u8>>);
 
+impl SummaryCursor {
+    /// The page that begins after every version of `key` in `bucket`.
+    #[must_use]
+    pub fn after_key(bucket: &str, key: &str) -> Self {
+        Self(Some(keys::object_end(bucket, key)))
+    }
+}
+
 /// A received chunk of a replica: durable in the blob store, not yet part of a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StagedChunk {
