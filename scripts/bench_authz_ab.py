@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The cost of authorization, A/B: two Valley binaries side by side on loopback, the small-object
 rows (4 KiB PUT, GET, HEAD at 16 clients) run against each in alternating rounds, so both see
-the same machine. Three arms: the previous release, the new binary on a bucket without a
-policy, and the new binary on a bucket with a realistic six-statement bucket policy
+the same machine. Three arms, each on a hub of its own: the previous release, the new binary on
+a bucket without a policy, and the new binary on a bucket with a realistic six-statement bucket
+policy
 (scripts/bench-policy.json), so the cost of the new release and that of evaluating a policy
 are told apart.
 
@@ -100,10 +101,13 @@ def main() -> None:
     policy = str(ROOT / "scripts" / "bench-policy.json")
     with tempfile.TemporaryDirectory(prefix="valley-authz-ab-") as tmp:
         work = Path(tmp)
+        # One hub per arm: each PUT phase stores its objects, so arms sharing a hub would read
+        # from a catalogue growing twice as fast (more of it outside redb's cache).
         old, old_ep = start(args.old, work, "old")
         new, new_ep = start(args.new, work, "new")
-        arms = [("old", old_ep, None), ("new", new_ep, None), ("new+policy", new_ep, policy)]
-        pids = {"old": old.pid, "new": new.pid, "new+policy": new.pid}
+        new_policy, new_policy_ep = start(args.new, work, "new-policy")
+        arms = [("old", old_ep, None), ("new", new_ep, None), ("new+policy", new_policy_ep, policy)]
+        pids = {"old": old.pid, "new": new.pid, "new+policy": new_policy.pid}
         rows: dict[str, dict[str, list[float]]] = {label: {} for label, _, _ in arms}
         cpu: dict[str, dict[str, list[float]]] = {label: {} for label, _, _ in arms}
         try:
@@ -122,7 +126,7 @@ def main() -> None:
                     f"{phase} " + " ".join(f"{label} {rows[label][phase][-1]:,.0f}" for label, _, _ in arms)
                     for phase in rows["old"]), flush=True)
         finally:
-            for p in (old, new):
+            for p in (old, new, new_policy):
                 p.terminate()
                 p.wait(timeout=10)
     print("\nphase  arm          mean ops/s   stdev   vs old   server CPU us/op (median)   vs old")

@@ -34,7 +34,8 @@ pub fn normalize_key(key: &str) -> Cow<'_, str> {
 /// scanning a few short keys is cheaper than hashing one.
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
-    values: Vec<(String, Vec<String>)>,
+    /// Keys normalised; the standard ones are static and cost no allocation.
+    values: Vec<(Cow<'static, str>, Vec<String>)>,
 }
 
 impl PartialEq for RequestContext {
@@ -65,14 +66,23 @@ impl RequestContext {
     /// The values of `key`, made present (empty) if it was not.
     fn slot(&mut self, key: &str) -> &mut Vec<String> {
         let key = normalize_key(key);
-        let at = match self.values.iter().position(|(k, _)| *k == *key) {
-            Some(at) => at,
+        match self.values.iter().position(|(k, _)| *k == *key) {
+            Some(at) => &mut self.values[at].1,
             None => {
-                self.values.push((key.into_owned(), Vec::new()));
-                self.values.len() - 1
+                self.values.push((Cow::Owned(key.into_owned()), Vec::new()));
+                &mut self.values.last_mut().expect("just pushed").1
             }
-        };
-        &mut self.values[at].1
+        }
+    }
+
+    /// Sets the standard key `key`, given in its normalised form, to the single `value`.
+    fn set_standard(&mut self, key: &'static str, value: String) -> &mut Self {
+        debug_assert_eq!(normalize_key(key), key, "standard keys are given normalised");
+        match self.values.iter().position(|(k, _)| *k == *key) {
+            Some(at) => self.values[at].1 = vec![value],
+            None => self.values.push((Cow::Borrowed(key), vec![value])),
+        }
+        self
     }
 
     /// Sets `key` to several values (an empty list makes the key present but empty, which
@@ -113,18 +123,23 @@ impl RequestContext {
         let text = now
             .format(&Rfc3339)
             .unwrap_or_else(|_| now.unix_timestamp().to_string());
-        self.set("aws:CurrentTime", text);
-        self.set("aws:EpochTime", now.unix_timestamp().to_string())
+        self.set_current_time_text(text, now.unix_timestamp())
+    }
+
+    /// `aws:CurrentTime` as already formatted (RFC 3339) and `aws:EpochTime` (seconds).
+    pub fn set_current_time_text(&mut self, rfc3339: String, unix_seconds: i64) -> &mut Self {
+        self.set_standard("aws:currenttime", rfc3339);
+        self.set_standard("aws:epochtime", unix_seconds.to_string())
     }
 
     /// `aws:SourceIp`.
     pub fn set_source_ip(&mut self, ip: IpAddr) -> &mut Self {
-        self.set("aws:SourceIp", ip.to_string())
+        self.set_standard("aws:sourceip", ip_text(ip))
     }
 
     /// `aws:SecureTransport`: whether the request came over TLS.
     pub fn set_secure_transport(&mut self, tls: bool) -> &mut Self {
-        self.set("aws:SecureTransport", if tls { "true" } else { "false" })
+        self.set_standard("aws:securetransport", (if tls { "true" } else { "false" }).to_owned())
     }
 
     /// `aws:Referer`.
@@ -207,6 +222,30 @@ impl RequestContext {
     }
 }
 
+/// `ip` as text: an IPv4 address written directly (every request under a policy that reads
+/// `aws:SourceIp` pays for this; the formatting machinery costs ten times as much).
+fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut text = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                if octet >= 100 {
+                    text.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    text.push(char::from(b'0' + octet / 10 % 10));
+                }
+                text.push(char::from(b'0' + octet % 10));
+            }
+            text
+        }
+        IpAddr::V6(_) => ip.to_string(),
+    }
+}
+
 impl crate::condition::KeyLookup for RequestContext {
     fn values(&self, key: &str) -> Option<&[String]> {
         self.get_normalized(key)
@@ -226,6 +265,25 @@ mod tests {
         assert_eq!(ctx.get("aws:sourceip"), Some(&["10.0.0.1".to_owned()][..]));
         assert!(ctx.get("s3:existingobjecttag/Env").is_some());
         assert!(ctx.get("S3:ExistingObjectTag/env").is_none());
+    }
+
+    #[test]
+    fn addresses_are_written_as_std_writes_them() {
+        for text in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.3.255",
+            "192.168.100.9",
+            "255.255.255.255",
+            "::1",
+            "fe80::1",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+            let mut ctx = RequestContext::new();
+            ctx.set_source_ip(ip);
+            assert_eq!(ctx.get("aws:SourceIp").unwrap(), [ip.to_string()]);
+        }
     }
 
     #[test]

@@ -180,6 +180,9 @@ pub fn authorize(q: &AccessQuery<'_>) -> Verdict {
             by: Reason::OwnerManagesPolicy,
         };
     }
+    // The owner's own admins are allowed whatever allows: only a Deny can change their verdict,
+    // so Allow statements and ACLs are not evaluated for them.
+    let only_denies = same_tenant && admin;
     let applies = |statement: &Statement| {
         statement.matches_action(q.action)
             && statement.matches_resource(q.resource, &lookup)
@@ -195,7 +198,7 @@ pub fn authorize(q: &AccessQuery<'_>) -> Verdict {
     let mut identity_allow = None;
     for (p, policy) in identity.iter().enumerate() {
         for (index, statement) in policy.statements().iter().enumerate() {
-            if !applies(statement) {
+            if only_denies && statement.effect() == Effect::Allow || !applies(statement) {
                 continue;
             }
             let found = || StatementRef {
@@ -216,6 +219,9 @@ pub fn authorize(q: &AccessQuery<'_>) -> Verdict {
     if let Some(policy) = q.bucket_policy {
         let restricted = q.public_access_block.restrict_public_buckets && policy.is_public();
         for (index, statement) in policy.statements().iter().enumerate() {
+            if only_denies && statement.effect() == Effect::Allow {
+                continue;
+            }
             let Some(named) = statement.principal_match(principal) else {
                 continue;
             };
@@ -242,7 +248,7 @@ pub fn authorize(q: &AccessQuery<'_>) -> Verdict {
     }
 
     let acl_allow = match (q.acl, Permission::for_action(q.action)) {
-        (Some(acl), Some(needed)) if q.ownership.acls_apply() => {
+        (Some(acl), Some(needed)) if q.ownership.acls_apply() && !only_denies => {
             let ignore_public = q.public_access_block.ignore_public_acls;
             let delegated = |g: &crate::acl::AclGrant| same_tenant && !admin && g.grantee.is_whole_tenant();
             let found = acl.find_grant(principal, needed, |g| {

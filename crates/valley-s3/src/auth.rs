@@ -40,6 +40,11 @@ impl S3Auth for TenantAuth {
     }
 }
 
+/// The object version a GET or HEAD names, as its access check read it from this hub's
+/// catalogue: put in the request's extensions by the check, taken by the operation.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedRead(pub(crate) valley_store::record::ObjectVersion);
+
 /// What the S3 front knows of a request's connection: the client's address and whether it
 /// came over TLS (for `aws:SourceIp` and `aws:SecureTransport`). Put in the request's
 /// extensions by the front.
@@ -164,8 +169,7 @@ fn context_of(
         match key {
             "aws:currenttime" | "aws:epochtime" => {
                 let now = time::OffsetDateTime::now_utc();
-                cx.set("aws:CurrentTime", current_time_text(now));
-                cx.set("aws:EpochTime", now.unix_timestamp().to_string());
+                cx.set_current_time_text(current_time_text(now), now.unix_timestamp());
             }
             "aws:sourceip" => {
                 if let Some(ip) = client.and_then(|c| c.ip) {
@@ -245,6 +249,8 @@ struct RequestFacts<'a> {
     signed: bool,
     /// The context, and which policies it was gathered for.
     context: std::sync::OnceLock<([usize; 2], valley_access::RequestContext)>,
+    /// The object version the request names, once read (`None` inside: none here).
+    read: tokio::sync::OnceCell<Option<valley_store::record::ObjectVersion>>,
 }
 
 impl<'a> RequestFacts<'a> {
@@ -255,6 +261,7 @@ impl<'a> RequestFacts<'a> {
             client,
             signed,
             context: std::sync::OnceLock::new(),
+            read: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -427,15 +434,23 @@ impl TenantAccess {
         }
     }
 
-    /// The version a request on `key` is about, if it exists.
-    async fn existing(
+    /// The version a request on `key` is about, if it exists: read once per request (the
+    /// access check may need it more than once, and GET and HEAD take it over, see
+    /// [`CheckedRead`]).
+    async fn existing<'f>(
         &self,
         bucket: &str,
         key: &str,
-        facts: &RequestFacts<'_>,
-    ) -> Option<valley_store::record::ObjectVersion> {
-        let version_id = facts.version_id();
-        self.catalog.object(bucket, key, version_id.as_deref()).await.ok()
+        facts: &'f RequestFacts<'_>,
+    ) -> Option<&'f valley_store::record::ObjectVersion> {
+        facts
+            .read
+            .get_or_init(|| async {
+                let version_id = facts.version_id();
+                self.catalog.object(bucket, key, version_id.as_deref()).await.ok()
+            })
+            .await
+            .as_ref()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -728,6 +743,14 @@ impl S3Access for TenantAccess {
                     self.quotas.check(&self.directory, &self.catalog, &owner, write).await?;
                 }
             }
+        }
+        // GET and HEAD take over the version the check read (the same request names the same
+        // version), instead of reading it again.
+        let checked = matches!(op, "GetObject" | "HeadObject")
+            .then(|| facts.read.into_inner().flatten())
+            .flatten();
+        if let Some(version) = checked {
+            cx.extensions_mut().insert(CheckedRead(version));
         }
         if let Some(p) = principal {
             cx.extensions_mut().insert(p);

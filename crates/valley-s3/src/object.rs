@@ -161,9 +161,19 @@ impl Found {
 
 /// Looks up the version a GET or HEAD names: here, else (on a hub of a network) at a hub that
 /// holds it. A delete marker named by version id is 405, as S3.
-async fn lookup(s: &ValleyS3, bucket: &str, key: &str, version_id: Option<&str>) -> S3Result<Found> {
+async fn lookup(
+    s: &ValleyS3,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+    checked: Option<crate::auth::CheckedRead>,
+) -> S3Result<Found> {
     check_key(key)?;
-    let found = match s.catalog.object(bucket, key, version_id).await {
+    let here = match checked {
+        Some(crate::auth::CheckedRead(version)) => Ok(version),
+        None => s.catalog.object(bucket, key, version_id).await,
+    };
+    let found = match here {
         Ok(v) => match (&s.gate, version_id) {
             // This hub's latest may not be the network's (a versioned write placed elsewhere).
             (Some(gate), None) => match gate.newer_elsewhere(bucket, key, &v).await {
@@ -257,8 +267,9 @@ fn select_range(
     }
 }
 
-pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+pub async fn get(s: &ValleyS3, mut req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
     crate::sse::refuse_on_read(&req.headers)?;
+    let checked = req.extensions.remove::<crate::auth::CheckedRead>();
     let input = req.input;
     let customer = crate::sse::request_customer_key(
         &req.extensions,
@@ -266,7 +277,7 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
         input.sse_customer_key.as_deref(),
         input.sse_customer_key_md5.as_deref(),
     )?;
-    let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref(), checked).await?;
     let version = found.version();
     Conditions {
         if_match: input.if_match,
@@ -340,8 +351,9 @@ pub async fn get(s: &ValleyS3, req: S3Request<GetObjectInput>) -> S3Result<S3Res
     }))
 }
 
-pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+pub async fn head(s: &ValleyS3, mut req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
     crate::sse::refuse_on_read(&req.headers)?;
+    let checked = req.extensions.remove::<crate::auth::CheckedRead>();
     let input = req.input;
     let customer = crate::sse::request_customer_key(
         &req.extensions,
@@ -349,7 +361,7 @@ pub async fn head(s: &ValleyS3, req: S3Request<HeadObjectInput>) -> S3Result<S3R
         input.sse_customer_key.as_deref(),
         input.sse_customer_key_md5.as_deref(),
     )?;
-    let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref(), checked).await?;
     let version = found.version();
     let sealed = crate::sse::check_customer(version, customer.as_ref())?;
     Conditions {
@@ -495,7 +507,7 @@ pub async fn attributes(
         input.sse_customer_key.as_deref(),
         input.sse_customer_key_md5.as_deref(),
     )?;
-    let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref()).await?;
+    let found = lookup(s, &input.bucket, &input.key, input.version_id.as_deref(), None).await?;
     let version = found.version();
     // An SSE-C object's attributes are told only to whoever holds its key (as S3).
     crate::sse::check_customer(version, customer.as_ref())?;
