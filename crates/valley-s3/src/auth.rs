@@ -98,6 +98,24 @@ fn incoming(op: &str, headers: &http::HeaderMap) -> Option<crate::quota::Incomin
 #[derive(Clone, Copy)]
 struct Readers<'p> {
     policies: [Option<&'p valley_access::PolicyDocument>; 2],
+    /// Set: only the statements that could decide this request's action for its principal
+    /// are read (see [`valley_access::PolicyDocument::keys_read_for`]).
+    scope: Option<Scope<'p>>,
+}
+
+#[derive(Clone, Copy)]
+struct Scope<'p> {
+    principal: &'p valley_access::Principal,
+    action: &'p str,
+    only_denies: bool,
+}
+
+/// Which context a [`Readers`] gathers: a context gathered unscoped (every key the policies
+/// read) serves any scope; a scoped one only its own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ReadersId {
+    policies: [usize; 2],
+    scope: Option<(usize, usize, usize, bool)>,
 }
 
 impl<'p> Readers<'p> {
@@ -107,6 +125,19 @@ impl<'p> Readers<'p> {
     ) -> Self {
         Self {
             policies: [bucket, identity],
+            scope: None,
+        }
+    }
+
+    /// The same policies, read only as far as they can decide `action` for `principal`.
+    fn scoped(self, principal: &'p valley_access::Principal, action: &'p str, only_denies: bool) -> Self {
+        Self {
+            scope: Some(Scope {
+                principal,
+                action,
+                only_denies,
+            }),
+            ..self
         }
     }
 
@@ -116,19 +147,33 @@ impl<'p> Readers<'p> {
 
     /// The condition keys the policies read (a key two read comes twice).
     fn keys(&self) -> impl Iterator<Item = &'p str> {
-        self.policies
-            .into_iter()
-            .flatten()
-            .flat_map(|p| p.keys_read().iter().map(String::as_str))
+        let scope = self.scope;
+        self.policies.into_iter().flatten().flat_map(move |p| {
+            let (all, some) = match scope {
+                None => (Some(p.keys_read().iter().map(String::as_str)), None),
+                Some(s) => (None, Some(p.keys_read_for(s.principal, s.action, s.only_denies))),
+            };
+            all.into_iter().flatten().chain(some.into_iter().flatten())
+        })
     }
 
     fn read_prefixed(&self, prefix: &str) -> bool {
         self.policies.iter().flatten().any(|p| p.reads_prefixed(prefix))
     }
 
-    /// Which policies these are: a context gathered for them serves them only.
-    fn identity(&self) -> [usize; 2] {
-        self.policies.map(|p| p.map_or(0, |p| std::ptr::from_ref(p) as usize))
+    /// Which policies and scope these are: a context gathered for them serves them.
+    fn identity(&self) -> ReadersId {
+        ReadersId {
+            policies: self.policies.map(|p| p.map_or(0, |p| std::ptr::from_ref(p) as usize)),
+            scope: self.scope.map(|s| {
+                (
+                    std::ptr::from_ref(s.principal) as usize,
+                    s.action.as_ptr() as usize,
+                    s.action.len(),
+                    s.only_denies,
+                )
+            }),
+        }
     }
 }
 
@@ -248,7 +293,7 @@ struct RequestFacts<'a> {
     client: Option<ClientInfo>,
     signed: bool,
     /// The context, and which policies it was gathered for.
-    context: std::sync::OnceLock<([usize; 2], valley_access::RequestContext)>,
+    context: std::sync::OnceLock<(ReadersId, valley_access::RequestContext)>,
     /// The object version the request names, once read (`None` inside: none here).
     read: tokio::sync::OnceCell<Option<valley_store::record::ObjectVersion>>,
 }
@@ -275,8 +320,11 @@ impl<'a> RequestFacts<'a> {
     /// The condition keys `readers` read.
     fn context(&self, readers: Readers<'_>) -> std::borrow::Cow<'_, valley_access::RequestContext> {
         let build = || context_of(self.uri, self.headers, self.client.as_ref(), self.signed, readers);
-        let (built_for, context) = self.context.get_or_init(|| (readers.identity(), build()));
-        if *built_for == readers.identity() {
+        let wanted = readers.identity();
+        let (built_for, context) = self.context.get_or_init(|| (wanted, build()));
+        // Reused only where it holds every key `readers` read: gathered for the same policies,
+        // unscoped or in the same scope.
+        if built_for.policies == wanted.policies && (built_for.scope.is_none() || built_for.scope == wanted.scope) {
             std::borrow::Cow::Borrowed(context)
         } else {
             std::borrow::Cow::Owned(build())
@@ -517,7 +565,7 @@ impl TenantAccess {
         let identity: Vec<&valley_access::PolicyDocument> = identity_policy.into_iter().collect();
         let resource = valley_access::resource_for(bucket, key);
         // Only policies read the condition keys: without one, none are gathered.
-        let readers = Readers::new(bucket_policy.as_deref(), identity_policy);
+        let readers = Readers::new(bucket_policy.as_deref(), identity_policy).scoped(&who, action, insider);
         let mut context = if readers.any() {
             facts.context(readers)
         } else {
