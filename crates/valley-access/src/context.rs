@@ -222,9 +222,24 @@ impl RequestContext {
     }
 }
 
+/// Where the evaluator finds a request's values: a [`RequestContext`] prepared in advance, or a
+/// source that builds each key when a condition first asks for it.
+pub trait ContextSource: std::fmt::Debug {
+    /// The values of `key` (normalised, see [`normalize_key`]), or `None` when the request
+    /// does not carry it.
+    fn values(&self, key: &str) -> Option<&[String]>;
+}
+
+impl ContextSource for RequestContext {
+    fn values(&self, key: &str) -> Option<&[String]> {
+        self.get_normalized(key)
+    }
+}
+
 /// `ip` as text: an IPv4 address written directly (every request under a policy that reads
 /// `aws:SourceIp` pays for this; the formatting machinery costs ten times as much).
-fn ip_text(ip: IpAddr) -> String {
+#[must_use]
+pub fn ip_text(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => {
             let mut text = String::with_capacity(15);

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::acl::{Acl, Grantee, Permission};
 use crate::condition::KeyLookup;
-use crate::context::RequestContext;
+use crate::context::ContextSource;
 use crate::policy::{Effect, PolicyDocument, Statement};
 use crate::principal::{Principal, PrincipalMatch};
 use crate::public_access::{ObjectOwnership, PublicAccessBlock};
@@ -30,7 +30,8 @@ pub struct AccessQuery<'a> {
     /// Effective: the bucket's settings OR'ed with its tenant's.
     pub public_access_block: PublicAccessBlock,
     pub ownership: ObjectOwnership,
-    pub context: &'a RequestContext,
+    /// The request's condition keys.
+    pub context: &'a dyn ContextSource,
 }
 
 /// Which policy a statement belongs to.
@@ -247,8 +248,9 @@ pub fn authorize(q: &AccessQuery<'_>) -> Verdict {
         }
     }
 
-    let acl_allow = match (q.acl, Permission::for_action(q.action)) {
-        (Some(acl), Some(needed)) if q.ownership.acls_apply() && !only_denies => {
+    let acl = q.acl.filter(|_| q.ownership.acls_apply() && !only_denies);
+    let acl_allow = match (acl, acl.and_then(|_| Permission::for_action(q.action))) {
+        (Some(acl), Some(needed)) => {
             let ignore_public = q.public_access_block.ignore_public_acls;
             let delegated = |g: &crate::acl::AclGrant| same_tenant && !admin && g.grantee.is_whole_tenant();
             let found = acl.find_grant(principal, needed, |g| {
@@ -318,7 +320,7 @@ fn is_policy_management(action: &str) -> bool {
 /// only when a policy asks for it.
 struct Lookup<'a> {
     principal: &'a Principal,
-    context: &'a RequestContext,
+    context: &'a dyn ContextSource,
     username: OnceCell<Option<[String; 1]>>,
     userid: OnceCell<Option<[String; 1]>>,
     arn: OnceCell<Option<[String; 1]>>,
@@ -327,7 +329,7 @@ struct Lookup<'a> {
 }
 
 impl<'a> Lookup<'a> {
-    fn new(principal: &'a Principal, context: &'a RequestContext) -> Lookup<'a> {
+    fn new(principal: &'a Principal, context: &'a dyn ContextSource) -> Lookup<'a> {
         Lookup {
             principal,
             context,
@@ -362,7 +364,7 @@ impl KeyLookup for Lookup<'_> {
                     [kind.to_owned()]
                 })[..],
             ),
-            _ => self.context.get_normalized(key),
+            _ => self.context.values(key),
         }
     }
 }

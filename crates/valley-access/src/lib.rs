@@ -39,7 +39,7 @@ pub use action::{
     S3_ACTIONS, UNMAPPED_ACTION, action_for, is_known_s3_action, resource_for, split_resource, try_action_for,
 };
 pub use condition::{Condition, Operator, SetQualifier};
-pub use context::{RequestContext, normalize_key};
+pub use context::{ContextSource, RequestContext, ip_text, normalize_key};
 pub use cors::{CorsConfiguration, CorsError, CorsRule, PreflightRefusal};
 pub use evaluate::{AccessQuery, PolicySource, PublicAccessRule, Reason, StatementRef, Verdict, authorize};
 pub use policy::{

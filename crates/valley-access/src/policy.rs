@@ -103,9 +103,6 @@ pub struct Statement {
     actions: PatternSet,
     resources: PatternSet,
     conditions: Vec<Condition>,
-    /// The condition keys this statement reads (its conditions' and its `${…}` variables'),
-    /// normalised.
-    reads: Vec<String>,
 }
 
 /// Parses a bucket policy for `bucket`: every statement must name a Principal (or
@@ -193,8 +190,7 @@ fn parse(json: &str, kind: PolicyKind, bucket: Option<&str>) -> Result<PolicyDoc
         statements.push(statement);
     }
     let public = statements.iter().any(Statement::is_public);
-    let conditions: Vec<Vec<Condition>> = statements.iter().map(|s| s.conditions.clone()).collect();
-    let reads = keys_read(&conditions, json);
+    let reads = keys_read(&statements, json);
     Ok(PolicyDocument {
         kind,
         version,
@@ -206,10 +202,12 @@ fn parse(json: &str, kind: PolicyKind, bucket: Option<&str>) -> Result<PolicyDoc
     })
 }
 
-/// Every key of `conditions` and every `${key}` variable in `json` (in resources or condition
-/// values), normalised, sorted, once each.
-fn keys_read(conditions: &[Vec<Condition>], json: &str) -> Vec<String> {
-    let conditions = conditions.iter().flatten().map(|c| c.key().to_owned());
+/// Every condition key of `statements` and every `${key}` variable in `json` (in resources or
+/// condition values), normalised, sorted, once each.
+fn keys_read(statements: &[Statement], json: &str) -> Vec<String> {
+    let conditions = statements
+        .iter()
+        .flat_map(|s| s.conditions.iter().map(|c| c.key().to_owned()));
     let variables = json
         .split("${")
         .skip(1)
@@ -264,7 +262,6 @@ fn parse_statement(raw: &Value, kind: PolicyKind, bucket: Option<&str>, variable
         None => Vec::new(),
         Some(block) => condition::parse_block(block, variables)?,
     };
-    let reads = keys_read(std::slice::from_ref(&conditions), &raw.to_string());
     Ok(Statement {
         sid,
         effect,
@@ -272,7 +269,6 @@ fn parse_statement(raw: &Value, kind: PolicyKind, bucket: Option<&str>, variable
         actions,
         resources,
         conditions,
-        reads,
     })
 }
 
@@ -457,22 +453,6 @@ impl PolicyDocument {
     #[must_use]
     pub fn keys_read(&self) -> &[String] {
         &self.reads
-    }
-
-    /// The condition keys read by the statements that could decide `action` for `principal`
-    /// (their principal and action match; with `only_denies`, Deny statements only: what the
-    /// owner's own admins are judged by). The rest of the policy's keys need not be gathered.
-    pub fn keys_read_for<'p>(
-        &'p self,
-        principal: &'p Principal,
-        action: &'p str,
-        only_denies: bool,
-    ) -> impl Iterator<Item = &'p str> + 'p {
-        self.statements
-            .iter()
-            .filter(move |s| !(only_denies && s.effect == Effect::Allow))
-            .filter(move |s| !s.reads.is_empty() && s.principal_match(principal).is_some() && s.matches_action(action))
-            .flat_map(|s| s.reads.iter().map(String::as_str))
     }
 
     /// Whether the policy reads some condition key starting with `prefix` (normalised), such

@@ -16,6 +16,8 @@ use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 use valley_tenants::{Directory, Principal};
 
+use crate::request_keys::{RequestKeys, RequestParts};
+
 pub struct TenantAuth {
     directory: Arc<Directory>,
 }
@@ -94,206 +96,13 @@ fn incoming(op: &str, headers: &http::HeaderMap) -> Option<crate::quota::Incomin
     Some(crate::quota::Incoming { bytes, object })
 }
 
-/// The policies deciding a request, as far as which condition keys they read.
-#[derive(Clone, Copy)]
-struct Readers<'p> {
-    policies: [Option<&'p valley_access::PolicyDocument>; 2],
-    /// Set: only the statements that could decide this request's action for its principal
-    /// are read (see [`valley_access::PolicyDocument::keys_read_for`]).
-    scope: Option<Scope<'p>>,
-}
-
-#[derive(Clone, Copy)]
-struct Scope<'p> {
-    principal: &'p valley_access::Principal,
-    action: &'p str,
-    only_denies: bool,
-}
-
-/// Which context a [`Readers`] gathers: a context gathered unscoped (every key the policies
-/// read) serves any scope; a scoped one only its own.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct ReadersId {
-    policies: [usize; 2],
-    scope: Option<(usize, usize, usize, bool)>,
-}
-
-impl<'p> Readers<'p> {
-    fn new(
-        bucket: Option<&'p valley_access::PolicyDocument>,
-        identity: Option<&'p valley_access::PolicyDocument>,
-    ) -> Self {
-        Self {
-            policies: [bucket, identity],
-            scope: None,
-        }
-    }
-
-    /// The same policies, read only as far as they can decide `action` for `principal`.
-    fn scoped(self, principal: &'p valley_access::Principal, action: &'p str, only_denies: bool) -> Self {
-        Self {
-            scope: Some(Scope {
-                principal,
-                action,
-                only_denies,
-            }),
-            ..self
-        }
-    }
-
-    fn any(&self) -> bool {
-        self.policies.iter().any(Option::is_some)
-    }
-
-    /// The condition keys the policies read (a key two read comes twice).
-    fn keys(&self) -> impl Iterator<Item = &'p str> {
-        let scope = self.scope;
-        self.policies.into_iter().flatten().flat_map(move |p| {
-            let (all, some) = match scope {
-                None => (Some(p.keys_read().iter().map(String::as_str)), None),
-                Some(s) => (None, Some(p.keys_read_for(s.principal, s.action, s.only_denies))),
-            };
-            all.into_iter().flatten().chain(some.into_iter().flatten())
-        })
-    }
-
-    fn read_prefixed(&self, prefix: &str) -> bool {
-        self.policies.iter().flatten().any(|p| p.reads_prefixed(prefix))
-    }
-
-    /// Which policies and scope these are: a context gathered for them serves them.
-    fn identity(&self) -> ReadersId {
-        ReadersId {
-            policies: self.policies.map(|p| p.map_or(0, |p| std::ptr::from_ref(p) as usize)),
-            scope: self.scope.map(|s| {
-                (
-                    std::ptr::from_ref(s.principal) as usize,
-                    s.action.as_ptr() as usize,
-                    s.action.len(),
-                    s.only_denies,
-                )
-            }),
-        }
-    }
-}
-
-/// `aws:CurrentTime` of this second, formatted once a second per thread.
-fn current_time_text(now: time::OffsetDateTime) -> String {
-    thread_local! {
-        static FORMATTED: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
-    }
-    FORMATTED.with_borrow_mut(|(second, text)| {
-        let this_second = now.unix_timestamp();
-        if *second != this_second {
-            *text = now
-                .replace_nanosecond(0)
-                .unwrap_or(now)
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_else(|_| this_second.to_string());
-            *second = this_second;
-        }
-        text.clone()
-    })
-}
-
-/// The request's condition keys that `readers` read, and no others (a HEAD under a
-/// six-statement policy reads three): time, client, transport, the operation's parameters and
-/// any `x-amz-` header as `s3:x-amz-…`.
-fn context_of(
-    uri: &http::Uri,
-    headers: &http::HeaderMap,
-    client: Option<&ClientInfo>,
-    signed: bool,
-    readers: Readers<'_>,
-) -> valley_access::RequestContext {
-    let mut cx = valley_access::RequestContext::new();
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let mut query = None;
-    let mut tags_read = false;
-    for key in readers.keys() {
-        match key {
-            "aws:currenttime" | "aws:epochtime" => {
-                let now = time::OffsetDateTime::now_utc();
-                cx.set_current_time_text(current_time_text(now), now.unix_timestamp());
-            }
-            "aws:sourceip" => {
-                if let Some(ip) = client.and_then(|c| c.ip) {
-                    cx.set_source_ip(ip);
-                }
-            }
-            "aws:securetransport" => {
-                if let Some(client) = client {
-                    cx.set_secure_transport(client.secure);
-                }
-            }
-            "s3:prefix" | "s3:delimiter" | "s3:max-keys" | "s3:versionid" => {
-                let parameter = match key {
-                    "s3:prefix" => "prefix",
-                    "s3:delimiter" => "delimiter",
-                    "s3:max-keys" => "max-keys",
-                    _ => "versionId",
-                };
-                let query = query.get_or_insert_with(|| url_query(uri));
-                let Some((_, value)) = query.iter().find(|(name, _)| name == parameter) else {
-                    continue;
-                };
-                if key == "s3:max-keys" {
-                    if let Ok(n) = value.parse() {
-                        cx.set_max_keys(n);
-                    }
-                } else {
-                    cx.set(key, value.as_str());
-                }
-            }
-            "aws:referer" => {
-                if let Some(v) = header("referer") {
-                    cx.set_referer(v);
-                }
-            }
-            "aws:useragent" => {
-                if let Some(v) = header("user-agent") {
-                    cx.set_user_agent(v);
-                }
-            }
-            "s3:signatureversion" if signed => {
-                cx.set_signature_version("AWS4-HMAC-SHA256");
-            }
-            "s3:authtype" if signed => {
-                let presigned = uri.query().is_some_and(|q| q.contains("X-Amz-Signature="));
-                cx.set_auth_type(if presigned { "REST-QUERY-STRING" } else { "REST-HEADER" });
-            }
-            _ if key == "s3:requestobjecttagkeys" || key.starts_with("s3:requestobjecttag/") => {
-                if !tags_read && let Some(tags) = header("x-amz-tagging") {
-                    let pairs: Vec<(String, String)> = url_pairs(tags).collect();
-                    cx.set_request_object_tags(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                }
-                tags_read = true;
-            }
-            _ => {
-                // `s3:x-amz-acl`, `s3:x-amz-copy-source`, `s3:x-amz-grant-read`, ...: the
-                // request header of that name.
-                if let Some(name) = key.strip_prefix("s3:")
-                    && name.starts_with("x-amz-")
-                    && let Some(v) = header(name)
-                {
-                    cx.set(key, v);
-                }
-            }
-        }
-    }
-    cx
-}
-
-/// What a request's condition keys are made from. The context itself is built on first use,
-/// with only the keys its policies read: most requests (an owner's, on a bucket without a
-/// policy) meet none and skip it.
+/// What a request's condition keys are made from (see [`crate::request_keys`]), and the
+/// object version it names once read.
 struct RequestFacts<'a> {
-    uri: &'a http::Uri,
-    headers: &'a http::HeaderMap,
-    client: Option<ClientInfo>,
-    signed: bool,
-    /// The context, and which policies it was gathered for.
-    context: std::sync::OnceLock<(ReadersId, valley_access::RequestContext)>,
+    parts: RequestParts<'a>,
+    /// Keys given outright, which win over the request's own (a listing's `s3:prefix` when a
+    /// missing key's refusal is decided as a listing would be).
+    given: valley_access::RequestContext,
     /// The object version the request names, once read (`None` inside: none here).
     read: tokio::sync::OnceCell<Option<valley_store::record::ObjectVersion>>,
 }
@@ -301,46 +110,36 @@ struct RequestFacts<'a> {
 impl<'a> RequestFacts<'a> {
     fn new(uri: &'a http::Uri, headers: &'a http::HeaderMap, client: Option<ClientInfo>, signed: bool) -> Self {
         Self {
-            uri,
-            headers,
-            client,
-            signed,
-            context: std::sync::OnceLock::new(),
+            parts: RequestParts {
+                uri,
+                headers,
+                client,
+                signed,
+            },
+            given: valley_access::RequestContext::new(),
             read: tokio::sync::OnceCell::new(),
         }
     }
 
-    /// The same request with `context` as its condition keys for `readers`.
-    fn with_context(&self, readers: Readers<'_>, context: valley_access::RequestContext) -> RequestFacts<'a> {
-        let facts = RequestFacts::new(self.uri, self.headers, self.client, self.signed);
-        let _ = facts.context.set((readers.identity(), context));
-        facts
-    }
-
-    /// The condition keys `readers` read.
-    fn context(&self, readers: Readers<'_>) -> std::borrow::Cow<'_, valley_access::RequestContext> {
-        let build = || context_of(self.uri, self.headers, self.client.as_ref(), self.signed, readers);
-        let wanted = readers.identity();
-        let (built_for, context) = self.context.get_or_init(|| (wanted, build()));
-        // Reused only where it holds every key `readers` read: gathered for the same policies,
-        // unscoped or in the same scope.
-        if built_for.policies == wanted.policies && (built_for.scope.is_none() || built_for.scope == wanted.scope) {
-            std::borrow::Cow::Borrowed(context)
-        } else {
-            std::borrow::Cow::Owned(build())
+    /// The same request with `given` keys winning over its own.
+    fn with_given(&self, given: valley_access::RequestContext) -> RequestFacts<'a> {
+        RequestFacts {
+            parts: self.parts,
+            given,
+            read: tokio::sync::OnceCell::new(),
         }
     }
 
     /// The `versionId` the request names, if any.
     fn version_id(&self) -> Option<String> {
-        url_query(self.uri)
+        url_query(self.parts.uri)
             .into_iter()
             .find(|(k, _)| k == "versionId")
             .map(|(_, v)| v)
     }
 }
 
-fn url_pairs(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
+pub(crate) fn url_pairs(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
     text.split('&').filter(|p| !p.is_empty()).map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let decode = |s: &str| {
@@ -352,7 +151,7 @@ fn url_pairs(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
     })
 }
 
-fn url_query(uri: &http::Uri) -> Vec<(String, String)> {
+pub(crate) fn url_query(uri: &http::Uri) -> Vec<(String, String)> {
     uri.query().map(|q| url_pairs(q).collect()).unwrap_or_default()
 }
 
@@ -564,22 +363,22 @@ impl TenantAccess {
         let who = access_principal(principal);
         let identity: Vec<&valley_access::PolicyDocument> = identity_policy.into_iter().collect();
         let resource = valley_access::resource_for(bucket, key);
-        // Only policies read the condition keys: without one, none are gathered.
-        let readers = Readers::new(bucket_policy.as_deref(), identity_policy).scoped(&who, action, insider);
-        let mut context = if readers.any() {
-            facts.context(readers)
-        } else {
-            std::borrow::Cow::Owned(valley_access::RequestContext::new())
-        };
-        // A policy that looks at the object's tags needs them: read only then.
+        // The request's keys are built as the policies' conditions ask for them. A policy that
+        // looks at the object's tags needs them read first.
+        let policies = [bucket_policy.as_deref(), identity_policy];
+        let mut given = std::borrow::Cow::Borrowed(&facts.given);
         if let Some(key) = key
-            && readers.read_prefixed("s3:existingobjecttag/")
+            && policies
+                .iter()
+                .flatten()
+                .any(|p| p.reads_prefixed("s3:existingobjecttag/"))
             && let Some(version) = self.existing(bucket, key, facts).await
         {
-            context
+            given
                 .to_mut()
                 .set_existing_object_tags(version.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
+        let context = RequestKeys::new(facts.parts, &given, policies);
         // No ACL adds anything to an insider's rights.
         let acl = if object_acl.is_some() {
             object_acl.clone()
@@ -616,11 +415,9 @@ impl TenantAccess {
         if self.existing(bucket, key, facts).await.is_some() {
             return false;
         }
-        let bucket_policy = self.directory.bucket_policy(bucket);
-        let readers = Readers::new(bucket_policy.as_deref(), principal.and_then(|p| p.policy.as_deref()));
-        let mut listing = facts.context(readers).into_owned();
+        let mut listing = valley_access::RequestContext::new();
         listing.set_prefix(key);
-        let listing = facts.with_context(readers, listing);
+        let listing = facts.with_given(listing);
         self.verdict(principal, "s3:ListBucket", bucket, None, owner, &listing)
             .await
             .is_allowed()
@@ -814,100 +611,5 @@ impl S3Access for TenantAccess {
     async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
         let source = req.input.copy_source.clone();
         self.copy_source(req, &source).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every condition key the front gathers, with a request that carries it.
-    const KEYS: [&str; 19] = [
-        "aws:CurrentTime",
-        "aws:EpochTime",
-        "aws:SourceIp",
-        "aws:SecureTransport",
-        "s3:prefix",
-        "s3:delimiter",
-        "s3:max-keys",
-        "s3:VersionId",
-        "s3:x-amz-acl",
-        "s3:x-amz-copy-source",
-        "s3:x-amz-metadata-directive",
-        "s3:x-amz-server-side-encryption",
-        "s3:x-amz-server-side-encryption-aws-kms-key-id",
-        "aws:Referer",
-        "aws:UserAgent",
-        "s3:x-amz-grant-read",
-        "s3:RequestObjectTag/Env",
-        "s3:signatureversion",
-        "s3:authType",
-    ];
-
-    fn request() -> (http::Uri, http::HeaderMap) {
-        let uri: http::Uri = "/b?prefix=p&delimiter=%2F&max-keys=5&versionId=v1".parse().unwrap();
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in [
-            ("x-amz-acl", "private"),
-            ("x-amz-copy-source", "src/k"),
-            ("x-amz-metadata-directive", "COPY"),
-            ("x-amz-server-side-encryption", "aws:kms"),
-            ("x-amz-server-side-encryption-aws-kms-key-id", "k1"),
-            ("referer", "https://example.com"),
-            ("user-agent", "aws-cli"),
-            ("x-amz-grant-read", "id=acme"),
-            ("x-amz-tagging", "Env=prod"),
-        ] {
-            headers.insert(name, value.parse().unwrap());
-        }
-        (uri, headers)
-    }
-
-    fn policy_reading(key: &str) -> valley_access::PolicyDocument {
-        let json = format!(
-            r#"{{"Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b/*","Condition":{{"StringLike":{{"{key}":"*"}}}}}}]}}"#
-        );
-        valley_access::parse_bucket_policy(&json, "b").unwrap()
-    }
-
-    #[test]
-    fn a_key_a_policy_reads_is_gathered_and_others_are_not() {
-        let (uri, headers) = request();
-        let client = ClientInfo {
-            ip: Some("10.0.0.1".parse().unwrap()),
-            secure: true,
-        };
-        for key in KEYS {
-            let policy = policy_reading(key);
-            let cx = context_of(&uri, &headers, Some(&client), true, Readers::new(Some(&policy), None));
-            assert!(cx.get(key).is_some_and(|v| !v.is_empty()), "{key} is not gathered");
-            let others = KEYS.iter().filter(|k| cx.get(k).is_some()).count();
-            // Time comes as a pair, and a tag with the list of tag keys.
-            assert!(others <= 2, "{key}: {others} keys gathered");
-        }
-        let none = context_of(&uri, &headers, Some(&client), true, Readers::new(None, None));
-        assert!(KEYS.iter().all(|k| none.get(k).is_none()));
-    }
-
-    #[test]
-    fn a_variable_is_read_like_a_condition_key() {
-        let json = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/${aws:SourceIp}/*"}]}"#;
-        let policy = valley_access::parse_bucket_policy(json, "b").unwrap();
-        assert!(policy.reads("aws:sourceip") && !policy.reads("aws:currenttime"));
-        let (uri, headers) = request();
-        let client = ClientInfo {
-            ip: Some("10.0.0.1".parse().unwrap()),
-            secure: false,
-        };
-        let cx = context_of(&uri, &headers, Some(&client), true, Readers::new(Some(&policy), None));
-        assert_eq!(cx.get("aws:SourceIp"), Some(&["10.0.0.1".to_owned()][..]));
-    }
-
-    #[test]
-    fn the_time_is_formatted_as_rfc3339_seconds() {
-        let now = time::macros::datetime!(2026-12-06 16:20:05.123 UTC);
-        assert_eq!(current_time_text(now), "2026-12-06T16:20:05Z");
-        let later = time::macros::datetime!(2026-12-06 16:20:06 UTC);
-        assert_eq!(current_time_text(later), "2026-12-06T16:20:06Z");
     }
 }

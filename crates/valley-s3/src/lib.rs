@@ -22,6 +22,7 @@ mod object;
 mod part_checksum;
 mod policy;
 mod quota;
+mod request_keys;
 mod service;
 pub mod sse;
 mod sync;
