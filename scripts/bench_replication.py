@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -180,6 +181,7 @@ def main() -> None:
               f"{100 * per_write_us / (lone_p50 * 1000):.2f} % of a {lone_p50:.3f} ms PUT", flush=True)
     finally:
         net.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=2))
 
 
