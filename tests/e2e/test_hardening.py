@@ -20,6 +20,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -428,6 +429,67 @@ def test_abandoned_multipart_uploads_expire(guarded):
         s3.upload_part(Bucket=bucket, Key="abandoned", UploadId=upload, PartNumber=2, Body=b"q")
     assert gone.value.response["Error"]["Code"] == "NoSuchUpload"
     assert sum(1 for p in (guarded.data_dir / "blobs").rglob("*") if p.is_file()) < blobs_with_part
+
+
+def hwm_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+def streamed_form(boundary: str, key: str, file_mib: int):
+    """A form upload sent without a length (chunked), its file `file_mib` MiB."""
+    yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\n{key}\r\n"
+           f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n"
+           "Content-Type: application/octet-stream\r\n\r\n").encode()
+    chunk = b"x" * (1 << 20)
+    for _ in range(file_mib):
+        yield chunk
+    yield f"\r\n--{boundary}--\r\n".encode()
+
+
+def test_form_uploads_are_bounded_in_size_and_in_the_memory_they_hold(tmp_path):
+    """s3s reads a browser form's file into memory before anyone decides on it, anonymous or
+    not: a form declaring more than 32 MiB is refused unread, one sent without a length is cut
+    off there, and at most four are read at once (128 MiB however many strangers post)."""
+    server = ValleyServer(tmp_path / "forms")
+    server.start()
+    try:
+        s3 = server.client()
+        bucket = unique("forms")
+        s3.create_bucket(Bucket=bucket)
+        url = f"{server.endpoint}/{bucket}"
+        started = time.monotonic()
+        r = requests.post(url, files={"key": (None, "declared"), "file": ("f", b"x" * (40 << 20))}, timeout=60)
+        assert r.status_code == 400 and b"EntityTooLarge" in r.content, r.content[:300]
+        before = hwm_mib(server.proc.pid)
+
+        def post_streamed(i: int) -> str:
+            boundary = f"valley{i}"
+            try:
+                r = requests.post(url, data=streamed_form(boundary, f"streamed-{i}", 96),
+                                  headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                                  timeout=120)
+            except requests.RequestException as e:  # the hub may stop reading and close
+                return type(e).__name__
+            found = re.search(rb"<Code>([^<]+)</Code>", r.content)
+            return f"{r.status_code} {found.group(1).decode() if found else ''}"
+
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(post_streamed, range(8)))
+        grown = hwm_mib(server.proc.pid) - before
+        assert all(a in ("400 EntityTooLarge", "503 SlowDown") or not a[0].isdigit() for a in answers), answers
+        assert grown < 200, f"eight 96 MiB forms grew the hub by {grown:.0f} MiB ({answers})"
+        listed = s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0)
+        assert listed == 0, "nothing of a refused form is stored"
+        # A form within the limits still goes through.
+        s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
+        r = requests.post(url, files={"key": (None, "small"), "file": ("f", b"small form")}, timeout=30)
+        assert r.status_code == 204, r.content[:300]
+        assert s3.get_object(Bucket=bucket, Key="small")["Body"].read() == b"small form"
+        print(f"form refusals {answers}, peak grew {grown:.0f} MiB, {time.monotonic() - started:.1f} s")
+    finally:
+        server.stop()
 
 
 def test_an_unknown_operation_is_method_not_allowed(valley, bucket):

@@ -732,3 +732,115 @@ def test_a_missing_key_is_not_found_only_for_whoever_may_list_its_name(hub, tena
     assert code(lambda: bob.get_object(Bucket=bucket, Key="public/present")) == "AccessDenied"
     assert code(lambda: bob.head_object(Bucket=bucket, Key="private/missing")) == "403"
     assert code(lambda: bob.get_object(Bucket=bucket, Key="private/missing")) == "AccessDenied"
+
+
+# ---- browser form uploads (POST Object) ---------------------------------------------------------
+
+def form_post(url: str, fields: dict, body: bytes = b"hello", filename: str = "upload.txt"):
+    """Posts `fields` and a file as a browser's HTML form does (multipart/form-data, file last)."""
+    files = [(name, (None, value)) for name, value in fields.items()] + [("file", (filename, body))]
+    return requests.post(url, files=files, timeout=30)
+
+
+def sigv2_form(endpoint: str, bucket: str, key: str, access: str, secret: str, expires_in: float) -> tuple[str, dict]:
+    """A form signed as older browser SDKs sign it: HMAC-SHA1 of the base64 policy document."""
+    import base64
+    import hashlib
+    import hmac
+    from datetime import datetime, timedelta, timezone
+
+    expiration = (datetime.now(timezone.utc) + timedelta(seconds=expires_in)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    document = {"expiration": expiration, "conditions": [{"bucket": bucket}, {"key": key}]}
+    policy = base64.b64encode(json.dumps(document).encode()).decode()
+    signature = base64.b64encode(hmac.new(secret.encode(), policy.encode(), hashlib.sha1).digest()).decode()
+    return f"{endpoint}/{bucket}", {"key": key, "AWSAccessKeyId": access, "policy": policy, "signature": signature}
+
+
+def test_a_form_upload_is_decided_as_a_put_of_the_key_it_names(hub, tenants):
+    alice, bob = client_of(hub, tenants["acme"]), client_of(hub, tenants["globex"])
+    bucket = unique_name("acme-forms")
+    alice.create_bucket(Bucket=bucket)
+
+    def stored(key: str) -> int | None:
+        """The size of `key` as the bucket's owner lists it (objects bob writes are his, under
+        the default ObjectWriter ownership: alice lists them but may not read them)."""
+        listed = alice.list_objects_v2(Bucket=bucket).get("Contents", [])
+        return next((o["Size"] for o in listed if o["Key"] == key), None)
+
+    # The owner's presigned POST (SigV4), as boto3 makes it for a web page.
+    form = alice.generate_presigned_post(bucket, "in/a.txt", Conditions=[["content-length-range", 0, 1000]],
+                                         ExpiresIn=60)
+    r = form_post(form["url"], form["fields"], b"from alice")
+    assert r.status_code == 204, r.text
+    assert alice.get_object(Bucket=bucket, Key="in/a.txt")["Body"].read() == b"from alice"
+    # Another tenant's signed form: refused, nothing written.
+    form = bob.generate_presigned_post(bucket, "in/b.txt", ExpiresIn=60)
+    r = form_post(form["url"], form["fields"], b"from bob")
+    assert r.status_code == 403 and "AccessDenied" in r.text, r.text
+    assert stored("in/b.txt") is None
+    # A bucket policy letting bob write under in/ only: decided on the key the form names.
+    alice.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": tenants["globex"]["arn"]}, "Action": "s3:PutObject",
+         "Resource": f"arn:aws:s3:::{bucket}/in/*"}]}))
+    form = bob.generate_presigned_post(bucket, "in/b.txt", ExpiresIn=60)
+    r = form_post(form["url"], form["fields"], b"from bob")
+    assert r.status_code == 204, r.text
+    assert stored("in/b.txt") == len(b"from bob")
+    form = bob.generate_presigned_post(bucket, "out/c.txt", ExpiresIn=60)
+    r = form_post(form["url"], form["fields"], b"outside")
+    assert r.status_code == 403 and "AccessDenied" in r.text, r.text
+    assert stored("out/c.txt") is None
+    # The signed policy binds the form: another key than the one it names is refused.
+    form = alice.generate_presigned_post(bucket, "in/d.txt", ExpiresIn=60)
+    r = form_post(form["url"], dict(form["fields"], key="in/elsewhere.txt"), b"tampered")
+    assert r.status_code in (400, 403), r.text
+    assert stored("in/elsewhere.txt") is None and stored("in/d.txt") is None
+    # So does the size range it names.
+    form = alice.generate_presigned_post(bucket, "in/e.txt", Conditions=[["content-length-range", 0, 10]],
+                                         ExpiresIn=60)
+    r = form_post(form["url"], form["fields"], b"x" * 11)
+    assert r.status_code in (400, 403), r.text
+    assert stored("in/e.txt") is None
+    # Unsigned forms are anonymous: a private bucket refuses them.
+    r = form_post(f"{hub.endpoint}/{bucket}", {"key": "in/anon.txt"}, b"anonymous")
+    assert r.status_code == 403 and "AccessDenied" in r.text, r.text
+    assert stored("in/anon.txt") is None
+
+
+def test_a_sigv2_form_is_good_only_until_its_policy_expires(hub, tenants):
+    creds = tenants["acme"]
+    alice = client_of(hub, creds)
+    bucket = unique_name("acme-v2-forms")
+    alice.create_bucket(Bucket=bucket)
+    url, fields = sigv2_form(hub.endpoint, bucket, "v2.txt", creds["access_key"], creds["secret_key"], 60)
+    r = form_post(url, fields, b"signed with v2")
+    assert r.status_code == 204, r.text
+    assert alice.get_object(Bucket=bucket, Key="v2.txt")["Body"].read() == b"signed with v2"
+    url, fields = sigv2_form(hub.endpoint, bucket, "late.txt", creds["access_key"], creds["secret_key"], -1)
+    r = form_post(url, fields)
+    assert r.status_code == 403 and "expired" in r.text, r.text
+    url, fields = sigv2_form(hub.endpoint, bucket, "forged.txt", creds["access_key"], "not-the-secret", 60)
+    r = form_post(url, fields)
+    assert r.status_code == 403 and "SignatureDoesNotMatch" in r.text, r.text
+    # Outside a form, SigV2 (whose signatures never expire) is still refused.
+    v2 = make_client(hub.endpoint, creds["access_key"], creds["secret_key"], signature_version="s3")
+    assert code(lambda: v2.put_object(Bucket=bucket, Key="header-v2.txt", Body=b"x")) in (
+        "InvalidRequest", "AccessDenied")
+    assert code(lambda: alice.head_object(Bucket=bucket, Key="late.txt")) in ("404", "NoSuchKey")
+    assert code(lambda: alice.head_object(Bucket=bucket, Key="forged.txt")) in ("404", "NoSuchKey")
+
+
+def test_a_form_upload_counts_against_its_tenants_quota(hub):
+    admin = hub.admin_endpoint
+    ok(cli(admin, "tenant", "add", "hooli", "--bytes", "1000"))
+    gavin = json.loads(ok(cli(admin, "user", "add", "hooli", "gavin", "--admin-of-tenant", "--json")))
+    s3 = client_of(hub, gavin)
+    bucket = unique_name("hooli")
+    s3.create_bucket(Bucket=bucket)
+    form = s3.generate_presigned_post(bucket, "first", ExpiresIn=60)
+    assert form_post(form["url"], form["fields"], b"x" * 600).status_code == 204
+    time.sleep(1.2)  # usage is read at most once a second
+    form = s3.generate_presigned_post(bucket, "second", ExpiresIn=60)
+    r = form_post(form["url"], form["fields"], b"x" * 600)
+    assert r.status_code == 403 and "QuotaExceeded" in r.text, r.text
+    assert code(lambda: s3.head_object(Bucket=bucket, Key="second")) in ("404", "NoSuchKey")

@@ -275,16 +275,23 @@ async fn drop_held(
         let held: ItemsReply = hub.peers.post_json(peer, "digest", &request).await?;
         let page: HashSet<ItemId> = held.items.into_iter().collect();
         mine.retain(|(item, _)| !page.contains(item));
-        match held.more_after {
+        match next_page(peer, after.as_deref(), held.more_after)? {
+            Some(next) => after = Some(next),
             None => return Ok(()),
-            // Each page must begin further on, or a peer could keep this hub asking forever.
-            Some(next) if after.as_ref().is_none_or(|previous| next > *previous) => after = Some(next),
-            Some(next) => {
-                return Err(PeerError::Refused(format!(
-                    "{peer}'s digest pages do not advance (a page after {after:?} ends at {next:?})"
-                )));
-            }
         }
+    }
+}
+
+/// Where the page after one that ended at `more_after` begins (`None`: that was the last).
+/// Each page must end further on than the one before, or a peer could keep this hub asking
+/// forever.
+fn next_page(peer: &str, after: Option<&str>, more_after: Option<String>) -> Result<Option<String>, PeerError> {
+    match more_after {
+        None => Ok(None),
+        Some(next) if after.is_none_or(|previous| next.as_str() > previous) => Ok(Some(next)),
+        Some(next) => Err(PeerError::Refused(format!(
+            "{peer}'s digest pages do not advance (a page after {after:?} ends at {next:?})"
+        ))),
     }
 }
 
@@ -668,6 +675,7 @@ mod digest_page_tests {
     use valley_store::{Catalog, MemBlobs, MemMeta, MetaStore};
 
     use super::{DigestAnswer, answer_digest};
+    use crate::client::PeerError;
     use crate::control::{self, PolicyRecord};
     use crate::hub::Hub;
     use crate::wire::{DigestRequest, ItemId};
@@ -755,6 +763,29 @@ mod digest_page_tests {
         match answer_digest(hub, request).await.unwrap() {
             DigestAnswer::Items(reply) => (reply.items, reply.more_after),
             DigestAnswer::Digests(_) => panic!("items were asked for"),
+        }
+    }
+
+    /// An asker follows a peer's pages only forward: a page ending where the last one did, or
+    /// before it, is refused (a hostile peer cannot keep a hub asking forever).
+    #[test]
+    fn an_asker_follows_only_pages_that_advance() {
+        assert_eq!(super::next_page("p", None, None).unwrap(), None);
+        assert_eq!(
+            super::next_page("p", None, Some("k1".into())).unwrap().as_deref(),
+            Some("k1")
+        );
+        assert_eq!(
+            super::next_page("p", Some("k1"), Some("k2".into())).unwrap().as_deref(),
+            Some("k2")
+        );
+        assert_eq!(super::next_page("p", Some("k2"), None).unwrap(), None);
+        for stuck in ["k2", "k1", ""] {
+            let refused = super::next_page("p", Some("k2"), Some(stuck.into()));
+            assert!(
+                matches!(&refused, Err(PeerError::Refused(why)) if why.contains("do not advance")),
+                "{stuck:?}: {refused:?}"
+            );
         }
     }
 

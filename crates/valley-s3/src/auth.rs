@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
-use s3s::dto::{CopyObjectInput, CopySource, UploadPartCopyInput};
+use s3s::dto::{CopyObjectInput, CopySource, PutObjectInput, UploadPartCopyInput};
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 use valley_tenants::{Directory, Principal};
@@ -535,6 +535,9 @@ impl S3Access for TenantAccess {
                 }
                 self.check_create(principal.as_deref(), bucket, &facts).await?
             }
+            // A form upload names its key in the form, read after this check: it is decided
+            // on the object, as a PUT, once the form is read (`put_object` below).
+            S3Path::Bucket { .. } if op == "PostObject" => {}
             S3Path::Bucket { bucket } => {
                 // No such bucket: the operation answers NoSuchBucket, billed to nobody.
                 if let Some(owner) = self.owner(bucket).await {
@@ -601,6 +604,42 @@ impl S3Access for TenantAccess {
             cx.extensions_mut().insert(p);
         }
         Ok(())
+    }
+
+    /// A browser form upload (POST to the bucket, the key and fields in the form) is decided
+    /// here, once the form is read: as a PUT of that key by the form's signer (or anonymous),
+    /// with the form's `acl` as `s3:x-amz-acl`, and against the owner's quota with the file's
+    /// size. A PUT was decided by `check` already.
+    async fn put_object(&self, req: &mut S3Request<PutObjectInput>) -> S3Result<()> {
+        if req.method != http::Method::POST {
+            return Ok(());
+        }
+        let principal = req.extensions.get::<Arc<Principal>>().cloned();
+        let mut facts = RequestFacts::new(
+            &req.uri,
+            &req.headers,
+            req.extensions.get::<ClientInfo>().copied(),
+            principal.is_some(),
+        );
+        if let Some(acl) = &req.input.acl {
+            facts.given.set("s3:x-amz-acl", acl.as_str());
+        }
+        let (bucket, key) = (&req.input.bucket, &req.input.key);
+        let Some(owner) = self.owner(bucket).await else {
+            return Ok(()); // the operation answers NoSuchBucket
+        };
+        let decided = self
+            .decide_owned(principal.as_deref(), "s3:PutObject", bucket, Some(key), &owner, &facts)
+            .await;
+        self.bill_decided(&owner, principal.as_deref(), &decided);
+        decided?;
+        let bytes = req
+            .input
+            .content_length
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
+        let write = crate::quota::Incoming { bytes, object: true };
+        self.quotas.check(&self.directory, &self.catalog, &owner, write).await
     }
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {

@@ -261,8 +261,11 @@ impl S3 for ValleyS3 {
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         // A signed request without a region was signed with SigV2: the front refuses those in
-        // headers and queries; a form POST (which s3s turns into a PUT) is seen only here.
-        if req.credentials.is_some() && req.region.is_none() {
+        // headers and queries, where nothing bounds how long a signature stays good. A browser
+        // form (a POST, which s3s turns into a PUT) signs its policy document, which must name
+        // its expiration (s3s refuses a form past it, and one whose fields break the policy):
+        // SigV2 is accepted there, as S3 does.
+        if req.credentials.is_some() && req.region.is_none() && req.method != http::Method::POST {
             return Err(s3s::s3_error!(
                 InvalidRequest,
                 "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."

@@ -31,3 +31,14 @@ pub const INLINE_OBJECT_BYTES_MAX: u64 = 16 * 1024;
 /// Size of XML request bodies s3s will buffer (Valley's own choice; S3's largest XML body,
 /// a 1,000-key DeleteObjects, is well under it).
 pub const XML_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Largest file a browser form upload (POST Object) may carry. s3s reads a form's file into
+/// memory before the operation sees it (to check the form's policy), so this is kept small
+/// (Valley's own choice; S3 allows 5 GB): larger objects go by PUT or multipart upload, which
+/// stream.
+pub const FORM_FILE_BYTES_MAX: u64 = 32 * 1024 * 1024;
+/// A form's other fields together (its policy, key, metadata...): S3 documents no limit; a
+/// policy document is a few KiB.
+pub const FORM_FIELDS_BYTES_MAX: usize = 256 * 1024;
+/// Form uploads read into memory at once per hub: with [`FORM_FILE_BYTES_MAX`], what all of
+/// them can hold is bounded (128 MiB) however many clients post.
+pub const FORM_UPLOADS_IN_FLIGHT_MAX: usize = 4;

@@ -119,7 +119,12 @@ pub struct S3Front {
     /// Regions a SigV4 signature may be scoped to.
     pub regions: Arc<[String]>,
     pub cors: Arc<crate::cors_front::Cors>,
+    /// Browser form uploads read into memory at once (`limits::FORM_UPLOADS_IN_FLIGHT_MAX`).
+    pub forms: Arc<tokio::sync::Semaphore>,
 }
+
+/// How long a form upload waits for one of the others to finish before it is told to slow down.
+const FORM_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Counts a request in flight for as long as it is: dropped with the request's future, also
 /// when the client goes away mid-request (the gauge would leak otherwise).
@@ -168,6 +173,10 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
         {
             return Box::pin(async move { Ok(s3_checks::error_xml(status, code, &message, &request_id)) });
         }
+        let form = s3_checks::is_form_upload(req.method(), req.headers());
+        if form && let Some((status, code, message)) = s3_checks::form_too_large(req.headers()) {
+            return Box::pin(async move { Ok(s3_checks::error_xml(status, code, &message, &request_id)) });
+        }
         date_as_amz_date(req.headers_mut());
         let delete_objects = s3_checks::is_delete_objects(req.method(), req.uri().query());
         let object_attributes = *req.method() == Method::GET
@@ -179,8 +188,25 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
         let started = Instant::now();
         let metrics = self.metrics.clone();
         let s3 = self.s3.clone();
+        let forms = self.forms.clone();
         Box::pin(async move {
             let in_flight = InFlight::new(metrics.clone());
+            // s3s reads a form's file into memory: only so many at once.
+            let _form_slot = if form {
+                match tokio::time::timeout(FORM_WAIT, forms.acquire_owned()).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    _ => {
+                        return Ok(s3_checks::error_xml(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "SlowDown",
+                            "Too many form uploads in progress: please retry.",
+                            &request_id,
+                        ));
+                    }
+                }
+            } else {
+                None
+            };
             let (parts, body) = req.into_parts();
             let body = TimedBody::new(body);
             let body_read = body.read_to_end();

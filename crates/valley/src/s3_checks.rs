@@ -3,6 +3,7 @@
 
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
+use valley_types::limits;
 
 /// Longest validity of a presigned URL, as S3 allows: seven days.
 const PRESIGNED_EXPIRES_SECS_MAX: i64 = 604_800;
@@ -123,8 +124,8 @@ pub async fn unknown_operation_as_405(response: Response<s3s::Body>, request_id:
 
 /// SigV2 is refused, as S3 refuses it in every region opened since 2014 and for every bucket
 /// since 2020: its signatures carry no region and s3s checks no date or expiry on them, so a
-/// captured request could be replayed for ever. (A form POST signed with SigV2 is refused by
-/// the S3 layer, which sees the form.)
+/// captured request could be replayed for ever. (A browser form signed with SigV2 is accepted:
+/// its signature covers a policy document whose expiration s3s enforces.)
 fn signature_v2(query: Option<&str>, headers: &http::HeaderMap) -> Option<Refusal> {
     let header_v2 = headers
         .get(http::header::AUTHORIZATION)
@@ -216,6 +217,35 @@ const CHECKSUM_HEADERS: [&str; 5] = [
     "x-amz-checksum-sha256",
     "x-amz-checksum-crc64nvme",
 ];
+
+/// Whether this is a browser form upload (POST Object: a `multipart/form-data` POST).
+pub fn is_form_upload(method: &Method, headers: &http::HeaderMap) -> bool {
+    *method == Method::POST
+        && headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+}
+
+/// A form upload declaring more than a form may carry is refused before a byte of it is read
+/// (one without a length is cut off by s3s at the same limits as it is read).
+pub fn form_too_large(headers: &http::HeaderMap) -> Option<Refusal> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())?;
+    let limit = limits::FORM_FILE_BYTES_MAX + limits::FORM_FIELDS_BYTES_MAX as u64;
+    (declared > limit).then(|| {
+        (
+            StatusCode::BAD_REQUEST,
+            "EntityTooLarge",
+            format!(
+                "Your proposed upload exceeds the maximum allowed size: a form upload may carry at most {} bytes (use PUT or a multipart upload)",
+                limits::FORM_FILE_BYTES_MAX
+            ),
+        )
+    })
+}
 
 /// Whether this is a DeleteObjects call (`POST /bucket?delete`).
 pub fn is_delete_objects(method: &Method, query: Option<&str>) -> bool {
@@ -394,6 +424,23 @@ mod tests {
         // An object (or a part) of any size is not a document.
         assert!(refusal(&Method::PUT, None, &h, &regions()).is_none());
         assert!(refusal(&Method::PUT, Some("partNumber=1&uploadId=x"), &h, &regions()).is_none());
+    }
+
+    #[test]
+    fn a_form_upload_declaring_more_than_a_form_may_carry_is_refused_unread() {
+        let form = headers(&[("content-type", "multipart/form-data; boundary=x")]);
+        assert!(is_form_upload(&Method::POST, &form));
+        assert!(!is_form_upload(&Method::PUT, &form));
+        assert!(!is_form_upload(
+            &Method::POST,
+            &headers(&[("content-type", "application/xml")])
+        ));
+        let limit = limits::FORM_FILE_BYTES_MAX + limits::FORM_FIELDS_BYTES_MAX as u64;
+        assert!(form_too_large(&headers(&[("content-length", &limit.to_string())])).is_none());
+        let over = form_too_large(&headers(&[("content-length", &(limit + 1).to_string())])).unwrap();
+        assert_eq!((over.0, over.1), (StatusCode::BAD_REQUEST, "EntityTooLarge"));
+        // Without a length, s3s cuts it off as it reads.
+        assert!(form_too_large(&headers(&[])).is_none());
     }
 
     #[test]

@@ -273,6 +273,10 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         });
         let mut config = S3Config::default();
         config.xml_max_body_size = valley_types::limits::XML_BODY_BYTES_MAX;
+        config.post_object_max_file_size = valley_types::limits::FORM_FILE_BYTES_MAX;
+        config.form_max_fields_size = valley_types::limits::FORM_FIELDS_BYTES_MAX;
+        config.form_max_field_size = valley_types::limits::FORM_FIELDS_BYTES_MAX;
+        config.form_max_parts = 100;
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(config))));
         builder.build()
     };
@@ -341,6 +345,9 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         client: None,
         metrics: metrics.clone(),
         regions: regions.into(),
+        forms: Arc::new(tokio::sync::Semaphore::new(
+            valley_types::limits::FORM_UPLOADS_IN_FLIGHT_MAX,
+        )),
         cors: Arc::new(crate::cors_front::Cors {
             directory: directory.clone(),
             domains: args.domains.clone().into(),
