@@ -1272,3 +1272,26 @@ def test_sigv4_signed_with_date_header(s3, bucket, valley):
     refused = send(tampered)
     assert refused.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in refused.text, refused.text
     assert s3.get_object(Bucket=bucket, Key="dated")["Body"].read() == b"signed with Date"
+
+
+def test_an_error_document_names_the_request_id_of_its_header(valley, bucket):
+    s3 = valley.client()  # its own: the hook below reads every GetObject's body
+    seen = {}
+    s3.meta.events.register("after-call.s3.GetObject",
+                            lambda http_response, **_: seen.update(body=http_response.content))
+    with pytest.raises(ClientError) as missing:
+        s3.get_object(Bucket=bucket, Key="no-such-key")
+    request_id = missing.value.response["ResponseMetadata"]["RequestId"]
+    assert request_id and f"<RequestId>{request_id}</RequestId>".encode() in seen["body"], seen
+
+
+def test_tags_are_counted_on_get_and_head_and_listed_by_key(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="tagged", Body=b"t", Tagging="zeta=1&alpha=2&mid")
+    assert s3.head_object(Bucket=bucket, Key="tagged")["ResponseMetadata"]["HTTPHeaders"][
+        "x-amz-tagging-count"] == "3"
+    assert s3.get_object(Bucket=bucket, Key="tagged")["TagCount"] == 3
+    assert s3.get_object_tagging(Bucket=bucket, Key="tagged")["TagSet"] == [
+        {"Key": "alpha", "Value": "2"}, {"Key": "mid", "Value": ""}, {"Key": "zeta", "Value": "1"}]
+    s3.put_object(Bucket=bucket, Key="untagged", Body=b"u")
+    assert "x-amz-tagging-count" not in s3.head_object(Bucket=bucket, Key="untagged")["ResponseMetadata"][
+        "HTTPHeaders"]

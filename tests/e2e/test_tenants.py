@@ -844,3 +844,29 @@ def test_a_form_upload_counts_against_its_tenants_quota(hub):
     r = form_post(form["url"], form["fields"], b"x" * 600)
     assert r.status_code == 403 and "QuotaExceeded" in r.text, r.text
     assert code(lambda: s3.head_object(Bucket=bucket, Key="second")) in ("404", "NoSuchKey")
+
+
+def test_a_request_expecting_another_bucket_owner_is_refused_and_tells_strangers_nothing(hub, tenants):
+    alice, bob = client_of(hub, tenants["acme"]), client_of(hub, tenants["globex"])
+    bucket = unique_name("acme-expected")
+    alice.create_bucket(Bucket=bucket)
+    alice.put_object(Bucket=bucket, Key="k", Body=b"v")
+    # The owner naming itself goes through; naming another account is refused, nothing written.
+    alice.put_object(Bucket=bucket, Key="k", Body=b"v2", ExpectedBucketOwner="acme")
+    assert code(lambda: alice.put_object(Bucket=bucket, Key="k", Body=b"v3", ExpectedBucketOwner="globex")) \
+        == "AccessDenied"
+    assert code(lambda: alice.list_objects_v2(Bucket=bucket, ExpectedBucketOwner="globex")) == "AccessDenied"
+    assert alice.get_object(Bucket=bucket, Key="k", ExpectedBucketOwner="acme")["Body"].read() == b"v2"
+    # A copy checks its source's owner too.
+    assert code(lambda: alice.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "k"},
+                                          ExpectedSourceBucketOwner="globex")) == "AccessDenied"
+    alice.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "k"},
+                      ExpectedSourceBucketOwner="acme")
+    # A stranger learns nothing from guessing: the same refusal whichever owner it names.
+    refusals = set()
+    for guess in ("acme", "globex", "someone"):
+        try:
+            bob.get_object(Bucket=bucket, Key="k", ExpectedBucketOwner=guess)
+        except ClientError as e:
+            refusals.add((e.response["Error"]["Code"], e.response["Error"]["Message"]))
+    assert len(refusals) == 1 and next(iter(refusals))[0] == "AccessDenied", refusals

@@ -460,6 +460,22 @@ impl TenantAccess {
         Ok(())
     }
 
+    /// A request naming the account it expects to own a bucket (`header`: the request's bucket,
+    /// or a copy's source) is refused when another owns it, as S3 does: a client that made a
+    /// bucket name up, or lost it to someone else, does not write into a stranger's bucket.
+    async fn expect_owner(&self, headers: &http::HeaderMap, header: &str, bucket: &str) -> S3Result<()> {
+        let Some(expected) = headers.get(header) else {
+            return Ok(());
+        };
+        match self.owner(bucket).await {
+            Some(owner) if expected.as_bytes() != owner.as_bytes() => Err(s3_error!(
+                AccessDenied,
+                "Access Denied: bucket {bucket} is not owned by the account {header} names"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// A server-side copy also reads its source: `s3:GetObject` there.
     async fn copy_source(&self, req: &S3Request<impl Send>, source: &CopySource) -> S3Result<()> {
         let CopySource::Bucket {
@@ -488,7 +504,9 @@ impl TenantAccess {
             Some(key),
             &facts,
         )
-        .await
+        .await?;
+        self.expect_owner(&req.headers, "x-amz-source-expected-bucket-owner", bucket)
+            .await
     }
 }
 
@@ -591,6 +609,14 @@ impl S3Access for TenantAccess {
                     self.quotas.check(&self.directory, &self.catalog, &owner, write).await?;
                 }
             }
+        }
+        // Checked once the request is known to be allowed, so that it tells nobody without
+        // access who owns a bucket.
+        if let S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } = cx.s3_path()
+            && op != "CreateBucket"
+        {
+            self.expect_owner(cx.headers(), "x-amz-expected-bucket-owner", bucket)
+                .await?;
         }
         // GET and HEAD take over the version the check read (the same request names the same
         // version), instead of reading it again.

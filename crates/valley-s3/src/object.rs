@@ -380,7 +380,8 @@ pub async fn head(s: &ValleyS3, mut req: S3Request<HeadObjectInput>) -> S3Result
         .as_ref()
         .map(|record| crate::sse::headers_of(record, customer.as_ref()))
         .unwrap_or_default();
-    Ok(S3Response::new(HeadObjectOutput {
+    let tag_count = version.tags.len();
+    let mut response = S3Response::new(HeadObjectOutput {
         server_side_encryption: sse.sse,
         ssekms_key_id: sse.kms_key_id,
         sse_customer_algorithm: sse.customer_algorithm,
@@ -412,7 +413,14 @@ pub async fn head(s: &ValleyS3, mut req: S3Request<HeadObjectInput>) -> S3Result
         checksum_crc64nvme: sums.crc64nvme,
         checksum_type: sums.checksum_type,
         ..Default::default()
-    }))
+    });
+    // As GET's `TagCount` (S3 answers it on HEAD too; s3s's HEAD output has no field for it).
+    if tag_count > 0 {
+        response
+            .headers
+            .insert("x-amz-tagging-count", http::HeaderValue::from(tag_count));
+    }
+    Ok(response)
 }
 
 pub async fn delete(s: &ValleyS3, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {

@@ -40,9 +40,13 @@ pub fn from_tagging(tagging: Tagging, max: usize) -> S3Result<Vec<(String, Strin
     validate(pairs, max)
 }
 
+/// A version's tags as S3 lists them: by key (S3 keeps a tag set as a map, whatever order it
+/// was written in).
 pub fn to_tag_set(pairs: &[(String, String)]) -> Vec<Tag> {
-    pairs
-        .iter()
+    let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted
+        .into_iter()
         .map(|(k, v)| Tag {
             key: Some(k.clone()),
             value: Some(v.clone()),

@@ -227,7 +227,8 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
                 result = Ok(unquote_attribute_etag(r).await);
             }
             if let Ok(r) = result {
-                result = Ok(s3_checks::unknown_operation_as_405(r, &request_id).await);
+                let r = s3_checks::unknown_operation_as_405(r, &request_id).await;
+                result = Ok(s3_checks::error_with_request_id(r, &request_id).await);
             }
             drop(in_flight);
             if let Ok(r) = &mut result

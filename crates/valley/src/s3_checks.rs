@@ -122,6 +122,41 @@ pub async fn unknown_operation_as_405(response: Response<s3s::Body>, request_id:
     )
 }
 
+/// Error bodies read to add their request id (s3s's are a few hundred bytes).
+const ERROR_BODY_MAX: u64 = 64 * 1024;
+
+/// S3's error documents carry the request's id, the one in `x-amz-request-id` (clients log it,
+/// and support asks for it); s3s's carry none.
+pub async fn error_with_request_id(response: Response<s3s::Body>, request_id: &str) -> Response<s3s::Body> {
+    use http_body::Body as _;
+    let status = response.status();
+    let xml = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().ends_with(b"xml"));
+    let small = response.body().size_hint().upper().is_some_and(|n| n <= ERROR_BODY_MAX);
+    if !(status.is_client_error() || status.is_server_error()) || !xml || !small {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let body = match text.rfind("</Error>") {
+        Some(end) if !text.contains("<RequestId>") => {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            format!(
+                "{}<RequestId>{}</RequestId>{}",
+                &text[..end],
+                xml_escape(request_id),
+                &text[end..]
+            )
+            .into()
+        }
+        _ => bytes,
+    };
+    Response::from_parts(parts, s3s::Body::from(body))
+}
+
 /// SigV2 is refused, as S3 refuses it in every region opened since 2014 and for every bucket
 /// since 2020: its signatures carry no region and s3s checks no date or expiry on them, so a
 /// captured request could be replayed for ever. (A browser form signed with SigV2 is accepted:
@@ -441,6 +476,37 @@ mod tests {
         assert_eq!((over.0, over.1), (StatusCode::BAD_REQUEST, "EntityTooLarge"));
         // Without a length, s3s cuts it off as it reads.
         assert!(form_too_large(&headers(&[])).is_none());
+    }
+
+    #[tokio::test]
+    async fn error_documents_carry_the_request_id() {
+        let answer = |status: StatusCode, body: &'static str| {
+            let mut r = Response::new(s3s::Body::from(body.to_owned()));
+            *r.status_mut() = status;
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/xml"),
+            );
+            r
+        };
+        let text = |r: Response<s3s::Body>| async move {
+            String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+        };
+        let error = answer(StatusCode::NOT_FOUND, "<Error><Code>NoSuchKey</Code></Error>");
+        assert_eq!(
+            text(error_with_request_id(error, "ABC").await).await,
+            "<Error><Code>NoSuchKey</Code><RequestId>ABC</RequestId></Error>"
+        );
+        let ours = "<Error><Code>X</Code><RequestId>OLD</RequestId></Error>";
+        assert_eq!(
+            text(error_with_request_id(answer(StatusCode::FORBIDDEN, ours), "ABC").await).await,
+            ours
+        );
+        let listing = "<ListBucketResult></ListBucketResult>";
+        assert_eq!(
+            text(error_with_request_id(answer(StatusCode::OK, listing), "ABC").await).await,
+            listing
+        );
     }
 
     #[test]
