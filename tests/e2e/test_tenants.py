@@ -67,6 +67,13 @@ def client_of(hub, creds):
     return make_client(hub.endpoint, creds["access_key"], creds["secret_key"])
 
 
+def quota_tenant(hub, tenant: str, user: str, *quota: str):
+    """A new tenant with `quota` (`--bytes N`, …) and an admin user; answers the user's client."""
+    ok(cli(hub.admin_endpoint, "tenant", "add", tenant, *quota))
+    creds = json.loads(ok(cli(hub.admin_endpoint, "user", "add", tenant, user, "--admin-of-tenant", "--json")))
+    return client_of(hub, creds)
+
+
 def test_the_root_credentials_still_work_as_the_default_tenant(hub):
     s3 = make_client(hub.endpoint, ACCESS_KEY, SECRET_KEY)
     bucket = unique_name("root")
@@ -193,9 +200,7 @@ def test_tenant_admins_manage_their_own_tenant_only(hub, tenants):
 
 def test_bucket_quota_and_tenant_removal_are_refused_cleanly(hub):
     admin = hub.admin_endpoint
-    ok(cli(admin, "tenant", "add", "initech", "--buckets", "1"))
-    peter = json.loads(ok(cli(admin, "user", "add", "initech", "peter", "--admin-of-tenant", "--json")))
-    s3 = client_of(hub, peter)
+    s3 = quota_tenant(hub, "initech", "peter", "--buckets", "1")
     first = unique_name("initech")
     s3.create_bucket(Bucket=first)
     assert code(lambda: s3.create_bucket(Bucket=unique_name("initech"))) == "TooManyBuckets"
@@ -312,9 +317,7 @@ def test_usage_per_tenant_per_hub_and_traffic_between_hubs_are_reported(pair):
 
 def test_byte_and_object_quotas_refuse_a_write_before_any_byte_is_stored(hub):
     admin = hub.admin_endpoint
-    ok(cli(admin, "tenant", "add", "umbrella", "--bytes", "10000", "--objects", "3"))
-    ada = json.loads(ok(cli(admin, "user", "add", "umbrella", "ada", "--admin-of-tenant", "--json")))
-    s3 = client_of(hub, ada)
+    s3 = quota_tenant(hub, "umbrella", "ada", "--bytes", "10000", "--objects", "3")
     bucket = unique_name("umbrella")
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="a", Body=b"x" * 6000)
@@ -831,10 +834,7 @@ def test_a_sigv2_form_is_good_only_until_its_policy_expires(hub, tenants):
 
 
 def test_a_form_upload_counts_against_its_tenants_quota(hub):
-    admin = hub.admin_endpoint
-    ok(cli(admin, "tenant", "add", "hooli", "--bytes", "1000"))
-    gavin = json.loads(ok(cli(admin, "user", "add", "hooli", "gavin", "--admin-of-tenant", "--json")))
-    s3 = client_of(hub, gavin)
+    s3 = quota_tenant(hub, "hooli", "gavin", "--bytes", "1000")
     bucket = unique_name("hooli")
     s3.create_bucket(Bucket=bucket)
     form = s3.generate_presigned_post(bucket, "first", ExpiresIn=60)
