@@ -86,6 +86,11 @@ def test_client_writes_to_a_forbidden_hub_are_refused_and_audited(net):
         with pytest.raises(ClientError) as err:
             net.s3(hub).create_multipart_upload(Bucket=bucket, Key="leak-mp")
         assert err.value.response["Error"]["Code"] == "AccessDenied"
+        ATTACKS["attempts"] += 1  # a browser form upload, signed by the owner
+        form = net.s3(hub).generate_presigned_post(bucket, "leak-form", ExpiresIn=60)
+        posted = requests.post(form["url"], files=[*((k, (None, v)) for k, v in form["fields"].items()),
+                                                   ("file", ("f", tag))], verify=str(net.ca), timeout=30)
+        assert posted.status_code == 403 and b"only in jurisdictions [CN]" in posted.content, posted.content
         audit = net.cli(hub, "audit", "show", "--bucket", bucket, "--json").stdout
         assert "client write refused" in audit
     assert_no_trace(net, ["hong-kong", "frankfurt"], tag)
