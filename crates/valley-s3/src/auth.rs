@@ -42,6 +42,10 @@ impl S3Auth for TenantAuth {
     }
 }
 
+const EXPECTED_BUCKET_OWNER: http::HeaderName = http::HeaderName::from_static("x-amz-expected-bucket-owner");
+const SOURCE_EXPECTED_BUCKET_OWNER: http::HeaderName =
+    http::HeaderName::from_static("x-amz-source-expected-bucket-owner");
+
 /// The object version a GET or HEAD names, as its access check read it from this hub's
 /// catalogue: put in the request's extensions by the check, taken by the operation.
 #[derive(Debug, Clone)]
@@ -463,10 +467,17 @@ impl TenantAccess {
     /// A request naming the account it expects to own a bucket (`header`: the request's bucket,
     /// or a copy's source) is refused when another owns it, as S3 does: a client that made a
     /// bucket name up, or lost it to someone else, does not write into a stranger's bucket.
-    async fn expect_owner(&self, headers: &http::HeaderMap, header: &str, bucket: &str) -> S3Result<()> {
-        let Some(expected) = headers.get(header) else {
-            return Ok(());
-        };
+    ///
+    /// Rare, so the check is a header lookup and the rest is boxed: the access check's future,
+    /// moved with every request, does not carry it.
+    async fn expect_owner(&self, headers: &http::HeaderMap, header: &http::HeaderName, bucket: &str) -> S3Result<()> {
+        match headers.get(header) {
+            None => Ok(()),
+            Some(expected) => Box::pin(self.owned_by(expected, header, bucket)).await,
+        }
+    }
+
+    async fn owned_by(&self, expected: &http::HeaderValue, header: &http::HeaderName, bucket: &str) -> S3Result<()> {
         match self.owner(bucket).await {
             Some(owner) if expected.as_bytes() != owner.as_bytes() => Err(s3_error!(
                 AccessDenied,
@@ -505,7 +516,7 @@ impl TenantAccess {
             &facts,
         )
         .await?;
-        self.expect_owner(&req.headers, "x-amz-source-expected-bucket-owner", bucket)
+        self.expect_owner(&req.headers, &SOURCE_EXPECTED_BUCKET_OWNER, bucket)
             .await
     }
 }
@@ -615,8 +626,7 @@ impl S3Access for TenantAccess {
         if let S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } = cx.s3_path()
             && op != "CreateBucket"
         {
-            self.expect_owner(cx.headers(), "x-amz-expected-bucket-owner", bucket)
-                .await?;
+            self.expect_owner(cx.headers(), &EXPECTED_BUCKET_OWNER, bucket).await?;
         }
         // GET and HEAD take over the version the check read (the same request names the same
         // version), instead of reading it again.

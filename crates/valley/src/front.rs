@@ -192,8 +192,9 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
         Box::pin(async move {
             let in_flight = InFlight::new(metrics.clone());
             // s3s reads a form's file into memory: only so many at once.
+            // (Boxed: the wait is rare, and every request's future would carry it otherwise.)
             let _form_slot = if form {
-                match tokio::time::timeout(FORM_WAIT, forms.acquire_owned()).await {
+                match Box::pin(tokio::time::timeout(FORM_WAIT, forms.acquire_owned())).await {
                     Ok(Ok(permit)) => Some(permit),
                     _ => {
                         return Ok(s3_checks::error_xml(
@@ -226,9 +227,13 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
             if object_attributes && let Ok(r) = result {
                 result = Ok(unquote_attribute_etag(r).await);
             }
-            if let Ok(r) = result {
-                let r = s3_checks::unknown_operation_as_405(r, &request_id).await;
-                result = Ok(s3_checks::error_with_request_id(r, &request_id).await);
+            if let Ok(r) = &result
+                && (r.status().is_client_error() || r.status().is_server_error())
+                && let Ok(r) = result
+            {
+                // Errors only, and boxed: a successful request's future does not carry these.
+                let r = Box::pin(s3_checks::unknown_operation_as_405(r, &request_id)).await;
+                result = Ok(Box::pin(s3_checks::error_with_request_id(r, &request_id)).await);
             }
             drop(in_flight);
             if let Ok(r) = &mut result

@@ -130,12 +130,15 @@ const ERROR_BODY_MAX: u64 = 64 * 1024;
 pub async fn error_with_request_id(response: Response<s3s::Body>, request_id: &str) -> Response<s3s::Body> {
     use http_body::Body as _;
     let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
     let xml = response
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().ends_with(b"xml"));
     let small = response.body().size_hint().upper().is_some_and(|n| n <= ERROR_BODY_MAX);
-    if !(status.is_client_error() || status.is_server_error()) || !xml || !small {
+    if !xml || !small {
         return response;
     }
     let (mut parts, body) = response.into_parts();
