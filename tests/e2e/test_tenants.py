@@ -870,3 +870,19 @@ def test_a_request_expecting_another_bucket_owner_is_refused_and_tells_strangers
         except ClientError as e:
             refusals.add((e.response["Error"]["Code"], e.response["Error"]["Message"]))
     assert len(refusals) == 1 and next(iter(refusals))[0] == "AccessDenied", refusals
+
+
+def test_a_policy_written_for_s3_log_delivery_can_be_set_and_grants_nobody_here(hub, tenants):
+    alice, bob = client_of(hub, tenants["acme"]), client_of(hub, tenants["globex"])
+    bucket = unique_name("acme-logs")
+    alice.create_bucket(Bucket=bucket)
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "S3ServerAccessLogsPolicy", "Effect": "Allow",
+         "Principal": {"Service": "logging.s3.amazonaws.com"}, "Action": "s3:PutObject",
+         "Resource": f"arn:aws:s3:::{bucket}/*"}]})
+    alice.put_bucket_policy(Bucket=bucket, Policy=policy)
+    assert json.loads(alice.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"][0]["Principal"] == {
+        "Service": "logging.s3.amazonaws.com"}
+    assert code(lambda: bob.put_object(Bucket=bucket, Key="x", Body=b"y")) == "AccessDenied"
+    assert requests.put(f"{hub.endpoint}/{bucket}/anon", data=b"y", timeout=10).status_code == 403
+    assert alice.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"] is False

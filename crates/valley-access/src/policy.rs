@@ -327,9 +327,10 @@ fn parse_principal(fields: &Map<String, Value>, kind: PolicyKind) -> Result<Opti
                     let entry = match scheme.as_str() {
                         "AWS" => PrincipalEntry::parse_aws(id),
                         "CanonicalUser" => PrincipalEntry::parse_canonical(id),
+                        "Service" => (!id.is_empty() && id != "*").then(|| PrincipalEntry::Service(id.to_owned())),
                         _ => {
                             return Err(format!(
-                                "invalid principal: {element} type {scheme:?} is not supported (AWS or CanonicalUser)"
+                                "invalid principal: {element} type {scheme:?} is not supported (AWS, CanonicalUser or Service)"
                             ));
                         }
                     };
@@ -762,9 +763,15 @@ mod tests {
             ),
             (
                 one(
-                    r#""Effect":"Allow","Principal":{"Service":"logging.s3.amazonaws.com"},"Action":"s3:PutObject","Resource":"arn:aws:s3:::mybucket/*""#,
+                    r#""Effect":"Allow","Principal":{"Federated":"cognito-identity.amazonaws.com"},"Action":"s3:PutObject","Resource":"arn:aws:s3:::mybucket/*""#,
                 ),
-                "statement 1: invalid principal: Principal type \"Service\" is not supported (AWS or CanonicalUser)",
+                "statement 1: invalid principal: Principal type \"Federated\" is not supported (AWS, CanonicalUser or Service)",
+            ),
+            (
+                one(
+                    r#""Effect":"Allow","Principal":{"Service":""},"Action":"s3:PutObject","Resource":"arn:aws:s3:::mybucket/*""#,
+                ),
+                "statement 1: invalid principal \"\" in Principal",
             ),
         ];
         for (json, expected) in cases {

@@ -115,6 +115,10 @@ pub(crate) enum PrincipalEntry {
     Tenant(String),
     /// `arn:aws:iam::T:user/U` or canonical id `T$U`.
     User { tenant: String, name: String },
+    /// `{"Service": "logging.s3.amazonaws.com"}`: an AWS service. None acts in a Valley
+    /// network, so it names nobody; accepted so that policies written for S3 (log delivery,
+    /// CloudTrail) can be set unchanged.
+    Service(String),
 }
 
 /// How specifically a statement's principal names the requester. A statement that names a
@@ -131,7 +135,7 @@ impl PrincipalEntry {
     pub(crate) fn matches(&self, principal: &Principal) -> Option<PrincipalMatch> {
         match (self, principal) {
             (PrincipalEntry::Everyone, _) => Some(PrincipalMatch::Everyone),
-            (_, Principal::Anonymous) => None,
+            (PrincipalEntry::Service(_), _) | (_, Principal::Anonymous) => None,
             (PrincipalEntry::Tenant(t), Principal::Authenticated { tenant, .. }) => {
                 (t == tenant).then_some(PrincipalMatch::Tenant)
             }

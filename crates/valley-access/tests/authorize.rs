@@ -550,3 +550,27 @@ fn reasons_read_well() {
     let admin = Case::new(Principal::tenant_root("acme"), "s3:GetObject", Some("k"));
     assert_eq!(admin.decide().reason(), &Reason::TenantAdmin);
 }
+
+/// A policy written for S3 names AWS services (log delivery, CloudTrail): it can be set, and
+/// its statements name nobody here. An Allow to a service grants no one; a Deny to everyone
+/// *but* a service (`NotPrincipal`) denies everyone.
+#[test]
+fn a_service_principal_names_nobody() {
+    let to_logging = bucket_policy(r#"{"Service":"logging.s3.amazonaws.com"}"#, "Allow", "s3:PutObject", "");
+    // Another tenant's user whose own tenant allows everything, and anonymous: the bucket's
+    // side grants them nothing.
+    for principal in [carol(), Principal::Anonymous] {
+        let case = Case::new(principal.clone(), "s3:PutObject", Some("k"))
+            .identity(r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"}}"#)
+            .bucket(&to_logging);
+        assert!(!case.decide().is_allowed(), "{principal:?}: {:?}", case.decide());
+    }
+    let all_but_logging = r#"{"Version":"2012-10-17","Statement":[{"Sid":"d","Effect":"Deny","NotPrincipal":{"Service":"logging.s3.amazonaws.com"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::photos/*"}]}"#;
+    let owner = Case::new(Principal::admin("acme", "root-ish"), "s3:GetObject", Some("k")).bucket(all_but_logging);
+    assert_eq!(
+        owner.decide(),
+        Verdict::Denied {
+            by: statement(PolicySource::Bucket, 0, Some("d"))
+        }
+    );
+}
