@@ -183,6 +183,35 @@ def test_signature_v2_is_refused_in_headers_and_presigned_urls(valley, s3, bucke
     assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"original"
 
 
+def raw_request(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """Sends `url` as written: requests would re-spell percent-encoded unreserved characters."""
+    import http.client
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request(method, f"{parts.path}?{parts.query}", body=body)
+        answer = conn.getresponse()
+        return answer.status, answer.read()
+    finally:
+        conn.close()
+
+
+def test_a_sigv2_presigned_url_is_refused_however_its_query_is_spelled(valley, s3, bucket):
+    """The front read SigV2's parameter names as written and s3s reads them decoded: a SigV2
+    URL whose `AWSAccessKeyId` was spelled `AWSAccessKey%49d`, or that also carried an
+    `X-Amz-Signature`, got through (a GET returned the object)."""
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"original")
+    v2 = make_client(valley.endpoint, valley.access_key, valley.secret_key, signature_version="s3")
+    for method, op in (("GET", "get_object"), ("PUT", "put_object"), ("DELETE", "delete_object")):
+        url = v2.generate_presigned_url(op, Params={"Bucket": bucket, "Key": "kept"}, ExpiresIn=3600)
+        for spelled in (url.replace("AWSAccessKeyId=", "AWSAccessKey%49d="),
+                        url.replace("Signature=", "Sign%61ture="),
+                        url + "&X-Amz-Signature=00"):
+            status, body = raw_request(method, spelled, b"overwritten" if method == "PUT" else None)
+            assert status == 400 and b"AWS4-HMAC-SHA256" in body, (method, spelled, status, body[:200])
+    assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"original"
+
+
 def test_a_signature_scoped_to_another_region_is_refused(valley, s3, bucket):
     for region in ("eu-west-1", "cn-north-1"):
         other = boto3.session.Session().client(

@@ -80,7 +80,8 @@ pub type RequestCounter = Arc<dyn Fn(&str) + Send + Sync>;
 /// What a write adds to its tenant's usage, from its operation and headers (`None`: not a write).
 fn incoming(op: &str, headers: &http::HeaderMap) -> Option<crate::quota::Incoming> {
     let object = match op {
-        "PutObject" | "CopyObject" | "CompleteMultipartUpload" | "PostObject" => true,
+        // (A form upload, "PostObject", is counted once its form is read: `put_object` below.)
+        "PutObject" | "CopyObject" | "CompleteMultipartUpload" => true,
         "UploadPart" | "UploadPartCopy" => false,
         _ => return None,
     };

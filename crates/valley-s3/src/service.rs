@@ -261,7 +261,8 @@ impl S3 for ValleyS3 {
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         // A signed request without a region was signed with SigV2: the front refuses those in
-        // headers and queries, where nothing bounds how long a signature stays good. A browser
+        // headers and queries, where nothing bounds how long a signature stays good (this is a
+        // second line for writes, should a spelling get past the front). A browser
         // form (a POST, which s3s turns into a PUT) signs its policy document, which must name
         // its expiration (s3s refuses a form past it, and one whose fields break the policy):
         // SigV2 is accepted there, as S3 does.

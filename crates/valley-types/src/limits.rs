@@ -39,6 +39,8 @@ pub const FORM_FILE_BYTES_MAX: u64 = 32 * 1024 * 1024;
 /// A form's other fields together (its policy, key, metadata...): S3 documents no limit; a
 /// policy document is a few KiB.
 pub const FORM_FIELDS_BYTES_MAX: usize = 256 * 1024;
+/// Parts of a form (its fields and its file): a browser form has a dozen.
+pub const FORM_PARTS_MAX: usize = 100;
 /// Form uploads read into memory at once per hub: with [`FORM_FILE_BYTES_MAX`], what all of
 /// them can hold is bounded (128 MiB) however many clients post.
 pub const FORM_UPLOADS_IN_FLIGHT_MAX: usize = 4;

@@ -174,9 +174,6 @@ impl hyper::service::Service<Request<Incoming>> for S3Front {
             return Box::pin(async move { Ok(s3_checks::error_xml(status, code, &message, &request_id)) });
         }
         let form = s3_checks::is_form_upload(req.method(), req.headers());
-        if form && let Some((status, code, message)) = s3_checks::form_too_large(req.headers()) {
-            return Box::pin(async move { Ok(s3_checks::error_xml(status, code, &message, &request_id)) });
-        }
         date_as_amz_date(req.headers_mut());
         let delete_objects = s3_checks::is_delete_objects(req.method(), req.uri().query());
         let object_attributes = *req.method() == Method::GET

@@ -40,12 +40,35 @@ pub type Refusal = (StatusCode, &'static str, String);
 
 /// Every check on the request line and headers, first refusal wins.
 pub fn refusal(method: &Method, query: Option<&str>, headers: &http::HeaderMap, regions: &[String]) -> Option<Refusal> {
-    signature_v2(query, headers)
-        .or_else(|| presign_expiry(query))
-        .or_else(|| credential_region(query, headers, regions))
+    let query = Query::parse(query);
+    signature_v2(&query, headers)
+        .or_else(|| presign_expiry(&query))
+        .or_else(|| credential_region(&query, headers, regions))
         .or_else(|| empty_md5(headers))
-        .or_else(|| delete_objects_digest_missing(method, query, headers))
-        .or_else(|| xml_too_large(method, query, headers))
+        .or_else(|| delete_objects_digest_missing(method, &query, headers))
+        .or_else(|| xml_too_large(method, &query, headers))
+        .or_else(|| form_too_large(method, headers))
+}
+
+/// A request's query as s3s reads it: names and values percent-decoded (`+` a space). The
+/// checks read it so, or a name spelled `AWSAccessKey%49d` would pass a check s3s then reads
+/// as `AWSAccessKeyId`.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(query: Option<&str>) -> Self {
+        Self(query.map_or_else(Vec::new, |q| {
+            url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+        }))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
 }
 
 /// Subresources whose request body is an XML (or JSON) document s3s reads whole.
@@ -78,7 +101,7 @@ const DOCUMENT_SUBRESOURCES: [&str; 24] = [
 
 /// A document body over the limit is the client's error, said before a byte of it is read
 /// (s3s answers 500 for some of them).
-fn xml_too_large(method: &Method, query: Option<&str>, headers: &http::HeaderMap) -> Option<Refusal> {
+fn xml_too_large(method: &Method, query: &Query, headers: &http::HeaderMap) -> Option<Refusal> {
     if !matches!(*method, Method::PUT | Method::POST) {
         return None;
     }
@@ -89,8 +112,10 @@ fn xml_too_large(method: &Method, query: Option<&str>, headers: &http::HeaderMap
     if length <= valley_types::limits::XML_BODY_BYTES_MAX as u64 {
         return None;
     }
-    let mut names = query?.split('&').map(|p| p.split('=').next().unwrap_or(""));
-    let document = names.any(|n| DOCUMENT_SUBRESOURCES.contains(&n) || (*method == Method::POST && n == "uploadId"));
+    let document = query
+        .0
+        .iter()
+        .any(|(n, _)| DOCUMENT_SUBRESOURCES.contains(&n.as_str()) || (*method == Method::POST && n == "uploadId"));
     document.then(|| {
         (
             StatusCode::BAD_REQUEST,
@@ -164,14 +189,14 @@ pub async fn error_with_request_id(response: Response<s3s::Body>, request_id: &s
 /// since 2020: its signatures carry no region and s3s checks no date or expiry on them, so a
 /// captured request could be replayed for ever. (A browser form signed with SigV2 is accepted:
 /// its signature covers a policy document whose expiration s3s enforces.)
-fn signature_v2(query: Option<&str>, headers: &http::HeaderMap) -> Option<Refusal> {
+///
+/// s3s takes a query carrying `Signature` for SigV2 before it looks for SigV4's
+/// `X-Amz-Signature`, so a query with either SigV2 name is refused whatever else it carries.
+fn signature_v2(query: &Query, headers: &http::HeaderMap) -> Option<Refusal> {
     let header_v2 = headers
         .get(http::header::AUTHORIZATION)
         .is_some_and(|a| a.as_bytes().starts_with(b"AWS ") || a.as_bytes().starts_with(b"AWS\t"));
-    let query_v2 = query.is_some_and(|q| {
-        q.split('&').any(|p| p.starts_with("AWSAccessKeyId="))
-            && !q.split('&').any(|p| p.starts_with("X-Amz-Signature="))
-    });
+    let query_v2 = query.has("AWSAccessKeyId") || query.has("Signature");
     (header_v2 || query_v2).then(|| {
         (
             StatusCode::BAD_REQUEST,
@@ -183,8 +208,8 @@ fn signature_v2(query: Option<&str>, headers: &http::HeaderMap) -> Option<Refusa
 
 /// S3 refuses a presigned URL whose `X-Amz-Expires` is negative, malformed or over seven days
 /// (s3s only checks that the URL has not expired).
-fn presign_expiry(query: Option<&str>) -> Option<Refusal> {
-    let value = query?.split('&').find_map(|pair| pair.strip_prefix("X-Amz-Expires="))?;
+fn presign_expiry(query: &Query) -> Option<Refusal> {
+    let value = query.get("X-Amz-Expires")?;
     let message = match value.parse::<i64>() {
         Ok(secs) if (0..=PRESIGNED_EXPIRES_SECS_MAX).contains(&secs) => return None,
         Ok(secs) if secs < 0 => "X-Amz-Expires must be non-negative",
@@ -200,7 +225,7 @@ fn presign_expiry(query: Option<&str>) -> Option<Refusal> {
 
 /// A SigV4 signature is scoped to a region: one of this hub's (`us-east-1`, which every SDK
 /// defaults to, or `--region`). s3s takes any region, even an empty one.
-fn credential_region(query: Option<&str>, headers: &http::HeaderMap, regions: &[String]) -> Option<Refusal> {
+fn credential_region(query: &Query, headers: &http::HeaderMap, regions: &[String]) -> Option<Refusal> {
     let expecting = regions.last().map_or("us-east-1", String::as_str);
     if let Some(auth) = headers.get(http::header::AUTHORIZATION).and_then(|a| a.to_str().ok())
         && let Some(rest) = auth.strip_prefix("AWS4-HMAC-SHA256")
@@ -220,8 +245,7 @@ fn credential_region(query: Option<&str>, headers: &http::HeaderMap, regions: &[
         }
         return None;
     }
-    let credential = query?.split('&').find_map(|p| p.strip_prefix("X-Amz-Credential="))?;
-    let credential = percent_encoding::percent_decode_str(credential).decode_utf8_lossy();
+    let credential = query.get("X-Amz-Credential")?;
     let region = credential.split('/').nth(2).unwrap_or("");
     if regions.iter().any(|r| r == region) {
         return None;
@@ -267,7 +291,10 @@ pub fn is_form_upload(method: &Method, headers: &http::HeaderMap) -> bool {
 
 /// A form upload declaring more than a form may carry is refused before a byte of it is read
 /// (one without a length is cut off by s3s at the same limits as it is read).
-pub fn form_too_large(headers: &http::HeaderMap) -> Option<Refusal> {
+fn form_too_large(method: &Method, headers: &http::HeaderMap) -> Option<Refusal> {
+    if !is_form_upload(method, headers) {
+        return None;
+    }
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -287,13 +314,13 @@ pub fn form_too_large(headers: &http::HeaderMap) -> Option<Refusal> {
 
 /// Whether this is a DeleteObjects call (`POST /bucket?delete`).
 pub fn is_delete_objects(method: &Method, query: Option<&str>) -> bool {
-    *method == Method::POST && query.is_some_and(|q| q.split('&').any(|p| p == "delete" || p == "delete="))
+    *method == Method::POST && query.is_some_and(|q| Query::parse(Some(q)).has("delete"))
 }
 
 /// S3 requires DeleteObjects to carry a digest of its body: a `Content-MD5` or a flexible
 /// checksum header (it deletes up to 1,000 keys; a body damaged in transit must not).
-fn delete_objects_digest_missing(method: &Method, query: Option<&str>, headers: &http::HeaderMap) -> Option<Refusal> {
-    if !is_delete_objects(method, query) {
+fn delete_objects_digest_missing(method: &Method, query: &Query, headers: &http::HeaderMap) -> Option<Refusal> {
+    if *method != Method::POST || !query.has("delete") {
         return None;
     }
     let has_digest = headers.contains_key("content-md5") || CHECKSUM_HEADERS.iter().any(|h| headers.contains_key(*h));
@@ -413,6 +440,15 @@ mod tests {
                 .1,
             "InvalidRequest"
         );
+        // Spelled as s3s decodes it, or carrying a SigV4 name beside it (s3s checks SigV2 first).
+        for q in [
+            "AWSAccessKey%49d=AKID&Expires=1999999999&Signature=abc",
+            "AWSAccessKeyId=AKID&Expires=1999999999&Sign%61ture=abc",
+            "AWSAccessKeyId=AKID&Expires=1999999999&Signature=abc&X-Amz-Signature=00",
+        ] {
+            let r = refusal(&Method::GET, Some(q), &http::HeaderMap::new(), &regions());
+            assert_eq!(r.map(|r| r.1), Some("InvalidRequest"), "{q}");
+        }
         let v4 = headers(&[(
             "authorization",
             "AWS4-HMAC-SHA256 Credential=AKID/20261202/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00",
@@ -444,6 +480,9 @@ mod tests {
             );
             let r = refusal(&Method::GET, Some(&q), &http::HeaderMap::new(), &regions());
             assert_eq!(r.is_some(), refused, "presigned {region:?}");
+            let spelled = q.replace("X-Amz-Credential", "X-Amz-Cr%65dential");
+            let r = refusal(&Method::GET, Some(&spelled), &http::HeaderMap::new(), &regions());
+            assert_eq!(r.is_some(), refused, "presigned, name percent-encoded, {region:?}");
         }
     }
 
@@ -474,11 +513,19 @@ mod tests {
             &headers(&[("content-type", "application/xml")])
         ));
         let limit = limits::FORM_FILE_BYTES_MAX + limits::FORM_FIELDS_BYTES_MAX as u64;
-        assert!(form_too_large(&headers(&[("content-length", &limit.to_string())])).is_none());
-        let over = form_too_large(&headers(&[("content-length", &(limit + 1).to_string())])).unwrap();
+        let form_of = |length: &str| {
+            headers(&[
+                ("content-type", "multipart/form-data; boundary=x"),
+                ("content-length", length),
+            ])
+        };
+        assert!(refusal(&Method::POST, None, &form_of(&limit.to_string()), &regions()).is_none());
+        let over = refusal(&Method::POST, None, &form_of(&(limit + 1).to_string()), &regions()).unwrap();
         assert_eq!((over.0, over.1), (StatusCode::BAD_REQUEST, "EntityTooLarge"));
+        // Only forms: a PUT of that length streams.
+        assert!(refusal(&Method::PUT, None, &form_of(&(limit + 1).to_string()), &regions()).is_none());
         // Without a length, s3s cuts it off as it reads.
-        assert!(form_too_large(&headers(&[])).is_none());
+        assert!(refusal(&Method::POST, None, &form, &regions()).is_none());
     }
 
     #[tokio::test]
@@ -521,6 +568,8 @@ mod tests {
         );
         let md5 = headers(&[("content-md5", "1B2M2Y8AsgTpgAmY7PhCfg==")]);
         assert!(refusal(&Method::POST, Some("delete"), &md5, &regions()).is_none());
+        assert!(refusal(&Method::POST, Some("delet%65"), &none, &regions()).is_some());
+        assert!(is_delete_objects(&Method::POST, Some("delet%65=")));
         let crc = headers(&[("x-amz-checksum-crc32", "AAAAAA==")]);
         assert!(refusal(&Method::POST, Some("delete="), &crc, &regions()).is_none());
         assert!(refusal(&Method::POST, Some("uploads"), &none, &regions()).is_none());

@@ -276,7 +276,7 @@ async fn serve(args: ServeArgs, credentials: crate::credentials::Credentials) ->
         config.post_object_max_file_size = valley_types::limits::FORM_FILE_BYTES_MAX;
         config.form_max_fields_size = valley_types::limits::FORM_FIELDS_BYTES_MAX;
         config.form_max_field_size = valley_types::limits::FORM_FIELDS_BYTES_MAX;
-        config.form_max_parts = 100;
+        config.form_max_parts = valley_types::limits::FORM_PARTS_MAX;
         builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(config))));
         builder.build()
     };
